@@ -1,0 +1,53 @@
+# gdprgate — build, test, demo. `make test` installs what the tests need
+# (redis-server, nginx) with apt-get when it is missing, so a fresh machine
+# needs nothing by hand.
+
+GO        ?= go
+BIN       ?= bin/gdprgate
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/gdprgate/gdprgate/internal/version.Version=$(VERSION)
+REDIS_URL ?=
+# Packages with concurrency worth running under the race detector.
+RACE_PKGS ?= ./cache/... ./policy/... ./authz/... ./adminapi/... ./internal/...
+
+.PHONY: all build test test-deps lint bench demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gdprgate
+
+# Test tools the suites start for real (redis-server, nginx). Installed only
+# when missing; a machine without apt-get must provide them itself.
+test-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "apt-get not found: install$$missing yourself" >&2; exit 1; fi; \
+	fi
+
+test: test-deps
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/... ./redact/... ./cache/... ./authz/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzRewrite -fuzztime 60s ./redact/
+
+demo:
+	$(GO) run ./cmd/gdprgate demo $(if $(REDIS_URL),--redis-url $(REDIS_URL),)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,70 @@
+// Package policy evaluates gdprgate's Rego policies. Go computes facts (the
+// caller's permissions, the subject's per-bit states, the route); Rego
+// decides. Policies are compiled once; decisions are memoised per distinct
+// Facts value so that a warm decision is a map lookup, not an evaluation.
+package policy
+
+// Route kinds.
+const (
+	KindRead     = "read"
+	KindList     = "list"
+	KindExport   = "export"
+	KindWrite    = "write"
+	KindOutbound = "outbound"
+	KindUnmapped = "unmapped"
+)
+
+// Facts is everything the default policy decides on. It is comparable and is
+// the memo key: two requests with equal Facts get the same Decision.
+type Facts struct {
+	RouteKind string
+	// CommType is the outbound communication type name ("campaign_oc"), or "".
+	CommType string
+	Enforced bool
+
+	Authenticated bool
+	// Roles is the caller's sorted, comma-joined role names.
+	Roles           string
+	SensitivityMask uint32
+	ViewArchived    bool
+	ViewExpired     bool
+	ExportEvidence  bool
+	EditItems       bool
+	ArchiveMode     bool
+
+	// SubjectPresent: the request names its subject (false when the subject is
+	// only known from the response body, or the route has none).
+	SubjectPresent bool
+	SubjectKnown   bool
+	Restricted     bool
+	Active         uint32
+	Archived       uint32
+	Expired        uint32
+	Obliviated     uint32
+	// Coverage is "red", "blue" or "green".
+	Coverage string
+	// CommPermitted: a grant in force permits CommType (respecting same_project).
+	CommPermitted bool
+	// Unavailable: the store could not give fresh facts; the policy fails
+	// closed unless the operator configured fail-open.
+	Unavailable bool
+	FailOpen    bool
+}
+
+// Decision is the policy's answer for one Facts value.
+type Decision struct {
+	Allow bool `json:"allow"`
+	// Status is the HTTP status of a denial (401, 403, 404, 503).
+	Status int `json:"status"`
+	// Reason is a stable machine-readable code ("subject_not_found",
+	// "export_not_permitted", …); Message is for humans. Neither carries
+	// personal data.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Headers are added to the upstream request and to the response
+	// (x-gdpr-coverage).
+	Headers map[string]string `json:"headers"`
+	// VisibleMask is the sensitivity bits the response may show for this
+	// subject; the rewriter redacts every mapped field of any other bit.
+	VisibleMask uint32 `json:"visible_mask"`
+}
