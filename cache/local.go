@@ -1,0 +1,267 @@
+package cache
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Local is the read-through cache both Store implementations put in front of
+// their data: the current register index and the computed Facts of recently
+// asked subjects (bounded, least recently used evicted).
+//
+// A cached Facts entry is served only while the registers it was computed
+// with are current and strictly before its State.Next, so a transition is
+// never missed. For a remote store Local also tracks the last successful
+// contact: while disconnected, entries are served marked Stale up to
+// Options.MaxStaleness after it, then not at all (callers fail closed).
+//
+// A warm Get takes one mutex and makes no allocation. The Facts it returns
+// share their Grants slice with the cache: treat it as read-only.
+type Local struct {
+	maxSubjects  int
+	maxStaleness time.Duration
+	clock        func() time.Time
+
+	index atomic.Pointer[model.Index]
+	// gen counts invalidations. A reader notes it before reading the
+	// backing store and Put refuses the result when it moved meanwhile, so
+	// a slow read can never re-cache what an invalidation just dropped.
+	gen atomic.Uint64
+
+	connected   atomic.Bool
+	lastContact atomic.Int64 // Clock() unix nanoseconds
+
+	mu         sync.Mutex
+	entries    map[model.SubjectRef]*entry
+	head, tail *entry // most / least recently used
+	withParent int    // entries whose subject inherits evidence
+
+	hits, misses, evictions, stale, unavailable prometheus.Counter
+}
+
+type entry struct {
+	ref        model.SubjectRef
+	parent     model.SubjectRef
+	hasParent  bool
+	facts      Facts
+	prev, next *entry
+}
+
+// NewLocal returns an empty cache, connected as of now. Its metrics are
+// registered on opts.Registerer when set (a collector already registered
+// under the same name is reused, so several stores may share a registry).
+func NewLocal(opts Options) *Local {
+	opts = opts.WithDefaults()
+	l := &Local{
+		maxSubjects:  opts.MaxSubjects,
+		maxStaleness: opts.MaxStaleness,
+		clock:        opts.Clock,
+		entries:      make(map[model.SubjectRef]*entry),
+	}
+	l.hits = counter(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
+	l.misses = counter(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
+	l.evictions = counter(opts.Registerer, "gdprgate_cache_facts_evictions_total", "Cached Facts evicted to respect MaxSubjects.")
+	l.stale = counter(opts.Registerer, "gdprgate_cache_facts_stale_total", "Facts served stale while the backing store was unreachable.")
+	l.unavailable = counter(opts.Registerer, "gdprgate_cache_unavailable_total", "Reads refused because the backing store was unreachable for longer than MaxStaleness.")
+	l.MarkContact()
+	return l
+}
+
+func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Index is the cached register index, or nil when none is cached.
+func (l *Local) Index() *model.Index { return l.index.Load() }
+
+// SetIndex caches ix. A version different from the cached one drops every
+// cached Facts entry, which were computed with the old registers.
+func (l *Local) SetIndex(ix *model.Index) {
+	old := l.index.Swap(ix)
+	if old == nil || ix == nil || old.Version != ix.Version {
+		l.InvalidateAll()
+	}
+}
+
+// DropIndex forgets the cached registers (and with them every Facts entry).
+func (l *Local) DropIndex() {
+	l.index.Store(nil)
+	l.InvalidateAll()
+}
+
+// Gen is the invalidation generation to pass to Put.
+func (l *Local) Gen() uint64 { return l.gen.Load() }
+
+// MarkContact records a successful exchange with the backing store.
+func (l *Local) MarkContact() {
+	l.lastContact.Store(l.clock().UnixNano())
+	l.connected.Store(true)
+}
+
+// MarkDisconnected records that the backing store stopped answering. Cached
+// entries are then served Stale until MaxStaleness after the last contact.
+func (l *Local) MarkDisconnected() { l.connected.Store(false) }
+
+// Connected reports whether the backing store answered last time it was asked.
+func (l *Local) Connected() bool { return l.connected.Load() }
+
+// Servable reports whether cached entries may be served now, and whether
+// they must then be marked Stale.
+func (l *Local) Servable() (ok, stale bool) {
+	if l.connected.Load() {
+		return true, false
+	}
+	age := time.Duration(l.clock().UnixNano() - l.lastContact.Load())
+	return age < l.maxStaleness, true
+}
+
+// Get returns the cached Facts of ref valid at now, if any. It does not look
+// at connectivity (see Servable) nor count hits: the Store does both.
+func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
+	ix := l.index.Load()
+	if ix == nil {
+		return Facts{}, false
+	}
+	l.mu.Lock()
+	e, ok := l.entries[ref]
+	if !ok {
+		l.mu.Unlock()
+		return Facts{}, false
+	}
+	f := e.facts
+	if f.RegistersVersion != ix.Version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
+		// Outdated: computed with older registers, or the state may have
+		// moved on. Drop it so the next reader recomputes.
+		l.remove(e)
+		l.mu.Unlock()
+		return Facts{}, false
+	}
+	l.moveToFront(e)
+	l.mu.Unlock()
+	return f, true
+}
+
+// Put caches f for ref unless an invalidation happened since gen was read.
+// parent is the subject whose evidence ref inherits (nil: none), so that a
+// change of the parent drops the child too.
+func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, gen uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gen.Load() != gen {
+		return
+	}
+	if e, ok := l.entries[ref]; ok {
+		l.remove(e)
+	}
+	e := &entry{ref: ref, facts: f}
+	if parent != nil {
+		e.parent, e.hasParent = *parent, true
+		l.withParent++
+	}
+	l.entries[ref] = e
+	l.pushFront(e)
+	for len(l.entries) > l.maxSubjects && l.tail != nil {
+		l.remove(l.tail)
+		l.evictions.Inc()
+	}
+}
+
+// Invalidate drops ref and every cached subject inheriting from it.
+func (l *Local) Invalidate(ref model.SubjectRef) {
+	l.mu.Lock()
+	l.gen.Add(1)
+	if e, ok := l.entries[ref]; ok {
+		l.remove(e)
+	}
+	if l.withParent > 0 {
+		for _, e := range l.entries {
+			if e.hasParent && e.parent == ref {
+				l.remove(e)
+			}
+		}
+	}
+	l.mu.Unlock()
+}
+
+// InvalidateAll drops every cached Facts entry.
+func (l *Local) InvalidateAll() {
+	l.mu.Lock()
+	l.gen.Add(1)
+	clear(l.entries)
+	l.head, l.tail, l.withParent = nil, nil, 0
+	l.mu.Unlock()
+}
+
+// Len is the number of cached subjects.
+func (l *Local) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// CountHit, CountMiss, CountStale and CountUnavailable feed the metrics.
+func (l *Local) CountHit()         { l.hits.Inc() }
+func (l *Local) CountMiss()        { l.misses.Inc() }
+func (l *Local) CountStale()       { l.stale.Inc() }
+func (l *Local) CountUnavailable() { l.unavailable.Inc() }
+
+func (l *Local) remove(e *entry) {
+	delete(l.entries, e.ref)
+	if e.hasParent {
+		l.withParent--
+	}
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		l.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (l *Local) pushFront(e *entry) {
+	e.prev, e.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = e
+	}
+	l.head = e
+	if l.tail == nil {
+		l.tail = e
+	}
+}
+
+func (l *Local) moveToFront(e *entry) {
+	if l.head == e {
+		return
+	}
+	// unlink
+	e.prev.next = e.next
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	l.pushFront(e)
+}

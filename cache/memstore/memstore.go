@@ -1,0 +1,587 @@
+// Package memstore is the embedded, in-memory cache.Store: the default when
+// no Redis URL is configured and the store of the demo and of unit tests.
+//
+// It lives in one process: it is not shared between sidecars and not
+// durable (a restart loses every register change, evidence, wipe and audit
+// entry). Use the Redis store (cache/redisstore) for anything but a single
+// throw-away instance. Semantics match the Redis store, including the wipe
+// queue's claim / ack / idle re-claim behaviour.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Store is an in-memory cache.Store. It is safe for concurrent use.
+type Store struct {
+	opts  cache.Options
+	local *cache.Local
+
+	mu       sync.Mutex
+	index    *model.Index
+	subjects map[model.SubjectRef]*subject
+	// byKey finds evidence by (legalisation_id, evidence_key).
+	byKey map[evKey]evLoc
+	wipes map[string]cache.WipeRecord
+	// queue holds delivered-never messages, pending the claimed-unacked ones.
+	queue   []message
+	pending map[string]*delivery
+	nextMsg int64
+	// wake is closed (and replaced) whenever a wipe is queued, waking
+	// blocked claimers.
+	wake   chan struct{}
+	audit  []audit.Entry
+	closed bool
+}
+
+type subject struct {
+	meta        *model.Subject // nil: never put (only first seen or evidence)
+	seen        time.Time
+	evidence    map[string]model.Evidence
+	restriction string
+}
+
+type evKey struct{ legalisation, key string }
+
+type evLoc struct {
+	ref model.SubjectRef
+	id  string
+}
+
+type message struct{ id, wipeID string }
+
+type delivery struct {
+	msg       message
+	consumer  string
+	claimedAt time.Time
+}
+
+var _ cache.Store = (*Store)(nil)
+
+// New returns an empty store: registers at version 0, no subjects.
+func New(opts cache.Options) *Store {
+	opts = opts.WithDefaults()
+	s := &Store{
+		opts:     opts,
+		local:    cache.NewLocal(opts),
+		index:    cache.EmptyIndex(),
+		subjects: make(map[model.SubjectRef]*subject),
+		byKey:    make(map[evKey]evLoc),
+		wipes:    make(map[string]cache.WipeRecord),
+		pending:  make(map[string]*delivery),
+		wake:     make(chan struct{}),
+	}
+	s.local.SetIndex(s.index)
+	return s
+}
+
+// Seed loads a registers file into the store, which must be empty (see
+// cache.LoadSeed).
+func (s *Store) Seed(ctx context.Context, seed *model.Seed) error {
+	return cache.LoadSeed(ctx, s, seed)
+}
+
+// Local exposes the read-through cache (metrics, tests).
+func (s *Store) Local() *cache.Local { return s.local }
+
+// appendAudit assigns e an id in stream order; s.mu must be held.
+func (s *Store) appendAudit(e audit.Entry) string {
+	e.ID = strconv.Itoa(len(s.audit)+1) + "-0"
+	if e.Time.IsZero() {
+		e.Time = s.opts.Clock().UTC()
+	}
+	e.Detail = cloneMap(e.Detail)
+	s.audit = append(s.audit, e)
+	return e.ID
+}
+
+func (s *Store) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed {
+		return fmt.Errorf("memstore: %w: closed", cache.ErrUnavailable)
+	}
+	return nil
+}
+
+// Registers returns the current register index.
+func (s *Store) Registers(ctx context.Context) (*model.Index, error) {
+	if ix := s.local.Index(); ix != nil {
+		return ix, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	return s.index, nil
+}
+
+// SaveRegisters replaces the registers when the version is expect.
+func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect int64, entry audit.Entry) (int64, error) {
+	c, err := cache.CloneRegisters(regs)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	if s.index.Version != expect {
+		return 0, fmt.Errorf("save registers: %w: stored version %d, expected %d", cache.ErrConflict, s.index.Version, expect)
+	}
+	ix, err := model.NewIndex(c, expect+1)
+	if err != nil {
+		return 0, fmt.Errorf("save registers: %w", err)
+	}
+	entry.Before, entry.After = expect, ix.Version
+	s.index = ix
+	s.appendAudit(entry)
+	s.local.SetIndex(ix)
+	return ix.Version, nil
+}
+
+// Facts returns the subject's computed state at now.
+func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	if f, ok := s.local.Get(ref, now); ok {
+		s.local.CountHit()
+		return f, nil
+	}
+	s.local.CountMiss()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return cache.Facts{}, err
+	}
+	gen := s.local.Gen()
+	sub := s.subjects[ref]
+	if sub == nil {
+		// First seen: the data's origin is now, as far as we can tell.
+		sub = &subject{seen: now.UTC(), evidence: map[string]model.Evidence{}}
+		s.subjects[ref] = sub
+	}
+	rec := s.record(ref, sub)
+	var inherited []model.Evidence
+	var parent *model.SubjectRef
+	if sub.meta != nil && sub.meta.Parent != nil {
+		parent = sub.meta.Parent
+		if p := s.subjects[*parent]; p != nil {
+			inherited = sortedEvidence(p.evidence)
+		}
+	}
+	f := cache.ComputeFacts(s.index, rec, inherited, now)
+	s.local.Put(ref, parent, f, gen)
+	return f, nil
+}
+
+func (s *Store) record(ref model.SubjectRef, sub *subject) cache.SubjectRecord {
+	rec := cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: sub.seen}, Restriction: sub.restriction}
+	if sub.meta != nil {
+		rec.Subject = *sub.meta
+		if sub.meta.Parent != nil {
+			p := *sub.meta.Parent
+			rec.Subject.Parent = &p
+		}
+		if rec.Subject.Origin.IsZero() {
+			rec.Subject.Origin = sub.seen
+		}
+		rec.Known = true
+	}
+	rec.Evidence = sortedEvidence(sub.evidence)
+	if len(rec.Evidence) > 0 {
+		rec.Known = true
+	}
+	return rec
+}
+
+func sortedEvidence(m map[string]model.Evidence) []model.Evidence {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]model.Evidence, 0, len(m))
+	for _, ev := range m {
+		out = append(out, ev)
+	}
+	slices.SortFunc(out, func(a, b model.Evidence) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Subject returns everything stored for ref.
+func (s *Store) Subject(ctx context.Context, ref model.SubjectRef) (cache.SubjectRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return cache.SubjectRecord{}, err
+	}
+	sub := s.subjects[ref]
+	if sub == nil {
+		return cache.SubjectRecord{Subject: model.Subject{Ref: ref}}, nil
+	}
+	return s.record(ref, sub), nil
+}
+
+func (s *Store) subjectFor(ref model.SubjectRef) *subject {
+	sub := s.subjects[ref]
+	if sub == nil {
+		sub = &subject{evidence: map[string]model.Evidence{}}
+		s.subjects[ref] = sub
+	}
+	return sub
+}
+
+// PutSubject creates or replaces a subject's metadata.
+func (s *Store) PutSubject(ctx context.Context, sub model.Subject, entry audit.Entry) error {
+	if sub.Ref.Entity == "" || sub.Ref.ID == "" {
+		return fmt.Errorf("put subject: entity and id are required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	m := sub
+	if sub.Parent != nil {
+		p := *sub.Parent
+		m.Parent = &p
+	}
+	s.subjectFor(sub.Ref).meta = &m
+	s.appendAudit(entry)
+	s.local.Invalidate(sub.Ref)
+	return nil
+}
+
+// PutEvidence stores a batch atomically.
+func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry audit.Entry) ([]model.Evidence, error) {
+	for i, ev := range evs {
+		if ev.Subject.Entity == "" || ev.Subject.ID == "" || ev.LegalisationID == "" {
+			return nil, fmt.Errorf("put evidence: record %d: subject and legalisation_id are required", i)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	// Nothing below can fail, so the batch is all or nothing.
+	out := make([]model.Evidence, len(evs))
+	touched := map[model.SubjectRef]bool{}
+	for i, ev := range evs {
+		ev.CommIDs = slices.Clone(ev.CommIDs)
+		if ev.EvidenceKey != "" {
+			k := evKey{ev.LegalisationID, ev.EvidenceKey}
+			if loc, ok := s.byKey[k]; ok {
+				// Idempotent re-import: the record keeps its identity.
+				if old := s.subjects[loc.ref]; old != nil {
+					delete(old.evidence, loc.id)
+				}
+				touched[loc.ref] = true
+				ev.ID = loc.id
+			}
+		}
+		if ev.ID == "" {
+			ev.ID = cache.NewID("ev-")
+		}
+		sub := s.subjectFor(ev.Subject)
+		if old, ok := sub.evidence[ev.ID]; ok && old.EvidenceKey != "" {
+			delete(s.byKey, evKey{old.LegalisationID, old.EvidenceKey})
+		}
+		sub.evidence[ev.ID] = ev
+		if ev.EvidenceKey != "" {
+			s.byKey[evKey{ev.LegalisationID, ev.EvidenceKey}] = evLoc{ev.Subject, ev.ID}
+		}
+		touched[ev.Subject] = true
+		out[i] = ev
+	}
+	s.appendAudit(entry)
+	for ref := range touched {
+		s.local.Invalidate(ref)
+	}
+	return out, nil
+}
+
+// RevokeEvidence deletes one evidence record of a subject.
+func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id string, entry audit.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	sub := s.subjects[ref]
+	if sub == nil {
+		return fmt.Errorf("revoke evidence: %w", cache.ErrNotFound)
+	}
+	ev, ok := sub.evidence[id]
+	if !ok {
+		return fmt.Errorf("revoke evidence: %w", cache.ErrNotFound)
+	}
+	delete(sub.evidence, id)
+	if ev.EvidenceKey != "" {
+		delete(s.byKey, evKey{ev.LegalisationID, ev.EvidenceKey})
+	}
+	s.appendAudit(entry)
+	s.local.Invalidate(ref)
+	return nil
+}
+
+// EvidenceByKey finds evidence by its legalisation and evidence_key.
+func (s *Store) EvidenceByKey(ctx context.Context, legalisationID, evidenceKey string) (model.Evidence, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return model.Evidence{}, err
+	}
+	loc, ok := s.byKey[evKey{legalisationID, evidenceKey}]
+	if !ok {
+		return model.Evidence{}, fmt.Errorf("evidence by key: %w", cache.ErrNotFound)
+	}
+	ev, ok := s.subjects[loc.ref].evidence[loc.id]
+	if !ok {
+		return model.Evidence{}, fmt.Errorf("evidence by key: %w", cache.ErrNotFound)
+	}
+	ev.CommIDs = slices.Clone(ev.CommIDs)
+	return ev, nil
+}
+
+// EnqueueWipe stores w, restricts its subject and queues it.
+func (s *Store) EnqueueWipe(ctx context.Context, w cache.WipeRecord, entry audit.Entry) error {
+	if w.ID == "" || w.Subject.Entity == "" || w.Subject.ID == "" {
+		return fmt.Errorf("enqueue wipe: id and subject are required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if _, dup := s.wipes[w.ID]; dup {
+		return fmt.Errorf("enqueue wipe: %w: wipe id already exists", cache.ErrConflict)
+	}
+	s.wipes[w.ID] = cloneWipe(w)
+	s.subjectFor(w.Subject).restriction = w.ID
+	s.nextMsg++
+	s.queue = append(s.queue, message{id: strconv.FormatInt(s.nextMsg, 10) + "-0", wipeID: w.ID})
+	s.appendAudit(entry)
+	s.local.Invalidate(w.Subject)
+	close(s.wake)
+	s.wake = make(chan struct{})
+	return nil
+}
+
+func cloneWipe(w cache.WipeRecord) cache.WipeRecord {
+	w.Steps = slices.Clone(w.Steps)
+	return w
+}
+
+// SaveWipe records a wipe's progress.
+func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if _, ok := s.wipes[w.ID]; !ok {
+		return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
+	}
+	s.wipes[w.ID] = cloneWipe(w)
+	return nil
+}
+
+// Wipe returns one wipe record.
+func (s *Store) Wipe(ctx context.Context, id string) (cache.WipeRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return cache.WipeRecord{}, err
+	}
+	w, ok := s.wipes[id]
+	if !ok {
+		return cache.WipeRecord{}, fmt.Errorf("wipe: %w", cache.ErrNotFound)
+	}
+	return cloneWipe(w), nil
+}
+
+// ListWipes returns the newest wipes first, at most limit.
+func (s *Store) ListWipes(ctx context.Context, limit int) ([]cache.WipeRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]cache.WipeRecord, 0, len(s.wipes))
+	for _, w := range s.wipes {
+		out = append(out, cloneWipe(w))
+	}
+	slices.SortFunc(out, func(a, b cache.WipeRecord) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// ClaimWipe hands the next queued wipe, or an idle claimed one, to consumer.
+func (s *Store) ClaimWipe(ctx context.Context, consumer string, minIdle, block time.Duration) (cache.Claim, error) {
+	var timer <-chan time.Time
+	if block > 0 {
+		t := time.NewTimer(block)
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		s.mu.Lock()
+		if err := s.check(ctx); err != nil {
+			s.mu.Unlock()
+			return cache.Claim{}, err
+		}
+		now := s.opts.Clock()
+		// Idle claims first, oldest message first, as XAUTOCLAIM does.
+		var idle *delivery
+		for _, d := range s.pending {
+			if now.Sub(d.claimedAt) >= minIdle && (idle == nil || msgLess(d.msg.id, idle.msg.id)) {
+				idle = d
+			}
+		}
+		if idle != nil {
+			idle.consumer, idle.claimedAt = consumer, now
+			s.mu.Unlock()
+			return cache.Claim{WipeID: idle.msg.wipeID, Token: idle.msg.id}, nil
+		}
+		if len(s.queue) > 0 {
+			m := s.queue[0]
+			s.queue = s.queue[1:]
+			s.pending[m.id] = &delivery{msg: m, consumer: consumer, claimedAt: now}
+			s.mu.Unlock()
+			return cache.Claim{WipeID: m.wipeID, Token: m.id}, nil
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		if timer == nil {
+			return cache.Claim{}, fmt.Errorf("claim wipe: %w", cache.ErrNotFound)
+		}
+		select {
+		case <-wake:
+		case <-timer:
+			return cache.Claim{}, fmt.Errorf("claim wipe: %w", cache.ErrNotFound)
+		case <-ctx.Done():
+			return cache.Claim{}, ctx.Err()
+		}
+	}
+}
+
+func msgLess(a, b string) bool {
+	an, _ := strconv.ParseInt(strings.TrimSuffix(a, "-0"), 10, 64)
+	bn, _ := strconv.ParseInt(strings.TrimSuffix(b, "-0"), 10, 64)
+	return an < bn
+}
+
+// AckWipe marks a claim finished.
+func (s *Store) AckWipe(ctx context.Context, c cache.Claim) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	// Acking an unknown or already acked claim is a no-op, as XACK is.
+	delete(s.pending, c.Token)
+	return nil
+}
+
+// Unrestrict lifts a wipe's restriction.
+func (s *Store) Unrestrict(ctx context.Context, ref model.SubjectRef, wipeID string, entry audit.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	sub := s.subjects[ref]
+	if sub == nil || sub.restriction != wipeID {
+		return fmt.Errorf("unrestrict: %w: subject not restricted by this wipe", cache.ErrNotFound)
+	}
+	sub.restriction = ""
+	s.appendAudit(entry)
+	s.local.Invalidate(ref)
+	return nil
+}
+
+// AppendAudit appends an entry on its own.
+func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return "", err
+	}
+	return s.appendAudit(e), nil
+}
+
+// Audit reads entries after the id after, oldest first.
+func (s *Store) Audit(ctx context.Context, after string, limit int) ([]audit.Entry, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, "", err
+	}
+	start := 0
+	if after != "" {
+		n, err := strconv.Atoi(strings.TrimSuffix(after, "-0"))
+		if err != nil || n < 0 {
+			return nil, "", fmt.Errorf("audit: invalid cursor %q", after)
+		}
+		start = min(n, len(s.audit))
+	}
+	end := len(s.audit)
+	if limit > 0 {
+		end = min(end, start+limit)
+	}
+	out := make([]audit.Entry, end-start)
+	for i, e := range s.audit[start:end] {
+		e.Detail = cloneMap(e.Detail)
+		out[i] = e
+	}
+	next := after
+	if len(out) > 0 {
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Ping always succeeds on an open store.
+func (s *Store) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.check(ctx)
+}
+
+// Close marks the store closed; later calls fail.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
