@@ -129,6 +129,9 @@ func ParseSeed(data []byte, now time.Time) (*Seed, error) {
 		if ev.ID == "" {
 			ev.ID = fmt.Sprintf("ev-%d", i+1)
 		}
+		if ev.CreatedAt.IsZero() {
+			ev.CreatedAt = now.UTC()
+		}
 		if seenEv[ev.ID] {
 			all.add(fmt.Sprintf("evidence[%d].id", i), "duplicate id %q", ev.ID)
 		}

@@ -223,7 +223,12 @@ type Evidence struct {
 	Origin time.Time `json:"origin"`
 	// RenewedAt moves the origin for purposes that renew.
 	RenewedAt *time.Time `json:"renewed_at,omitempty"`
-	CreatedBy string     `json:"created_by,omitempty"`
+	// CreatedAt is when the evidence was made (recorded). Its legalisation
+	// must be active then; an evidence may document a legal ground whose
+	// origin is older than the legalisation's record. Zero means "now" when
+	// the evidence is validated, and Origin when an old record is evaluated.
+	CreatedAt time.Time `json:"created_at,omitempty"`
+	CreatedBy string    `json:"created_by,omitempty"`
 }
 
 // Subject is what the store knows of a data subject besides its evidence.

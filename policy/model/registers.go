@@ -245,8 +245,9 @@ func SortRules(rules []Rule) {
 }
 
 // ValidateEvidence checks one evidence record against the registers: the
-// legalisation exists, was active at the evidence's origin, and the fields it
-// makes obligatory are filled. It lists every problem.
+// legalisation exists, is active when the evidence is made (CreatedAt, or the
+// wall clock when unset), and the fields it makes obligatory are filled. It
+// lists every problem.
 func (ix *Index) ValidateEvidence(ev *Evidence) error {
 	var e errs
 	if ev.ID != "" {
@@ -270,10 +271,15 @@ func (ix *Index) ValidateEvidence(ev *Evidence) error {
 		e.add("legalisation_id", "names no existing legalisation (%q)", ev.LegalisationID)
 		return e.err()
 	}
-	if !ev.Origin.IsZero() {
-		if st := l.StatusAt(ev.Origin); st != StatusActive {
-			e.add("legalisation_id", "legalisation %q was %s at the evidence's origin %s", l.ID, st, ev.Origin.UTC().Format(time.RFC3339))
-		}
+	made := ev.CreatedAt
+	if made.IsZero() {
+		made = time.Now()
+	}
+	if st := l.StatusAt(made); st != StatusActive {
+		e.add("legalisation_id", "legalisation %q is %s: evidence cannot be made under it (at %s)", l.ID, st, made.UTC().Format(time.RFC3339))
+	}
+	if !ev.Origin.IsZero() && ev.Origin.After(made.Add(24*time.Hour)) {
+		e.add("origin", "is in the future (more than a day after the evidence is made)")
 	}
 	if l.EvidenceKeyObligatory && strings.TrimSpace(ev.EvidenceKey) == "" {
 		e.add("evidence_key", "is obligatory for legalisation %q", l.ID)
