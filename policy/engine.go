@@ -1,0 +1,328 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultMemoSize bounds the memo when Options.MemoSize is 0.
+const DefaultMemoSize = 1 << 16
+
+// Options configure an Engine.
+type Options struct {
+	// Dir is the policy directory (*.rego, tests in *_test.rego); "" is the
+	// embedded default policy.
+	Dir        string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// MemoSize bounds the number of memoised decisions (0: DefaultMemoSize).
+	MemoSize int
+	// OnReload, when set, is called after every reload attempt that found
+	// changed files, with nil or the reason the new policy was refused.
+	OnReload func(error)
+}
+
+// Engine evaluates the request policy. It is safe for concurrent use.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	cur     atomic.Pointer[generation]
+	// reloadMu serialises Reload so two reloads never race to swap.
+	reloadMu sync.Mutex
+}
+
+// generation is a policy with its memo; both are replaced atomically.
+type generation struct {
+	policy *compiled
+	memo   *memo // nil when the policy is not memoisable
+}
+
+// New loads, compiles and tests the policy. A policy that fails to parse,
+// compile or pass its own tests is refused with an error naming file:line.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MemoSize <= 0 {
+		opts.MemoSize = DefaultMemoSize
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "policy"), metrics: m}
+	files, err := readSources(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := compilePolicy(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	e.install(c)
+	return e, nil
+}
+
+func (e *Engine) install(c *compiled) {
+	g := &generation{policy: c}
+	if c.memoisable {
+		g.memo = newMemo(e.opts.MemoSize)
+	} else {
+		e.log.Warn("policy reads request attributes: decisions are not memoised", "why", c.why)
+	}
+	e.cur.Store(g)
+	e.log.Info("policy loaded", "dir", e.dirName(), "memoised", c.memoisable)
+}
+
+func (e *Engine) dirName() string {
+	if e.opts.Dir == "" {
+		return "(embedded default)"
+	}
+	return e.opts.Dir
+}
+
+// Memoised reports whether the current policy's decisions are memoised.
+func (e *Engine) Memoised() bool { return e.cur.Load().memo != nil }
+
+// Decide returns the policy's decision for f. req supplies the request
+// attributes for policies that read them and may be nil otherwise. A
+// returned Decision (and its Headers map, shared between callers) must not
+// be modified. Any error means the request must be denied.
+func (e *Engine) Decide(ctx context.Context, f Facts, req *Request) (Decision, error) {
+	g := e.cur.Load()
+	if g.memo != nil {
+		if d, ok := g.memo.get(&f); ok {
+			e.metrics.memoHits.Inc()
+			return d, nil
+		}
+	}
+	d, err := e.eval(ctx, g.policy, &f, req)
+	if err != nil {
+		e.metrics.evalErrors.Inc()
+		return Decision{}, err
+	}
+	if g.memo != nil {
+		g.memo.put(&f, d)
+	}
+	return d, nil
+}
+
+func (e *Engine) eval(ctx context.Context, c *compiled, f *Facts, req *Request) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, fmt.Errorf("policy decision: %w", err)
+	}
+	input, err := buildInput(f, req)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy input: %w", err)
+	}
+	e.metrics.evaluations.Inc()
+	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{}, fmt.Errorf("evaluate policy: %s is undefined", DecisionQuery)
+	}
+	d, err := parseDecision(rs[0].Expressions[0].Value)
+	if err != nil {
+		return Decision{}, fmt.Errorf("evaluate policy: %s: %w", DecisionQuery, err)
+	}
+	return d, nil
+}
+
+// parseDecision checks the decision document's shape. allow, status, reason
+// and visible_mask are required; message and headers may be omitted.
+func parseDecision(v any) (Decision, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Decision{}, fmt.Errorf("decision is %T, not an object", v)
+	}
+	var d Decision
+	var err error
+	if d.Allow, ok = obj["allow"].(bool); !ok {
+		return Decision{}, errors.New("decision.allow is not a boolean")
+	}
+	status, err := number(obj, "status", true, 100, 599)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Status = int(status)
+	if !d.Allow && d.Status < 400 {
+		return Decision{}, fmt.Errorf("decision denies with status %d", d.Status)
+	}
+	if d.Reason, ok = obj["reason"].(string); !ok || d.Reason == "" {
+		return Decision{}, errors.New("decision.reason is not a non-empty string")
+	}
+	if m, present := obj["message"]; present {
+		if d.Message, ok = m.(string); !ok {
+			return Decision{}, errors.New("decision.message is not a string")
+		}
+	}
+	mask, err := number(obj, "visible_mask", true, 0, math.MaxUint32)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.VisibleMask = uint32(mask)
+	if h, present := obj["headers"]; present {
+		hm, ok := h.(map[string]any)
+		if !ok {
+			return Decision{}, errors.New("decision.headers is not an object")
+		}
+		if len(hm) > 0 {
+			d.Headers = make(map[string]string, len(hm))
+			for k, hv := range hm {
+				s, ok := hv.(string)
+				if !ok {
+					return Decision{}, fmt.Errorf("decision.headers[%q] is not a string", k)
+				}
+				d.Headers[k] = s
+			}
+		}
+	}
+	return d, nil
+}
+
+func number(obj map[string]any, key string, required bool, lo, hi int64) (int64, error) {
+	v, present := obj[key]
+	if !present {
+		if required {
+			return 0, fmt.Errorf("decision.%s is missing", key)
+		}
+		return 0, nil
+	}
+	var n int64
+	switch x := v.(type) {
+	case json.Number:
+		i, err := x.Int64()
+		if err != nil {
+			return 0, fmt.Errorf("decision.%s is not an integer: %s", key, x)
+		}
+		n = i
+	case int:
+		n = int64(x)
+	case int64:
+		n = x
+	case float64:
+		if x != math.Trunc(x) {
+			return 0, fmt.Errorf("decision.%s is not an integer: %v", key, x)
+		}
+		n = int64(x)
+	default:
+		return 0, fmt.Errorf("decision.%s is not a number", key)
+	}
+	if n < lo || n > hi {
+		return 0, fmt.Errorf("decision.%s %d out of range [%d, %d]", key, n, lo, hi)
+	}
+	return n, nil
+}
+
+// Invalidate drops every memoised decision (call it when anything a policy
+// may read besides Facts changed). In-flight evaluations store into the
+// dropped memo, never into the new one.
+func (e *Engine) Invalidate() {
+	for {
+		old := e.cur.Load()
+		if old.memo == nil {
+			return
+		}
+		next := &generation{policy: old.policy, memo: newMemo(e.opts.MemoSize)}
+		if e.cur.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// Reload re-reads Options.Dir; if its files changed, it compiles and tests
+// them and swaps the new policy (with a fresh memo) in atomically. A policy
+// that is refused leaves the serving one in place and is returned as error.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	files, err := readSources(e.opts.Dir)
+	if err == nil && fingerprint(files) == e.cur.Load().policy.fingerprint {
+		return nil
+	}
+	var c *compiled
+	if err == nil {
+		c, err = compilePolicy(ctx, files)
+	}
+	if err != nil {
+		e.metrics.reloads.WithLabelValues("failure").Inc()
+		e.log.Error("policy reload refused; the previous policy keeps serving", "dir", e.dirName(), "err", err)
+		if e.opts.OnReload != nil {
+			e.opts.OnReload(err)
+		}
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	e.install(c)
+	e.metrics.reloads.WithLabelValues("success").Inc()
+	if e.opts.OnReload != nil {
+		e.opts.OnReload(nil)
+	}
+	return nil
+}
+
+// Watch polls Options.Dir every interval until ctx ends and reloads the
+// policy when a file's name, size or modification time changed. It returns
+// at once for the embedded default policy.
+func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
+	if e.opts.Dir == "" {
+		return
+	}
+	last := statFingerprint(e.opts.Dir)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := statFingerprint(e.opts.Dir)
+		if now == last {
+			continue
+		}
+		last = now
+		// The error is logged and counted by Reload; a refused policy is
+		// retried only when the files change again.
+		_ = e.Reload(ctx)
+	}
+}
+
+// statFingerprint is a cheap summary of the .rego files' names, sizes and
+// modification times; Reload then compares contents.
+func statFingerprint(dir string) string {
+	var b strings.Builder
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			fmt.Fprintf(&b, "%s:err;", p)
+			return nil
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".rego") {
+			return nil
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			fmt.Fprintf(&b, "%s:err;", p)
+			return nil
+		}
+		fmt.Fprintf(&b, "%s:%d:%d;", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	return b.String()
+}

@@ -1,0 +1,118 @@
+# gdprgate default request policy.
+#
+# Go computes the facts (the caller's permissions, the subject's per-bit
+# lifecycle states, coverage and whether a grant permits the communication);
+# this policy decides. It reads only input.route, input.caller,
+# input.subject, input.config and input.store, which is what lets the engine
+# memoise its decisions per distinct set of facts. A policy that also reads
+# input.attributes, input.parsed_* or input.now still works, but every
+# request is then evaluated.
+#
+# Rules, in precedence order (first match wins):
+#   a. store unavailable, not fail-open          -> 503 store_unavailable
+#   b. caller not authenticated                  -> 401 unauthenticated
+#   c. subject restricted (wiped)                -> 404 (list items: allow, nothing visible)
+#   d. gdpr_enforced false                       -> allow, every bit visible
+#   e. every bit of the subject obliviated       -> 404 (list items: allow, nothing visible)
+#   f. export without export_evidence            -> 403 export_not_permitted
+#   g. outbound without a permitting grant       -> 403 communication_not_permitted
+#   h. otherwise allow with the caller's visible mask
+#
+# Fail-open (store unavailable, config.fail_open true) lets requests through
+# but proves nothing about the subject: every rule that only denies still
+# applies, and an allowed request shows no mapped field (visible_mask 0), even
+# when gdpr_enforced is false, because the config itself may be stale.
+#
+# Messages are for humans and never carry personal data.
+package gdprgate.authz
+
+all_bits := 4294967295
+
+# degraded: the store is down and the operator chose fail-open.
+degraded if {
+	input.store.unavailable == true
+	input.config.fail_open == true
+}
+
+subject_wiped if {
+	input.subject.present == true
+	input.subject.restricted == true
+}
+
+# subject_gone: every defined bit is obliviated; the data counts as deleted.
+subject_gone if {
+	input.subject.present == true
+	input.subject.obliviated != 0
+	bits.or(bits.or(input.subject.active, input.subject.archived), input.subject.expired) == 0
+}
+
+is_list if input.route.kind == "list"
+
+decision := deny(503, "store_unavailable", "The GDPR store is unavailable; the request cannot be checked.") if {
+	input.store.unavailable == true
+	not input.config.fail_open == true
+} else := deny(401, "unauthenticated", "The caller is not authenticated.") if {
+	not input.caller.authenticated == true
+} else := allow_mask(0) if {
+	subject_wiped
+	is_list
+} else := deny(404, "subject_not_found", "The requested data subject does not exist.") if {
+	subject_wiped
+} else := allow_mask(all_bits) if {
+	input.config.gdpr_enforced == false
+} else := allow_mask(0) if {
+	subject_gone
+	is_list
+} else := deny(404, "subject_not_found", "The requested data subject does not exist.") if {
+	subject_gone
+} else := deny(403, "export_not_permitted", "The caller's roles do not permit exporting personal data.") if {
+	input.route.kind == "export"
+	not input.caller.export_evidence == true
+} else := deny(403, "communication_not_permitted", "No legal ground in force permits this communication with the data subject.") if {
+	input.route.kind == "outbound"
+	not input.subject.comm_permitted == true
+} else := allow_mask(visible_mask)
+
+# visible_mask: the caller's sensitivity bits that are active, archived when
+# the caller may view archived and asked for archive mode, or expired when it
+# may view expired. Obliviated bits are never visible.
+visible_mask := bits.and(input.caller.sensitivity_mask, bits.or(bits.or(input.subject.active, archived_shown), expired_shown))
+
+archived_shown := input.subject.archived if {
+	input.caller.view_archived == true
+	input.caller.archive_mode == true
+} else := 0
+
+expired_shown := input.subject.expired if {
+	input.caller.view_expired == true
+} else := 0
+
+deny(status, reason, message) := {
+	"allow": false,
+	"status": status,
+	"reason": reason,
+	"message": message,
+	"headers": {},
+	"visible_mask": 0,
+}
+
+allow_mask(mask) := {
+	"allow": true,
+	"status": 200,
+	"reason": "allowed",
+	"message": "",
+	"headers": headers,
+	"visible_mask": effective_mask(mask),
+}
+
+effective_mask(mask) := 0 if {
+	degraded
+} else := mask
+
+headers := {"x-gdpr-degraded": "store_unavailable"} if {
+	degraded
+} else := {"x-gdpr-coverage": input.subject.coverage} if {
+	input.subject.present == true
+	is_string(input.subject.coverage)
+	input.subject.coverage != ""
+} else := {}

@@ -1,0 +1,318 @@
+# Tests of the default policy: every rule and its precedence over the next.
+package gdprgate.authz_test
+
+import data.gdprgate.authz
+
+# Alice (c-1): bits 0-3 active, covered by explicit evidence.
+alice := {
+	"present": true, "known": true, "restricted": false,
+	"active": 15, "archived": 0, "expired": 0, "obliviated": 0,
+	"coverage": "blue", "comm_permitted": true,
+}
+
+# Bob (c-2): bits 0-2 archived, bit 3 obliviated.
+bob := object.union(alice, {"active": 0, "archived": 7, "obliviated": 8})
+
+# Eve (c-5): everything obliviated.
+eve := object.union(alice, {"active": 0, "obliviated": 15, "coverage": "red", "comm_permitted": false})
+
+agent := {
+	"authenticated": true, "roles": ["agent"], "sensitivity_mask": 7,
+	"view_archived": false, "view_expired": false, "export_evidence": false,
+	"edit_items": false, "archive_mode": false,
+}
+
+supervisor := object.union(agent, {"roles": ["supervisor"], "sensitivity_mask": 15, "view_archived": true})
+
+auditor := object.union(supervisor, {"roles": ["auditor"], "view_expired": true, "export_evidence": true})
+
+base := {
+	"route": {"kind": "read", "comm_type": ""},
+	"caller": agent,
+	"subject": alice,
+	"config": {"gdpr_enforced": true, "fail_open": false},
+	"store": {"unavailable": false},
+}
+
+with_subject(s) := object.union(base, {"subject": s})
+
+with_caller(c) := object.union(base, {"caller": c})
+
+with_kind(k) := object.union(base, {"route": {"kind": k, "comm_type": ""}})
+
+# h. visible masks
+
+test_agent_sees_active_bits_in_mask if {
+	d := authz.decision with input as base
+	d.allow
+	d.status == 200
+	d.visible_mask == 7
+	d.headers == {"x-gdpr-coverage": "blue"}
+}
+
+test_supervisor_sees_everything_active if {
+	d := authz.decision with input as with_caller(supervisor)
+	d.visible_mask == 15
+}
+
+test_archived_hidden_from_agent if {
+	d := authz.decision with input as with_subject(bob)
+	d.allow
+	d.visible_mask == 0
+}
+
+test_archived_needs_archive_mode if {
+	d := authz.decision with input as object.union(with_subject(bob), {"caller": supervisor})
+	d.visible_mask == 0
+}
+
+test_archived_shown_in_archive_mode if {
+	sup := object.union(supervisor, {"archive_mode": true})
+	d := authz.decision with input as object.union(with_subject(bob), {"caller": sup})
+	d.visible_mask == 7
+}
+
+test_archive_mode_without_permission_shows_nothing if {
+	ag := object.union(agent, {"archive_mode": true})
+	d := authz.decision with input as object.union(with_subject(bob), {"caller": ag})
+	d.visible_mask == 0
+}
+
+test_expired_shown_only_with_view_expired if {
+	dan := object.union(alice, {"active": 3, "expired": 4, "obliviated": 8, "coverage": "red"})
+	a := authz.decision with input as with_subject(dan)
+	a.visible_mask == 3
+	a.headers == {"x-gdpr-coverage": "red"}
+	b := authz.decision with input as object.union(with_subject(dan), {"caller": auditor})
+	b.visible_mask == 7
+}
+
+test_no_subject_no_coverage_header if {
+	d := authz.decision with input as with_subject({
+		"present": false, "known": false, "restricted": false,
+		"active": 0, "archived": 0, "expired": 0, "obliviated": 0,
+		"coverage": "red", "comm_permitted": false,
+	})
+	d.allow
+	d.headers == {}
+	d.visible_mask == 0
+}
+
+# a. store unavailable
+
+test_store_unavailable_fails_closed if {
+	d := authz.decision with input as object.union(base, {"store": {"unavailable": true}})
+	not d.allow
+	d.status == 503
+	d.reason == "store_unavailable"
+}
+
+test_store_unavailable_beats_unauthenticated if {
+	d := authz.decision with input as object.union(base, {
+		"store": {"unavailable": true},
+		"caller": {"authenticated": false},
+	})
+	d.status == 503
+}
+
+test_fail_open_allows_but_shows_nothing if {
+	d := authz.decision with input as object.union(base, {
+		"store": {"unavailable": true},
+		"config": {"gdpr_enforced": true, "fail_open": true},
+	})
+	d.allow
+	d.visible_mask == 0
+	d.headers == {"x-gdpr-degraded": "store_unavailable"}
+}
+
+test_fail_open_ignores_gdpr_not_enforced if {
+	d := authz.decision with input as object.union(base, {
+		"store": {"unavailable": true},
+		"config": {"gdpr_enforced": false, "fail_open": true},
+	})
+	d.allow
+	d.visible_mask == 0
+}
+
+test_fail_open_still_denies_unauthenticated if {
+	d := authz.decision with input as object.union(base, {
+		"store": {"unavailable": true},
+		"config": {"gdpr_enforced": true, "fail_open": true},
+		"caller": {"authenticated": false},
+	})
+	d.status == 401
+}
+
+test_fail_open_still_denies_export_without_permission if {
+	d := authz.decision with input as object.union(with_kind("export"), {
+		"store": {"unavailable": true},
+		"config": {"gdpr_enforced": true, "fail_open": true},
+	})
+	d.status == 403
+	d.reason == "export_not_permitted"
+}
+
+test_fail_open_unused_when_store_available if {
+	d := authz.decision with input as object.union(base, {"config": {"gdpr_enforced": true, "fail_open": true}})
+	d.visible_mask == 7
+}
+
+# b. authentication
+
+test_unauthenticated_denied if {
+	d := authz.decision with input as with_caller(object.union(agent, {"authenticated": false}))
+	not d.allow
+	d.status == 401
+	d.reason == "unauthenticated"
+}
+
+test_missing_caller_denied if {
+	d := authz.decision with input as object.remove(base, ["caller"])
+	d.status == 401
+}
+
+test_unauthenticated_beats_wiped if {
+	d := authz.decision with input as object.union(with_subject(object.union(alice, {"restricted": true})), {
+		"caller": {"authenticated": false},
+	})
+	d.status == 401
+}
+
+# c. wiped subjects
+
+wiped := object.union(alice, {"restricted": true})
+
+test_wiped_subject_not_found_for_every_kind if {
+	every kind in ["read", "export", "write", "outbound"] {
+		d := authz.decision with input as object.union(with_kind(kind), {"subject": wiped, "caller": auditor})
+		d.status == 404
+	}
+}
+
+test_wiped_gone_even_when_not_enforced if {
+	d := authz.decision with input as object.union(with_subject(wiped), {"config": {"gdpr_enforced": false, "fail_open": false}})
+	d.status == 404
+}
+
+test_wiped_list_item_hidden_not_404 if {
+	d := authz.decision with input as object.union(with_kind("list"), {"subject": wiped})
+	d.allow
+	d.visible_mask == 0
+}
+
+test_restricted_without_present_subject_ignored if {
+	d := authz.decision with input as with_subject(object.union(wiped, {"present": false}))
+	d.allow
+}
+
+# d. gdpr_enforced false
+
+test_not_enforced_shows_all_bits if {
+	d := authz.decision with input as object.union(with_subject(bob), {"config": {"gdpr_enforced": false, "fail_open": false}})
+	d.allow
+	d.visible_mask == 4294967295
+}
+
+test_not_enforced_beats_obliviated if {
+	d := authz.decision with input as object.union(with_subject(eve), {"config": {"gdpr_enforced": false, "fail_open": false}})
+	d.allow
+	d.visible_mask == 4294967295
+}
+
+test_not_enforced_beats_export_check if {
+	d := authz.decision with input as object.union(with_kind("export"), {"config": {"gdpr_enforced": false, "fail_open": false}})
+	d.allow
+}
+
+test_missing_config_is_enforced if {
+	d := authz.decision with input as object.union(object.remove(base, ["config"]), {"subject": bob})
+	d.visible_mask == 0
+}
+
+# e. obliviated subjects
+
+test_obliviated_subject_not_found if {
+	every kind in ["read", "export", "write", "outbound"] {
+		d := authz.decision with input as object.union(with_kind(kind), {"subject": eve, "caller": auditor})
+		d.status == 404
+		d.reason == "subject_not_found"
+	}
+}
+
+test_obliviated_list_item_hidden if {
+	d := authz.decision with input as object.union(with_kind("list"), {"subject": eve})
+	d.allow
+	d.visible_mask == 0
+}
+
+test_partly_obliviated_subject_served if {
+	d := authz.decision with input as with_subject(bob)
+	d.allow
+}
+
+test_subject_without_bits_not_gone if {
+	d := authz.decision with input as with_subject(object.union(alice, {"active": 0}))
+	d.allow
+}
+
+test_obliviated_beats_export_check if {
+	d := authz.decision with input as object.union(with_kind("export"), {"subject": eve})
+	d.status == 404
+}
+
+# f. export
+
+test_export_needs_export_evidence if {
+	d := authz.decision with input as with_kind("export")
+	not d.allow
+	d.status == 403
+	d.reason == "export_not_permitted"
+}
+
+test_auditor_may_export if {
+	d := authz.decision with input as object.union(with_kind("export"), {"caller": auditor})
+	d.allow
+	d.visible_mask == 15
+}
+
+test_export_check_beats_outbound_check if {
+	d := authz.decision with input as object.union(with_kind("export"), {"subject": object.union(alice, {"comm_permitted": false})})
+	d.reason == "export_not_permitted"
+}
+
+# g. outbound communication
+
+test_outbound_needs_permitting_grant if {
+	dan := object.union(alice, {"active": 3, "expired": 4, "obliviated": 8, "coverage": "red", "comm_permitted": false})
+	d := authz.decision with input as object.union(base, {"route": {"kind": "outbound", "comm_type": "campaign_oc"}, "subject": dan})
+	not d.allow
+	d.status == 403
+	d.reason == "communication_not_permitted"
+}
+
+test_outbound_with_grant_allowed if {
+	d := authz.decision with input as object.union(base, {"route": {"kind": "outbound", "comm_type": "campaign_oc"}})
+	d.allow
+}
+
+test_comm_permitted_irrelevant_for_reads if {
+	d := authz.decision with input as with_subject(object.union(alice, {"comm_permitted": false}))
+	d.allow
+}
+
+# Messages never carry the subject or caller.
+
+test_denials_have_messages if {
+	every i in [
+		object.union(base, {"store": {"unavailable": true}}),
+		with_caller({"authenticated": false}),
+		with_subject(wiped),
+		with_subject(eve),
+		with_kind("export"),
+	] {
+		d := authz.decision with input as i
+		not d.allow
+		d.message != ""
+		not contains(d.message, "blue")
+	}
+}
