@@ -1,0 +1,441 @@
+package redact
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+)
+
+type hmacHash = hash.Hash
+
+// Result describes what a Rewrite did.
+type Result struct {
+	// Redacted lists the FieldSpec paths redacted at least once, sorted and
+	// without duplicates (the x-gdpr-redacted header). Nil when none.
+	Redacted []string
+	// Items counts the subjects the body was rewritten for: the elements of
+	// the subject array when SubjectPath has "#", otherwise 1.
+	Items int
+	// Values counts the values replaced or removed.
+	Values int
+}
+
+// ErrDuplicateSubject is returned when one subject scope holds its subject id
+// twice: which one governs would be a guess, so the rewrite fails closed.
+var ErrDuplicateSubject = errors.New("redact: subject id appears more than once")
+
+// ErrSubjectNotFound is returned by Subject when the body has no subject id.
+var ErrSubjectNotFound = errors.New("redact: subject id not found in body")
+
+// rewriter holds the per-call state and the scratch buffers that make a
+// rewrite allocation-free once warm; Map keeps them in a sync.Pool.
+type rewriter struct {
+	scanner
+	m       *Map
+	planner Planner
+	out     []byte
+	last    int // src[last:] has not been copied to out yet
+	mask    uint32
+	subj    int // subject ids seen in the current scope
+	hit     []bool
+	res     Result
+	keyBuf  []byte
+	idBuf   []byte
+	hashBuf []byte
+	mac     hash.Hash
+	lit     [36]byte // "h:" + 32 hex digits, quoted
+}
+
+type pool struct {
+	m *Map
+	p sync.Pool
+}
+
+func (p *pool) get() *rewriter {
+	if r, ok := p.p.Get().(*rewriter); ok {
+		return r
+	}
+	r := &rewriter{m: p.m, hit: make([]bool, len(p.m.fields))}
+	if len(p.m.hashKey) > 0 {
+		r.mac = newHMAC(p.m.hashKey)
+	}
+	return r
+}
+
+func (p *pool) put(r *rewriter) {
+	r.src, r.out, r.planner = nil, nil, nil
+	r.res = Result{}
+	clear(r.hit)
+	p.p.Put(r)
+}
+
+// Rewrite appends the redacted src to dst and returns the extended slice.
+// src is validated as strict JSON in the same pass. On error the returned
+// slice is dst unchanged (no partial output) and Result is zero; a Planner
+// error is returned wrapped.
+func (m *Map) Rewrite(dst, src []byte, p Planner) (out []byte, res Result, err error) {
+	r := m.pool.get()
+	defer m.pool.put(r)
+	r.src, r.depth, r.planner = src, 0, p
+	r.out, r.last = dst, 0
+	if err := r.run(); err != nil {
+		return dst, Result{}, err
+	}
+	out = append(r.out, src[r.last:]...)
+	res = r.res
+	for _, f := range m.sorted {
+		if r.hit[f] {
+			if res.Redacted == nil {
+				res.Redacted = make([]string, 0, len(m.fields))
+			}
+			res.Redacted = append(res.Redacted, m.fields[f].path)
+		}
+	}
+	return out, res, nil
+}
+
+func (r *rewriter) run() error {
+	m := r.m
+	if !m.perElement {
+		var id []byte
+		found := true
+		if m.hasSubject {
+			var err error
+			id, found, err = r.findSubject(r.ws(0), m.subjectRel, &r.idBuf)
+			if err != nil {
+				return err
+			}
+		}
+		if err := r.plan(id, found); err != nil {
+			return err
+		}
+	}
+	i, err := r.rewrite(r.ws(0), m.root)
+	if err != nil {
+		return err
+	}
+	if i = r.ws(i); i != len(r.src) {
+		return r.errAt(i, "trailing data after the JSON value")
+	}
+	return nil
+}
+
+// plan asks the Planner for the mask of one subject scope.
+func (r *rewriter) plan(id []byte, found bool) error {
+	r.res.Items++
+	r.subj = 0
+	r.mask = 0
+	if !found {
+		return nil // fail closed: nothing is visible for an unknown subject
+	}
+	mask, err := r.planner.Visible(id)
+	if err != nil {
+		return fmt.Errorf("redact: planner for subject %q: %w", id, err)
+	}
+	r.mask = mask
+	return nil
+}
+
+// replace emits src[r.last:a] then repl, and skips src[a:b].
+func (r *rewriter) replace(a, b int, repl []byte) {
+	r.out = append(r.out, r.src[r.last:a]...)
+	r.out = append(r.out, repl...)
+	r.last = b
+}
+
+// rewrite rewrites the value at i under trie node n.
+func (r *rewriter) rewrite(i int, n *node) (int, error) {
+	if i < len(r.src) {
+		switch r.src[i] {
+		case '{':
+			if n.keys != nil {
+				return r.object(i, n)
+			}
+		case '[':
+			if n.elem != nil {
+				return r.array(i, n.elem)
+			}
+		}
+	}
+	return r.value(i)
+}
+
+// redacted reports whether the value under n is to be redacted.
+func (r *rewriter) redacted(n *node) bool {
+	return n.field >= 0 && r.mask&r.m.fields[n.field].bit == 0
+}
+
+// member rewrites one member value or array element at i (whitespace
+// skipped) under n, cutting it out when removed. start is where the member
+// begins (its key, or the element), comma the index of the comma before it
+// (-1 for the first), emitted whether a member before it was kept. It
+// returns the index after the value and the new emitted.
+func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool, error) {
+	if n == nil {
+		j, err := r.value(i)
+		return j, true, err
+	}
+	if n.subject {
+		if r.subj++; r.subj > 1 {
+			return 0, false, fmt.Errorf("%w (offset %d)", ErrDuplicateSubject, i)
+		}
+	}
+	if !r.redacted(n) {
+		j, err := r.rewrite(i, n)
+		return j, true, err
+	}
+	f := &r.m.fields[n.field]
+	r.hit[n.field] = true
+	r.res.Values++
+	if i < len(r.src) && r.src[i] == '"' && f.action == ActHash {
+		end, esc, err := r.str(i)
+		if err != nil {
+			return 0, false, err
+		}
+		content := r.src[i+1 : end-1]
+		if esc {
+			r.keyBuf = unescape(r.keyBuf[:0], content)
+			content = r.keyBuf
+		}
+		r.replace(i, end, r.hash(content))
+		return end, true, nil
+	}
+	j, err := r.value(i)
+	if err != nil {
+		return 0, false, err
+	}
+	switch f.action {
+	case ActRemove:
+		// Cut the comma before the member when one was kept before it; when
+		// none was, that comma is already gone and the member is cut alone.
+		if emitted {
+			r.replace(comma, j, nil)
+		} else {
+			r.replace(start, j, nil)
+		}
+		return j, emitted, nil
+	case ActHash:
+		r.replace(i, j, r.hash(r.src[i:j]))
+	default:
+		r.replace(i, j, f.repl)
+	}
+	return j, true, nil
+}
+
+// hash returns the ActHash replacement of v, valid until the next call.
+func (r *rewriter) hash(v []byte) []byte {
+	r.mac.Reset()
+	r.mac.Write(v)
+	r.hashBuf = r.mac.Sum(r.hashBuf[:0])
+	copy(r.lit[:], `"h:`)
+	hex.Encode(r.lit[3:35], r.hashBuf[:16])
+	r.lit[35] = '"'
+	return r.lit[:]
+}
+
+// object rewrites the object at i under n.
+func (r *rewriter) object(i int, n *node) (int, error) {
+	if err := r.enter(i); err != nil {
+		return 0, err
+	}
+	src := r.src
+	j := r.ws(i + 1)
+	if j < len(src) && src[j] == '}' {
+		r.depth--
+		return j + 1, nil
+	}
+	emitted, comma := false, -1
+	for {
+		start := j
+		if j >= len(src) || src[j] != '"' {
+			return 0, r.unexpected(j, "a string key")
+		}
+		end, esc, err := r.str(j)
+		if err != nil {
+			return 0, err
+		}
+		key := src[j+1 : end-1]
+		if esc {
+			r.keyBuf = unescape(r.keyBuf[:0], key)
+			key = r.keyBuf
+		}
+		c := n.lookup(key)
+		j = r.ws(end)
+		if j >= len(src) || src[j] != ':' {
+			return 0, r.unexpected(j, "':'")
+		}
+		if j, emitted, err = r.member(r.ws(j+1), start, comma, emitted, c); err != nil {
+			return 0, err
+		}
+		j = r.ws(j)
+		if j < len(src) {
+			switch src[j] {
+			case ',':
+				if !emitted {
+					r.replace(j, j+1, nil) // every member so far was removed
+				}
+				comma = j
+				j = r.ws(j + 1)
+				continue
+			case '}':
+				r.depth--
+				return j + 1, nil
+			}
+		}
+		return 0, r.unexpected(j, "',' or '}'")
+	}
+}
+
+// array rewrites the array at i whose elements are under el.
+func (r *rewriter) array(i int, el *node) (int, error) {
+	if err := r.enter(i); err != nil {
+		return 0, err
+	}
+	src := r.src
+	j := r.ws(i + 1)
+	if j < len(src) && src[j] == ']' {
+		r.depth--
+		return j + 1, nil
+	}
+	emitted, comma := false, -1
+	for {
+		if el.scope {
+			// The subject id may follow the fields it governs: find it
+			// first with a scan of this element only, so the whole rewrite
+			// reads each byte at most twice.
+			id, found, err := r.findSubject(j, r.m.subjectRel, &r.idBuf)
+			if err != nil {
+				return 0, err
+			}
+			if err := r.plan(id, found); err != nil {
+				return 0, err
+			}
+		}
+		var err error
+		if j, emitted, err = r.member(j, j, comma, emitted, el); err != nil {
+			return 0, err
+		}
+		j = r.ws(j)
+		if j < len(src) {
+			switch src[j] {
+			case ',':
+				if !emitted {
+					r.replace(j, j+1, nil)
+				}
+				comma = j
+				j = r.ws(j + 1)
+				continue
+			case ']':
+				r.depth--
+				return j + 1, nil
+			}
+		}
+		return 0, r.unexpected(j, "',' or ']'")
+	}
+}
+
+// findSubject looks for the scalar at the relative path rel in the value at
+// i, without validating beyond what it reads (the rewrite validates). A
+// string id is returned decoded (in *buf when it has escapes), a number as
+// its text; null or a missing key gives found == false.
+func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, found bool, err error) {
+	src := s.src
+	if len(rel) == 0 {
+		if i >= len(src) {
+			return nil, false, s.unexpected(i, "a value")
+		}
+		switch c := src[i]; {
+		case c == '"':
+			end, esc, err := s.str(i)
+			if err != nil {
+				return nil, false, err
+			}
+			if esc {
+				*buf = unescape((*buf)[:0], src[i+1:end-1])
+				return *buf, true, nil
+			}
+			return src[i+1 : end-1], true, nil
+		case c == '-' || isDigit(c):
+			end, err := s.num(i)
+			if err != nil {
+				return nil, false, err
+			}
+			return src[i:end], true, nil
+		case c == 'n':
+			_, err := s.lit(i, "null")
+			return nil, false, err
+		default:
+			return nil, false, s.errAt(i, "subject id must be a string or a number")
+		}
+	}
+	if i >= len(src) || src[i] != '{' {
+		return nil, false, nil
+	}
+	j := s.ws(i + 1)
+	if j < len(src) && src[j] == '}' {
+		return nil, false, nil
+	}
+	for {
+		if j >= len(src) || src[j] != '"' {
+			return nil, false, s.unexpected(j, "a string key")
+		}
+		end, esc, err := s.str(j)
+		if err != nil {
+			return nil, false, err
+		}
+		match := false
+		if esc {
+			*buf = unescape((*buf)[:0], src[j+1:end-1])
+			match = string(*buf) == rel[0]
+		} else {
+			match = string(src[j+1:end-1]) == rel[0]
+		}
+		j = s.ws(end)
+		if j >= len(src) || src[j] != ':' {
+			return nil, false, s.unexpected(j, "':'")
+		}
+		j = s.ws(j + 1)
+		if match {
+			id, found, err := s.findSubject(j, rel[1:], buf)
+			if err != nil || found {
+				return id, found, err
+			}
+		}
+		if j, err = s.value(j); err != nil {
+			return nil, false, err
+		}
+		j = s.ws(j)
+		if j < len(src) {
+			switch src[j] {
+			case ',':
+				j = s.ws(j + 1)
+				continue
+			case '}':
+				return nil, false, nil
+			}
+		}
+		return nil, false, s.unexpected(j, "',' or '}'")
+	}
+}
+
+// Subject returns the body's single subject id (SubjectPath without "#") so
+// the caller can decide on the subject before rewriting. It reads only as far
+// as the id; the body is validated by Rewrite. The id is a string's decoded
+// content or a number's text and may alias src.
+func (m *Map) Subject(src []byte) ([]byte, error) {
+	if !m.hasSubject || m.perElement {
+		return nil, errors.New("redact: the spec has no single body subject (SubjectPath is empty or has \"#\")")
+	}
+	s := scanner{src: src}
+	var buf []byte
+	id, found, err := s.findSubject(s.ws(0), m.subjectRel, &buf)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrSubjectNotFound
+	}
+	return id, nil
+}
