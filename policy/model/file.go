@@ -21,9 +21,9 @@ type Seed struct {
 }
 
 // relTime matches times written relative to load time: "now", "now-100d",
-// "now+30d", "now-2h30m" (units d, h, m, s).
-var relTime = regexp.MustCompile(`^now((?:[+-]\d+(?:d|h|m|s))*)$`)
-var relPart = regexp.MustCompile(`([+-])(\d+)(d|h|m|s)`)
+// "now+30d", "now-1d12h" (units d, h, m, s; one sign for the whole offset).
+var relTime = regexp.MustCompile(`^now(?:([+-])((?:\d{1,6}[dhms])+))?$`)
+var relPart = regexp.MustCompile(`(\d+)([dhms])`)
 
 // ResolveTime parses a relative time expression ("now-100d") against now.
 // ok is false when s is not a relative expression.
@@ -32,30 +32,19 @@ func ResolveTime(s string, now time.Time) (t time.Time, ok bool) {
 	if m == nil {
 		return time.Time{}, false
 	}
-	t = now
-	for _, p := range relPart.FindAllStringSubmatch(m[1], -1) {
-		n, err := strconv.Atoi(p[2])
+	var d time.Duration
+	for _, p := range relPart.FindAllStringSubmatch(m[2], -1) {
+		n, err := strconv.Atoi(p[1])
 		if err != nil {
 			return time.Time{}, false
 		}
-		var unit time.Duration
-		switch p[3] {
-		case "d":
-			unit = 24 * time.Hour
-		case "h":
-			unit = time.Hour
-		case "m":
-			unit = time.Minute
-		case "s":
-			unit = time.Second
-		}
-		d := time.Duration(n) * unit
-		if p[1] == "-" {
-			d = -d
-		}
-		t = t.Add(d)
+		unit := map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute, "s": time.Second}[p[2]]
+		d += time.Duration(n) * unit
 	}
-	return t.UTC(), true
+	if m[1] == "-" {
+		d = -d
+	}
+	return now.Add(d).UTC(), true
 }
 
 // resolveRelative rewrites every string value of a decoded JSON tree that is a
