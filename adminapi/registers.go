@@ -1,0 +1,412 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+type addFunc func(method, path, scope, summary, body string, h http.HandlerFunc)
+
+// kind describes one register list so that the five CRUD handlers are
+// written once for all six registers.
+type kind[T any] struct {
+	name    string // URL segment and JSON list name: "legalisations"
+	schema  string // OpenAPI schema name: "Legalisation"
+	keyName string // "id", or "name" for roles
+	list    func(*model.Registers) *[]T
+	key     func(*T) string
+	setKey  func(*T, string)
+	// usedBy names what still references the object (deletion refused).
+	usedBy func(*model.Registers, *T) []string
+	// view is what GET shows (default the object itself).
+	view func(T, time.Time) any
+	// decode reads a request body (default strict JSON into T).
+	decode func(w http.ResponseWriter, r *http.Request, limit int64) (T, error)
+}
+
+func (s *Server) mountRegisters(add addFunc) {
+	mountKind(s, add, kind[model.Sensitivity]{
+		name: "sensitivities", schema: "Sensitivity", keyName: "id",
+		list:   func(r *model.Registers) *[]model.Sensitivity { return &r.Sensitivities },
+		key:    func(x *model.Sensitivity) string { return x.ID },
+		setKey: func(x *model.Sensitivity, k string) { x.ID = k },
+		usedBy: func(r *model.Registers, x *model.Sensitivity) []string {
+			var used []string
+			if x.Bit < 0 || x.Bit > model.MaxBit {
+				return nil
+			}
+			m := x.Mask()
+			for _, ru := range r.Rules {
+				if ru.SensitivityID == x.ID {
+					used = append(used, "rules/"+ru.ID)
+				}
+			}
+			for _, l := range r.Legalisations {
+				if l.Coverage&m != 0 {
+					used = append(used, "legalisations/"+l.ID)
+				}
+			}
+			for _, ro := range r.Roles {
+				if ro.SensitivityMask&m != 0 {
+					used = append(used, "roles/"+ro.Name)
+				}
+			}
+			if (r.Config.DefaultSensitivity|r.Config.PhoneNumberSensitivity)&m != 0 {
+				used = append(used, "config")
+			}
+			return used
+		},
+	})
+	mountKind(s, add, kind[model.Category]{
+		name: "categories", schema: "Category", keyName: "id",
+		list:   func(r *model.Registers) *[]model.Category { return &r.Categories },
+		key:    func(x *model.Category) string { return x.ID },
+		setKey: func(x *model.Category, k string) { x.ID = k },
+		usedBy: func(r *model.Registers, x *model.Category) []string {
+			var used []string
+			for _, l := range r.Legalisations {
+				if l.CategoryID == x.ID {
+					used = append(used, "legalisations/"+l.ID)
+				}
+			}
+			return used
+		},
+	})
+	mountKind(s, add, kind[model.Purpose]{
+		name: "purposes", schema: "Purpose", keyName: "id",
+		list:   func(r *model.Registers) *[]model.Purpose { return &r.Purposes },
+		key:    func(x *model.Purpose) string { return x.ID },
+		setKey: func(x *model.Purpose, k string) { x.ID = k },
+		usedBy: func(r *model.Registers, x *model.Purpose) []string {
+			var used []string
+			for _, l := range r.Legalisations {
+				if l.PurposeID == x.ID {
+					used = append(used, "legalisations/"+l.ID)
+				}
+			}
+			return used
+		},
+	})
+	mountKind(s, add, kind[model.Legalisation]{
+		name: "legalisations", schema: "Legalisation", keyName: "id",
+		list:   func(r *model.Registers) *[]model.Legalisation { return &r.Legalisations },
+		key:    func(x *model.Legalisation) string { return x.ID },
+		setKey: func(x *model.Legalisation, k string) { x.ID = k },
+		// Evidence naming the legalisation is not checked: the store has no
+		// index by legalisation. Such evidence then fails validation and
+		// stops counting; rules are checked.
+		usedBy: func(r *model.Registers, x *model.Legalisation) []string {
+			var used []string
+			for _, ru := range r.Rules {
+				if ru.LegalisationID != nil && *ru.LegalisationID == x.ID {
+					used = append(used, "rules/"+ru.ID)
+				}
+			}
+			return used
+		},
+		view: func(l model.Legalisation, now time.Time) any {
+			return legalisationView{Legalisation: l, Status: l.StatusAt(now)}
+		},
+		// A client may send back what it read: the derived status is
+		// accepted and ignored.
+		decode: func(w http.ResponseWriter, r *http.Request, limit int64) (model.Legalisation, error) {
+			var v legalisationView
+			err := decodeBody(w, r, limit, &v)
+			return v.Legalisation, err
+		},
+	})
+	mountKind(s, add, kind[model.Rule]{
+		name: "rules", schema: "Rule", keyName: "id",
+		list:   func(r *model.Registers) *[]model.Rule { return &r.Rules },
+		key:    func(x *model.Rule) string { return x.ID },
+		setKey: func(x *model.Rule, k string) { x.ID = k },
+	})
+	mountKind(s, add, kind[model.Role]{
+		name: "roles", schema: "Role", keyName: "name",
+		list:   func(r *model.Registers) *[]model.Role { return &r.Roles },
+		key:    func(x *model.Role) string { return x.Name },
+		setKey: func(x *model.Role, k string) { x.Name = k },
+	})
+}
+
+// legalisationView is a legalisation with its status derived at now
+// (read-only: ignored on writes).
+type legalisationView struct {
+	model.Legalisation
+	Status model.LegalisationStatus `json:"status,omitempty"`
+}
+
+func mountKind[T any](s *Server, add addFunc, k kind[T]) {
+	if k.view == nil {
+		k.view = func(x T, _ time.Time) any { return x }
+	}
+	if k.decode == nil {
+		k.decode = func(w http.ResponseWriter, r *http.Request, limit int64) (T, error) {
+			var x T
+			err := decodeBody(w, r, limit, &x)
+			return x, err
+		}
+	}
+	base := "/v1/" + k.name
+	item := base + "/{" + k.keyName + "}"
+	find := func(list []T, key string) int {
+		for i := range list {
+			if k.key(&list[i]) == key {
+				return i
+			}
+		}
+		return -1
+	}
+
+	add("GET", base, ScopeEditItems, "List "+k.name, "", func(w http.ResponseWriter, r *http.Request) {
+		ix, err := s.o.Store.Registers(r.Context())
+		if err != nil {
+			s.storeFailed(w, r, "read registers", err)
+			return
+		}
+		now := s.o.Clock()
+		list := *k.list(ix.Registers)
+		items := make([]any, len(list))
+		for i := range list {
+			items[i] = k.view(list[i], now)
+		}
+		setETag(w, ix.Version)
+		writeJSON(w, http.StatusOK, map[string]any{"version": ix.Version, "items": items})
+	})
+
+	add("GET", item, ScopeEditItems, "Get one of "+k.name, "", func(w http.ResponseWriter, r *http.Request) {
+		ix, err := s.o.Store.Registers(r.Context())
+		if err != nil {
+			s.storeFailed(w, r, "read registers", err)
+			return
+		}
+		key := r.PathValue(k.keyName)
+		list := *k.list(ix.Registers)
+		i := find(list, key)
+		if i < 0 {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s/%s does not exist", k.name, key))
+			return
+		}
+		setETag(w, ix.Version)
+		writeJSON(w, http.StatusOK, k.view(list[i], s.o.Clock()))
+	})
+
+	add("POST", base, ScopeEditItems, "Create one of "+k.name, k.schema, func(w http.ResponseWriter, r *http.Request) {
+		x, err := k.decode(w, r, s.o.MaxBodyBytes)
+		if err != nil {
+			return
+		}
+		key := k.key(&x)
+		s.writeRegisters(w, r, http.StatusCreated, func(regs *model.Registers) (regChange, bool) {
+			list := k.list(regs)
+			if find(*list, key) >= 0 {
+				writeError(w, http.StatusConflict, "exists", fmt.Sprintf("%s/%s already exists; use PUT to replace it", k.name, key))
+				return regChange{}, false
+			}
+			*list = append(*list, x)
+			return regChange{
+				action: "register.create", object: k.name + "/" + key,
+				prefix:   fmt.Sprintf("%s[%d].", k.name, len(*list)-1),
+				result:   func(now time.Time) any { return k.view(x, now) },
+				location: base + "/" + key,
+			}, true
+		})
+	})
+
+	add("PUT", item, ScopeEditItems, "Replace one of "+k.name, k.schema, func(w http.ResponseWriter, r *http.Request) {
+		x, err := k.decode(w, r, s.o.MaxBodyBytes)
+		if err != nil {
+			return
+		}
+		key := r.PathValue(k.keyName)
+		if k.key(&x) == "" {
+			k.setKey(&x, key)
+		}
+		if got := k.key(&x); got != key {
+			writeValidation(w, []model.FieldError{{Field: k.keyName, Reason: fmt.Sprintf("must equal the %s in the path (%q, got %q); renaming is delete + create", k.keyName, key, got)}})
+			return
+		}
+		s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+			list := k.list(regs)
+			i := find(*list, key)
+			if i < 0 {
+				writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s/%s does not exist; use POST %s to create it", k.name, key, base))
+				return regChange{}, false
+			}
+			(*list)[i] = x
+			return regChange{
+				action: "register.replace", object: k.name + "/" + key,
+				prefix: fmt.Sprintf("%s[%d].", k.name, i),
+				result: func(now time.Time) any { return k.view(x, now) },
+			}, true
+		})
+	})
+
+	add("DELETE", item, ScopeEditItems, "Delete one of "+k.name+" (409 while still referenced)", "", func(w http.ResponseWriter, r *http.Request) {
+		key := r.PathValue(k.keyName)
+		s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+			list := k.list(regs)
+			i := find(*list, key)
+			if i < 0 {
+				writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s/%s does not exist", k.name, key))
+				return regChange{}, false
+			}
+			if k.usedBy != nil {
+				if used := k.usedBy(regs, &(*list)[i]); len(used) > 0 {
+					writeJSON(w, http.StatusConflict, apiError{
+						Error:   "in_use",
+						Message: fmt.Sprintf("%s/%s is still referenced by %s; change or delete those first", k.name, key, strings.Join(used, ", ")),
+						UsedBy:  used,
+					})
+					return regChange{}, false
+				}
+			}
+			*list = append((*list)[:i:i], (*list)[i+1:]...)
+			return regChange{
+				action: "register.delete", object: k.name + "/" + key,
+				result: func(time.Time) any { return map[string]string{"deleted": k.name + "/" + key} },
+			}, true
+		})
+	})
+}
+
+// regChange describes an applied register change for the audit trail and
+// the answer.
+type regChange struct {
+	action, object string
+	// prefix is the changed object's path in the register document; it is
+	// stripped from validation errors so that fields are named relative to
+	// the object the client sent.
+	prefix   string
+	result   func(now time.Time) any
+	location string
+}
+
+// writeRegisters is every register write: read the current index, check
+// If-Match, apply the change to a copy, validate the whole set, and save it
+// with its audit entry under optimistic concurrency. apply answers itself
+// and returns false to refuse. Nothing is stored unless all of it passes.
+func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus int, apply func(*model.Registers) (regChange, bool)) {
+	ctx := r.Context()
+	want, hasWant, err := ifMatch(w, r)
+	if err != nil {
+		return
+	}
+	ix, err := s.o.Store.Registers(ctx)
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	if hasWant && want != ix.Version {
+		setETag(w, ix.Version)
+		writeError(w, http.StatusPreconditionFailed, "precondition_failed", fmt.Sprintf("If-Match names version %d but the registers are at version %d; read them again", want, ix.Version))
+		return
+	}
+	regs, err := cache.CloneRegisters(ix.Registers)
+	if err != nil {
+		s.storeFailed(w, r, "copy registers", err)
+		return
+	}
+	c, ok := apply(regs)
+	if !ok {
+		return
+	}
+	if err := regs.Validate(); err != nil {
+		var ve *model.ValidationError
+		if !errors.As(err, &ve) {
+			s.storeFailed(w, r, "validate registers", err)
+			return
+		}
+		fes := make([]model.FieldError, len(ve.Errors))
+		for i, fe := range ve.Errors {
+			if c.prefix != "" {
+				fe.Field = strings.TrimPrefix(fe.Field, c.prefix)
+			}
+			fes[i] = fe
+		}
+		writeValidation(w, fes)
+		return
+	}
+	now := s.o.Clock()
+	entry := audit.Entry{
+		Time: now.UTC(), Actor: actor(ctx), Action: c.action, Object: c.object,
+		Before: ix.Version, After: ix.Version + 1,
+	}
+	v, err := s.o.Store.SaveRegisters(ctx, regs, ix.Version, entry)
+	if err != nil {
+		if errors.Is(err, cache.ErrConflict) {
+			status, code := http.StatusConflict, "conflict"
+			if hasWant {
+				status, code = http.StatusPreconditionFailed, "precondition_failed"
+			}
+			writeError(w, status, code, "the registers changed while this request was processed; read them again and retry")
+			return
+		}
+		s.storeFailed(w, r, "save registers", err)
+		return
+	}
+	s.log.InfoContext(ctx, "registers changed", "actor", entry.Actor, "action", c.action, "object", c.object, "version", v)
+	setETag(w, v)
+	if c.location != "" {
+		w.Header().Set("Location", c.location)
+	}
+	writeJSON(w, okStatus, c.result(now))
+}
+
+func (s *Server) handleRegistersGet(w http.ResponseWriter, r *http.Request) {
+	ix, err := s.o.Store.Registers(r.Context())
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	setETag(w, ix.Version)
+	writeJSON(w, http.StatusOK, ix.Registers)
+}
+
+func (s *Server) handleRegistersPut(w http.ResponseWriter, r *http.Request) {
+	var in model.Registers
+	if err := decodeBody(w, r, s.o.MaxImportBytes, &in); err != nil {
+		return
+	}
+	if in.Config.IdentityEntity == "" {
+		in.Config.IdentityEntity = "contact"
+	}
+	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+		*regs = in
+		return regChange{
+			action: "registers.replace", object: "registers",
+			result: func(time.Time) any { return map[string]string{"replaced": "registers"} },
+		}, true
+	})
+}
+
+func (s *Server) handleConfigGet(w http.ResponseWriter, r *http.Request) {
+	ix, err := s.o.Store.Registers(r.Context())
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	setETag(w, ix.Version)
+	writeJSON(w, http.StatusOK, ix.Registers.Config)
+}
+
+func (s *Server) handleConfigPut(w http.ResponseWriter, r *http.Request) {
+	var in model.Config
+	if err := decodeBody(w, r, s.o.MaxBodyBytes, &in); err != nil {
+		return
+	}
+	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+		regs.Config = in
+		return regChange{
+			action: "config.replace", object: "config", prefix: "config.",
+			result: func(time.Time) any { return in },
+		}, true
+	})
+}

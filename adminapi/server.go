@@ -1,0 +1,287 @@
+// Package adminapi is gdprgate's admin API: JSON over HTTP under /v1/ for the
+// GDPR registers, evidence, subjects' computed state, wipes (WipeCtcAll) and
+// the audit trail, plus /healthz, /readyz, /metrics and an OpenAPI document
+// at /v1/openapi.json.
+//
+// Every /v1/ route needs a bearer token with a scope (see Scope*);
+// /healthz, /readyz and /metrics are open so that probes and scrapers need no
+// secret (they reveal no personal data). The listener may additionally
+// require client certificates (mTLS): that is the integrator's tls.Config on
+// the http.Server, not this handler's concern.
+//
+// Writes are all-or-nothing: a refused request changes nothing and appends no
+// audit entry; an accepted one appends exactly one entry atomically with the
+// change (the store's contract).
+package adminapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/wipe"
+)
+
+// Scopes a token may hold. They mirror the manual's permissions.
+const (
+	ScopeEditItems      = "edit_items"      // registers and config
+	ScopeEditEvidence   = "edit_evidence"   // evidence write, import, revoke; subject metadata
+	ScopeExportEvidence = "export_evidence" // evidence read, subject state
+	ScopeWipe           = "wipe"            // wipe requests, status, cancel
+	ScopeAuditRead      = "audit_read"      // audit trail
+	ScopeAdmin          = "admin"           // everything, and PUT /v1/registers
+)
+
+var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin}
+
+// Token is one admin credential. Only the SHA-256 of the bearer token is
+// configured, never the token itself (see HashToken).
+type Token struct {
+	Name string `json:"name" yaml:"name"`
+	// SHA256 is the lowercase hex SHA-256 of the bearer token.
+	SHA256 string   `json:"sha256" yaml:"sha256"`
+	Scopes []string `json:"scopes" yaml:"scopes"`
+}
+
+// HashToken returns the value to configure in Token.SHA256 for a bearer
+// token.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Options configure the admin API. Store is required.
+type Options struct {
+	Store  cache.Store
+	Tokens []Token
+	// WipePlan says which backend calls wipe an entity; an entity without a
+	// plan cannot be wiped (422).
+	WipePlan wipe.Plan
+	// Hasher keys the subject hashes written to the audit trail and logs.
+	Hasher audit.Hasher
+	Logger *slog.Logger
+	// Ready reports readiness for /readyz (store reachable, policy loaded);
+	// nil means store.Ping only.
+	Ready func(ctx context.Context) error
+	// Gatherer is served on /metrics; nil serves an empty registry (the
+	// global default registry is never used implicitly).
+	Gatherer prometheus.Gatherer
+	// MaxBodyBytes bounds every request body but imports (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxImportBytes bounds an evidence import body (default 256 MiB).
+	MaxImportBytes int64
+	// MaxImport bounds the records of one import (default 100000).
+	MaxImport int
+	// ImportBatch is the number of records stored per PutEvidence call in a
+	// non-atomic import (default 1000).
+	ImportBatch int
+	// WipesPerMinute is the mass-deletion guard: see handleWipeCreate
+	// (default 10).
+	WipesPerMinute int
+	// Clock is "now" for legalisation status and subject state (default
+	// time.Now).
+	Clock func() time.Time
+}
+
+// Server is the admin API's http.Handler.
+type Server struct {
+	o      Options
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []route
+	tokens []tokenEntry
+
+	wipeMu    sync.Mutex
+	wipeTimes []time.Time // accepted wipe requests of the last minute
+}
+
+type tokenEntry struct {
+	name   string
+	hash   [sha256.Size]byte
+	scopes map[string]bool
+}
+
+// route is one entry of the route table: the mux and the OpenAPI document
+// are both built from it, so they cannot drift apart.
+type route struct {
+	method, path string
+	scope        string // "" = open
+	summary      string
+	body         string // OpenAPI schema name of the request body, or ""
+	handler      http.HandlerFunc
+}
+
+// New checks o and builds the handler.
+func New(o Options) (*Server, error) {
+	if o.Store == nil {
+		return nil, errors.New("adminapi: Options.Store is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.MaxImportBytes <= 0 {
+		o.MaxImportBytes = 256 << 20
+	}
+	if o.MaxImport <= 0 {
+		o.MaxImport = 100000
+	}
+	if o.ImportBatch <= 0 {
+		o.ImportBatch = 1000
+	}
+	if o.WipesPerMinute <= 0 {
+		o.WipesPerMinute = 10
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	s := &Server{o: o, log: o.Logger.With("component", "adminapi"), mux: http.NewServeMux()}
+	for i, t := range o.Tokens {
+		if t.Name == "" {
+			return nil, fmt.Errorf("adminapi: token %d has no name", i)
+		}
+		raw, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(t.SHA256)))
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("adminapi: token %q: sha256 must be 64 hex digits (use HashToken)", t.Name)
+		}
+		e := tokenEntry{name: t.Name, scopes: map[string]bool{}}
+		copy(e.hash[:], raw)
+		for _, sc := range t.Scopes {
+			if !slices.Contains(knownScopes, sc) {
+				return nil, fmt.Errorf("adminapi: token %q: unknown scope %q (known: %s)", t.Name, sc, strings.Join(knownScopes, ", "))
+			}
+			e.scopes[sc] = true
+		}
+		s.tokens = append(s.tokens, e)
+	}
+	s.buildRoutes()
+	for _, r := range s.routes {
+		h := http.Handler(r.handler)
+		if r.scope != "" {
+			h = s.authorize(r.scope, h)
+		}
+		s.mux.Handle(r.method+" "+r.path, h)
+	}
+	// JSON answers for unmatched /v1/ paths instead of the mux's text.
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such admin API route: "+r.Method+" "+r.URL.Path)
+	})
+	return s, nil
+}
+
+// ServeHTTP serves the admin API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) buildRoutes() {
+	add := func(method, path, scope, summary, body string, h http.HandlerFunc) {
+		s.routes = append(s.routes, route{method, path, scope, summary, body, h})
+	}
+	add("GET", "/healthz", "", "Liveness: the process is up", "", s.handleHealth)
+	add("GET", "/readyz", "", "Readiness: store reachable and policy loaded", "", s.handleReady)
+	add("GET", "/metrics", "", "Prometheus metrics", "", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
+	add("GET", "/v1/openapi.json", "", "This OpenAPI document", "", s.handleOpenAPI)
+
+	s.mountRegisters(add)
+
+	add("GET", "/v1/registers", ScopeEditItems, "The whole register set", "", s.handleRegistersGet)
+	add("PUT", "/v1/registers", ScopeAdmin, "Replace the whole register set atomically", "Registers", s.handleRegistersPut)
+	add("GET", "/v1/config", ScopeEditItems, "The system configuration", "", s.handleConfigGet)
+	add("PUT", "/v1/config", ScopeEditItems, "Replace the system configuration", "Config", s.handleConfigPut)
+
+	add("POST", "/v1/evidence", ScopeEditEvidence, "Store one evidence record", "EvidenceInput", s.handleEvidenceCreate)
+	add("GET", "/v1/evidence", ScopeExportEvidence, "Evidence of one subject (?entity=&id=)", "", s.handleEvidenceList)
+	add("DELETE", "/v1/evidence/{entity}/{id}/{evidence_id}", ScopeEditEvidence, "Revoke one evidence record", "", s.handleEvidenceRevoke)
+	add("POST", "/v1/evidence:import", ScopeEditEvidence, "Bulk import (NDJSON or JSON array; ?atomic=true)", "EvidenceInput", s.handleImport)
+
+	add("GET", "/v1/subjects/{entity}/{id}", ScopeExportEvidence, "A subject's computed state", "", s.handleSubjectGet)
+	add("PUT", "/v1/subjects/{entity}/{id}", ScopeEditEvidence, "Set a subject's origin and parent", "SubjectInput", s.handleSubjectPut)
+
+	add("POST", "/v1/wipes", ScopeWipe, "Request a wipe (WipeCtcAll); ?dry_run=true lists the steps", "WipeRequest", s.handleWipeCreate)
+	add("GET", "/v1/wipes", ScopeWipe, "Wipes, newest first", "", s.handleWipeList)
+	add("GET", "/v1/wipes/{id}", ScopeWipe, "One wipe and its steps", "", s.handleWipeGet)
+	add("DELETE", "/v1/wipes/{id}", ScopeWipe, "Cancel a wipe that has not deleted anything yet", "", s.handleWipeCancel)
+
+	add("GET", "/v1/audit", ScopeAuditRead, "Audit trail (?after=&limit=; NDJSON export with Accept: application/x-ndjson or ?format=ndjson)", "", s.handleAudit)
+}
+
+type actorKey struct{}
+
+// actor is the name of the token that authenticated the request.
+func actor(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+// authorize checks the bearer token and its scope. Every configured hash is
+// compared in constant time, and all of them are compared, so the timing
+// tells nothing about which token (if any) matched.
+func (s *Server) authorize(scope string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || strings.TrimSpace(tok) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gdprgate-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>)")
+			return
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		var found *tokenEntry
+		for i := range s.tokens {
+			if subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:]) == 1 {
+				found = &s.tokens[i]
+			}
+		}
+		if found == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gdprgate-admin", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid_token", "the bearer token is not valid")
+			return
+		}
+		if !found.scopes[scope] && !found.scopes[ScopeAdmin] {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the scope %q needed for %s %s", found.name, scope, r.Method, r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, found.name)))
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var err error
+	if s.o.Ready != nil {
+		err = s.o.Ready(ctx)
+	} else {
+		err = s.o.Store.Ping(ctx)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,283 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// wipeRequest is the body of POST /v1/wipes.
+type wipeRequest struct {
+	Entity string `json:"entity"`
+	ID     string `json:"id"`
+	// Scope is free text kept with the wipe (e.g. "all").
+	Scope string `json:"scope,omitempty"`
+	// Confirm passes the mass-deletion guard.
+	Confirm bool `json:"confirm,omitempty"`
+}
+
+// handleWipeCreate accepts a WipeCtcAll request: the subject is restricted at
+// once (the gate answers 404 for it) and the wipe is queued durably for the
+// worker, atomically (store.EnqueueWipe). ?dry_run=true answers 200 with the
+// steps it would run and changes nothing.
+//
+// A subject already restricted by a wipe that is not cancelled or failed is
+// not wiped twice: the existing wipe is answered with 200 (a client retrying
+// a lost answer gets the same wipe).
+//
+// Mass-deletion guard: a request is refused with 429 (and Retry-After) when
+// this admin server has accepted WipesPerMinute or more wipe requests in the
+// preceding 60 seconds, unless its body has "confirm": true. Confirmed
+// requests are always accepted and counted too; dry runs and refused
+// requests are not counted. The window is per process, not shared between
+// replicas.
+func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var in wipeRequest
+	if err := decodeBody(w, r, s.o.MaxBodyBytes, &in); err != nil {
+		return
+	}
+	var fes []model.FieldError
+	if strings.TrimSpace(in.Entity) == "" {
+		fes = append(fes, model.FieldError{Field: "entity", Reason: "is required"})
+	} else if _, ok := s.o.WipePlan[in.Entity]; !ok {
+		fes = append(fes, model.FieldError{Field: "entity", Reason: fmt.Sprintf("no wipe plan is configured for entity %q", in.Entity)})
+	}
+	if strings.TrimSpace(in.ID) == "" {
+		fes = append(fes, model.FieldError{Field: "id", Reason: "is required"})
+	} else if len(in.ID) > 256 {
+		fes = append(fes, model.FieldError{Field: "id", Reason: "is longer than 256 bytes"})
+	}
+	if fes != nil {
+		writeValidation(w, fes)
+		return
+	}
+	ref := model.SubjectRef{Entity: in.Entity, ID: in.ID}
+	steps := wipe.Steps(s.o.WipePlan, ref)
+
+	if r.URL.Query().Get("dry_run") == "true" {
+		ix, err := s.o.Store.Registers(ctx)
+		if err != nil {
+			s.storeFailed(w, r, "read config", err)
+			return
+		}
+		cfg := ix.Registers.Config
+		for i, st := range s.o.WipePlan[in.Entity] {
+			if cfg.SuspendWipes || (st.Issue && cfg.SuspendWipeIssue) {
+				steps[i].Status = wipe.StepSuspended
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"dry_run": true, "subject": ref, "steps": steps,
+			"suspend_wipes": cfg.SuspendWipes, "suspend_wipe_issue": cfg.SuspendWipeIssue,
+		})
+		return
+	}
+
+	rec, err := s.o.Store.Subject(ctx, ref)
+	if err != nil {
+		s.storeFailed(w, r, "read subject", err)
+		return
+	}
+	if rec.Restriction != "" {
+		prev, err := s.o.Store.Wipe(ctx, rec.Restriction)
+		if err == nil && prev.Status != cache.WipeCancelled && prev.Status != cache.WipeFailed {
+			w.Header().Set("Location", "/v1/wipes/"+prev.ID)
+			writeJSON(w, http.StatusOK, map[string]any{"id": prev.ID, "status": prev.Status, "steps": prev.Steps, "existing": true})
+			return
+		}
+	}
+
+	now := s.o.Clock()
+	if !s.admitWipe(now, in.Confirm) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "mass_deletion_guard",
+			fmt.Sprintf("more than %d wipes were requested in the last minute; send \"confirm\": true to proceed", s.o.WipesPerMinute))
+		return
+	}
+	wr := cache.WipeRecord{
+		ID: cache.NewID("w-"), Subject: ref, Scope: in.Scope, Status: cache.WipeQueued, Steps: steps,
+		RequestedBy: actor(ctx), CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+	}
+	entry := audit.Entry{
+		Time: now.UTC(), Actor: actor(ctx), Action: "wipe.request", Object: "wipes/" + wr.ID,
+		Subject: s.o.Hasher.Subject(ref), Detail: map[string]string{"steps": strconv.Itoa(len(steps)), "confirm": strconv.FormatBool(in.Confirm)},
+	}
+	if err := s.o.Store.EnqueueWipe(ctx, wr, entry); err != nil {
+		s.storeFailed(w, r, "enqueue wipe", err)
+		return
+	}
+	s.log.InfoContext(ctx, "wipe requested", "actor", entry.Actor, "wipe", wr.ID, "subject", entry.Subject)
+	w.Header().Set("Location", "/v1/wipes/"+wr.ID)
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": wr.ID, "status": wr.Status, "steps": wr.Steps})
+}
+
+// admitWipe applies the mass-deletion guard and counts an admitted request.
+func (s *Server) admitWipe(now time.Time, confirm bool) bool {
+	s.wipeMu.Lock()
+	defer s.wipeMu.Unlock()
+	cut := now.Add(-time.Minute)
+	kept := s.wipeTimes[:0]
+	for _, t := range s.wipeTimes {
+		if t.After(cut) {
+			kept = append(kept, t)
+		}
+	}
+	s.wipeTimes = kept
+	if len(kept) >= s.o.WipesPerMinute && !confirm {
+		return false
+	}
+	s.wipeTimes = append(s.wipeTimes, now)
+	return true
+}
+
+func (s *Server) handleWipeGet(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.o.Store.Wipe(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.storeFailed(w, r, "wipe "+strconv.Quote(r.PathValue("id")), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) handleWipeList(w http.ResponseWriter, r *http.Request) {
+	limit, ok := queryLimit(w, r, 50, 1000)
+	if !ok {
+		return
+	}
+	list, err := s.o.Store.ListWipes(r.Context(), limit)
+	if err != nil {
+		s.storeFailed(w, r, "list wipes", err)
+		return
+	}
+	if list == nil {
+		list = []cache.WipeRecord{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"wipes": list})
+}
+
+// handleWipeCancel cancels a wipe that has not deleted anything: status
+// queued or suspended and no step done. The restriction is lifted. A wipe
+// that has started deleting cannot be undone: 409.
+//
+// The worker re-reads the wipe before every step, so a cancel that lands
+// between claim and first deletion stops it; SaveWipe has no
+// compare-and-set, so a cancel racing the very first step within
+// milliseconds may still see that step run (the answer then says what the
+// record says afterwards).
+func (s *Server) handleWipeCancel(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	rec, err := s.o.Store.Wipe(ctx, id)
+	if err != nil {
+		s.storeFailed(w, r, "wipe "+strconv.Quote(id), err)
+		return
+	}
+	started := false
+	for _, st := range rec.Steps {
+		if st.Status == wipe.StepDone || st.Attempts > 0 {
+			started = true
+		}
+	}
+	if (rec.Status != cache.WipeQueued && rec.Status != cache.WipeSuspended) || started {
+		writeError(w, http.StatusConflict, "wipe_started",
+			fmt.Sprintf("wipe %s is %s and has started deleting; it can no longer be cancelled", id, rec.Status))
+		return
+	}
+	now := s.o.Clock().UTC()
+	rec.Status, rec.UpdatedAt = cache.WipeCancelled, now
+	for i := range rec.Steps {
+		rec.Steps[i].Status = wipe.StepSkipped
+	}
+	if err := s.o.Store.SaveWipe(ctx, rec); err != nil {
+		s.storeFailed(w, r, "cancel wipe", err)
+		return
+	}
+	entry := audit.Entry{
+		Time: now, Actor: actor(ctx), Action: "wipe.cancel", Object: "wipes/" + id, Subject: s.o.Hasher.Subject(rec.Subject),
+	}
+	if err := s.o.Store.Unrestrict(ctx, rec.Subject, id, entry); err != nil {
+		if !errors.Is(err, cache.ErrNotFound) {
+			s.storeFailed(w, r, "lift restriction", err)
+			return
+		}
+		// Another wipe restricts the subject now; it stays restricted.
+		entry.Detail = map[string]string{"restriction": "kept (held by another wipe)"}
+		if _, err := s.o.Store.AppendAudit(ctx, entry); err != nil {
+			s.storeFailed(w, r, "audit cancel", err)
+			return
+		}
+	}
+	s.log.InfoContext(ctx, "wipe cancelled", "actor", entry.Actor, "wipe", id, "subject", entry.Subject)
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func queryLimit(w http.ResponseWriter, r *http.Request, def, max int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 || n > max {
+		writeValidation(w, []model.FieldError{{Field: "limit", Reason: fmt.Sprintf("must be 1..%d", max)}})
+		return 0, false
+	}
+	return n, true
+}
+
+// handleAudit pages the audit trail oldest first: {"entries":[…],"next":id};
+// pass next as ?after= to continue. With Accept: application/x-ndjson or
+// ?format=ndjson it streams every entry after ?after= as NDJSON (an export).
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	after := r.URL.Query().Get("after")
+	if wantsNDJSON(r) {
+		entries, next, err := s.o.Store.Audit(ctx, after, 1000)
+		if err != nil {
+			s.storeFailed(w, r, "read audit", err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		for len(entries) > 0 {
+			for _, e := range entries {
+				if err := enc.Encode(e); err != nil {
+					return // client went away
+				}
+			}
+			if next == "" || next == after {
+				break
+			}
+			after = next
+			if entries, next, err = s.o.Store.Audit(ctx, after, 1000); err != nil {
+				// Headers are sent: end the stream; the client sees it short.
+				s.log.ErrorContext(ctx, "audit export interrupted", "err", err)
+				return
+			}
+		}
+		return
+	}
+	limit, ok := queryLimit(w, r, 100, 1000)
+	if !ok {
+		return
+	}
+	entries, next, err := s.o.Store.Audit(ctx, after, limit)
+	if err != nil {
+		s.storeFailed(w, r, "read audit", err)
+		return
+	}
+	if entries == nil {
+		entries = []audit.Entry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "next": next})
+}
