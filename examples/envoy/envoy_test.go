@@ -1,0 +1,221 @@
+package envoy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+	"sigs.k8s.io/yaml"
+
+	// Every extension the bootstraps name in a typed_config: registering
+	// their types lets protojson and anypb resolve the Any payloads.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// allValidator is what protoc-gen-validate generates on Envoy messages.
+type allValidator interface{ ValidateAll() error }
+
+// checkBootstrap parses an Envoy bootstrap written in YAML strictly (unknown
+// fields and unresolvable Any types are errors), validates it and, since the
+// generated validators stop at google.protobuf.Any, every typed config inside
+// it, and checks that each cluster referenced exists.
+func checkBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	var bs bootstrapv3.Bootstrap
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(js, &bs); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := bs.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	refs := map[string][]string{} // cluster name -> where it is referenced
+	if err := walk(bs.ProtoReflect(), "bootstrap", refs); err != nil {
+		return nil, err
+	}
+	defined := map[string]bool{}
+	for _, c := range bs.GetStaticResources().GetClusters() {
+		defined[c.GetName()] = true
+	}
+	var missing []string
+	for name, where := range refs {
+		if !defined[name] {
+			missing = append(missing, fmt.Sprintf("cluster %q (referenced at %s) is not defined in static_resources.clusters", name, strings.Join(where, ", ")))
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		return nil, errors.New(strings.Join(missing, "; "))
+	}
+	return &bs, nil
+}
+
+// clusterRefFields are the string fields that name a cluster: a route's
+// cluster, an Envoy gRPC service's cluster_name, an HttpUri's cluster (remote
+// JWKS, …), and a load assignment's cluster_name.
+var clusterRefFields = map[protoreflect.Name]bool{"cluster": true, "cluster_name": true}
+
+// walk visits every populated field of m, recording cluster references and
+// unpacking and validating every Any, recursively.
+func walk(m protoreflect.Message, path string, refs map[string][]string) error {
+	if m.Descriptor().FullName() == "google.protobuf.Any" {
+		a := m.Interface().(*anypb.Any)
+		inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{})
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if v, ok := inner.(allValidator); ok {
+			if err := v.ValidateAll(); err != nil {
+				return fmt.Errorf("%s (%s): %w", path, a.GetTypeUrl(), err)
+			}
+		}
+		return walk(inner.ProtoReflect(), path+"<"+string(inner.ProtoReflect().Descriptor().FullName())+">", refs)
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		p := path + "." + string(fd.Name())
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = walk(l.Get(i).Message(), fmt.Sprintf("%s[%d]", p, i), refs)
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = walk(mv.Message(), fmt.Sprintf("%s[%s]", p, k.String()), refs)
+				return err == nil
+			})
+		case fd.Message() != nil && !fd.IsList() && !fd.IsMap():
+			err = walk(v.Message(), p, refs)
+		case fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap() && clusterRefFields[fd.Name()]:
+			refs[v.String()] = append(refs[v.String()], p)
+		}
+		return err == nil
+	})
+	return err
+}
+
+func TestBootstrapsAreValid(t *testing.T) {
+	for _, file := range []string{"envoy.yaml", "envoy-local.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs, err := checkBootstrap(data)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if got := bs.GetAdmin().GetAddress().GetSocketAddress().GetPortValue(); got != 9901 {
+				t.Errorf("admin port %d, want 9901", got)
+			}
+			var names []string
+			for _, c := range bs.GetStaticResources().GetClusters() {
+				names = append(names, c.GetName())
+			}
+			if strings.Join(names, ",") != "crm,gdprgate" {
+				t.Errorf("clusters %v, want crm,gdprgate", names)
+			}
+		})
+	}
+}
+
+// The gate's contract with Envoy: gRPC to cluster gdprgate, fail closed, the
+// ext_authz metadata forwarded to ext_proc, response bodies buffered.
+func TestBootstrapWiresGdprgateAsDesigned(t *testing.T) {
+	for _, file := range []string{"envoy.yaml", "envoy-local.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(js)
+		for _, want := range []string{
+			`"failure_mode_allow":false`,
+			`"transport_api_version":"V3"`,
+			`"response_body_mode":"BUFFERED"`,
+			`"request_header_mode":"SEND"`,
+			`"response_header_mode":"SEND"`,
+			`"allow_mode_override":true`,
+			`"untyped":["envoy.filters.http.ext_authz"]`,
+			`"allow_partial_message":false`,
+			`"cluster_name":"gdprgate"`,
+			`"http2_protocol_options":{}`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %s", file, want)
+			}
+		}
+		order := []string{"envoy.filters.http.ext_authz\"", "envoy.filters.http.ext_proc\"", "envoy.filters.http.router\""}
+		if file == "envoy.yaml" {
+			order = append([]string{"envoy.filters.http.header_mutation\"", "envoy.filters.http.jwt_authn\""}, order...)
+			if !strings.Contains(text, `"header_name":"x-gdpr-roles"`) || !strings.Contains(text, `"remove":"x-gdpr-roles"`) {
+				t.Errorf("%s must strip x-gdpr-roles and set it from the JWT", file)
+			}
+		}
+		last := -1
+		for _, f := range order {
+			i := strings.Index(text, `"name":"`+f)
+			if i < 0 || i < last {
+				t.Errorf("%s: filter %s missing or out of order", file, f)
+			}
+			last = i
+		}
+	}
+}
+
+// The checker must catch the faults an edit typically introduces.
+func TestCheckerCatchesFaults(t *testing.T) {
+	data, err := os.ReadFile("envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, old, new, wantErr string
+	}{
+		{"typo'd grpc cluster name", "envoy_grpc: {cluster_name: gdprgate}", "envoy_grpc: {cluster_name: gdprgte}", `cluster "gdprgte"`},
+		{"typo'd route cluster", "route: {cluster: crm, timeout: 15s}", "route: {cluster: cmr, timeout: 15s}", `cluster "cmr"`},
+		{"unknown field in the bootstrap", "per_connection_buffer_limit_bytes:", "per_connection_buffer_limit:", "unknown field"},
+		{"unknown field inside a typed_config", "allow_mode_override: true", "allow_mode_overide: true", "unknown field"},
+		{"unknown enum name inside a typed_config", "response_body_mode: BUFFERED", "response_body_mode: BUFFERD", "BUFFERD"},
+		{"undefined enum number inside a typed_config", "request_header_mode: SEND", "request_header_mode: 7", "RequestHeaderMode"},
+		{"typed_config rule violated", "stat_prefix: crm_ingress", `stat_prefix: ""`, "StatPrefix"},
+		{"unregistered extension type", "envoy.extensions.filters.http.router.v3.Router", "envoy.extensions.filters.http.router.v3.Routr", "Routr"},
+		{"bootstrap rule violated", "connect_timeout: 1s", "connect_timeout: -1s", "ConnectTimeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := string(data)
+			if !strings.Contains(text, tc.old) {
+				t.Fatalf("envoy.yaml no longer contains %q: update the test", tc.old)
+			}
+			_, err := checkBootstrap([]byte(strings.Replace(text, tc.old, tc.new, 1)))
+			if err == nil {
+				t.Fatal("checker accepted the faulty bootstrap")
+			}
+			t.Logf("caught: %v", err)
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not mention %q", err, tc.wantErr)
+			}
+		})
+	}
+}
