@@ -1,0 +1,69 @@
+// Package envoytest emulates the Envoy side of the ext_authz v3 and ext_proc v3 gRPC
+// protocols so gdprgate's servers can be tested without an Envoy binary.
+//
+// An Envoy value stands for one HTTP listener whose filter chain is
+// ext_authz → ext_proc → router. Do sends one HTTP request through it: a CheckRequest is
+// built and its answer applied, one Process stream is opened for the request, the phases
+// are sent one message at a time, the (mutated) request goes to the upstream over real
+// HTTP/1.1, and the response comes back through ext_proc and ext_authz's
+// response_headers_to_add. The Response says what the client got and how (Phases,
+// LocalReply, Details, Events).
+//
+// # Behaviour emulated, and where it comes from
+//
+// Read from Envoy's sources (envoyproxy/envoy, source/extensions/filters/http/ext_proc/
+// processor_state.cc, ext_proc.cc, mutation_utils.cc,
+// source/extensions/filters/common/mutation_rules/mutation_rules.cc and
+// source/extensions/filters/common/ext_authz/ext_authz_grpc_impl.cc) and the filter docs:
+//
+//   - ext_authz: a non-OK status is a denial; denied_response.status 0 means 403. A failed
+//     or timed-out Check (default timeout 200ms) or an error_response answers
+//     status_on_error (403) unless failure_mode_allow. OkHttpResponse headers follow
+//     getAppendAction: the deprecated `append` wrapper wins (true = append joined with ",",
+//     false = overwrite); otherwise append_action, whose zero value APPEND_IF_EXISTS_OR_ADD
+//     adds a separate entry. headers_to_remove cannot remove host or ":" headers.
+//     OkHttpResponse.dynamic_metadata (deprecated) overrides CheckResponse.dynamic_metadata.
+//   - ext_proc ordering: a response of the wrong type for the pending phase is a
+//     *spurious message*. Envoy does not fail the request for it: it logs, closes the
+//     stream, marks processing complete and lets the request and response continue
+//     UNPROCESSED (ext_proc.cc, onReceiveMessage, FailedPrecondition branch). For gdprgate
+//     that means an unredacted body; Options.SpuriousIsError turns it into a 500 for tests.
+//     A processor that closes the stream (io.EOF) early is treated the same way
+//     (onGrpcClose). A gRPC error gives 500 (status_on_error), a message timeout gives 504
+//     "ext_proc_error_per-message_timeout_exceeded" (older Envoy releases used 500);
+//     failure_mode_allow turns both into "continue unprocessed".
+//   - mode_override is honoured only in answers to request_headers or response_headers and
+//     only with allow_mode_override; it replaces the whole processing mode.
+//   - Header mutations (MutationUtils::applyHeaderMutations + the mutation Checker): removals
+//     first, then sets. With default rules, changes to host, :authority, :method, :scheme,
+//     x-envoy-*, appends to ":" headers, removal of host or any ":" header, and :status below
+//     200 are silently IGNORED (Response.Events records them); DisallowIsError makes them a
+//     500. Setting both value and raw_value, or invalid characters, is a 500. Envoy reads
+//     raw_value only: a processor that fills `value` sets an empty header (recorded as an
+//     event). For ext_proc append_action 0 falls back to the `append` wrapper (default
+//     overwrite).
+//   - Content-Length (the question that motivated this package): in BUFFERED mode with
+//     headers sent, Envoy keeps the upstream content-length while it holds the headers. When
+//     a body response carries a body_mutation, its header_mutation is applied first, then if
+//     a content-length header is still present and differs from len(body_mutation.body)
+//     Envoy fails the request: 500, "mismatch between content length and the length of the
+//     mutated body" (processor_state.cc, handleBodyResponse; clear_body counts as length 0).
+//     A processor must therefore remove content-length (in the headers or the body response)
+//     or set it to the new length. Envoy itself removes content-length only for
+//     CONTINUE_AND_REPLACE with a body_mutation, and for STREAMED, BUFFERED_PARTIAL,
+//     FULL_DUPLEX_STREAMED or BUFFERED-without-headers (shouldRemoveContentLength).
+//   - CONTINUE_AND_REPLACE in a headers response replaces the body (if body_mutation is set)
+//     and stops all further processing of that message (body mode becomes NONE).
+//   - A body larger than the buffer limit (per_connection_buffer_limit_bytes, 1 MiB) in
+//     BUFFERED mode gets 413 on the request path and 500 on the response path (the HTTP
+//     connection manager's buffer-overflow replies).
+//   - ImmediateResponse: status below 200 or unset becomes 200; headers are mutated through
+//     the same checker; details are kept in Response.Details.
+//   - The first ProcessingRequest carries protocol_config (the body modes); with
+//     ForwardAuthzMetadata every request carries metadata_context with ext_authz's dynamic
+//     metadata under "envoy.filters.http.ext_authz". Header values go in raw_value.
+//
+// Not emulated: trailers, STREAMED chunking (bodies are sent as one chunk), route-cache
+// re-routing, the HTTP (non-gRPC) ext_authz service, async/observability mode, per-route
+// overrides.
+package envoytest
