@@ -46,7 +46,7 @@ type procSession struct {
 	metadata *corev3.Metadata
 	// complete is Envoy's processing_complete_: after a spurious message, a stream close,
 	// a failure-mode-allow fallback or an immediate response, nothing more is sent.
-	complete   bool
+	complete  bool
 	sentFirst bool
 }
 
