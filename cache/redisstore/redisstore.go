@@ -1,0 +1,565 @@
+// Package redisstore is the Redis cache.Store: shared by every sidecar and
+// durable (as durable as the Redis deployment: use AOF). Reads go through
+// cache.Local, so a warm Facts or Registers call makes no round trip.
+//
+// # URLs
+//
+//	redis://[user:pass@]host:port[/db]            one server (go-redis ParseURL options apply)
+//	rediss://...                                  the same over TLS
+//	unix:///path/to/redis.sock                    a local socket
+//	redis-sentinel://[user:pass@]h1:p1,h2:p2/master[?db=N&sentinel_password=..&addr=h3:p3]
+//	redis-cluster://[user:pass@]h1:p1,h2:p2[?addr=h3:p3]   (rediss-cluster:// for TLS)
+//
+// # Key layout
+//
+// Global keys share the hash tag {g}; one subject's keys share the tag
+// {s:<len(entity)>:<entity>:<id>} (the length keeps the encoding
+// unambiguous), so they live in one cluster slot.
+//
+//	gdprgate:{g}:registers      hash   version, data (JSON model.Registers)
+//	gdprgate:{g}:audit          stream one entry per change, field e = JSON audit.Entry
+//	gdprgate:{g}:evkey          hash   "<legalisation>\x00<evidence_key>" → JSON {entity,id,evidence id}
+//	gdprgate:{g}:wipe:<id>      string JSON cache.WipeRecord
+//	gdprgate:{g}:wipes          zset   wipe ids scored by created_at (unix ns), for listing
+//	gdprgate:{g}:wipeq          stream the wipe queue (field wipe = id), consumer group "workers"
+//	gdprgate:{g}:epoch          int    incremented by every write, carried by invalidations
+//	gdprgate:{S}:meta           string JSON model.Subject (PutSubject)
+//	gdprgate:{S}:seen           string first-seen origin (RFC 3339), set once
+//	gdprgate:{S}:evidence       hash   evidence id → JSON model.Evidence
+//	gdprgate:{S}:restriction    string id of the wipe restricting the subject
+//	gdprgate:invalidate         pub/sub channel: "<epoch> r <version>" or "<epoch> s <entity>\x00<id>"
+//
+// # Consistency
+//
+// Every write is one MULTI/EXEC (with WATCH for compare-and-swap) that also
+// appends its audit entry, bumps the epoch and publishes an invalidation,
+// so the write, its audit entry and its invalidation happen together or not
+// at all. This holds on a single primary (standalone or sentinel). In
+// cluster mode a transaction cannot span slots, so writes touching a subject
+// and the global audit stream are refused by Redis (CROSSSLOT): cluster
+// support is limited to reads until the audit trail is made per-slot.
+//
+// Sidecars learn of each other's writes from the pub/sub channel; a health
+// loop pings every Options.HealthInterval, compares the epoch and register
+// version with what it has seen (so a lost message costs at most two
+// intervals) and flushes the local cache after any loss of contact.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+const (
+	keyRegisters = "gdprgate:{g}:registers"
+	keyAudit     = "gdprgate:{g}:audit"
+	keyEvKey     = "gdprgate:{g}:evkey"
+	keyWipes     = "gdprgate:{g}:wipes"
+	keyQueue     = "gdprgate:{g}:wipeq"
+	keyEpoch     = "gdprgate:{g}:epoch"
+	channel      = "gdprgate:invalidate"
+	group        = "workers"
+)
+
+func keyWipe(id string) string { return "gdprgate:{g}:wipe:" + id }
+
+func subjectTag(ref model.SubjectRef) string {
+	return "gdprgate:{s:" + strconv.Itoa(len(ref.Entity)) + ":" + ref.Entity + ":" + ref.ID + "}:"
+}
+
+func keyMeta(r model.SubjectRef) string        { return subjectTag(r) + "meta" }
+func keySeen(r model.SubjectRef) string        { return subjectTag(r) + "seen" }
+func keyEvidence(r model.SubjectRef) string    { return subjectTag(r) + "evidence" }
+func keyRestriction(r model.SubjectRef) string { return subjectTag(r) + "restriction" }
+
+// publishScript bumps the epoch and publishes an invalidation carrying it.
+var publishScript = redis.NewScript(`local e = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], e .. ' ' .. ARGV[2])
+return e`)
+
+// Store is the Redis cache.Store.
+type Store struct {
+	c     redis.UniversalClient
+	opts  cache.Options
+	local *cache.Local
+	log   interface {
+		Warn(string, ...any)
+		Info(string, ...any)
+	}
+
+	// seenEpoch is the highest epoch received on the channel; prevEpoch the
+	// store's epoch at the previous health check.
+	seenEpoch atomic.Int64
+	prevEpoch int64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	pubsub *redis.PubSub
+}
+
+var _ cache.Store = (*Store)(nil)
+
+// New connects to the Redis at url (see the package doc for the forms),
+// checks it answers, subscribes to invalidations and starts the health loop.
+func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
+	opts = opts.WithDefaults()
+	c, err := newClient(url)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{c: c, opts: opts, local: cache.NewLocal(opts), log: opts.Logger}
+	pctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("redis: %w: %v", cache.ErrUnavailable, err)
+	}
+	if err := s.ensureGroup(pctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if e, err := c.Get(pctx, keyEpoch).Int64(); err == nil {
+		s.seenEpoch.Store(e)
+		s.prevEpoch = e
+	}
+	s.pubsub = c.Subscribe(context.Background(), channel)
+	if _, err := s.pubsub.Receive(pctx); err != nil {
+		_ = s.pubsub.Close()
+		_ = c.Close()
+		return nil, fmt.Errorf("redis subscribe: %w: %v", cache.ErrUnavailable, err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s.cancel = stop
+	s.wg.Add(2)
+	go s.listen(bg)
+	go s.health(bg)
+	return s, nil
+}
+
+// Seed loads a registers file into the store, which must be empty (see
+// cache.LoadSeed).
+func (s *Store) Seed(ctx context.Context, seed *model.Seed) error {
+	return cache.LoadSeed(ctx, s, seed)
+}
+
+// Local exposes the read-through cache (metrics, tests).
+func (s *Store) Local() *cache.Local { return s.local }
+
+func (s *Store) ensureGroup(ctx context.Context) error {
+	err := s.c.XGroupCreateMkStream(ctx, keyQueue, group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return s.fail("create wipe queue group", err)
+	}
+	return nil
+}
+
+// listen applies invalidations published by any sidecar (this one included).
+func (s *Store) listen(ctx context.Context) {
+	defer s.wg.Done()
+	ch := s.pubsub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			s.apply(m.Payload)
+		}
+	}
+}
+
+func (s *Store) apply(payload string) {
+	epochStr, rest, _ := strings.Cut(payload, " ")
+	kind, arg, _ := strings.Cut(rest, " ")
+	switch kind {
+	case "r":
+		if v, err := strconv.ParseInt(arg, 10, 64); err != nil || s.local.Index() == nil || s.local.Index().Version != v {
+			s.local.DropIndex()
+		}
+	case "s":
+		entity, id, _ := strings.Cut(arg, "\x00")
+		s.local.Invalidate(model.SubjectRef{Entity: entity, ID: id})
+	default:
+		s.local.InvalidateAll()
+	}
+	if e, err := strconv.ParseInt(epochStr, 10, 64); err == nil {
+		for {
+			old := s.seenEpoch.Load()
+			if e <= old || s.seenEpoch.CompareAndSwap(old, e) {
+				break
+			}
+		}
+	}
+}
+
+// health pings Redis, tracks contact for the staleness bound and catches
+// invalidations the channel lost.
+func (s *Store) health(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.check(ctx)
+	}
+}
+
+func (s *Store) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	p := s.c.Pipeline()
+	epochCmd := p.Get(cctx, keyEpoch)
+	verCmd := p.HGet(cctx, keyRegisters, "version")
+	_, err := p.Exec(cctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		if ctx.Err() == nil && s.local.Connected() {
+			s.log.Warn("redis unreachable; serving cached facts within the staleness bound", "err", err)
+		}
+		s.local.MarkDisconnected()
+		return
+	}
+	epoch, _ := epochCmd.Int64()
+	version, _ := verCmd.Int64()
+	if !s.local.Connected() {
+		// Invalidations may have been missed while away: start afresh.
+		s.log.Info("redis reachable again; local cache flushed")
+		s.local.DropIndex()
+		s.seenEpoch.Store(epoch)
+	} else {
+		if ix := s.local.Index(); ix != nil && ix.Version != version {
+			s.local.DropIndex()
+		}
+		// A change already visible at the previous check and still not
+		// received means the channel lost it.
+		if s.seenEpoch.Load() < s.prevEpoch {
+			s.local.InvalidateAll()
+			s.seenEpoch.Store(s.prevEpoch)
+		}
+	}
+	s.prevEpoch = epoch
+	s.local.MarkContact()
+}
+
+// fail wraps err for op. Errors other than Redis's own replies mean the
+// store could not be reached: they become ErrUnavailable and mark the local
+// cache disconnected (unless the caller gave up first).
+func (s *Store) fail(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, cache.ErrConflict) || errors.Is(err, cache.ErrNotFound) || errors.Is(err, cache.ErrUnavailable) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("%s: redis: %w", op, err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	s.local.MarkDisconnected()
+	return fmt.Errorf("%s: %w: %v", op, cache.ErrUnavailable, err)
+}
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+// addAudit queues the audit XADD in a transaction.
+func addAudit(ctx context.Context, p redis.Pipeliner, e audit.Entry, now time.Time) error {
+	if e.Time.IsZero() {
+		e.Time = now.UTC()
+	}
+	e.ID = ""
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode audit entry: %w", err)
+	}
+	p.XAdd(ctx, &redis.XAddArgs{Stream: keyAudit, Values: []any{"e", b}})
+	return nil
+}
+
+func publish(ctx context.Context, p redis.Pipeliner, msg string) {
+	publishScript.Eval(ctx, p, []string{keyEpoch}, channel, msg)
+}
+
+func subjectMsg(ref model.SubjectRef) string { return "s " + ref.Entity + "\x00" + ref.ID }
+
+// Registers returns the current register index.
+func (s *Store) Registers(ctx context.Context) (*model.Index, error) {
+	if ok, _ := s.local.Servable(); ok {
+		if ix := s.local.Index(); ix != nil {
+			return ix, nil
+		}
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	gen := s.local.Gen()
+	vals, err := s.c.HMGet(ctx, keyRegisters, "version", "data").Result()
+	if err != nil {
+		return nil, s.fail("read registers", err)
+	}
+	ix, err := decodeIndex(vals)
+	if err != nil {
+		return nil, err
+	}
+	if s.local.Gen() == gen {
+		s.local.SetIndex(ix)
+	}
+	return ix, nil
+}
+
+func decodeIndex(vals []any) (*model.Index, error) {
+	vs, _ := vals[0].(string)
+	data, _ := vals[1].(string)
+	if vs == "" || data == "" {
+		return cache.EmptyIndex(), nil
+	}
+	v, err := strconv.ParseInt(vs, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("read registers: bad version %q", vs)
+	}
+	var r model.Registers
+	if err := json.Unmarshal([]byte(data), &r); err != nil {
+		return nil, fmt.Errorf("read registers: decode: %w", err)
+	}
+	ix, err := model.NewIndex(&r, v)
+	if err != nil {
+		return nil, fmt.Errorf("read registers: stored version %d is invalid: %w", v, err)
+	}
+	return ix, nil
+}
+
+// SaveRegisters replaces the registers when the version is expect.
+func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect int64, entry audit.Entry) (int64, error) {
+	if err := regs.Validate(); err != nil {
+		return 0, fmt.Errorf("save registers: %w", err)
+	}
+	data, err := json.Marshal(regs)
+	if err != nil {
+		return 0, fmt.Errorf("save registers: encode: %w", err)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	next := expect + 1
+	err = s.c.Watch(ctx, func(tx *redis.Tx) error {
+		cur, err := tx.HGet(ctx, keyRegisters, "version").Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if cur != expect {
+			return fmt.Errorf("%w: stored version %d, expected %d", cache.ErrConflict, cur, expect)
+		}
+		entry.Before, entry.After = expect, next
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, keyRegisters, "version", next, "data", data)
+			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
+				return err
+			}
+			publish(ctx, p, "r "+strconv.FormatInt(next, 10))
+			return nil
+		})
+		return err
+	}, keyRegisters)
+	if errors.Is(err, redis.TxFailedErr) {
+		err = fmt.Errorf("%w: registers changed concurrently", cache.ErrConflict)
+	}
+	if err != nil {
+		return 0, s.fail("save registers", err)
+	}
+	s.local.DropIndex()
+	return next, nil
+}
+
+type subjectData struct {
+	meta        *model.Subject
+	seen        time.Time
+	evidence    []model.Evidence
+	restriction string
+}
+
+// readSubject reads one subject's keys in one round trip.
+func (s *Store) readSubject(ctx context.Context, ref model.SubjectRef) (subjectData, error) {
+	p := s.c.Pipeline()
+	meta := p.Get(ctx, keyMeta(ref))
+	seen := p.Get(ctx, keySeen(ref))
+	evs := p.HGetAll(ctx, keyEvidence(ref))
+	restr := p.Get(ctx, keyRestriction(ref))
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return subjectData{}, err
+	}
+	var d subjectData
+	if b, err := meta.Bytes(); err == nil {
+		var m model.Subject
+		if err := json.Unmarshal(b, &m); err != nil {
+			return d, fmt.Errorf("decode subject: %w", err)
+		}
+		d.meta = &m
+	}
+	if v, err := seen.Result(); err == nil {
+		d.seen, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	var err error
+	if d.evidence, err = decodeEvidence(evs.Val()); err != nil {
+		return d, err
+	}
+	d.restriction = restr.Val()
+	return d, nil
+}
+
+func decodeEvidence(m map[string]string) ([]model.Evidence, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := make([]model.Evidence, 0, len(m))
+	for _, v := range m {
+		var ev model.Evidence
+		if err := json.Unmarshal([]byte(v), &ev); err != nil {
+			return nil, fmt.Errorf("decode evidence: %w", err)
+		}
+		out = append(out, ev)
+	}
+	sortEvidence(out)
+	return out, nil
+}
+
+func (d subjectData) record(ref model.SubjectRef) cache.SubjectRecord {
+	rec := cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: d.seen}, Evidence: d.evidence, Restriction: d.restriction}
+	if d.meta != nil {
+		rec.Subject = *d.meta
+		rec.Subject.Ref = ref
+		if rec.Subject.Origin.IsZero() {
+			rec.Subject.Origin = d.seen
+		}
+		rec.Known = true
+	}
+	if len(d.evidence) > 0 {
+		rec.Known = true
+	}
+	return rec
+}
+
+// Facts returns the subject's computed state at now.
+func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	if ok, stale := s.local.Servable(); ok {
+		if f, hit := s.local.Get(ref, now); hit {
+			s.local.CountHit()
+			if stale {
+				f.Stale = true
+				s.local.CountStale()
+			}
+			return f, nil
+		}
+	}
+	s.local.CountMiss()
+	f, err := s.loadFacts(ctx, ref, now)
+	if err != nil {
+		if errors.Is(err, cache.ErrUnavailable) {
+			s.local.CountUnavailable()
+		}
+		return cache.Facts{}, err
+	}
+	return f, nil
+}
+
+func (s *Store) loadFacts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	gen := s.local.Gen()
+	ix, err := s.Registers(ctx)
+	if err != nil {
+		return cache.Facts{}, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	d, err := s.readSubject(ctx, ref)
+	if err != nil {
+		return cache.Facts{}, s.fail("facts", err)
+	}
+	if d.meta == nil && d.seen.IsZero() || d.meta != nil && d.meta.Origin.IsZero() && d.seen.IsZero() {
+		// First sighting: record it once; a concurrent sidecar may win.
+		seen := now.UTC()
+		ok, err := s.c.SetNX(ctx, keySeen(ref), seen.Format(time.RFC3339Nano), 0).Result()
+		if err != nil {
+			return cache.Facts{}, s.fail("facts: record first sight", err)
+		}
+		if !ok {
+			v, err := s.c.Get(ctx, keySeen(ref)).Result()
+			if err != nil {
+				return cache.Facts{}, s.fail("facts: read first sight", err)
+			}
+			seen, _ = time.Parse(time.RFC3339Nano, v)
+		}
+		d.seen = seen
+	}
+	rec := d.record(ref)
+	var inherited []model.Evidence
+	var parent *model.SubjectRef
+	if rec.Subject.Parent != nil {
+		parent = rec.Subject.Parent
+		m, err := s.c.HGetAll(ctx, keyEvidence(*parent)).Result()
+		if err != nil {
+			return cache.Facts{}, s.fail("facts: parent evidence", err)
+		}
+		if inherited, err = decodeEvidence(m); err != nil {
+			return cache.Facts{}, err
+		}
+	}
+	f := cache.ComputeFacts(ix, rec, inherited, now)
+	s.local.Put(ref, parent, f, gen)
+	return f, nil
+}
+
+// Subject returns everything stored for ref.
+func (s *Store) Subject(ctx context.Context, ref model.SubjectRef) (cache.SubjectRecord, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	d, err := s.readSubject(ctx, ref)
+	if err != nil {
+		return cache.SubjectRecord{}, s.fail("subject", err)
+	}
+	return d.record(ref), nil
+}
+
+// PutSubject creates or replaces a subject's metadata.
+func (s *Store) PutSubject(ctx context.Context, sub model.Subject, entry audit.Entry) error {
+	if sub.Ref.Entity == "" || sub.Ref.ID == "" {
+		return fmt.Errorf("put subject: entity and id are required")
+	}
+	b, err := json.Marshal(sub)
+	if err != nil {
+		return fmt.Errorf("put subject: encode: %w", err)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, keyMeta(sub.Ref), b, 0)
+		if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
+			return err
+		}
+		publish(ctx, p, subjectMsg(sub.Ref))
+		return nil
+	})
+	if err != nil {
+		return s.fail("put subject", err)
+	}
+	s.local.Invalidate(sub.Ref)
+	return nil
+}

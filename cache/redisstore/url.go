@@ -1,0 +1,67 @@
+package redisstore
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// newClient builds a go-redis client for one of the accepted URL forms (see
+// the package doc).
+func newClient(raw string) (redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "unix":
+		opt, err := redis.ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		return redis.NewClient(opt), nil
+	case "redis-cluster", "rediss-cluster":
+		hosts := strings.Split(u.Host, ",")
+		scheme := strings.TrimSuffix(u.Scheme, "-cluster")
+		q := u.Query()
+		for _, h := range hosts[1:] {
+			q.Add("addr", h)
+		}
+		c := *u
+		c.Scheme, c.Host, c.RawQuery = scheme, hosts[0], q.Encode()
+		opt, err := redis.ParseClusterURL(c.String())
+		if err != nil {
+			return nil, fmt.Errorf("redis cluster url: %w", err)
+		}
+		return redis.NewClusterClient(opt), nil
+	case "redis-sentinel", "rediss-sentinel":
+		master := strings.Trim(u.Path, "/")
+		if master == "" {
+			return nil, fmt.Errorf("redis sentinel url: the master name is required as the path (redis-sentinel://h1:26379,h2:26379/mymaster)")
+		}
+		opt := &redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(u.Host, ",")}
+		q := u.Query()
+		opt.SentinelAddrs = append(opt.SentinelAddrs, q["addr"]...)
+		if u.User != nil {
+			opt.Username = u.User.Username()
+			opt.Password, _ = u.User.Password()
+		}
+		opt.SentinelPassword = q.Get("sentinel_password")
+		if db := q.Get("db"); db != "" {
+			n, err := strconv.Atoi(db)
+			if err != nil {
+				return nil, fmt.Errorf("redis sentinel url: db %q is not a number", db)
+			}
+			opt.DB = n
+		}
+		if u.Scheme == "rediss-sentinel" {
+			return nil, fmt.Errorf("redis sentinel url: TLS to sentinels is not supported yet; use redis-sentinel://")
+		}
+		return redis.NewFailoverClient(opt), nil
+	default:
+		return nil, fmt.Errorf("redis url: unsupported scheme %q (want redis, rediss, unix, redis-sentinel or redis-cluster)", u.Scheme)
+	}
+}
