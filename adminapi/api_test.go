@@ -309,8 +309,8 @@ func TestAtomicImportStoresNothingWhenOneRecordFails(t *testing.T) {
 func TestImportLimitsAndBrokenStreams(t *testing.T) {
 	tests := []struct {
 		name, ct, body, query string
-		wantStatus             int
-		wantStored             int
+		wantStatus            int
+		wantStored            int
 	}{
 		{"more records than MaxImport", "application/x-ndjson", importBody(4, nil), "", 413, 3},
 		{"more records than MaxImport, atomic", "application/x-ndjson", importBody(4, nil), "?atomic=true", 413, 0},
