@@ -22,7 +22,8 @@ var (
 	// ErrNoIdentity means the request carries no usable credentials at all.
 	ErrNoIdentity = errors.New("identity: no identity in request")
 	// ErrInvalidToken means a token was presented but did not verify. The
-	// wrapped detail never contains the token text.
+	// wrapped detail never contains the token text; the jwt library's
+	// sentinels (jwt.ErrTokenExpired, ...) stay reachable with errors.Is.
 	ErrInvalidToken = errors.New("identity: invalid token")
 )
 

@@ -153,8 +153,9 @@ func (v *jwtVerifier) verify(tok string, now time.Time) (Caller, time.Time, time
 	parser := jwt.NewParser(opts...)
 	claims := jwt.MapClaims{}
 	if _, err := parser.ParseWithClaims(tok, claims, v.keyFor); err != nil {
-		// jwt errors describe the failure, not the token's content.
-		return Caller{}, time.Time{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		// jwt errors describe the failure, not the token's content, but may
+		// echo an attacker-chosen alg; boundedError keeps log lines short.
+		return Caller{}, time.Time{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, boundedError{err})
 	}
 	exp, err := claims.GetExpirationTime()
 	if err != nil || exp == nil {
@@ -263,3 +264,20 @@ func nestedClaim(claims map[string]any, path string) (any, bool) {
 	}
 	return cur, true
 }
+
+// maxDetail bounds the length of a verification error's detail.
+const maxDetail = 160
+
+// boundedError truncates the message of a library error while keeping it
+// in the chain, so errors.Is(err, jwt.ErrTokenExpired) still works.
+type boundedError struct{ err error }
+
+func (e boundedError) Error() string {
+	msg := e.err.Error()
+	if len(msg) > maxDetail {
+		msg = strings.ToValidUTF8(msg[:maxDetail], "") + "..."
+	}
+	return msg
+}
+
+func (e boundedError) Unwrap() error { return e.err }

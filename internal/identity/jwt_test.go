@@ -208,6 +208,35 @@ func TestIdentifyHS256(t *testing.T) {
 	})
 }
 
+func TestInvalidTokenErrorsStayClassifiableAndShort(t *testing.T) {
+	v, err := New(Options{JWT: &JWTOptions{HS256Secret: testSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := sign(t, jwt.SigningMethodHS256, testSecret, "", claims("exp", testNow.Add(-time.Hour).Unix()))
+	// A header naming a huge unknown alg; the library echoes alg names.
+	hugeAlg := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"`+strings.Repeat("X", 1000)+`","typ":"JWT"}`)) + ".e30.c2ln"
+	tests := []struct {
+		name  string
+		token string
+		is    error
+	}{
+		{"expired", expired, jwt.ErrTokenExpired},
+		{"unknown alg", hugeAlg, jwt.ErrTokenUnverifiable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Identify(bearer(tt.token), testNow)
+			if !errors.Is(err, ErrInvalidToken) || !errors.Is(err, tt.is) {
+				t.Fatalf("err = %v, want ErrInvalidToken and %v", err, tt.is)
+			}
+			if len(err.Error()) > 250 {
+				t.Errorf("error message is %d bytes long", len(err.Error()))
+			}
+		})
+	}
+}
+
 func TestAlgorithmConfusionIsRefused(t *testing.T) {
 	testKeys(t)
 	pemPath := writePublicPEM(t, &rsaKey.PublicKey)
