@@ -482,11 +482,13 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 }
 
 func (s *Store) loadFacts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
-	gen := s.local.Gen()
 	ix, err := s.Registers(ctx)
 	if err != nil {
 		return cache.Facts{}, err
 	}
+	// After Registers: caching a new index bumps the generation. A register
+	// change after this point is caught by the entry's version check.
+	gen := s.local.Gen()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	d, err := s.readSubject(ctx, ref)

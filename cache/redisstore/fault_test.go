@@ -1,0 +1,152 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/redisstore"
+	"github.com/gdprgate/gdprgate/cache/storetest"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/testredis"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+var alice = model.SubjectRef{Entity: "contact", ID: "c-1"}
+
+// eventually polls cond until it holds or a generous deadline passes: the
+// assertion is the condition, never the time it took.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newStore(t *testing.T, url string, opts cache.Options) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(context.Background(), url, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestFactsServedStaleThenFailClosedThenRecover(t *testing.T) {
+	srv := testredis.Start(t)
+	// The staleness bound is measured on an injected clock, moved by hand.
+	var clock atomic.Int64
+	clock.Store(storetest.T0.UnixNano())
+	opts := cache.Options{
+		MaxStaleness:   30 * time.Second,
+		HealthInterval: 20 * time.Millisecond,
+		Timeout:        200 * time.Millisecond,
+		Clock:          func() time.Time { return time.Unix(0, clock.Load()) },
+	}
+	s := newStore(t, srv.URL(), opts)
+	ctx := context.Background()
+	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "t", Action: "register.replace"}); err != nil {
+		t.Fatal(err)
+	}
+	now := storetest.T0
+	// Warm up until the entry is cached (the registers' own invalidation
+	// may race the first read and keep it from being cached).
+	eventually(t, "alice's facts are cached", func() bool {
+		if f, err := s.Facts(ctx, alice, now); err != nil || f.Stale {
+			t.Fatalf("warm-up Facts = %+v, %v", f, err)
+		}
+		return s.Local().Len() == 1 && s.Local().Index() != nil
+	})
+
+	srv.Kill()
+	eventually(t, "a cached subject is served stale", func() bool {
+		f, err := s.Facts(ctx, alice, now)
+		if err != nil {
+			t.Fatalf("cached subject within the staleness bound: %v", err)
+		}
+		return f.Stale
+	})
+	if _, err := s.Facts(ctx, model.SubjectRef{Entity: "contact", ID: "c-uncached"}, now); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("uncached subject with redis down err = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Registers(ctx); err != nil {
+		t.Fatalf("cached registers within the bound: %v", err)
+	}
+	err := s.PutSubject(ctx, model.Subject{Ref: alice, Origin: now}, audit.Entry{Actor: "t", Action: "subject.put"})
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("write with redis down err = %v, want ErrUnavailable", err)
+	}
+
+	clock.Add(int64(31 * time.Second))
+	if _, err := s.Facts(ctx, alice, now); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Facts past the staleness bound err = %v, want ErrUnavailable (fail closed)", err)
+	}
+	if _, err := s.Registers(ctx); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Registers past the staleness bound err = %v, want ErrUnavailable", err)
+	}
+
+	srv.Restart()
+	eventually(t, "Facts recovers after restart", func() bool {
+		f, err := s.Facts(ctx, alice, now)
+		return err == nil && !f.Stale && f.RegistersVersion == 1
+	})
+	// The write refused while down changed nothing.
+	if rec, err := s.Subject(ctx, alice); err != nil || rec.Known {
+		t.Fatalf("Subject after recovery = %+v, %v; the refused write must not exist", rec, err)
+	}
+}
+
+func TestTwoSidecarsSeeEachOthersWrites(t *testing.T) {
+	srv := testredis.Start(t)
+	opts := cache.Options{HealthInterval: 50 * time.Millisecond}
+	a := newStore(t, srv.URL(), opts)
+	b := newStore(t, srv.URL(), opts)
+	ctx := context.Background()
+	now := storetest.T0
+	if _, err := a.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "t", Action: "register.replace"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sees the registers", func() bool {
+		ix, err := b.Registers(ctx)
+		return err == nil && ix.Version == 1
+	})
+	if f, err := b.Facts(ctx, alice, now); err != nil || f.Restricted {
+		t.Fatalf("b warm-up = %+v, %v", f, err)
+	}
+	w := cache.WipeRecord{ID: "w-1", Subject: alice, Status: cache.WipeQueued, CreatedAt: now}
+	if err := a.EnqueueWipe(ctx, w, audit.Entry{Actor: "t", Action: "wipe.request"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b's cached Facts show the wipe made in a", func() bool {
+		f, err := b.Facts(ctx, alice, now)
+		return err == nil && f.Restricted
+	})
+	if _, err := a.PutEvidence(ctx, []model.Evidence{{Subject: alice, LegalisationID: "contract-care", Origin: now.AddDate(0, 0, -10)}}, audit.Entry{Actor: "t", Action: "evidence.create"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sees evidence added in a", func() bool {
+		f, err := b.Facts(ctx, alice, now)
+		return err == nil && f.Known
+	})
+	regs := storetest.Registers()
+	regs.Roles = append(regs.Roles, model.Role{Name: "auditor", SensitivityMask: 0b1111})
+	if _, err := b.SaveRegisters(ctx, regs, 1, audit.Entry{Actor: "t", Action: "register.replace"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's Facts use the registers saved in b", func() bool {
+		f, err := a.Facts(ctx, alice, now)
+		return err == nil && f.RegistersVersion == 2
+	})
+	// Concurrent register writers: the second one with the old version loses.
+	if _, err := a.SaveRegisters(ctx, regs, 1, audit.Entry{Actor: "t", Action: "register.replace"}); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("stale writer err = %v, want ErrConflict", err)
+	}
+}
