@@ -501,3 +501,33 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestConcurrentIdentifySharesTheCacheSafely(t *testing.T) {
+	v, err := New(Options{JWT: &JWTOptions{HS256Secret: testSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := []string{
+		sign(t, jwt.SigningMethodHS256, testSecret, "", claims("sub", "a")),
+		sign(t, jwt.SigningMethodHS256, testSecret, "", claims("sub", "b")),
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				tok := toks[(g+i)%2]
+				c, err := v.Identify(bearer(tok), testNow)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c.Roles[0] = "mutated" // must not leak into other goroutines
+			}
+		})
+	}
+	wg.Wait()
+	c, err := v.Identify(bearer(toks[0]), testNow)
+	if err != nil || c.ID != "a" || !slices.Equal(c.Roles, []string{"agent", "supervisor"}) {
+		t.Errorf("after concurrent use got %+v, %v", c, err)
+	}
+}
