@@ -146,3 +146,8 @@ func (e *env) lastAudit() audit.Entry {
 	}
 	return entries[len(entries)-1]
 }
+
+func decodeJSON(res *http.Response, out any) error {
+	defer res.Body.Close()
+	return json.NewDecoder(res.Body).Decode(out)
+}
