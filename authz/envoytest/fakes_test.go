@@ -36,6 +36,8 @@ type fakeProc struct {
 	handle func(context.Context, *extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse
 	// failWith ends the stream with this error after the first message.
 	failWith error
+	// closeAfterFirst returns from Process (status OK) after the first message, unanswered.
+	closeAfterFirst bool
 
 	mu      sync.Mutex
 	got     []*extprocv3.ProcessingRequest
@@ -63,6 +65,9 @@ func (f *fakeProc) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 		f.mu.Unlock()
 		if f.failWith != nil {
 			return f.failWith
+		}
+		if f.closeAfterFirst {
+			return nil
 		}
 		for _, resp := range f.handle(s.Context(), req) {
 			if err := s.Send(resp); err != nil {
