@@ -7,7 +7,9 @@ import (
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/redisstore"
 	"github.com/gdprgate/gdprgate/cache/storetest"
+	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/testredis"
+	"github.com/gdprgate/gdprgate/policy/model"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -30,4 +32,52 @@ func TestStoreContract(t *testing.T) {
 		}
 		return s
 	})
+}
+
+func benchStore(b *testing.B) *redisstore.Store {
+	srv := testredis.Start(b)
+	s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "bench", Action: "register.replace"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.PutEvidence(ctx, []model.Evidence{{Subject: alice, LegalisationID: "contract-care", Origin: storetest.T0.AddDate(0, 0, -100)}}, audit.Entry{Actor: "bench", Action: "evidence.create"}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func BenchmarkFactsWarmHit(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	for s.Local().Len() == 0 {
+		if _, err := s.Facts(ctx, alice, storetest.T0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Facts(ctx, alice, storetest.T0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFactsRedisMiss(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	if _, err := s.Registers(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Local().Invalidate(alice) // force the round trip, keep the registers
+		if _, err := s.Facts(ctx, alice, storetest.T0); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

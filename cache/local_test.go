@@ -1,0 +1,185 @@
+package cache_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/policy/lifecycle"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func ref(id string) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: id} }
+
+func index(t *testing.T, version int64) *model.Index {
+	t.Helper()
+	ix, err := model.NewIndex(&model.Registers{}, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func facts(version int64, next time.Time) cache.Facts {
+	return cache.Facts{RegistersVersion: version, Known: true, State: lifecycle.State{Active: 1, Next: next}}
+}
+
+func TestLocalServesUntilJustBeforeNext(t *testing.T) {
+	l := cache.NewLocal(cache.Options{})
+	l.SetIndex(index(t, 1))
+	next := t0.Add(time.Hour)
+	tests := []struct {
+		name string
+		now  time.Time
+		hit  bool
+	}{
+		{"before next", t0, true},
+		{"a nanosecond before next", next.Add(-time.Nanosecond), true},
+		{"at next", next, false},
+		{"after next", next.Add(time.Second), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l.Put(ref("c-1"), nil, facts(1, next), l.Gen())
+			if _, hit := l.Get(ref("c-1"), tc.now); hit != tc.hit {
+				t.Fatalf("hit = %v, want %v", hit, tc.hit)
+			}
+		})
+	}
+	l.Put(ref("c-2"), nil, facts(1, time.Time{}), l.Gen())
+	if _, hit := l.Get(ref("c-2"), t0.AddDate(100, 0, 0)); !hit {
+		t.Fatal("an entry without a next transition expired")
+	}
+}
+
+func TestLocalDropsEntriesOfOtherRegisterVersions(t *testing.T) {
+	l := cache.NewLocal(cache.Options{})
+	l.SetIndex(index(t, 1))
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen())
+	l.SetIndex(index(t, 2))
+	if _, hit := l.Get(ref("c-1"), t0); hit {
+		t.Fatal("entry computed with registers 1 served under registers 2")
+	}
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen()) // a late reader of version 1
+	if _, hit := l.Get(ref("c-1"), t0); hit {
+		t.Fatal("late entry of an older register version served")
+	}
+}
+
+func TestLocalRefusesPutAfterInvalidation(t *testing.T) {
+	l := cache.NewLocal(cache.Options{})
+	l.SetIndex(index(t, 1))
+	gen := l.Gen() // a reader starts
+	l.Invalidate(ref("c-1"))
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), gen) // ... and finishes late
+	if _, hit := l.Get(ref("c-1"), t0); hit {
+		t.Fatal("a read that raced an invalidation was cached")
+	}
+}
+
+func TestLocalInvalidatesInheritingChildren(t *testing.T) {
+	l := cache.NewLocal(cache.Options{})
+	l.SetIndex(index(t, 1))
+	parent := ref("c-1")
+	child := model.SubjectRef{Entity: "phone_number", ID: "+420"}
+	l.Put(child, &parent, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("c-2"), nil, facts(1, time.Time{}), l.Gen())
+	l.Invalidate(parent)
+	if _, hit := l.Get(child, t0); hit {
+		t.Fatal("child still cached after its parent changed")
+	}
+	if _, hit := l.Get(ref("c-2"), t0); !hit {
+		t.Fatal("an unrelated subject was dropped")
+	}
+}
+
+func TestLocalEvictsLeastRecentlyUsed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l := cache.NewLocal(cache.Options{MaxSubjects: 2, Registerer: reg})
+	l.SetIndex(index(t, 1))
+	l.Put(ref("a"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("b"), nil, facts(1, time.Time{}), l.Gen())
+	l.Get(ref("a"), t0) // a is now the most recently used
+	l.Put(ref("c"), nil, facts(1, time.Time{}), l.Gen())
+	if l.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", l.Len())
+	}
+	if _, hit := l.Get(ref("b"), t0); hit {
+		t.Fatal("b (least recently used) was not evicted")
+	}
+	for _, id := range []string{"a", "c"} {
+		if _, hit := l.Get(ref(id), t0); !hit {
+			t.Fatalf("%s evicted", id)
+		}
+	}
+	if got := counterValue(t, reg, "gdprgate_cache_facts_evictions_total"); got != 1 {
+		t.Fatalf("evictions counter = %v, want 1", got)
+	}
+	// A second cache on the same registry shares the collectors.
+	_ = cache.NewLocal(cache.Options{Registerer: reg})
+}
+
+func TestLocalServableWithinStaleness(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(t0.UnixNano())
+	l := cache.NewLocal(cache.Options{MaxStaleness: 10 * time.Second, Clock: func() time.Time { return time.Unix(0, clock.Load()) }})
+	tests := []struct {
+		name      string
+		advance   time.Duration
+		connected bool
+		ok, stale bool
+	}{
+		{"connected", 0, true, true, false},
+		{"disconnected just now", 0, false, true, true},
+		{"disconnected within the bound", 9 * time.Second, false, true, true},
+		{"disconnected at the bound", 10 * time.Second, false, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock.Store(t0.UnixNano())
+			l.MarkContact()
+			if !tc.connected {
+				l.MarkDisconnected()
+			}
+			clock.Add(int64(tc.advance))
+			ok, stale := l.Servable()
+			if ok != tc.ok || stale != tc.stale {
+				t.Fatalf("Servable = %v, %v; want %v, %v", ok, stale, tc.ok, tc.stale)
+			}
+		})
+	}
+}
+
+func BenchmarkLocalGetHit(b *testing.B) {
+	l := cache.NewLocal(cache.Options{})
+	ix, _ := model.NewIndex(&model.Registers{}, 1)
+	l.SetIndex(ix)
+	r := ref("c-1")
+	l.Put(r, nil, facts(1, t0.Add(time.Hour)), l.Gen())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, hit := l.Get(r, t0); !hit {
+			b.Fatal("miss")
+		}
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
