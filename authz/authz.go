@@ -1,0 +1,159 @@
+// Package authz speaks Envoy's protocols for gdprgate: the external
+// authorization service (envoy.service.auth.v3.Authorization/Check), which
+// allows or denies each request before it reaches the backend, and the
+// external processor (envoy.service.ext_proc.v3.ExternalProcessor/Process),
+// which redacts the backend's JSON answers. Both delegate the decisions to
+// internal/gate; this package only maps them onto Envoy's messages.
+package authz
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gdprgate/gdprgate/internal/gate"
+)
+
+// MetadataNamespace is where Check puts its dynamic metadata; Envoy forwards
+// it to the processor when ext_proc's metadata_options name it.
+const MetadataNamespace = "envoy.filters.http.ext_authz"
+
+// Server implements both Envoy services on one gRPC server.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	extprocv3.UnimplementedExternalProcessorServer
+
+	gate   *gate.Gate
+	log    *slog.Logger
+	health *health.Server
+}
+
+// New returns a server deciding with g.
+func New(g *gate.Gate, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{gate: g, log: log, health: health.NewServer()}
+}
+
+// Register adds Check, Process and gRPC health checking to s.
+func (s *Server) Register(gs *grpc.Server) {
+	authv3.RegisterAuthorizationServer(gs, s)
+	extprocv3.RegisterExternalProcessorServer(gs, s)
+	healthpb.RegisterHealthServer(gs, s.health)
+	s.SetServing(true)
+}
+
+// SetServing flips the health status of the whole server and both services.
+func (s *Server) SetServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range []string{"", "envoy.service.auth.v3.Authorization", "envoy.service.ext_proc.v3.ExternalProcessor"} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Check answers Envoy's ext_authz call.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	headers := h.GetHeaders()
+	body := h.GetRawBody()
+	if len(body) == 0 && h.GetBody() != "" {
+		body = []byte(h.GetBody())
+	}
+	method := h.GetMethod()
+	if method == "" {
+		method = headers[":method"]
+	}
+	path := h.GetPath()
+	if path == "" {
+		path = headers[":path"]
+	}
+	greq := &gate.Request{
+		Method: method,
+		Path:   path,
+		Host:   h.GetHost(),
+		Scheme: h.GetScheme(),
+		Header: func(name string) string { return headers[name] },
+		Body:   body,
+	}
+	ex := s.gate.Check(ctx, greq)
+	return checkResponse(ex), nil
+}
+
+func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
+	v := &ex.Verdict
+	if !v.Allow {
+		hdrs := []*corev3.HeaderValueOption{header("content-type", "application/json"), header(gate.HeaderDecisionID, ex.DecisionID)}
+		for k, val := range v.ResponseHeaders {
+			hdrs = append(hdrs, header(k, val))
+		}
+		code := codes.PermissionDenied
+		if v.Status == 401 {
+			code = codes.Unauthenticated
+		}
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(code), Message: v.Reason},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(v.Status)},
+				Headers: hdrs,
+				Body:    string(v.Body),
+			}},
+		}
+	}
+	ok := &authv3.OkHttpResponse{HeadersToRemove: gate.Forgeable}
+	for k, val := range v.UpstreamHeaders {
+		ok.Headers = append(ok.Headers, header(k, val))
+	}
+	for k, val := range v.ResponseHeaders {
+		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
+	}
+	md := map[string]any{"decision_id": ex.DecisionID}
+	if r := ex.RouteName(); r != "" {
+		md["route"] = r
+	}
+	meta, _ := structpb.NewStruct(md)
+	return &authv3.CheckResponse{
+		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+		DynamicMetadata: meta,
+	}
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// headerMap flattens Envoy's ext_proc HeaderMap into lower-case keys; Envoy
+// sends raw_value (bytes) in current versions and value in older ones.
+func headerMap(hm *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(hm.GetHeaders()))
+	for _, h := range hm.GetHeaders() {
+		v := h.GetValue()
+		if raw := h.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		k := strings.ToLower(h.GetKey())
+		if prev, ok := out[k]; ok && !strings.HasPrefix(k, ":") {
+			v = prev + "," + v
+		}
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,186 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gdprgate/gdprgate/internal/gate"
+)
+
+// stream is one HTTP request's ext_proc conversation.
+type stream struct {
+	ex       *gate.Exchange
+	head     bool
+	status   int
+	respHdrs map[string]string
+}
+
+// Process answers Envoy's ext_proc stream: one message per phase Envoy was
+// configured to send. Every phase gets an answer, including ones gdprgate has
+// no work for, so that Envoy never waits for its message timeout.
+func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	ctx := srv.Context()
+	st := &stream{}
+	for {
+		req, err := srv.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			if c := status.Code(err); c == codes.Canceled || c == codes.DeadlineExceeded {
+				return nil
+			}
+			return err
+		}
+		if err := srv.Send(s.phase(ctx, st, req)); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return s.requestHeaders(ctx, st, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return s.responseHeaders(ctx, st, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return s.responseBody(ctx, st, r.ResponseBody)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	default:
+		// A phase this version does not know: answer with an empty request
+		// headers response rather than break the stream; Envoy ignores
+		// nothing silently, but it is better than a hung request.
+		s.log.Warn("ext_proc: unexpected processing request", "type", typeName(req))
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+	}
+}
+
+func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	hdrs := headerMap(h.GetHeaders())
+	st.head = hdrs[":method"] == "HEAD"
+	st.ex = s.gate.Check(ctx, &gate.Request{
+		Method:       hdrs[":method"],
+		Path:         hdrs[":path"],
+		Host:         hdrs[":authority"],
+		Scheme:       hdrs[":scheme"],
+		Header:       func(name string) string { return hdrs[name] },
+		ResponseOnly: true,
+	})
+	v := &st.ex.Verdict
+	if !v.Allow {
+		// ext_authz should have stopped this request; if it is not in the
+		// chain (or let it through on a stale view), the processor stops it.
+		return immediate(v.Status, v.Body, st.ex.DecisionID, v.ResponseHeaders)
+	}
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: gate.Forgeable}
+	mut.SetHeaders = append(mut.SetHeaders, setHeader(gate.HeaderDecisionID, st.ex.DecisionID))
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
+		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
+	}}}
+	// Only routes with something to redact have their answer buffered.
+	if st.ex.NeedsBody() {
+		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
+	} else {
+		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_NONE}
+	}
+	return resp
+}
+
+func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	st.respHdrs = headerMap(h.GetHeaders())
+	st.status, _ = strconv.Atoi(st.respHdrs[":status"])
+	mut := &extprocv3.HeaderMutation{}
+	if st.ex != nil {
+		for k, v := range st.ex.Verdict.ResponseHeaders {
+			mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
+		}
+		if st.ex.NeedsBody() && h.GetEndOfStream() {
+			// No body is coming, so the response stage runs now (a subject
+			// named only in the body cannot be checked: nothing to show).
+			rw := s.gate.Rewrite(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Head: st.head})
+			for k, v := range rw.SetHeaders {
+				mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
+			}
+		}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
+		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
+	}}}
+}
+
+func (st *stream) header(name string) string { return st.respHdrs[name] }
+
+func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	empty := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	if st.ex == nil || !st.ex.NeedsBody() {
+		return empty
+	}
+	if !b.GetEndOfStream() {
+		// Streamed chunks mean Envoy is not buffering: redaction needs the
+		// whole body, so refuse rather than pass bytes unchecked.
+		return immediate(502, []byte(`{"error":"body_not_buffered","message":"gdprgate needs response_body_mode BUFFERED"}`), st.ex.DecisionID, nil)
+	}
+	rw := s.gate.Rewrite(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Body: b.GetBody(), Head: st.head})
+	if rw.Replace {
+		return immediate(rw.Status, rw.Body, st.ex.DecisionID, rw.SetHeaders)
+	}
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: rw.RemoveHeaders}
+	for k, v := range rw.SetHeaders {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
+	}
+	common := &extprocv3.CommonResponse{HeaderMutation: mut}
+	if rw.Modified {
+		// Envoy keeps the backend's content-length unless told otherwise
+		// and rejects a buffered body mutation that contradicts it.
+		mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(rw.Body))))
+		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: rw.Body}}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: common}}}
+}
+
+func immediate(code int, body []byte, decisionID string, headers map[string]string) *extprocv3.ProcessingResponse {
+	mut := &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+		setHeader("content-type", "application/json"), setHeader(gate.HeaderDecisionID, decisionID),
+	}}
+	for k, v := range headers {
+		if k != "content-type" {
+			mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
+		}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(code)},
+		Headers: mut,
+		Body:    body,
+		Details: "gdprgate",
+	}}}
+}
+
+// setHeader builds an ext_proc header mutation. Envoy reads raw_value.
+func setHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+func typeName(req *extprocv3.ProcessingRequest) string {
+	if req.Request == nil {
+		return "none"
+	}
+	return string(req.ProtoReflect().WhichOneof(req.ProtoReflect().Descriptor().Oneofs().ByName("request")).Name())
+}

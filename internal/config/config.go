@@ -1,0 +1,503 @@
+// Package config is gdprgate's one typed configuration: listeners, store,
+// policy, identity, the route map, redaction, body handling, wipes and
+// admin tokens. It is loaded from the --config YAML file, overridden by flags
+// and GDPRGATE_* environment variables, and validated in one place (Load).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gdprgate/gdprgate/policy"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	GRPCAddr      string `yaml:"grpc_addr"`
+	AdminAddr     string `yaml:"admin_addr"`
+	HTTPAuthzAddr string `yaml:"http_authz_addr"`
+	Listen        string `yaml:"listen"`
+	Upstream      string `yaml:"upstream"`
+	RedisURL      string `yaml:"redis_url"`
+	PolicyDir     string `yaml:"policy_dir"`
+	Seed          string `yaml:"seed"`
+
+	Store       StoreConfig     `yaml:"store"`
+	Identity    IdentityConfig  `yaml:"identity"`
+	Routes      []Route         `yaml:"routes"`
+	Unmapped    string          `yaml:"unmapped"` // allow (default) or deny
+	Redaction   RedactionConfig `yaml:"redaction"`
+	Body        BodyConfig      `yaml:"body"`
+	Wipes       WipesConfig     `yaml:"wipes"`
+	Admin       AdminConfig     `yaml:"admin"`
+	Decisions   DecisionConfig  `yaml:"decisions"`
+	FailOpen    bool            `yaml:"fail_open"`
+	HashKeyEnv  string          `yaml:"hash_key_env"`
+	LogLevel    string          `yaml:"log_level"`
+	PolicyWatch time.Duration   `yaml:"policy_watch"`
+
+	// HashKey is read from the environment variable named by HashKeyEnv.
+	HashKey []byte `yaml:"-"`
+}
+
+// StoreConfig tunes the store and its local cache.
+type StoreConfig struct {
+	MaxSubjects  int           `yaml:"max_subjects"`
+	MaxStaleness time.Duration `yaml:"max_staleness"`
+	Timeout      time.Duration `yaml:"timeout"`
+}
+
+// IdentityConfig says where callers' roles come from.
+type IdentityConfig struct {
+	RolesHeader      string     `yaml:"roles_header"`
+	TrustRolesHeader *bool      `yaml:"trust_roles_header"`
+	CallerHeader     string     `yaml:"caller_header"`
+	ModeHeader       string     `yaml:"mode_header"`    // archive mode: value "archive"
+	ProjectHeader    string     `yaml:"project_header"` // project of an outbound communication
+	JWT              *JWTConfig `yaml:"jwt"`
+}
+
+// JWTConfig configures bearer JWTs verified by gdprgate itself.
+type JWTConfig struct {
+	Header         string        `yaml:"header"`
+	HS256SecretEnv string        `yaml:"hs256_secret_env"`
+	PublicKeyFiles []string      `yaml:"public_key_files"`
+	JWKSFile       string        `yaml:"jwks_file"`
+	Audience       string        `yaml:"audience"`
+	Issuer         string        `yaml:"issuer"`
+	RolesClaim     string        `yaml:"roles_claim"`
+	SubjectClaim   string        `yaml:"subject_claim"`
+	Leeway         time.Duration `yaml:"leeway"`
+}
+
+// Subject sources.
+const (
+	FromPath         = "path"          // a {param} of the path template
+	FromQuery        = "query"         // a query parameter
+	FromHeader       = "header"        // a request header
+	FromBody         = "body"          // a JSON field of the request body
+	FromResponseBody = "response_body" // a JSON field of the response body
+	FromItem         = "item"          // a field of each list item of the response ("data.#.id")
+)
+
+// SubjectSpec says where a route's data subject id is.
+type SubjectSpec struct {
+	Entity string `yaml:"entity"`
+	From   string `yaml:"from"`
+	// Name is the path parameter, query parameter or header name.
+	Name string `yaml:"name"`
+	// Path is the JSON path for body, response_body and item sources.
+	Path string `yaml:"path"`
+}
+
+// Route maps one backend route to what gdprgate must know of it.
+type Route struct {
+	Name   string `yaml:"name"`
+	Method string `yaml:"method"`
+	// Path is a template: literal segments and {param} segments.
+	Path string `yaml:"path"`
+	// Kind is read, list, export, write or outbound.
+	Kind string `yaml:"kind"`
+	// CommType is the outbound communication type ("campaign_oc"), or
+	// CommTypeFrom names a request-body JSON field whose value is mapped
+	// through CommTypes ({"campaign": "campaign_oc"}).
+	CommType     string            `yaml:"comm_type"`
+	CommTypeFrom string            `yaml:"comm_type_from"`
+	CommTypes    map[string]string `yaml:"comm_types"`
+	Subject      *SubjectSpec      `yaml:"subject"`
+	// Fields maps JSON paths of the response body to a sensitivity, by id
+	// ("contact") or bit number ("1").
+	Fields map[string]string `yaml:"fields"`
+	// Actions overrides the redaction action per field path.
+	Actions map[string]string `yaml:"actions"`
+
+	// Line is the route's line in the config file, for error messages.
+	Line int `yaml:"-"`
+}
+
+// UnmarshalYAML keeps the route's line number for validation messages.
+func (r *Route) UnmarshalYAML(n *yaml.Node) error {
+	// Node.Decode does not inherit the decoder's KnownFields: check here.
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if !routeKeys[k.Value] {
+				return fmt.Errorf("line %d: field %s not found in type config.Route", k.Line, k.Value)
+			}
+			if k.Value == "subject" && v.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(v.Content); j += 2 {
+					if sk := v.Content[j]; !subjectKeys[sk.Value] {
+						return fmt.Errorf("line %d: field %s not found in type config.SubjectSpec", sk.Line, sk.Value)
+					}
+				}
+			}
+		}
+	}
+	type plain Route
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*r = Route(p)
+	r.Line = n.Line
+	return nil
+}
+
+var routeKeys = map[string]bool{
+	"name": true, "method": true, "path": true, "kind": true, "comm_type": true, "comm_type_from": true,
+	"comm_types": true, "subject": true, "fields": true, "actions": true,
+}
+
+var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true}
+
+// RedactionConfig chooses what replaces a hidden field.
+type RedactionConfig struct {
+	// Default is null (default), remove, mask or hash.
+	Default string `yaml:"default"`
+	// BySensitivity overrides the action per sensitivity id.
+	BySensitivity map[string]string `yaml:"by_sensitivity"`
+	Mask          string            `yaml:"mask"`
+}
+
+// BodyConfig says how awkward bodies are treated on mapped routes.
+type BodyConfig struct {
+	MaxBytes int `yaml:"max_bytes"`
+	// NonJSON is fail (default: 502 with a JSON reason) or pass.
+	NonJSON string `yaml:"non_json"`
+	// Compressed is decode (default: decompress, rewrite, re-encode) or refuse.
+	Compressed string `yaml:"compressed"`
+	// MaxRequestBytes bounds request bodies read for the subject (outbound).
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+}
+
+// WipeStep is one backend deletion call of a wipe.
+type WipeStep struct {
+	Name   string `yaml:"name"`
+	Method string `yaml:"method"`
+	Path   string `yaml:"path"` // with {id}
+	Issue  bool   `yaml:"issue"`
+}
+
+// WipesConfig lists, per entity, the backend calls that delete a subject.
+type WipesConfig struct {
+	Backend   string                `yaml:"backend"`
+	Steps     map[string][]WipeStep `yaml:"steps"`
+	PerMinute int                   `yaml:"per_minute"`
+	Workers   int                   `yaml:"workers"`
+}
+
+// AdminToken is a bearer token of the admin API, stored as its SHA-256.
+type AdminToken struct {
+	Name   string   `yaml:"name"`
+	SHA256 string   `yaml:"sha256"`
+	Scopes []string `yaml:"scopes"`
+}
+
+// AdminConfig secures the admin API.
+type AdminConfig struct {
+	Tokens       []AdminToken `yaml:"tokens"`
+	TLSCert      string       `yaml:"tls_cert"`
+	TLSKey       string       `yaml:"tls_key"`
+	ClientCA     string       `yaml:"client_ca"` // set: mTLS required
+	MaxBodyBytes int64        `yaml:"max_body_bytes"`
+}
+
+// DecisionConfig tunes the decision log.
+type DecisionConfig struct {
+	// Sample is the fraction of decisions logged (0..1, default 1).
+	Sample *float64 `yaml:"sample"`
+	// SubjectInClear logs raw subject ids instead of keyed hashes.
+	SubjectInClear bool `yaml:"subject_in_clear"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.GRPCAddr, "127.0.0.1:9191")
+	def(&c.AdminAddr, "127.0.0.1:9192")
+	def(&c.Listen, "127.0.0.1:8080")
+	def(&c.Unmapped, "allow")
+	def(&c.Identity.RolesHeader, "x-gdpr-roles")
+	def(&c.Identity.CallerHeader, "x-gdpr-caller")
+	def(&c.Identity.ModeHeader, "x-gdpr-mode")
+	def(&c.Identity.ProjectHeader, "x-gdpr-project")
+	def(&c.Redaction.Default, "null")
+	def(&c.Redaction.Mask, "***")
+	def(&c.Body.NonJSON, "fail")
+	def(&c.Body.Compressed, "decode")
+	def(&c.HashKeyEnv, "GDPRGATE_HASH_KEY")
+	def(&c.LogLevel, "info")
+	if c.Body.MaxBytes == 0 {
+		c.Body.MaxBytes = 8 << 20
+	}
+	if c.Body.MaxRequestBytes == 0 {
+		c.Body.MaxRequestBytes = 64 << 10
+	}
+	if c.Store.MaxSubjects == 0 {
+		c.Store.MaxSubjects = 100000
+	}
+	if c.Store.MaxStaleness == 0 {
+		c.Store.MaxStaleness = 30 * time.Second
+	}
+	if c.Store.Timeout == 0 {
+		c.Store.Timeout = 500 * time.Millisecond
+	}
+	if c.Wipes.PerMinute == 0 {
+		c.Wipes.PerMinute = 10
+	}
+	if c.Wipes.Workers == 0 {
+		c.Wipes.Workers = 1
+	}
+	if c.Admin.MaxBodyBytes == 0 {
+		c.Admin.MaxBodyBytes = 1 << 20
+	}
+	if c.PolicyWatch == 0 {
+		c.PolicyWatch = 2 * time.Second
+	}
+	if c.Decisions.Sample == nil {
+		one := 1.0
+		c.Decisions.Sample = &one
+	}
+}
+
+// Parse decodes a YAML config, rejecting unknown fields, fills defaults and
+// validates it. Errors name the line.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file is valid: the defaults.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load reads and parses a config file; "" gives the defaults.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		c := Default()
+		return c, c.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+var (
+	paramSeg  = regexp.MustCompile(`^\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+	fieldPath = regexp.MustCompile(`^(#|[^.#]+)(\.(#|[^.#]+))*$`)
+	actions   = map[string]bool{"null": true, "remove": true, "mask": true, "hash": true}
+	kinds     = map[string]bool{policy.KindRead: true, policy.KindList: true, policy.KindExport: true, policy.KindWrite: true, policy.KindOutbound: true}
+	methods   = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+)
+
+// Validate checks the whole configuration and reports every problem with
+// the route's line.
+func (c *Config) Validate() error {
+	var errs []string
+	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.Unmapped != "allow" && c.Unmapped != "deny" {
+		add("unmapped: must be allow or deny (got %q)", c.Unmapped)
+	}
+	if !actions[c.Redaction.Default] {
+		add("redaction.default: must be null, remove, mask or hash (got %q)", c.Redaction.Default)
+	}
+	for s, a := range c.Redaction.BySensitivity {
+		if !actions[a] {
+			add("redaction.by_sensitivity.%s: must be null, remove, mask or hash (got %q)", s, a)
+		}
+	}
+	if c.Body.NonJSON != "fail" && c.Body.NonJSON != "pass" {
+		add("body.non_json: must be fail or pass (got %q)", c.Body.NonJSON)
+	}
+	if c.Body.Compressed != "decode" && c.Body.Compressed != "refuse" {
+		add("body.compressed: must be decode or refuse (got %q)", c.Body.Compressed)
+	}
+	if c.Decisions.Sample != nil && (*c.Decisions.Sample < 0 || *c.Decisions.Sample > 1) {
+		add("decisions.sample: must be between 0 and 1")
+	}
+	if c.Upstream != "" {
+		if u, err := url.Parse(c.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("upstream: must be an http(s) URL (got %q)", c.Upstream)
+		}
+	}
+	seen := map[string]int{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		where := fmt.Sprintf("routes[%d] (line %d)", i, r.Line)
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("%s %s", r.Method, r.Path)
+		}
+		r.Method = strings.ToUpper(r.Method)
+		if !methods[r.Method] {
+			add("%s: method must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS (got %q)", where, r.Method)
+		}
+		params := map[string]bool{}
+		if !strings.HasPrefix(r.Path, "/") {
+			add("%s: path must start with / (got %q)", where, r.Path)
+		} else {
+			for _, seg := range strings.Split(strings.Trim(r.Path, "/"), "/") {
+				if strings.ContainsAny(seg, "{}") {
+					if !paramSeg.MatchString(seg) {
+						add("%s: path segment %q: a parameter must be a whole segment like {id}", where, seg)
+					} else {
+						params[seg[1:len(seg)-1]] = true
+					}
+				}
+			}
+		}
+		key := r.Method + " " + templateKey(r.Path)
+		if j, dup := seen[key]; dup {
+			add("%s: same method and path as routes[%d]", where, j)
+		}
+		seen[key] = i
+		if !kinds[r.Kind] {
+			add("%s: kind must be read, list, export, write or outbound (got %q)", where, r.Kind)
+		}
+		if r.Kind == policy.KindOutbound {
+			switch {
+			case r.CommType != "" && r.CommTypeFrom != "":
+				add("%s: give comm_type or comm_type_from, not both", where)
+			case r.CommType != "":
+				if _, ok := model.CommTypes[r.CommType]; !ok {
+					add("%s: comm_type %q is not a communication type (%s)", where, r.CommType, commTypeNames())
+				}
+			case r.CommTypeFrom != "":
+				if len(r.CommTypes) == 0 {
+					add("%s: comm_type_from needs comm_types mapping body values to communication types", where)
+				}
+				for v, ct := range r.CommTypes {
+					if _, ok := model.CommTypes[ct]; !ok {
+						add("%s: comm_types.%s: %q is not a communication type (%s)", where, v, ct, commTypeNames())
+					}
+				}
+			default:
+				add("%s: an outbound route needs comm_type or comm_type_from", where)
+			}
+		}
+		if s := r.Subject; s != nil {
+			if s.Entity == "" {
+				add("%s: subject.entity is required", where)
+			}
+			switch s.From {
+			case FromPath:
+				if !params[s.Name] {
+					add("%s: subject.name %q is not a {parameter} of the path", where, s.Name)
+				}
+			case FromQuery, FromHeader:
+				if s.Name == "" {
+					add("%s: subject.name is required for from: %s", where, s.From)
+				}
+			case FromBody, FromResponseBody:
+				if !fieldPath.MatchString(s.Path) || strings.Contains(s.Path, "#") {
+					add("%s: subject.path %q must be a JSON path without #", where, s.Path)
+				}
+			case FromItem:
+				if !fieldPath.MatchString(s.Path) || strings.Count(s.Path, "#") != 1 {
+					add("%s: subject.path %q must be a JSON path with one # (e.g. data.#.id)", where, s.Path)
+				}
+			default:
+				add("%s: subject.from must be path, query, header, body, response_body or item (got %q)", where, s.From)
+			}
+		} else if r.Kind != policy.KindWrite && len(r.Fields) > 0 {
+			add("%s: a route with fields needs a subject", where)
+		}
+		if r.Kind == policy.KindOutbound && (r.Subject == nil || r.Subject.From == FromResponseBody || r.Subject.From == FromItem) {
+			add("%s: an outbound route's subject must come from the request (path, query, header or body)", where)
+		}
+		for p := range r.Fields {
+			if !fieldPath.MatchString(p) {
+				add("%s: fields: %q is not a JSON path (dot-separated keys, # for every array element)", where, p)
+			}
+		}
+		for p, a := range r.Actions {
+			if _, ok := r.Fields[p]; !ok {
+				add("%s: actions.%s: not a field of this route", where, p)
+			}
+			if !actions[a] {
+				add("%s: actions.%s: must be null, remove, mask or hash (got %q)", where, p, a)
+			}
+		}
+	}
+	for entity, steps := range c.Wipes.Steps {
+		for i, s := range steps {
+			where := fmt.Sprintf("wipes.steps.%s[%d]", entity, i)
+			if s.Name == "" {
+				add("%s: name is required", where)
+			}
+			if !methods[strings.ToUpper(s.Method)] {
+				add("%s: method %q is not an HTTP method", where, s.Method)
+			}
+			if !strings.HasPrefix(s.Path, "/") || !strings.Contains(s.Path, "{id}") {
+				add("%s: path must start with / and contain {id} (got %q)", where, s.Path)
+			}
+		}
+	}
+	for i, t := range c.Admin.Tokens {
+		if t.Name == "" || len(t.SHA256) != 64 {
+			add("admin.tokens[%d]: needs a name and the token's SHA-256 as 64 hex characters", i)
+		}
+	}
+	if (c.Admin.TLSCert == "") != (c.Admin.TLSKey == "") {
+		add("admin: tls_cert and tls_key go together")
+	}
+	if c.Admin.ClientCA != "" && c.Admin.TLSCert == "" {
+		add("admin.client_ca: mTLS needs tls_cert and tls_key")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid config:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// templateKey makes routes that differ only by parameter names compare equal.
+func templateKey(p string) string {
+	segs := strings.Split(strings.Trim(p, "/"), "/")
+	for i, s := range segs {
+		if paramSeg.MatchString(s) {
+			segs[i] = "{}"
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+func commTypeNames() string {
+	names := make([]string, 0, len(model.CommTypes))
+	for n := range model.CommTypes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

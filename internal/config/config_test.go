@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load("../../examples/crm/gdprgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 8 || c.Routes[0].Line == 0 {
+		t.Fatalf("routes %d, first line %d", len(c.Routes), c.Routes[0].Line)
+	}
+	if got := len(c.Wipes.Steps["contact"]); got != 3 {
+		t.Errorf("wipe steps %d", got)
+	}
+}
+
+func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown kind", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: peek\n", "routes[0] (line 2): kind must be"},
+		{"subject param not in path", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: cid}\n", "not a {parameter} of the path"},
+		{"item subject without #", "routes:\n  - method: GET\n    path: /a\n    kind: list\n    subject: {entity: contact, from: item, path: data.id}\n", "one #"},
+		{"outbound without comm type", "routes:\n  - method: POST\n    path: /o\n    kind: outbound\n    subject: {entity: contact, from: body, path: contact_id}\n", "needs comm_type"},
+		{"bad comm type", "routes:\n  - method: POST\n    path: /o\n    kind: outbound\n    comm_type: carrier_pigeon\n    subject: {entity: contact, from: body, path: contact_id}\n", "not a communication type"},
+		{"duplicate route", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: write\n  - method: GET\n    path: /a/{x}\n    kind: write\n", "routes[1] (line 5): same method and path"},
+		{"unknown field", "routes:\n  - {method: GET, path: /a, kind: write, colour: red}\n", "line 2: field colour not found"},
+		{"unknown subject field", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id, param: x}\n", "line 5: field param not found"},
+		{"bad method", "routes:\n  - {method: FETCH, path: /a, kind: write}\n", "method must be"},
+		{"partial parameter", "routes:\n  - method: GET\n    path: /a/x{id}\n    kind: write\n", "must be a whole segment"},
+		{"fields without subject", "routes:\n  - {method: GET, path: /a, kind: read, fields: {email: 1}}\n", "needs a subject"},
+		{"bad action", "redaction: {default: shred}\n", "redaction.default"},
+		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEmptyConfigIsDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddr != "127.0.0.1:9191" || c.AdminAddr != "127.0.0.1:9192" || c.Body.NonJSON != "fail" || c.FailOpen {
+		t.Errorf("defaults: %+v", c)
+	}
+}

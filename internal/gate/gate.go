@@ -1,0 +1,455 @@
+// Package gate is gdprgate's request and response decisions, independent of
+// the protocol that carries them: Envoy ext_authz and ext_proc, the HTTP
+// authz mode and the reverse proxy all call Gate.
+//
+// A request is matched against the route map, its caller identified, its
+// subject's facts read from the store (warm: the local cache) and the policy
+// asked (warm: its memo). The resulting Exchange carries what the response
+// stage needs to redact the body.
+package gate
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/identity"
+	"github.com/gdprgate/gdprgate/policy"
+	"github.com/gdprgate/gdprgate/policy/lifecycle"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Headers gdprgate sets. A client must not be able to forge them, so the
+// gate strips any client-sent copy before the request reaches the backend.
+const (
+	HeaderCoverage   = "x-gdpr-coverage"
+	HeaderRedacted   = "x-gdpr-redacted"
+	HeaderDecisionID = "x-gdpr-decision-id"
+)
+
+// Forgeable lists the response-only headers stripped from client requests.
+var Forgeable = []string{HeaderCoverage, HeaderRedacted, HeaderDecisionID}
+
+// Options wires a Gate.
+type Options struct {
+	Config   *config.Config
+	Store    cache.Store
+	Engine   *policy.Engine
+	Identity *identity.Verifier
+	Hasher   audit.Hasher
+	Logger   *slog.Logger
+	// Registerer receives the decision metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Gate makes the decisions. It is safe for concurrent use.
+type Gate struct {
+	cfg      *config.Config
+	store    cache.Store
+	engine   *policy.Engine
+	ident    *identity.Verifier
+	hasher   audit.Hasher
+	log      *slog.Logger
+	now      func() time.Time
+	sample   float64
+	metrics  *metrics
+	idPrefix string
+	idSeq    atomic.Uint64
+
+	tableMu sync.Mutex
+	table   atomic.Pointer[table]
+}
+
+// New builds a Gate.
+func New(opts Options) (*Gate, error) {
+	if opts.Config == nil || opts.Store == nil || opts.Engine == nil || opts.Identity == nil {
+		return nil, errors.New("gate: config, store, engine and identity are required")
+	}
+	g := &Gate{
+		cfg: opts.Config, store: opts.Store, engine: opts.Engine, ident: opts.Identity,
+		hasher: opts.Hasher, log: opts.Logger, now: opts.Now,
+		sample: *opts.Config.Decisions.Sample,
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	var b [6]byte
+	_, _ = crand.Read(b[:])
+	g.idPrefix = hex.EncodeToString(b[:])
+	g.metrics = newMetrics(opts.Registerer)
+	return g, nil
+}
+
+// Request is one HTTP request as the front-end saw it.
+type Request struct {
+	Method string
+	// Path is the request target: path and optional ?query.
+	Path   string
+	Host   string
+	Scheme string
+	// Header returns a request header by lower-case name ("" when absent).
+	Header func(name string) string
+	// Body is the request body when the front-end has it (outbound routes).
+	Body []byte
+	// ResponseOnly: the caller only needs the response-stage plan (ext_proc
+	// after ext_authz). Subjects in the request body are then not required:
+	// those routes have no response work.
+	ResponseOnly bool
+}
+
+// Verdict is the request-level answer.
+type Verdict struct {
+	Allow  bool
+	Status int
+	// Body is the JSON body of a denial; it never holds personal data.
+	Body   []byte
+	Reason string
+	// UpstreamHeaders are set on the request forwarded to the backend.
+	UpstreamHeaders map[string]string
+	// ResponseHeaders are added to the response the client gets.
+	ResponseHeaders map[string]string
+}
+
+// Exchange is one request's decision state, kept for its response.
+type Exchange struct {
+	DecisionID string
+	Verdict    Verdict
+
+	route   *route
+	tbl     *table
+	caller  identity.Caller
+	base    policy.Facts // caller and route facts, without a subject
+	subject model.SubjectRef
+	hasSubj bool
+	visible uint32
+	start   time.Time
+}
+
+// Mapped reports whether the request matched a route of the route map.
+func (ex *Exchange) Mapped() bool { return ex != nil && ex.route != nil }
+
+// RouteName is the matched route's name ("" when unmapped).
+func (ex *Exchange) RouteName() string {
+	if ex == nil || ex.route == nil {
+		return ""
+	}
+	return ex.route.cfg.Name
+}
+
+// NeedsBody reports whether the response body must be seen (and so
+// buffered): the route maps fields, or its subject is in the response.
+func (ex *Exchange) NeedsBody() bool {
+	return ex.Mapped() && ex.Verdict.Allow && (ex.route.fields != nil || ex.route.subjectIn != nil && ex.route.cfg.Subject.From == config.FromResponseBody)
+}
+
+// routes returns the route table for the current registers, rebuilding it
+// when their version changed.
+func (g *Gate) routes(ix *model.Index) (*table, error) {
+	if t := g.table.Load(); t != nil && t.version == ix.Version {
+		return t, nil
+	}
+	g.tableMu.Lock()
+	defer g.tableMu.Unlock()
+	if t := g.table.Load(); t != nil && t.version == ix.Version {
+		return t, nil
+	}
+	t, err := compile(g.cfg, ix, g.cfg.HashKey)
+	if err != nil {
+		return nil, err
+	}
+	g.table.Store(t)
+	return t, nil
+}
+
+func (g *Gate) decisionID() string {
+	return g.idPrefix + "-" + strconv.FormatUint(g.idSeq.Add(1), 36)
+}
+
+// Check decides one request. It never returns an allow on an internal error:
+// store, policy and deadline failures deny (503) unless the operator set
+// fail_open, which the policy sees as a fact.
+func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
+	start := time.Now()
+	ex := &Exchange{DecisionID: g.decisionID(), start: start}
+	ex.Verdict = g.check(ctx, req, ex)
+	if ex.Verdict.ResponseHeaders == nil {
+		ex.Verdict.ResponseHeaders = map[string]string{}
+	}
+	if ex.Verdict.Allow {
+		if ex.Verdict.UpstreamHeaders == nil {
+			ex.Verdict.UpstreamHeaders = map[string]string{}
+		}
+		ex.Verdict.UpstreamHeaders[HeaderDecisionID] = ex.DecisionID
+	}
+	g.logDecision(ex, "request", time.Since(start))
+	return ex
+}
+
+func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
+	ix, err := g.store.Registers(ctx)
+	if err != nil {
+		return g.unavailable(ex, err)
+	}
+	tbl, err := g.routes(ix)
+	if err != nil {
+		g.log.Error("route map does not compile against the registers", "err", err)
+		return deny(503, "route_map_invalid", "the route map does not match the registers")
+	}
+	ex.tbl = tbl
+	path, rawQuery, _ := strings.Cut(req.Path, "?")
+	r, param := tbl.match(req.Method, path)
+	if r == nil {
+		if g.cfg.Unmapped == "deny" {
+			return deny(403, "route_not_mapped", "this route is not in gdprgate's route map")
+		}
+		return Verdict{Allow: true, Reason: "unmapped"}
+	}
+	ex.route = r
+
+	caller, err := g.ident.Identify(req.Header, g.now())
+	if err != nil {
+		v := deny(401, "unauthenticated", "a valid identity is required")
+		v.ResponseHeaders = map[string]string{"www-authenticate": `Bearer realm="gdprgate"`}
+		return v
+	}
+	ex.caller = caller
+	perms := ix.Permissions(caller.Roles)
+	ex.base = policy.Facts{
+		RouteKind:       r.cfg.Kind,
+		CommType:        r.cfg.CommType,
+		Enforced:        ix.Registers.Config.GdprEnforced,
+		Authenticated:   true,
+		Roles:           caller.RoleKey(),
+		SensitivityMask: perms.SensitivityMask,
+		ViewArchived:    perms.ViewArchived,
+		ViewExpired:     perms.ViewExpired,
+		ExportEvidence:  perms.ExportEvidence,
+		EditItems:       perms.EditItems,
+		ArchiveMode:     strings.EqualFold(req.Header(g.cfg.Identity.ModeHeader), "archive"),
+		FailOpen:        g.cfg.FailOpen,
+	}
+
+	// Where is the subject?
+	f := ex.base
+	var comm uint32 = r.comm
+	if s := r.cfg.Subject; s != nil {
+		var id string
+		switch s.From {
+		case config.FromPath:
+			id = param
+		case config.FromQuery:
+			id = queryValue(rawQuery, s.Name)
+		case config.FromHeader:
+			id = req.Header(strings.ToLower(s.Name))
+		case config.FromBody:
+			if req.ResponseOnly {
+				return Verdict{Allow: true, Reason: "request_body_subject"}
+			}
+			if len(req.Body) == 0 {
+				return deny(400, "subject_missing", "the request body must name the subject (is with_request_body configured?)")
+			}
+			b, err := r.subjectIn.Subject(req.Body)
+			if err != nil {
+				return deny(400, "subject_missing", "the request body does not name the subject")
+			}
+			id = string(b)
+		}
+		if r.commIn != nil {
+			v, err := r.commIn.Subject(req.Body)
+			ct, ok := r.cfg.CommTypes[string(v)]
+			if err != nil || !ok {
+				return deny(400, "communication_type_unknown", "the request body does not give a known communication type")
+			}
+			f.CommType = ct
+			comm = model.CommTypes[ct]
+		}
+		if s.From != config.FromItem && s.From != config.FromResponseBody {
+			if id == "" {
+				return deny(400, "subject_missing", "the request does not name its subject")
+			}
+			ex.subject = model.SubjectRef{Entity: s.Entity, ID: id}
+			ex.hasSubj = true
+			ex.base.CommType = f.CommType
+			if err := g.subjectFacts(ctx, &f, ex.subject, comm, req.Header(g.cfg.Identity.ProjectHeader)); err != nil {
+				g.metrics.storeErrors.Inc()
+				g.log.Warn("store unavailable for a decision", "decision_id", ex.DecisionID, "err", err)
+			}
+		}
+	}
+	d, err := g.decide(ctx, f, req)
+	if err != nil {
+		g.log.Error("policy evaluation failed", "decision_id", ex.DecisionID, "err", err)
+		return deny(503, "policy_error", "the policy could not decide")
+	}
+	ex.visible = d.VisibleMask
+	if !d.Allow {
+		v := deny(d.Status, d.Reason, d.Message)
+		v.ResponseHeaders = d.Headers
+		return v
+	}
+	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+}
+
+// subjectFacts fills f with the subject's facts. A store failure marks the
+// facts unavailable (the policy fails closed) and is returned for logging.
+func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.SubjectRef, comm uint32, project string) error {
+	f.SubjectPresent = true
+	sf, err := g.store.Facts(ctx, ref, g.now())
+	if err != nil {
+		f.Unavailable = true
+		// Redact everything that could be redacted if a fail-open policy
+		// lets the request through.
+		f.Obliviated = ^uint32(0)
+		return err
+	}
+	st := &sf.State
+	f.SubjectKnown = sf.Known
+	f.Restricted = sf.Restricted
+	f.Active, f.Archived, f.Expired, f.Obliviated = st.Active, st.Archived, st.Expired, st.Obliviated
+	f.Coverage = st.Coverage.String()
+	if comm != 0 {
+		f.CommPermitted = st.Permits(comm, project)
+	}
+	return nil
+}
+
+func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request) (policy.Decision, error) {
+	var pr *policy.Request
+	if req != nil && !g.engine.Memoised() {
+		pr = policyRequest(req, g.now())
+	}
+	return g.engine.Decide(ctx, f, pr)
+}
+
+func policyRequest(req *Request, now time.Time) *policy.Request {
+	path, rawQuery, _ := strings.Cut(req.Path, "?")
+	pr := &policy.Request{Method: req.Method, Path: path, Host: req.Host, Scheme: req.Scheme, RawQuery: rawQuery, Now: now, Headers: map[string]string{}}
+	for _, h := range []string{"content-type", "x-gdpr-roles", "x-gdpr-mode", "x-gdpr-project", "user-agent", "x-request-id"} {
+		if v := req.Header(h); v != "" {
+			pr.Headers[h] = v
+		}
+	}
+	if len(req.Body) > 0 {
+		var body any
+		if json.Unmarshal(req.Body, &body) == nil {
+			pr.Body = body
+		}
+	}
+	return pr
+}
+
+func (g *Gate) unavailable(ex *Exchange, err error) Verdict {
+	g.metrics.storeErrors.Inc()
+	g.log.Warn("registers unavailable", "decision_id", ex.DecisionID, "err", err)
+	if g.cfg.FailOpen {
+		return Verdict{Allow: true, Reason: "fail_open"}
+	}
+	return deny(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
+}
+
+func deny(status int, reason, message string) Verdict {
+	if status == 0 {
+		status = 403
+	}
+	body, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{reason, message})
+	return Verdict{Status: status, Reason: reason, Body: body}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func copyHeaders(h map[string]string) map[string]string {
+	out := make(map[string]string, len(h)+1)
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
+}
+
+// queryValue finds one query parameter without allocating a url.Values.
+func queryValue(raw, name string) string {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
+		if k == name {
+			if u, err := unescape(v); err == nil {
+				return u
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+func (g *Gate) logDecision(ex *Exchange, stage string, took time.Duration) {
+	result := "allow"
+	if !ex.Verdict.Allow {
+		result = "deny"
+	}
+	g.metrics.decisions.WithLabelValues(stage, result, ex.Verdict.Reason).Inc()
+	g.metrics.latency.WithLabelValues(stage).Observe(took.Seconds())
+	if g.sample < 1 && rand.Float64() >= g.sample {
+		return
+	}
+	if !g.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("decision_id", ex.DecisionID),
+		slog.String("stage", stage),
+		slog.String("route", ex.RouteName()),
+		slog.String("roles", ex.caller.RoleKey()),
+		slog.String("result", result),
+		slog.String("reason", ex.Verdict.Reason),
+		slog.Int("status", ex.Verdict.Status),
+		slog.Duration("latency", took),
+	}
+	if ex.hasSubj {
+		attrs = append(attrs, slog.String("subject", g.subjectLabel(ex.subject)))
+	}
+	g.log.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
+}
+
+func (g *Gate) subjectLabel(ref model.SubjectRef) string {
+	if g.cfg.Decisions.SubjectInClear {
+		return ref.String()
+	}
+	return g.hasher.Subject(ref)
+}
+
+// StateOf exposes a subject's state for the admin API and tests.
+func (g *Gate) StateOf(ctx context.Context, ref model.SubjectRef) (lifecycle.State, error) {
+	f, err := g.store.Facts(ctx, ref, g.now())
+	if err != nil {
+		return lifecycle.State{}, fmt.Errorf("gate: %w", err)
+	}
+	return f.State, nil
+}

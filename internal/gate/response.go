@@ -1,0 +1,223 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"strings"
+	"time"
+
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/policy"
+	"github.com/gdprgate/gdprgate/policy/model"
+	"github.com/gdprgate/gdprgate/redact"
+)
+
+// Response is the backend's answer as the front-end has it.
+type Response struct {
+	Status int
+	// Header returns a response header by lower-case name.
+	Header func(name string) string
+	Body   []byte
+	// Head: the request was HEAD (no body to rewrite).
+	Head bool
+}
+
+// Rewritten is what the front-end must do with the response.
+type Rewritten struct {
+	// Replace: send Status and Body instead of the backend's response (a
+	// denial decided from the body, or a body refused fail-closed).
+	Replace bool
+	Status  int
+	// Modified: Body replaces the backend's body (same status).
+	Modified bool
+	Body     []byte
+	// SetHeaders are set on the response; RemoveHeaders removed. The
+	// front-end sets content-length for a new body itself.
+	SetHeaders    map[string]string
+	RemoveHeaders []string
+	Reason        string
+}
+
+// Rewrite redacts a response body for the exchange's caller. Any failure
+// replaces the response (fail closed): the original bytes never pass a
+// mapped route unchecked unless body.non_json is "pass" for non-JSON bodies.
+func (g *Gate) Rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
+	start := time.Now()
+	out := g.rewrite(ctx, ex, resp)
+	result := "allow"
+	reason := out.Reason
+	if out.Replace {
+		result = "deny"
+	}
+	g.metrics.decisions.WithLabelValues("response", result, reason).Inc()
+	g.metrics.latency.WithLabelValues("response").Observe(time.Since(start).Seconds())
+	return out
+}
+
+func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
+	set := map[string]string{}
+	if c := ex.Verdict.ResponseHeaders[HeaderCoverage]; c != "" {
+		set[HeaderCoverage] = c
+	}
+	if !ex.NeedsBody() || resp.Head || resp.Status == 204 || resp.Status == 304 || len(resp.Body) == 0 {
+		return Rewritten{SetHeaders: set, Reason: "no_body"}
+	}
+	r := ex.route
+	ct := resp.Header("content-type")
+	if !isJSON(ct) {
+		if resp.Status >= 300 || g.cfg.Body.NonJSON == "pass" {
+			// Error pages of the backend and operators' explicit choice.
+			g.metrics.bodies.WithLabelValues("passed_non_json").Inc()
+			return Rewritten{SetHeaders: set, Reason: "non_json_passed"}
+		}
+		return g.refuse(502, "body_not_json", "the backend's answer is not JSON and cannot be checked")
+	}
+	body := resp.Body
+	enc := strings.TrimSpace(strings.ToLower(resp.Header("content-encoding")))
+	if enc != "" && enc != "identity" {
+		if g.cfg.Body.Compressed == "refuse" {
+			return g.refuse(502, "body_compressed", "compressed answers are refused by configuration")
+		}
+		dec, err := redact.Decode(enc, body, g.cfg.Body.MaxBytes)
+		switch {
+		case errors.Is(err, redact.ErrTooLarge):
+			return g.refuse(502, "body_too_large", "the backend's answer is larger than gdprgate may check")
+		case err != nil:
+			return g.refuse(502, "body_undecodable", "the backend's answer could not be decompressed")
+		}
+		body = dec
+	}
+	if len(body) > g.cfg.Body.MaxBytes {
+		return g.refuse(502, "body_too_large", "the backend's answer is larger than gdprgate may check")
+	}
+
+	var planner redact.Planner
+	switch {
+	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromResponseBody:
+		id, err := r.subjectIn.Subject(body)
+		if err != nil {
+			if errors.Is(err, redact.ErrSubjectNotFound) {
+				if resp.Status >= 300 {
+					return Rewritten{SetHeaders: set, Reason: "error_passed"}
+				}
+				return g.refuse(502, "subject_missing", "the backend's answer does not name its subject")
+			}
+			return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
+		}
+		f := ex.base
+		ref := model.SubjectRef{Entity: r.cfg.Subject.Entity, ID: string(id)}
+		if err := g.subjectFacts(ctx, &f, ref, 0, ""); err != nil {
+			g.metrics.storeErrors.Inc()
+		}
+		d, err := g.decide(ctx, f, nil)
+		if err != nil {
+			return g.refuse(503, "policy_error", "the policy could not decide")
+		}
+		if !d.Allow {
+			v := deny(d.Status, d.Reason, d.Message)
+			return Rewritten{Replace: true, Status: v.Status, Body: v.Body, Reason: v.Reason,
+				SetHeaders: map[string]string{"content-type": "application/json"}}
+		}
+		if c := d.Headers[HeaderCoverage]; c != "" {
+			set[HeaderCoverage] = c
+		}
+		planner = redact.Fixed(d.VisibleMask)
+	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
+		planner = &itemPlanner{ctx: ctx, g: g, base: ex.base, entity: r.cfg.Subject.Entity}
+	default:
+		planner = redact.Fixed(ex.visible)
+	}
+	if r.fields == nil {
+		return Rewritten{SetHeaders: set, Reason: "no_fields"}
+	}
+	out, res, err := r.fields.Rewrite(make([]byte, 0, len(body)), body, planner)
+	if err != nil {
+		var pe *plannerError
+		switch {
+		case errors.As(err, &pe):
+			return g.refuse(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
+		case errors.Is(err, redact.ErrInvalidJSON):
+			if resp.Status >= 300 && g.cfg.Body.NonJSON == "pass" {
+				return Rewritten{SetHeaders: set, Reason: "error_passed"}
+			}
+			return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
+		default:
+			return g.refuse(502, "body_rejected", "the backend's answer could not be checked")
+		}
+	}
+	g.metrics.bodies.WithLabelValues("rewritten").Inc()
+	if len(res.Redacted) > 0 {
+		set[HeaderRedacted] = strings.Join(res.Redacted, ",")
+	}
+	if res.Values == 0 {
+		return Rewritten{SetHeaders: set, Reason: "nothing_redacted"}
+	}
+	if enc != "" && enc != "identity" {
+		re, err := redact.Encode(enc, out)
+		if err != nil {
+			return g.refuse(502, "body_unencodable", "the redacted answer could not be re-encoded")
+		}
+		out = re
+	}
+	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: []string{"etag", "content-md5", "digest"}, Reason: "redacted"}
+}
+
+func (g *Gate) refuse(status int, reason, message string) Rewritten {
+	g.metrics.bodies.WithLabelValues("refused").Inc()
+	v := deny(status, reason, message)
+	return Rewritten{Replace: true, Status: status, Body: v.Body, Reason: reason,
+		SetHeaders:    map[string]string{"content-type": "application/json"},
+		RemoveHeaders: []string{"content-encoding", "etag"}}
+}
+
+func isJSON(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// plannerError marks a store failure inside a rewrite.
+type plannerError struct{ err error }
+
+func (e *plannerError) Error() string { return "subject facts: " + e.err.Error() }
+func (e *plannerError) Unwrap() error { return e.err }
+
+// itemPlanner decides each list item's visibility, once per distinct
+// subject of the body.
+type itemPlanner struct {
+	ctx    context.Context
+	g      *Gate
+	base   policy.Facts
+	entity string
+	seen   map[string]uint32
+}
+
+func (p *itemPlanner) Visible(id []byte) (uint32, error) {
+	if m, ok := p.seen[string(id)]; ok {
+		return m, nil
+	}
+	f := p.base
+	f.RouteKind = policy.KindList
+	if err := p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, ""); err != nil && !p.base.FailOpen {
+		return 0, &plannerError{err}
+	}
+	d, err := p.g.decide(p.ctx, f, nil)
+	if err != nil {
+		return 0, &plannerError{err}
+	}
+	mask := d.VisibleMask
+	if !d.Allow {
+		mask = 0
+	}
+	if p.seen == nil {
+		p.seen = make(map[string]uint32)
+	}
+	p.seen[string(id)] = mask
+	return mask, nil
+}
