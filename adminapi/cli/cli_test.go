@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gdprgate/gdprgate/adminapi"
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/memstore"
+	"github.com/gdprgate/gdprgate/internal/wipe"
+)
+
+func newServer(t *testing.T) string {
+	t.Helper()
+	st := memstore.New(cache.Options{})
+	s, err := adminapi.New(adminapi.Options{
+		Store:    st,
+		Tokens:   []adminapi.Token{{Name: "ops", SHA256: adminapi.HashToken("secret"), Scopes: []string{adminapi.ScopeAdmin}}},
+		WipePlan: wipe.Plan{"contact": {{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"}}},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+func runCLI(t *testing.T, url string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := Run(context.Background(), append([]string{"--admin-url", url, "--token", "secret"}, args...), &out, &errb)
+	return out.String() + errb.String(), err
+}
+
+func TestCLICommandsAgainstARealServer(t *testing.T) {
+	url := newServer(t)
+	out, err := runCLI(t, url, "load-registers", "../testdata/seed.yaml")
+	if err != nil || !strings.Contains(out, "registers replaced: 4 sensitivities") || !strings.Contains(out, `"stored":1`) {
+		t.Fatalf("load-registers: %v\n%s", err, out)
+	}
+
+	dir := t.TempDir()
+	good := filepath.Join(dir, "ev.ndjson")
+	os.WriteFile(good, []byte(`{"subject":{"entity":"contact","id":"c-2"},"legal_key":"CC","origin":"2026-01-01T00:00:00Z"}`+"\n"), 0o600)
+	if out, err = runCLI(t, url, "import-evidence", good); err != nil || !strings.Contains(out, `"stored":1`) {
+		t.Fatalf("import-evidence: %v\n%s", err, out)
+	}
+	bad := filepath.Join(dir, "ev.json")
+	os.WriteFile(bad, []byte(` [{"subject":{"entity":"contact","id":"c-2"},"legal_key":"MK","origin":"2026-01-01T00:00:00Z"}]`), 0o600)
+	if out, err = runCLI(t, url, "import-evidence", "--atomic", bad); err == nil || !strings.Contains(out, "record 0: evidence_key") {
+		t.Fatalf("bad import: %v\n%s", err, out)
+	}
+
+	if out, err = runCLI(t, url, "wipe", "contact", "c-7", "--dry-run"); err != nil || !strings.Contains(out, `"dry_run": true`) {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "wipe", "contact", "c-7"); err != nil || !strings.Contains(out, `"status": "queued"`) {
+		t.Fatalf("wipe: %v\n%s", err, out)
+	}
+	id := between(out, `"id": "`, `"`)
+	if out, err = runCLI(t, url, "wipe-status", id); err != nil || !strings.Contains(out, `"/api/contacts/c-7"`) {
+		t.Fatalf("wipe-status: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "subject", "contact", "c-7"); err != nil || !strings.Contains(out, `"restricted": true`) {
+		t.Fatalf("subject: %v\n%s", err, out)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	url := newServer(t)
+	var ae *APIError
+	if _, err := runCLI(t, url, "wipe", "invoice", "1"); !errors.As(err, &ae) || ae.Status != 422 {
+		t.Fatalf("unknown entity: %v", err)
+	}
+	var out bytes.Buffer
+	err := Run(context.Background(), []string{"--admin-url", url, "--token", "wrong", "subject", "contact", "c-1"}, &out, &out)
+	if !errors.As(err, &ae) || ae.Status != 401 {
+		t.Fatalf("bad token: %v", err)
+	}
+	for _, args := range [][]string{{}, {"nope"}, {"wipe", "contact"}, {"subject", "x"}} {
+		if _, err := runCLI(t, url, args...); !errors.Is(err, ErrUsage) {
+			t.Errorf("%v: %v, want usage error", args, err)
+		}
+	}
+}
+
+func between(s, a, b string) string {
+	_, rest, _ := strings.Cut(s, a)
+	v, _, _ := strings.Cut(rest, b)
+	return v
+}
