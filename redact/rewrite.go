@@ -26,6 +26,9 @@ type Result struct {
 // twice: which one governs would be a guess, so the rewrite fails closed.
 var ErrDuplicateSubject = errors.New("redact: subject id appears more than once")
 
+// ErrSubjectType is returned when a subject id is not a string, number or null.
+var ErrSubjectType = errors.New("redact: subject id must be a string or a number")
+
 // ErrSubjectNotFound is returned by Subject when the body has no subject id.
 var ErrSubjectNotFound = errors.New("redact: subject id not found in body")
 
@@ -367,7 +370,7 @@ func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, foun
 			_, err := s.lit(i, "null")
 			return nil, false, err
 		default:
-			return nil, false, s.errAt(i, "subject id must be a string or a number")
+			return nil, false, fmt.Errorf("%w (offset %d)", ErrSubjectType, i)
 		}
 	}
 	if i >= len(src) || src[i] != '{' {
