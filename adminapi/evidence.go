@@ -265,7 +265,10 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		_ = enc.Encode(map[string]any{"summary": sum})
 		return
 	}
-	writeJSON(w, status, map[string]any{"summary": sum, "results": imp.results})
+	// Compact, not indented: an import answer can hold 100k results.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"summary": sum, "results": imp.results})
 }
 
 // importer accumulates valid records and stores them in batches.

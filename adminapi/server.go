@@ -125,7 +125,13 @@ type route struct {
 	handler      http.HandlerFunc
 }
 
-// New checks o and builds the handler.
+// New checks o and builds the handler. Serve it as the whole handler of the
+// admin listener (it owns /healthz, /readyz, /metrics and /v1/), e.g.
+//
+//	srv, err := adminapi.New(adminapi.Options{Store: st, Tokens: toks, WipePlan: plan, Hasher: h})
+//	hs := &http.Server{Addr: "127.0.0.1:9192", Handler: srv, TLSConfig: tlsCfg /* optional mTLS */}
+//
+// The wipe worker (internal/wipe) runs separately: wipe.NewWorker(...).Run(ctx).
 func New(o Options) (*Server, error) {
 	if o.Store == nil {
 		return nil, errors.New("adminapi: Options.Store is required")
