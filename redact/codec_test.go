@@ -1,0 +1,99 @@
+package redact
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	body := listBody(20)
+	for _, ce := range []string{"", "identity", "gzip", "x-gzip", "GZip", "br", "deflate", "deflate, br", " gzip , identity "} {
+		t.Run("encoding "+ce, func(t *testing.T) {
+			enc, err := Encode(ce, body)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			got, err := Decode(ce, enc, len(body))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if !bytes.Equal(got, body) {
+				t.Fatalf("round trip changed the body")
+			}
+		})
+	}
+}
+
+func TestDecodeRawDeflate(t *testing.T) {
+	// Some servers send raw RFC 1951 data as "deflate"; browsers accept it.
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	w.Write([]byte(`{"a":1}`))
+	w.Close()
+	got, err := Decode("deflate", buf.Bytes(), 100)
+	if err != nil || string(got) != `{"a":1}` {
+		t.Fatalf("Decode = %q, %v", got, err)
+	}
+}
+
+func TestDecodeLimit(t *testing.T) {
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	zw.Write(bytes.Repeat([]byte{' '}, 10<<20)) // 10 MB of spaces, ~10 KB compressed
+	zw.Close()
+	tests := []struct {
+		name  string
+		ce    string
+		body  []byte
+		limit int
+		want  error
+	}{
+		{"gzip bomb over the limit", "gzip", bomb.Bytes(), 1 << 20, ErrTooLarge},
+		{"identity over the limit", "", []byte("12345"), 4, ErrTooLarge},
+		{"identity at the limit", "identity", []byte("1234"), 4, nil},
+		{"no limit", "gzip", bomb.Bytes(), 0, nil},
+		{"unknown encoding", "compress", []byte("x"), 10, ErrUnsupportedEncoding},
+		{"unknown encoding in a list", "gzip, zstd", []byte("x"), 10, ErrUnsupportedEncoding},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Decode(tt.ce, tt.body, tt.limit)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if err != nil && got != nil {
+				t.Errorf("returned %d bytes with the error", len(got))
+			}
+		})
+	}
+}
+
+func TestDecodeCorruptFailsWithoutOriginal(t *testing.T) {
+	gz, _ := Encode("gzip", []byte(strings.Repeat(`{"a":1}`, 100)))
+	for _, tt := range []struct {
+		name, ce string
+		body     []byte
+	}{
+		{"not gzip", "gzip", []byte("plain text")},
+		{"truncated gzip", "gzip", gz[:len(gz)/2]},
+		{"not brotli", "br", []byte("\xff\xff\xff\xff plain")},
+		{"not deflate", "deflate", []byte("\xff\xff\xff")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Decode(tt.ce, tt.body, 1<<20)
+			if err == nil || got != nil {
+				t.Fatalf("Decode = %q, %v; want nil and an error", got, err)
+			}
+		})
+	}
+}
+
+func TestEncodeUnsupported(t *testing.T) {
+	if got, err := Encode("zstd", []byte("x")); !errors.Is(err, ErrUnsupportedEncoding) || got != nil {
+		t.Fatalf("Encode = %q, %v", got, err)
+	}
+}
