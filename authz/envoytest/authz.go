@@ -2,6 +2,7 @@ package envoytest
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -272,4 +273,18 @@ func authzMetadata(md *structpb.Struct) *corev3.Metadata {
 		return nil
 	}
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{AuthzNamespace: md}}
+}
+
+// CheckRequest returns the CheckRequest this emulator would send for req, without sending
+// it; load generators use it to replay Envoy-shaped checks.
+func (e *Envoy) CheckRequest(req *http.Request) (*authv3.CheckRequest, error) {
+	x, err := e.newExchange(req)
+	if err != nil {
+		return nil, err
+	}
+	creq, local := e.buildCheckRequest(x)
+	if local != nil {
+		return nil, fmt.Errorf("envoytest: %s %s: ext_authz would answer %d locally", req.Method, req.URL, local.Status)
+	}
+	return creq, nil
 }

@@ -1,0 +1,292 @@
+// Package loadgen is a bounded ext_authz Check load generator for loopback targets. It
+// measures client-side latency and, given the server's PID, the server's CPU time per
+// Check read from /proc — the figure behind gdprgate's "µs of server CPU per Check" target.
+//
+// Every run is bounded twice (a request count and a wall-clock duration) and refuses
+// non-loopback targets, because it is meant for a shared development machine, not for
+// load-testing someone else's service.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Limits that keep a run polite on a shared machine.
+const (
+	MaxRequests    = 2_000_000
+	MaxDuration    = 60 * time.Second
+	MaxConcurrency = 1024
+)
+
+// Config describes one run.
+type Config struct {
+	// Target is host:port (or unix:/path) of the Authorization service; it must resolve to
+	// loopback addresses only.
+	Target string
+	// Conn, when set, is used instead of dialling Target (in-process tests).
+	Conn grpc.ClientConnInterface
+	// Concurrency is the number of goroutines issuing Checks (default 32).
+	Concurrency int
+	// Requests is the total number of measured Checks (default 20000, max MaxRequests).
+	Requests int
+	// Duration bounds the wall time (default 10s, max MaxDuration); the run stops at
+	// whichever of Requests and Duration comes first.
+	Duration time.Duration
+	// Warmup Checks are sent before measuring (connection set-up, caches); default 0.
+	Warmup int
+	// Timeout bounds each Check (default 1s).
+	Timeout time.Duration
+	// Scenario is the set of CheckRequests sent round-robin (default BuiltinScenario).
+	Scenario []*authv3.CheckRequest
+	// ServerPID, when > 0, is the process whose CPU time is sampled around the run.
+	ServerPID int
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"`
+	Allowed  int64 `json:"allowed"`
+	Denied   int64 `json:"denied"`
+	// ErrorSamples are the first few distinct error messages.
+	ErrorSamples []string      `json:"error_samples,omitempty"`
+	Elapsed      time.Duration `json:"elapsed_ns"`
+	// Throughput is completed Checks (including errors) per second.
+	Throughput float64       `json:"throughput_rps"`
+	P50        time.Duration `json:"p50_ns"`
+	P90        time.Duration `json:"p90_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	Max        time.Duration `json:"max_ns"`
+	// ServerCPU is the server's user+system CPU time during the run (0 without ServerPID).
+	ServerCPU time.Duration `json:"server_cpu_ns"`
+	// ServerCPUPerRequest is ServerCPU / Requests in microseconds.
+	ServerCPUPerRequest float64 `json:"server_cpu_us_per_request"`
+	// ClientCPUPerRequest is this process's CPU per request in microseconds; on a shared
+	// machine it tells how much of the cores the generator itself took.
+	ClientCPUPerRequest float64 `json:"client_cpu_us_per_request"`
+	// CPUTick is the /proc accounting resolution, which bounds the CPU figures' accuracy.
+	CPUTick time.Duration `json:"cpu_tick_ns"`
+}
+
+func (c *Config) normalise() error {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.Concurrency > MaxConcurrency {
+		return fmt.Errorf("concurrency %d is above the limit of %d", c.Concurrency, MaxConcurrency)
+	}
+	if c.Requests <= 0 {
+		c.Requests = 20000
+	}
+	if c.Requests > MaxRequests {
+		return fmt.Errorf("requests %d is above the limit of %d", c.Requests, MaxRequests)
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Duration > MaxDuration {
+		c.Duration = MaxDuration
+	}
+	if c.Warmup < 0 || c.Warmup > MaxRequests {
+		return fmt.Errorf("warmup %d out of range", c.Warmup)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Second
+	}
+	if len(c.Scenario) == 0 {
+		c.Scenario = BuiltinScenario()
+	}
+	return nil
+}
+
+// Run executes one bounded run.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.normalise(); err != nil {
+		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	conn := cfg.Conn
+	if conn == nil {
+		if err := CheckLoopback(ctx, cfg.Target); err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
+		}
+		cc, err := grpc.NewClient(dialTarget(cfg.Target), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: dial %s: %w", cfg.Target, err)
+		}
+		defer cc.Close()
+		conn = cc
+	}
+	client := authv3.NewAuthorizationClient(conn)
+
+	for i := 0; i < cfg.Warmup; i++ {
+		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		_, _ = client.Check(cctx, cfg.Scenario[i%len(cfg.Scenario)])
+		cancel()
+	}
+
+	var serverBefore, clientBefore time.Duration
+	if cfg.ServerPID > 0 {
+		v, err := ProcessCPU(cfg.ServerPID)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: server CPU: %w", err)
+		}
+		serverBefore = v
+	}
+	clientBefore, clientErr := ProcessCPU(0)
+
+	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
+	defer stop()
+	var (
+		next    atomic.Int64
+		allowed atomic.Int64
+		denied  atomic.Int64
+		errs    atomic.Int64
+		mu      sync.Mutex
+		samples []string
+		lats    = make([][]time.Duration, cfg.Concurrency)
+		wg      sync.WaitGroup
+	)
+	perWorker := cfg.Requests/cfg.Concurrency + 1
+	start := time.Now()
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, perWorker)
+			for runCtx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.Requests) {
+					break
+				}
+				// In-flight Checks are not cancelled by the run's end: a cut-off call
+				// would count as an error that the server did not make.
+				cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+				t0 := time.Now()
+				resp, err := client.Check(cctx, cfg.Scenario[int(i)%len(cfg.Scenario)])
+				local = append(local, time.Since(t0))
+				cancel()
+				switch {
+				case err != nil:
+					errs.Add(1)
+					mu.Lock()
+					if len(samples) < 5 && !slices.Contains(samples, err.Error()) {
+						samples = append(samples, err.Error())
+					}
+					mu.Unlock()
+				case resp.GetStatus().GetCode() == 0:
+					allowed.Add(1)
+				default:
+					denied.Add(1)
+				}
+			}
+			lats[w] = local
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	rep := &Report{
+		Allowed: allowed.Load(), Denied: denied.Load(), Errors: errs.Load(),
+		ErrorSamples: samples, Elapsed: elapsed, CPUTick: clockTick,
+	}
+	rep.Requests = rep.Allowed + rep.Denied + rep.Errors
+	if elapsed > 0 {
+		rep.Throughput = float64(rep.Requests) / elapsed.Seconds()
+	}
+	all := make([]time.Duration, 0, rep.Requests)
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	rep.P50, rep.P90, rep.P99 = quantile(all, 0.50), quantile(all, 0.90), quantile(all, 0.99)
+	if len(all) > 0 {
+		rep.Max = all[len(all)-1]
+	}
+	if cfg.ServerPID > 0 {
+		after, err := ProcessCPU(cfg.ServerPID)
+		if err != nil {
+			return rep, fmt.Errorf("loadgen: server CPU after the run: %w", err)
+		}
+		rep.ServerCPU = after - serverBefore
+		if rep.Requests > 0 {
+			rep.ServerCPUPerRequest = float64(rep.ServerCPU.Nanoseconds()) / 1e3 / float64(rep.Requests)
+		}
+	}
+	if clientErr == nil && rep.Requests > 0 {
+		if after, err := ProcessCPU(0); err == nil {
+			rep.ClientCPUPerRequest = float64((after - clientBefore).Nanoseconds()) / 1e3 / float64(rep.Requests)
+		}
+	}
+	return rep, nil
+}
+
+// quantile returns the nearest-rank quantile of sorted durations.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	idx := int(q*float64(len(sorted))+0.999999) - 1
+	idx = max(0, min(idx, len(sorted)-1))
+	return sorted[idx]
+}
+
+// dialTarget turns host:port into a grpc-go target; unix: targets pass unchanged.
+func dialTarget(t string) string {
+	if strings.HasPrefix(t, "unix:") || strings.Contains(t, "://") {
+		return t
+	}
+	return "passthrough:///" + t
+}
+
+// ErrNotLoopback is returned for targets that are not on this machine's loopback.
+var ErrNotLoopback = errors.New("target is not a loopback address")
+
+// CheckLoopback accepts unix sockets and host:port targets whose host resolves only to
+// loopback addresses; anything else is refused.
+func CheckLoopback(ctx context.Context, target string) error {
+	if target == "" {
+		return errors.New("no target given")
+	}
+	if strings.HasPrefix(target, "unix:") {
+		return nil
+	}
+	t := target
+	for _, p := range []string{"dns:///", "passthrough:///", "dns:", "ipv4:", "ipv6:"} {
+		t = strings.TrimPrefix(t, p)
+	}
+	host, _, err := net.SplitHostPort(t)
+	if err != nil {
+		return fmt.Errorf("target %q: want host:port: %w", target, err)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if !ip.IsLoopback() {
+			return fmt.Errorf("%w: %s", ErrNotLoopback, target)
+		}
+		return nil
+	}
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return fmt.Errorf("resolve %q: %w", host, err)
+	}
+	if len(addrs) == 0 {
+		return fmt.Errorf("resolve %q: no addresses", host)
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return fmt.Errorf("%w: %s resolves to %s", ErrNotLoopback, host, a.IP)
+		}
+	}
+	return nil
+}
