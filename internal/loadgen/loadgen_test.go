@@ -34,7 +34,9 @@ func startServer(t *testing.T, register func(*grpc.Server)) string {
 }
 
 // denyC5 denies checks for c-5 (the obliviated contact) and allows the rest.
-type denyC5 struct{ authv3.UnimplementedAuthorizationServer }
+type denyC5 struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 func (denyC5) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	if strings.Contains(r.GetAttributes().GetRequest().GetHttp().GetPath(), "c-5") {
