@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/gdprgate/gdprgate/internal/loadgen/allowall"
+)
+
+func startAllowAll(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	allowall.Register(s)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+func TestRunReportsJSON(t *testing.T) {
+	addr := startAllowAll(t)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"--target", addr, "--requests", "300", "--concurrency", "4", "--warmup", "10",
+		"--server-pid", strconv.Itoa(os.Getpid()), "--json"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Requests, Allowed int64
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Requests != 300 || rep.Allowed != 300 {
+		t.Fatalf("report %s: %v", out.String(), err)
+	}
+}
+
+func TestRunRefusesRemoteTargets(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"--target", "203.0.113.5:9191"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(errb.String(), "refusing --target") {
+		t.Errorf("stderr %q", errb.String())
+	}
+}
+
+func TestDumpedScenarioCanBeReplayed(t *testing.T) {
+	var dump, errb bytes.Buffer
+	if code := run(context.Background(), []string{"--dump-scenario"}, &dump, &errb); code != 0 {
+		t.Fatalf("dump exit %d: %s", code, errb.String())
+	}
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := os.WriteFile(path, dump.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startAllowAll(t)
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--target", addr, "--scenario", path, "--requests", "50", "--warmup", "0"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "requests    50 (allowed 50") {
+		t.Errorf("report %s", out.String())
+	}
+}
+
+func TestServeAllowAllStopsWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"--serve-allowall", "127.0.0.1:0"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "allowall: serving") {
+		t.Errorf("stdout %q", out.String())
+	}
+	if code := run(ctx, []string{"--serve-allowall", "198.51.100.1:9393"}, &out, &errb); code != 1 {
+		t.Errorf("non-loopback serve address: exit %d", code)
+	}
+}
