@@ -152,9 +152,9 @@ type field struct {
 
 // node is one trie node: the keys below an object, or "#" for array elements.
 type node struct {
-	keys  []child          // few children: a linear scan beats hashing
-	index map[string]*node // many children
-	elem  *node            // "#"
+	keys  []child   // children by key, in spec order
+	byLen [][]child // children bucketed by key length: one compare per key in practice
+	elem  *node     // "#"
 
 	field   int  // index into Map.fields, -1 when the node is not redacted
 	subject bool // the subject id lives here
@@ -166,16 +166,15 @@ type child struct {
 	n   *node
 }
 
-// linearLimit is the child count above which a node switches to a map.
-const linearLimit = 8
-
+// lookup finds the child for a decoded key. Bucketing by length beats a map
+// here: hashing every key of every object dominated the profile.
 func (n *node) lookup(key []byte) *node {
-	if n.index != nil {
-		return n.index[string(key)] // no allocation: the compiler converts in place
+	if len(key) >= len(n.byLen) {
+		return nil
 	}
-	for i := range n.keys {
-		if n.keys[i].key == string(key) {
-			return n.keys[i].n
+	for _, c := range n.byLen[len(key)] {
+		if c.key == string(key) {
+			return c.n
 		}
 	}
 	return nil
@@ -199,13 +198,11 @@ func (n *node) get(seg string) *node {
 }
 
 func (n *node) finish() {
-	if len(n.keys) > linearLimit {
-		n.index = make(map[string]*node, len(n.keys))
-		for _, c := range n.keys {
-			n.index[c.key] = c.n
-		}
-	}
 	for _, c := range n.keys {
+		if len(c.key) >= len(n.byLen) {
+			n.byLen = append(n.byLen, make([][]child, len(c.key)+1-len(n.byLen))...)
+		}
+		n.byLen[len(c.key)] = append(n.byLen[len(c.key)], c)
 		c.n.finish()
 	}
 	if n.elem != nil {
