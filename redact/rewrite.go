@@ -77,7 +77,9 @@ func (p *pool) put(r *rewriter) {
 // Rewrite appends the redacted src to dst and returns the extended slice.
 // src is validated as strict JSON in the same pass. On error the returned
 // slice is dst unchanged (no partial output) and Result is zero; a Planner
-// error is returned wrapped.
+// error is returned wrapped. dst must not overlap src; pass the previous
+// output's [:0] to reuse its memory, which makes a warm rewrite allocate only
+// Result.Redacted.
 func (m *Map) Rewrite(dst, src []byte, p Planner) (out []byte, res Result, err error) {
 	r := m.pool.get()
 	defer m.pool.put(r)

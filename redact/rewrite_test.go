@@ -494,3 +494,27 @@ func TestRewriteAllocationsDoNotGrowWithBody(t *testing.T) {
 		t.Errorf("allocs/op: %v for %d bytes, %v for %d bytes", s, len(small), l, len(large))
 	}
 }
+
+func TestRewriteConcurrentUse(t *testing.T) {
+	m := benchMap(t)
+	body := listBody(50)
+	want, _, err := m.Rewrite(nil, body, alternating())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []byte)
+	for range 4 {
+		go func() {
+			var out []byte
+			for range 20 {
+				out, _, _ = m.Rewrite(out[:0], body, alternating())
+			}
+			done <- out
+		}()
+	}
+	for range 4 {
+		if got := <-done; !bytes.Equal(got, want) {
+			t.Error("concurrent rewrite differs")
+		}
+	}
+}
