@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,8 +14,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 )
 
 // fakeAuthz answers Check with a test-supplied function.
@@ -83,23 +80,14 @@ func (f *fakeProc) received() []*extprocv3.ProcessingRequest {
 	return append([]*extprocv3.ProcessingRequest(nil), f.got...)
 }
 
-// serve starts a gRPC server on an in-memory listener and returns a client connection.
+// serve starts register's services in memory for the length of the test.
 func serve(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, stop, err := Serve(register)
 	if err != nil {
-		t.Fatalf("dial bufconn: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-	})
+	t.Cleanup(stop)
 	return conn
 }
 
