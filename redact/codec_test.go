@@ -97,3 +97,31 @@ func TestEncodeUnsupported(t *testing.T) {
 		t.Fatalf("Encode = %q, %v", got, err)
 	}
 }
+
+func BenchmarkCodec(b *testing.B) {
+	body := listBody(1630)
+	for _, ce := range []string{"gzip", "br"} {
+		enc, err := Encode(ce, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Decode/"+ce, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(ce, enc, 8<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Encode/"+ce, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Encode(ce, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

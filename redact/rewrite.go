@@ -77,7 +77,7 @@ func (p *pool) put(r *rewriter) {
 // Rewrite appends the redacted src to dst and returns the extended slice.
 // src is validated as strict JSON in the same pass. On error the returned
 // slice is dst unchanged (no partial output) and Result is zero; a Planner
-// error is returned wrapped. dst must not overlap src; pass the previous
+// error is returned wrapped. A nil Planner sees nothing. dst must not overlap src; pass the previous
 // output's [:0] to reuse its memory, which makes a warm rewrite allocate only
 // Result.Redacted.
 func (m *Map) Rewrite(dst, src []byte, p Planner) (out []byte, res Result, err error) {
@@ -132,7 +132,7 @@ func (r *rewriter) plan(id []byte, found bool) error {
 	r.res.Items++
 	r.subj = 0
 	r.mask = 0
-	if !found {
+	if !found || r.planner == nil {
 		return nil // fail closed: nothing is visible for an unknown subject
 	}
 	mask, err := r.planner.Visible(id)

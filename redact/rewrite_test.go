@@ -518,3 +518,14 @@ func TestRewriteConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestRewriteNilPlannerSeesNothing(t *testing.T) {
+	m, err := Compile(Spec{Fields: []FieldSpec{{Path: "email", Bit: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := m.Rewrite(nil, []byte(`{"email":"a"}`), nil)
+	if err != nil || string(out) != `{"email":null}` {
+		t.Fatalf("Rewrite = %s, %v", out, err)
+	}
+}
