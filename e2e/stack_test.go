@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gdprgate/gdprgate/authz/envoytest"
+	"github.com/gdprgate/gdprgate/examples/crm"
+	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/proxy"
+	"github.com/gdprgate/gdprgate/internal/testredis"
+)
+
+// stack is gdprgate in front of the example CRM, reachable two ways.
+type stack struct {
+	now     time.Time
+	crm     *crm.Server
+	crmURL  string
+	app     *app.App
+	envoy   *envoytest.Envoy
+	proxy   string // base URL of gdprgate proxy
+	adminTS *httptest.Server
+}
+
+const adminToken = "e2e-admin-token"
+
+func newStack(t *testing.T, redisURL string) *stack {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	s := &stack{now: now, crm: crm.New(now)}
+	crmSrv := httptest.NewServer(s.crm)
+	t.Cleanup(crmSrv.Close)
+	s.crmURL = crmSrv.URL
+
+	cfg, err := config.Parse(crm.GatewayConfigYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Upstream = crmSrv.URL
+	cfg.RedisURL = redisURL
+	cfg.Admin.Tokens = []config.AdminToken{{Name: "e2e", SHA256: sha(adminToken), Scopes: []string{"admin"}}}
+	a, err := app.New(ctx, cfg, app.Options{
+		SeedData: crm.RegistersYAML,
+		Now:      func() time.Time { return now },
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	s.app = a
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := a.GRPCServer()
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s.envoy = envoytest.New(envoytest.Options{
+		Authz:                conn,
+		Proc:                 conn,
+		UpstreamURL:          crmSrv.URL,
+		WithRequestBody:      func(method, path string) bool { return strings.HasPrefix(path, "/api/outbound/") },
+		ForwardAuthzMetadata: true,
+		SpuriousIsError:      true,
+		MessageTimeout:       5 * time.Second,
+		AuthzTimeout:         5 * time.Second,
+	})
+	t.Cleanup(s.envoy.Close)
+
+	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: crmSrv.URL, MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := httptest.NewServer(p)
+	t.Cleanup(ps.Close)
+	s.proxy = ps.URL
+	s.adminTS = httptest.NewServer(a.Admin)
+	t.Cleanup(s.adminTS.Close)
+	return s
+}
+
+func newRedisStack(t *testing.T) *stack {
+	return newStack(t, testredis.Start(t).URL())
+}
+
+// result is what a client got, whichever path it took.
+type result struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+type call struct {
+	method, path, roles, mode, body string
+}
+
+func (c call) request(t *testing.T, base string) *http.Request {
+	var rd io.Reader
+	if c.body != "" {
+		rd = strings.NewReader(c.body)
+	}
+	method := c.method
+	if method == "" {
+		method = "GET"
+	}
+	req, err := http.NewRequest(method, base+c.path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.roles != "" {
+		req.Header.Set("x-gdpr-roles", c.roles)
+	}
+	if c.mode != "" {
+		req.Header.Set("x-gdpr-mode", c.mode)
+	}
+	if c.body != "" {
+		req.Header.Set("content-type", "application/json")
+	}
+	return req
+}
+
+func (s *stack) viaEnvoy(t *testing.T, c call) result {
+	t.Helper()
+	resp, err := s.envoy.Do(context.Background(), c.request(t, "http://gateway.local"))
+	if err != nil {
+		t.Fatalf("envoy emulator: %v", err)
+	}
+	return result{resp.Status, resp.Header, resp.Body}
+}
+
+func (s *stack) viaProxy(t *testing.T, c call) result {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(c.request(t, s.proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result{resp.StatusCode, resp.Header, b}
+}
+
+func (s *stack) raw(t *testing.T, path string) []byte {
+	t.Helper()
+	resp, err := http.Get(s.crmURL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
+}

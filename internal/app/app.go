@@ -1,0 +1,274 @@
+// Package app assembles gdprgate from its configuration: the store, the
+// policy engine, identity, the gate, the Envoy gRPC servers, the admin API,
+// the HTTP authz mode, the reverse proxy and the wipe workers. The CLI, the
+// demo and the end-to-end tests all build gdprgate through it, so they run
+// the same wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/gdprgate/gdprgate/adminapi"
+	"github.com/gdprgate/gdprgate/authz"
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/memstore"
+	"github.com/gdprgate/gdprgate/cache/redisstore"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/identity"
+	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/policy"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Options are what the configuration file does not say.
+type Options struct {
+	Logger *slog.Logger
+	// Now is the clock for decisions (nil: time.Now). Tests inject one.
+	Now func() time.Time
+	// SeedData, when set, is loaded like --seed (the demo's embedded file).
+	SeedData []byte
+	// DisableWipeWorker leaves queued wipes to other sidecars (tests).
+	DisableWipeWorker bool
+}
+
+// App is a running gdprgate.
+type App struct {
+	Config   *config.Config
+	Store    cache.Store
+	Engine   *policy.Engine
+	Gate     *gate.Gate
+	Authz    *authz.Server
+	Admin    *adminapi.Server
+	Registry *prometheus.Registry
+	Log      *slog.Logger
+
+	hasher audit.Hasher
+	now    func() time.Time
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds gdprgate from cfg and starts its background work (policy
+// watch, wipe workers). Close stops it.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if k := os.Getenv(cfg.HashKeyEnv); k != "" {
+		cfg.HashKey = []byte(k)
+	} else {
+		log.Warn("no hash key configured: subject hashes in logs and audit are guessable; set " + cfg.HashKeyEnv)
+		cfg.HashKey = []byte("gdprgate-default-hash-key")
+	}
+	hasher := audit.NewHasher(cfg.HashKey)
+
+	sopts := cache.Options{
+		MaxSubjects:  cfg.Store.MaxSubjects,
+		MaxStaleness: cfg.Store.MaxStaleness,
+		Timeout:      cfg.Store.Timeout,
+		Registerer:   reg,
+		Logger:       log,
+	}
+	var store cache.Store
+	if cfg.RedisURL == "" {
+		log.Info("store: embedded in-memory (not shared, not durable); set --redis-url for production")
+		store = memstore.New(sopts)
+	} else {
+		rs, err := redisstore.New(ctx, cfg.RedisURL, sopts)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		store = rs
+	}
+	a := &App{Config: cfg, Store: store, Registry: reg, Log: log, hasher: hasher, now: now}
+	fail := func(err error) (*App, error) {
+		store.Close()
+		return nil, err
+	}
+
+	if err := a.seed(ctx, opts.SeedData); err != nil {
+		return fail(err)
+	}
+
+	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Logger: log, Registerer: reg})
+	if err != nil {
+		return fail(fmt.Errorf("policy: %w", err))
+	}
+	a.Engine = eng
+
+	idOpts := identity.Options{RolesHeader: cfg.Identity.RolesHeader, CallerHeader: cfg.Identity.CallerHeader, TrustRolesHeader: true}
+	if j := cfg.Identity.JWT; j != nil {
+		idOpts.TrustRolesHeader = cfg.Identity.TrustRolesHeader != nil && *cfg.Identity.TrustRolesHeader
+		jo := &identity.JWTOptions{Header: j.Header, PublicKeyFiles: j.PublicKeyFiles, JWKSFile: j.JWKSFile,
+			Audience: j.Audience, Issuer: j.Issuer, RolesClaim: j.RolesClaim, SubjectClaim: j.SubjectClaim, Leeway: j.Leeway}
+		if j.HS256SecretEnv != "" {
+			sec := os.Getenv(j.HS256SecretEnv)
+			if sec == "" {
+				return fail(fmt.Errorf("identity: %s (identity.jwt.hs256_secret_env) is empty", j.HS256SecretEnv))
+			}
+			jo.HS256Secret = []byte(sec)
+		}
+		idOpts.JWT = jo
+	}
+	ident, err := identity.New(idOpts)
+	if err != nil {
+		return fail(fmt.Errorf("identity: %w", err))
+	}
+
+	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
+	if err != nil {
+		return fail(err)
+	}
+	a.Gate = g
+	a.Authz = authz.New(g, log)
+
+	plan := wipe.Plan{}
+	for entity, steps := range cfg.Wipes.Steps {
+		for _, s := range steps {
+			plan[entity] = append(plan[entity], wipe.Step{Name: s.Name, Method: strings.ToUpper(s.Method), Path: s.Path, Issue: s.Issue})
+		}
+	}
+	tokens := make([]adminapi.Token, len(cfg.Admin.Tokens))
+	for i, t := range cfg.Admin.Tokens {
+		tokens[i] = adminapi.Token{Name: t.Name, SHA256: strings.ToLower(t.SHA256), Scopes: t.Scopes}
+	}
+	admin, err := adminapi.New(adminapi.Options{
+		Store: store, Tokens: tokens, WipePlan: plan, Hasher: hasher, Logger: log,
+		Ready: a.ready, Gatherer: reg, MaxBodyBytes: cfg.Admin.MaxBodyBytes,
+		WipesPerMinute: cfg.Wipes.PerMinute, Clock: now,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("admin api: %w", err))
+	}
+	a.Admin = admin
+
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if cfg.PolicyDir != "" && cfg.PolicyWatch > 0 {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); eng.Watch(bg, cfg.PolicyWatch) }()
+	}
+	if !opts.DisableWipeWorker && len(plan) > 0 {
+		backend := cfg.Wipes.Backend
+		if backend == "" {
+			backend = cfg.Upstream
+		}
+		if backend == "" {
+			log.Warn("wipes: no wipes.backend or upstream configured; wipes are queued but not executed here")
+		} else {
+			host, _ := os.Hostname()
+			for i := 0; i < cfg.Wipes.Workers; i++ {
+				w, err := wipe.NewWorker(wipe.Options{Store: store, Plan: plan, Backend: backend, Logger: log, Hasher: hasher,
+					Consumer: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), i), Clock: now})
+				if err != nil {
+					cancel()
+					return fail(fmt.Errorf("wipes: %w", err))
+				}
+				a.wg.Add(1)
+				go func() {
+					defer a.wg.Done()
+					if err := w.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+						log.Error("wipe worker stopped", "err", err)
+					}
+				}()
+			}
+		}
+	}
+	return a, nil
+}
+
+// seed loads --seed (or the embedded seed) into an empty store.
+func (a *App) seed(ctx context.Context, data []byte) error {
+	if data == nil && a.Config.Seed != "" {
+		var err error
+		if data, err = os.ReadFile(a.Config.Seed); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	if data == nil {
+		return nil
+	}
+	ix, err := a.Store.Registers(ctx)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if ix.Version != 0 {
+		a.Log.Info("seed: store already has registers; seed not loaded", "version", ix.Version)
+		return nil
+	}
+	s, err := model.ParseSeed(data, a.now())
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if err := cache.LoadSeed(ctx, a.Store, s); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	a.Log.Info("seed loaded", "subjects", len(s.Subjects), "evidence", len(s.Evidence))
+	return nil
+}
+
+func (a *App) ready(ctx context.Context) error {
+	if err := a.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if _, err := a.Store.Registers(ctx); err != nil {
+		return fmt.Errorf("registers: %w", err)
+	}
+	return nil
+}
+
+// GRPCServer returns a gRPC server with Check, Process and health registered.
+func (a *App) GRPCServer() *grpc.Server {
+	gs := grpc.NewServer(
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	a.Authz.Register(gs)
+	return gs
+}
+
+// Close stops background work and releases the store.
+func (a *App) Close() error {
+	a.cancel()
+	a.wg.Wait()
+	return a.Store.Close()
+}
+
+// Serve runs handler on lis until ctx ends, then shuts it down gracefully.
+func Serve(ctx context.Context, lis net.Listener, handler http.Handler) error {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,185 @@
+// Package proxy is gdprgate without Envoy: a reverse proxy that makes the
+// same request decision as ext_authz and redacts mapped responses with the
+// same rewriter as ext_proc. Unmapped routes stream through untouched.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+
+	"github.com/gdprgate/gdprgate/internal/gate"
+)
+
+type ctxKey struct{}
+
+// Proxy is an http.Handler.
+type Proxy struct {
+	gate            *gate.Gate
+	rp              *httputil.ReverseProxy
+	log             *slog.Logger
+	maxRequestBytes int
+	maxBodyBytes    int
+}
+
+// Options configure a Proxy.
+type Options struct {
+	Gate     *gate.Gate
+	Upstream string
+	Logger   *slog.Logger
+	// MaxRequestBytes bounds request bodies buffered to find a subject.
+	MaxRequestBytes int
+	// MaxBodyBytes bounds response bodies of mapped routes (larger: 502).
+	MaxBodyBytes int
+	Transport    http.RoundTripper
+}
+
+// New returns a proxy to opts.Upstream.
+func New(opts Options) (*Proxy, error) {
+	u, err := url.Parse(opts.Upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream must be an http(s) URL (got %q)", opts.Upstream)
+	}
+	p := &Proxy{gate: opts.Gate, log: opts.Logger, maxRequestBytes: opts.MaxRequestBytes, maxBodyBytes: opts.MaxBodyBytes}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host
+		},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.log.Warn("proxy: upstream error", "err", err)
+			writeJSON(w, http.StatusBadGateway, []byte(`{"error":"upstream_unavailable","message":"the backend did not answer"}`), nil)
+		},
+		Transport: opts.Transport,
+	}
+	return p, nil
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Body != nil && r.ContentLength != 0 && (r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH") {
+		b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.maxRequestBytes)+1))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, []byte(`{"error":"request_body_unreadable","message":"the request body could not be read"}`), nil)
+			return
+		}
+		if len(b) <= p.maxRequestBytes {
+			body = b
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		} else {
+			// Too large to inspect: forward it whole, undecided by its body.
+			r.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	ex := p.gate.Check(r.Context(), &gate.Request{
+		Method: r.Method,
+		Path:   r.URL.RequestURI(),
+		Host:   r.Host,
+		Scheme: scheme,
+		Header: func(name string) string { return r.Header.Get(name) },
+		Body:   body,
+	})
+	v := &ex.Verdict
+	if !v.Allow {
+		h := map[string]string{gate.HeaderDecisionID: ex.DecisionID}
+		for k, val := range v.ResponseHeaders {
+			h[k] = val
+		}
+		writeJSON(w, v.Status, v.Body, h)
+		return
+	}
+	for _, h := range gate.Forgeable {
+		r.Header.Del(h)
+	}
+	for k, val := range v.UpstreamHeaders {
+		r.Header.Set(k, val)
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	ex, _ := resp.Request.Context().Value(ctxKey{}).(*gate.Exchange)
+	if ex == nil {
+		return nil
+	}
+	for k, v := range ex.Verdict.ResponseHeaders {
+		resp.Header.Set(k, v)
+	}
+	if !ex.NeedsBody() {
+		return nil
+	}
+	var body []byte
+	if resp.Body != nil {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(p.maxBodyBytes)+1))
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("read upstream body: %w", err)
+		}
+		body = b
+	}
+	if len(body) > p.maxBodyBytes {
+		setBody(resp, http.StatusBadGateway, []byte(`{"error":"body_too_large","message":"the backend's answer is larger than gdprgate may check"}`))
+		resp.Header.Set("content-type", "application/json")
+		resp.Header.Del("content-encoding")
+		return nil
+	}
+	rw := p.gate.Rewrite(resp.Request.Context(), ex, &gate.Response{
+		Status: resp.StatusCode,
+		Header: func(name string) string { return resp.Header.Get(name) },
+		Body:   body,
+		Head:   resp.Request.Method == http.MethodHead,
+	})
+	for _, h := range rw.RemoveHeaders {
+		resp.Header.Del(h)
+	}
+	for k, v := range rw.SetHeaders {
+		resp.Header.Set(k, v)
+	}
+	switch {
+	case rw.Replace:
+		setBody(resp, rw.Status, rw.Body)
+	case rw.Modified:
+		setBody(resp, resp.StatusCode, rw.Body)
+	default:
+		setBody(resp, resp.StatusCode, body)
+	}
+	return nil
+}
+
+func setBody(resp *http.Response, status int, body []byte) {
+	resp.StatusCode = status
+	resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("content-length", strconv.Itoa(len(body)))
+	resp.TransferEncoding = nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte, headers map[string]string) {
+	for k, v := range headers {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("content-length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
