@@ -287,4 +287,3 @@ func postJSON(url, body string) (*http.Response, error) {
 	resp.Body.Close()
 	return resp, nil
 }
-

@@ -32,7 +32,7 @@ type route struct {
 
 // table is the compiled route map for one register version.
 type table struct {
-	version int64
+	version  int64
 	byMethod map[string][]*route
 }
 

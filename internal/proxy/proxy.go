@@ -182,4 +182,3 @@ func writeJSON(w http.ResponseWriter, status int, body []byte, headers map[strin
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
-
