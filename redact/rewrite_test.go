@@ -529,3 +529,20 @@ func TestRewriteNilPlannerSeesNothing(t *testing.T) {
 		t.Fatalf("Rewrite = %s, %v", out, err)
 	}
 }
+
+// Keys are matched by their decoded value, so decoding must agree with what
+// encoding/json (and so any downstream consumer) reads.
+func TestUnescapeMatchesEncodingJSON(t *testing.T) {
+	for _, lit := range []string{
+		`plain`, `a\"b\\c\/d`, `\b\f\n\r\t`, `\u0041\u00e9\u20AC`,
+		`\ud83d\udc0e`, `\ud83d`, `\udc0e`, `\ud83dx`, `\ud83d\u0041`, `\ud83d\ud83d\udc0e`, `ž\u017e`,
+	} {
+		var want string
+		if err := json.Unmarshal([]byte(`"`+lit+`"`), &want); err != nil {
+			t.Fatalf("%s: %v", lit, err)
+		}
+		if got := string(unescape(nil, []byte(lit))); got != want {
+			t.Errorf("unescape(%s) = %q, want %q", lit, got, want)
+		}
+	}
+}
