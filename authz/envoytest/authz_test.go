@@ -35,7 +35,7 @@ func TestCheckRequestIsShapedLikeEnvoys(t *testing.T) {
 		return allowResponse(), nil
 	})
 	up := &upstreamRecorder{}
-	e := New(Options{Authz: conn, Upstream: up, ContextExtensions: map[string]string{"route": "contact"}})
+	e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout, Authz: conn, Upstream: up, ContextExtensions: map[string]string{"route": "contact"}})
 	defer e.Close()
 
 	resp, err := e.Do(context.Background(), get(t, "/api/contacts/c-1?fields=all", map[string]string{"X-Gdpr-Roles": "agent"}))
@@ -101,7 +101,7 @@ func TestAuthzAllowAppliesOkHttpResponse(t *testing.T) {
 		}, nil
 	})
 	up := &upstreamRecorder{}
-	e := New(Options{Authz: conn, Upstream: up})
+	e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout, Authz: conn, Upstream: up})
 	defer e.Close()
 	resp, err := e.Do(context.Background(), get(t, "/api/contacts/c-1?secret=1", map[string]string{
 		"x-gdpr-roles": "agent", "x-tags": "a", "x-subject": "orig", "x-drop": "1",
@@ -162,7 +162,7 @@ func TestAuthzDeniesWithoutCallingUpstream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			conn := authzConn(t, func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) { return tc.resp, nil })
 			up := &upstreamRecorder{}
-			e := New(Options{Authz: conn, Upstream: up})
+			e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout, Authz: conn, Upstream: up})
 			defer e.Close()
 			resp, err := e.Do(context.Background(), get(t, "/api/contacts/c-5", nil))
 			if err != nil {
@@ -186,6 +186,8 @@ func TestAuthzFailureIsClosedUnlessFailureModeAllow(t *testing.T) {
 		select {
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():
+			// Answering OK here could beat the client's own deadline and flake.
+			return nil, ctx.Err()
 		}
 		return allowResponse(), nil
 	}
@@ -239,7 +241,7 @@ func TestAuthzWithRequestBody(t *testing.T) {
 				got = r
 				return allowResponse(), nil
 			})
-			e := New(Options{
+			e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout,
 				Authz: conn, Upstream: &upstreamRecorder{}, MaxRequestBytes: 64, AllowPartialMessage: tc.partial, PackAsBytes: tc.bytes,
 				WithRequestBody: func(method, path string) bool { return method == "POST" && path == "/api/outbound/calls" },
 			})
@@ -277,7 +279,7 @@ func TestAuthzMetadataIsForwardedToExtProc(t *testing.T) {
 	})
 	for _, forward := range []bool{true, false} {
 		p := &fakeProc{handle: passThrough}
-		e := New(Options{Authz: aconn, Proc: procConn(t, p), Upstream: &upstreamRecorder{}, ForwardAuthzMetadata: forward})
+		e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout, Authz: aconn, Proc: procConn(t, p), Upstream: &upstreamRecorder{}, ForwardAuthzMetadata: forward})
 		resp, err := e.Do(context.Background(), get(t, "/api/contacts/c-1", nil))
 		e.Close()
 		if err != nil || resp.Status != 200 {

@@ -48,6 +48,9 @@ func runProc(t *testing.T, p *fakeProc, opts Options) (*Response, *upstreamRecor
 	up := &upstreamRecorder{}
 	opts.Proc = procConn(t, p)
 	opts.Upstream = up
+	if opts.MessageTimeout == 0 {
+		opts.MessageTimeout = testTimeout
+	}
 	e := New(opts)
 	defer e.Close()
 	resp, err := e.Do(context.Background(), get(t, "/api/contacts/c-1", map[string]string{"x-gdpr-roles": "agent"}))
@@ -421,7 +424,11 @@ func TestExtProcFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, _ := runProc(t, tc.proc, Options{FailureModeAllow: tc.allow, MessageTimeout: 50 * time.Millisecond})
+			timeout := testTimeout
+			if strings.Contains(tc.name, "timeout") {
+				timeout = 50 * time.Millisecond
+			}
+			resp, _ := runProc(t, tc.proc, Options{FailureModeAllow: tc.allow, MessageTimeout: timeout})
 			if resp.Status != tc.wantStatus {
 				t.Fatalf("status %d, want %d (events %q)", resp.Status, tc.wantStatus, resp.Events)
 			}
@@ -464,7 +471,7 @@ func TestExtProcRequestBodyBuffered(t *testing.T) {
 	mode := DefaultProcessingMode()
 	mode.RequestBodyMode = extprocfilterv3.ProcessingMode_BUFFERED
 	up := &upstreamRecorder{}
-	e := New(Options{Proc: procConn(t, p), Upstream: up, ProcessingMode: mode})
+	e := New(Options{AuthzTimeout: testTimeout, MessageTimeout: testTimeout, Proc: procConn(t, p), Upstream: up, ProcessingMode: mode})
 	defer e.Close()
 	req, _ := http.NewRequest(http.MethodPost, "http://crm.test/api/outbound/calls", strings.NewReader(`{"contact_id":"c-1","type":"campaign"}`))
 	resp, err := e.Do(context.Background(), req)

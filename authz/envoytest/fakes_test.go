@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -98,6 +99,10 @@ func authzConn(t *testing.T, check func(context.Context, *authv3.CheckRequest) (
 func procConn(t *testing.T, p *fakeProc) *grpc.ClientConn {
 	return serve(t, func(s *grpc.Server) { extprocv3.RegisterExternalProcessorServer(s, p) })
 }
+
+// testTimeout replaces Envoy's 200ms defaults in tests that are not about timeouts: the
+// race detector on a shared 2-core machine can stretch one call past 200ms.
+const testTimeout = 5 * time.Second
 
 // contactJSON is what the fake CRM returns for GET /api/contacts/c-1.
 const contactJSON = `{"id":"c-1","first_name":"Alice","health_notes":"asthma"}`
