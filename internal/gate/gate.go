@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -307,7 +308,47 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		v.ResponseHeaders = d.Headers
 		return v
 	}
+	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (req.Method == "PUT" || req.Method == "PATCH") {
+		if err := g.auditRectification(ctx, ex, req.Body); err != nil {
+			// A rectification that cannot be audited does not happen.
+			g.log.Warn("rectification audit entry not written", "decision_id", ex.DecisionID, "err", err)
+			return deny(503, "audit_unavailable", "the change cannot be audited right now")
+		}
+	}
 	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+}
+
+// auditRectification records which mapped fields a write changes — names
+// only, never values — attributed to the caller (the CRM article's change
+// tracking). It is recorded when the write is allowed; the backend may still
+// refuse it.
+func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, body []byte) error {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return nil // not JSON: nothing mapped can change; the backend answers
+	}
+	var changed []string
+	for p := range ex.route.cfg.Fields {
+		key, _, _ := strings.Cut(p, ".")
+		if _, ok := top[key]; ok && key != "#" {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	sort.Strings(changed)
+	actor := ex.caller.ID
+	if actor == "" {
+		actor = "roles:" + ex.caller.RoleKey()
+	}
+	e := audit.Entry{
+		Time: g.now(), Actor: actor, Action: "subject.rectify", Object: "routes/" + ex.route.cfg.Name,
+		Subject: g.hasher.Subject(ex.subject),
+		Detail:  map[string]string{"fields": strings.Join(changed, ","), "decision_id": ex.DecisionID},
+	}
+	_, err := g.store.AppendAudit(ctx, e)
+	return err
 }
 
 // subjectFacts fills f with the subject's facts. A store failure marks the
