@@ -66,7 +66,7 @@ func listBody(n int) []byte {
 var bodies = []struct {
 	name string
 	n    int
-}{{"100KB", 160}, {"1MB", 1630}}
+}{{"100KB", 225}, {"1MB", 2300}}
 
 func BenchmarkRewrite(b *testing.B) {
 	m := benchMap(b)

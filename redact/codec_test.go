@@ -99,7 +99,7 @@ func TestEncodeUnsupported(t *testing.T) {
 }
 
 func BenchmarkCodec(b *testing.B) {
-	body := listBody(1630)
+	body := listBody(2300)
 	for _, ce := range []string{"gzip", "br"} {
 		enc, err := Encode(ce, body)
 		if err != nil {
