@@ -284,7 +284,11 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	if e.opts.Dir == "" {
 		return
 	}
-	last := statFingerprint(e.opts.Dir)
+	// A change is acted on once the files look the same on two consecutive
+	// polls, so a file caught half-written is not compiled. The first
+	// reload is a no-op when the contents are those loaded by New, and it
+	// catches files changed between New and Watch.
+	var seen, loaded string
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -294,10 +298,14 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		now := statFingerprint(e.opts.Dir)
-		if now == last {
+		if now != seen {
+			seen = now
 			continue
 		}
-		last = now
+		if now == loaded {
+			continue
+		}
+		loaded = now
 		// The error is logged and counted by Reload; a refused policy is
 		// retried only when the files change again.
 		_ = e.Reload(ctx)
