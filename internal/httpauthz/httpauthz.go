@@ -58,6 +58,21 @@
 // restore the status: testdata/nginx.conf maps it in a named location, so a
 // wiped subject reaches the client as 404, not 403.
 //
+// # Proxy settings
+//
+//   - Envoy: http_service with server_uri on the handler's listener and
+//     path_prefix equal to Options.PathPrefix (not path_override or
+//     method_override: the check must carry the original path and method);
+//     with_request_body for outbound routes; authorization_response
+//     allowed_upstream_headers x-gdpr-coverage and x-gdpr-decision-id,
+//     allowed_client_headers_on_success x-gdpr-coverage, and
+//     allowed_client_headers content-type and www-authenticate.
+//   - nginx: testdata/nginx.conf.
+//   - Caddy: testdata/Caddyfile.
+//   - Traefik: forwardAuth address http://<gdprgate>/authz (exactly the
+//     prefix), authResponseHeaders x-gdpr-coverage and x-gdpr-decision-id,
+//     trustForwardHeader false (Traefik then sets X-Forwarded-* itself).
+//
 // # What this mode cannot do
 //
 // The auth request is made before the backend answers and never sees its

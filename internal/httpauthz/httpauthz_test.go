@@ -2,6 +2,7 @@ package httpauthz
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -173,5 +174,28 @@ func TestTokenKeepsOnlyHeaderAndJSONSafeCharacters(t *testing.T) {
 		if got := token(tt.in); got != tt.want {
 			t.Errorf("token(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestAllowOnRouteNeedingRedactionWarnsOncePerRoute(t *testing.T) {
+	sc := newScenario(t)
+	var logs strings.Builder
+	h := New(sc.gate, Options{PathPrefix: "/authz", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	for _, path := range []string{"/authz/api/contacts/c-1", "/authz/api/contacts/c-2", "/authz/version"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("X-Gdpr-Roles", "supervisor")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("GET %s = %d, want 200: %s", path, rec.Code, rec.Body)
+		}
+	}
+	// Two allows on the contact route (it maps fields), one unmapped.
+	if n := strings.Count(logs.String(), "needs response redaction"); n != 1 {
+		t.Errorf("warnings about unredacted responses = %d, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "route=contact\n") {
+		t.Errorf("the warning does not name the route:\n%s", logs.String())
 	}
 }
