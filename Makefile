@@ -1,5 +1,5 @@
 # gdprgate — build, test, demo. `make test` installs what the tests need
-# (redis-server, nginx) with apt-get when it is missing, so a fresh machine
+# (redis-server, nginx, caddy, curl) with apt-get when it is missing, so a fresh machine
 # needs nothing by hand.
 
 GO        ?= go
@@ -17,16 +17,19 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gdprgate
 
-# Test tools the suites start for real (redis-server, nginx). Installed only
-# when missing; a machine without apt-get must provide them itself.
+# Test tools the suites start for real (redis-server, nginx, caddy) and curl
+# for the README walk-through. Installed only when missing; a machine without
+# apt-get must provide them itself.
 test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if command -v apt-get >/dev/null 2>&1; then \
-			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else echo "apt-get not found: install$$missing yourself" >&2; exit 1; fi; \
 	fi
 

@@ -43,6 +43,11 @@ type Options struct {
 	Now func() time.Time
 	// SeedData, when set, is loaded like --seed (the demo's embedded file).
 	SeedData []byte
+	// SeedTime is the "now" relative seed times resolve against (zero: the
+	// clock). The demo passes the example CRM's now so origins line up.
+	SeedTime time.Time
+	// HashKey overrides the key read from the hash_key_env variable.
+	HashKey []byte
 	// DisableWipeWorker leaves queued wipes to other sidecars (tests).
 	DisableWipeWorker bool
 }
@@ -58,10 +63,11 @@ type App struct {
 	Registry *prometheus.Registry
 	Log      *slog.Logger
 
-	hasher audit.Hasher
-	now    func() time.Time
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	hasher   audit.Hasher
+	now      func() time.Time
+	seedTime time.Time
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New builds gdprgate from cfg and starts its background work (policy
@@ -78,7 +84,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if k := os.Getenv(cfg.HashKeyEnv); k != "" {
+	if len(opts.HashKey) > 0 {
+		cfg.HashKey = opts.HashKey
+	} else if k := os.Getenv(cfg.HashKeyEnv); k != "" {
 		cfg.HashKey = []byte(k)
 	} else {
 		log.Warn("no hash key configured: subject hashes in logs and audit are guessable; set " + cfg.HashKeyEnv)
@@ -104,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 		store = rs
 	}
-	a := &App{Config: cfg, Store: store, Registry: reg, Log: log, hasher: hasher, now: now}
+	a := &App{Config: cfg, Store: store, Registry: reg, Log: log, hasher: hasher, now: now, seedTime: opts.SeedTime}
 	fail := func(err error) (*App, error) {
 		store.Close()
 		return nil, err
@@ -220,7 +228,11 @@ func (a *App) seed(ctx context.Context, data []byte) error {
 		a.Log.Info("seed: store already has registers; seed not loaded", "version", ix.Version)
 		return nil
 	}
-	s, err := model.ParseSeed(data, a.now())
+	at := a.seedTime
+	if at.IsZero() {
+		at = a.now()
+	}
+	s, err := model.ParseSeed(data, at)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/gdprgate/gdprgate/adminapi"
+	"github.com/gdprgate/gdprgate/examples/crm"
+	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/config"
+)
+
+// DemoToken is the admin token the demo configures (scope admin). It is
+// printed, so it is only for the demo.
+const DemoToken = "demo-admin-token"
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := newFlags("demo", stderr)
+	// The demo brings its own config and CRM; the file flags make no sense.
+	cfg, err := fl.parse(args)
+	if err != nil {
+		return err
+	}
+	base, err := config.Parse(crm.GatewayConfigYAML)
+	if err != nil {
+		return fmt.Errorf("embedded example config: %w", err)
+	}
+	base.Listen, base.AdminAddr, base.RedisURL, base.LogLevel = cfg.Listen, cfg.AdminAddr, cfg.RedisURL, cfg.LogLevel
+	if fl.logLevel == "" && cfg.LogLevel == "info" {
+		base.LogLevel = "warn" // keep the walk-through readable
+	}
+	base.Admin.Tokens = append(base.Admin.Tokens, config.AdminToken{Name: "demo", SHA256: adminapi.HashToken(DemoToken), Scopes: []string{"admin"}})
+	cfg = base
+
+	now := time.Now().UTC().Truncate(time.Second)
+	backend := crm.New(now)
+	clis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("crm listener: %w", err)
+	}
+	cfg.Upstream = "http://" + clis.Addr().String()
+	cfg.Wipes.Backend = cfg.Upstream
+	go func() { _ = app.Serve(ctx, clis, backend) }()
+
+	log := newLogger(cfg, stderr)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, SeedData: crm.RegistersYAML, SeedTime: now, HashKey: key})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	plis, err := listen(cfg.Listen, "proxy")
+	if err != nil {
+		return err
+	}
+	alis, err := listen(cfg.AdminAddr, "admin")
+	if err != nil {
+		return err
+	}
+	printWalkthrough(stdout, "http://"+plis.Addr().String(), "http://"+alis.Addr().String(), cfg.Upstream)
+	return runProxyListeners(ctx, a, cfg, plis, alis)
+}
+
+func printWalkthrough(w io.Writer, gw, admin, backend string) {
+	fmt.Fprintf(w, `gdprgate demo is running.
+
+  gateway (the CRM behind gdprgate): %[1]s
+  admin API:                         %[2]s   (token: %[4]s)
+  the unprotected CRM:               %[3]s
+
+Try it (Ctrl-C stops everything):
+
+  # an agent sees Alice's contact data but not her health notes
+  curl -s -H 'x-gdpr-roles: agent' %[1]s/api/contacts/c-1
+
+  # Bob's data is archived: the agent gets nulls, a supervisor in archive mode sees it
+  curl -s -H 'x-gdpr-roles: agent' %[1]s/api/contacts/c-2
+  curl -s -H 'x-gdpr-roles: supervisor' -H 'x-gdpr-mode: archive' %[1]s/api/contacts/c-2
+
+  # the auditor also sees expired data (Carol's marketing consent has lapsed)
+  curl -s -H 'x-gdpr-roles: agent' %[1]s/api/contacts/c-3
+  curl -s -H 'x-gdpr-roles: auditor' %[1]s/api/contacts/c-3
+
+  # Eve's data is obliviated: 404. Dan has no consent for a campaign call: 403
+  curl -s -i -H 'x-gdpr-roles: agent' %[1]s/api/contacts/c-5
+  curl -s -i -H 'x-gdpr-roles: marketer' -H 'content-type: application/json' -d '{"contact_id":"c-4","type":"campaign"}' %[1]s/api/outbound/calls
+
+  # what gdprgate knows about Bob
+  curl -s -H 'authorization: Bearer %[4]s' %[2]s/v1/subjects/contact/c-2
+
+  # wipe Grace (c-7) and everything related; she is gone at once
+  curl -s -H 'authorization: Bearer %[4]s' -d '{"entity":"contact","id":"c-7"}' %[2]s/v1/wipes
+  curl -s -i -H 'x-gdpr-roles: supervisor' %[1]s/api/contacts/c-7
+`, gw, admin, backend, DemoToken)
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/proxy"
+	"github.com/gdprgate/gdprgate/policy"
+)
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+// adminHandler serves the admin API, with the HTTP authz mode under /authz/
+// unless it has its own listener.
+func adminHandler(a *app.App) http.Handler {
+	if a.Config.HTTPAuthzAddr != "" {
+		return a.Admin
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", a.Admin)
+	h := httpAuthz(a, "/authz")
+	mux.Handle("/authz", h)  // nginx auth_request, Caddy, Traefik
+	mux.Handle("/authz/", h) // Envoy HTTP ext_authz appends the original path
+	return mux
+}
+
+func listen(addr, what string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", what, err)
+	}
+	return lis, nil
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := newFlags("serve", stderr)
+	cfg, err := fl.parse(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	glis, err := listen(cfg.GRPCAddr, "grpc")
+	if err != nil {
+		return err
+	}
+	alis, err := listen(cfg.AdminAddr, "admin")
+	if err != nil {
+		return err
+	}
+	gs := a.GRPCServer()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return gs.Serve(glis) })
+	g.Go(func() error {
+		<-gctx.Done()
+		a.Authz.SetServing(false)
+		gs.GracefulStop()
+		return nil
+	})
+	g.Go(func() error { return serveAdmin(gctx, a, alis) })
+	if cfg.HTTPAuthzAddr != "" {
+		hlis, err := listen(cfg.HTTPAuthzAddr, "http authz")
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return app.Serve(gctx, hlis, httpAuthz(a, "")) })
+	}
+	log.Info("gdprgate serving", "grpc", glis.Addr().String(), "admin", alis.Addr().String(), "http_authz", cfg.HTTPAuthzAddr)
+	return ignoreClosed(g.Wait())
+}
+
+func serveAdmin(ctx context.Context, a *app.App, lis net.Listener) error {
+	tlsCfg, err := adminTLS(a.Config)
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil {
+		lis = tlsListener(lis, tlsCfg)
+	}
+	return app.Serve(ctx, lis, adminHandler(a))
+}
+
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := newFlags("proxy", stderr)
+	cfg, err := fl.parse(args)
+	if err != nil {
+		return err
+	}
+	if cfg.Upstream == "" {
+		fmt.Fprintln(stderr, "gdprgate proxy: --upstream (or upstream: in --config) is required")
+		return errUsage
+	}
+	log := newLogger(cfg, stderr)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return runProxyListeners(ctx, a, cfg, nil, nil)
+}
+
+// runProxyListeners serves the proxy and the admin API; listeners may be
+// given (demo) or are opened from the config.
+func runProxyListeners(ctx context.Context, a *app.App, cfg *config.Config, plis, alis net.Listener) error {
+	var err error
+	if plis == nil {
+		if plis, err = listen(cfg.Listen, "proxy"); err != nil {
+			return err
+		}
+	}
+	if alis == nil {
+		if alis, err = listen(cfg.AdminAddr, "admin"); err != nil {
+			return err
+		}
+	}
+	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: cfg.Upstream, Logger: a.Log,
+		MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return app.Serve(gctx, plis, p) })
+	g.Go(func() error { return serveAdmin(gctx, a, alis) })
+	a.Log.Info("gdprgate proxy serving", "listen", plis.Addr().String(), "upstream", cfg.Upstream, "admin", alis.Addr().String())
+	return ignoreClosed(g.Wait())
+}
+
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) < 1 || args[0] != "test" {
+		fmt.Fprintln(stderr, "usage: gdprgate policy test [-v] [DIR]   (no DIR: the built-in default policy)")
+		return errUsage
+	}
+	args = args[1:]
+	verbose := false
+	if len(args) > 0 && (args[0] == "-v" || args[0] == "--verbose") {
+		verbose, args = true, args[1:]
+	}
+	dir := ""
+	if len(args) > 0 {
+		dir = args[0]
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+	}
+	passed, failed, err := policy.RunTests(ctx, dir, stdout, verbose)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d policy test(s) failed", failed)
+	}
+	if passed == 0 {
+		return fmt.Errorf("no test_ rules found in %s", strings.TrimSpace(dir+" (default policy)"))
+	}
+	return nil
+}
