@@ -102,7 +102,9 @@ func (e *Engine) Memoised() bool { return e.cur.Load().memo != nil }
 // Decide returns the policy's decision for f. req supplies the request
 // attributes for policies that read them and may be nil otherwise. A
 // returned Decision (and its Headers map, shared between callers) must not
-// be modified. Any error means the request must be denied.
+// be modified. Any error means the request must be denied. A memo hit
+// never blocks and so does not consult ctx; an evaluation honours its
+// deadline and cancellation.
 func (e *Engine) Decide(ctx context.Context, f Facts, req *Request) (Decision, error) {
 	g := e.cur.Load()
 	if g.memo != nil {
