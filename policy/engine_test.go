@@ -124,6 +124,11 @@ func TestDefaultPolicyScenario(t *testing.T) {
 		{"store unavailable with fail-open allows but shows nothing",
 			alice(with(agent(), func(f *Facts) { f.Unavailable, f.FailOpen = true, true })),
 			Decision{Allow: true, Status: 200, Reason: "allowed", Headers: map[string]string{"x-gdpr-degraded": "store_unavailable"}}},
+		{"fail-open with unproven states (all obliviated) still allows, showing nothing",
+			with(agent(), func(f *Facts) {
+				f.SubjectPresent, f.Obliviated, f.Unavailable, f.FailOpen = true, ^uint32(0), true, true
+			}),
+			Decision{Allow: true, Status: 200, Reason: "allowed", Headers: map[string]string{"x-gdpr-degraded": "store_unavailable"}}},
 		{"route without subject shows nothing and no coverage", agent(), allow(0, "")},
 	}
 	for _, tt := range tests {
@@ -472,6 +477,10 @@ func TestWatchReloadsChangedPolicy(t *testing.T) {
 	go func() { e.Watch(ctx, time.Millisecond); close(done) }()
 	defer func() { cancel(); <-done }()
 
+	// Memoise a version 1 decision: the reload must not serve it.
+	if d, err := e.Decide(ctx, alice(agent()), nil); err != nil || d.VisibleMask != 1 {
+		t.Fatalf("before reload: %+v, %v; want version 1", d, err)
+	}
 	writePolicy(t, dir, versionPolicy(3))
 	if err := <-reloaded; err != nil {
 		t.Fatalf("Watch refused a good policy: %v", err)

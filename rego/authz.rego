@@ -19,9 +19,11 @@
 #   h. otherwise allow with the caller's visible mask
 #
 # Fail-open (store unavailable, config.fail_open true) lets requests through
-# but proves nothing about the subject: every rule that only denies still
-# applies, and an allowed request shows no mapped field (visible_mask 0), even
-# when gdpr_enforced is false, because the config itself may be stale.
+# but proves nothing about the subject: the subject's lifecycle states are
+# ignored (rule e does not apply), the caller checks still apply, outbound
+# communication is still refused unless a grant is known to permit it, and an
+# allowed request shows no mapped field (visible_mask 0), even when
+# gdpr_enforced is false, because the config itself may be stale.
 #
 # Messages are for humans and never carry personal data.
 package gdprgate.authz
@@ -40,7 +42,11 @@ subject_wiped if {
 }
 
 # subject_gone: every defined bit is obliviated; the data counts as deleted.
+# Not when degraded: the states are then unproven (the gate reports every
+# bit obliviated so that nothing is shown), and fail-open must not turn
+# every read into a 404.
 subject_gone if {
+	not degraded
 	input.subject.present == true
 	input.subject.obliviated != 0
 	bits.or(bits.or(input.subject.active, input.subject.archived), input.subject.expired) == 0

@@ -152,6 +152,31 @@ test_fail_open_still_denies_export_without_permission if {
 	d.reason == "export_not_permitted"
 }
 
+degraded := {
+	"store": {"unavailable": true},
+	"config": {"gdpr_enforced": true, "fail_open": true},
+}
+
+test_fail_open_ignores_unproven_obliviation if {
+	d := authz.decision with input as object.union(with_subject(eve), degraded)
+	d.allow
+	d.visible_mask == 0
+}
+
+test_fail_open_still_refuses_unproven_communication if {
+	d := authz.decision with input as object.union(base, object.union(degraded, {
+		"route": {"kind": "outbound", "comm_type": "campaign_oc"},
+		"subject": object.union(alice, {"comm_permitted": false}),
+	}))
+	d.status == 403
+	d.reason == "communication_not_permitted"
+}
+
+test_fail_open_still_hides_wiped_subject if {
+	d := authz.decision with input as object.union(with_subject(wiped), degraded)
+	d.status == 404
+}
+
 test_fail_open_unused_when_store_available if {
 	d := authz.decision with input as object.union(base, {"config": {"gdpr_enforced": true, "fail_open": true}})
 	d.visible_mask == 7
