@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/gdprgate/gdprgate/internal/version.Version=$(VERSION)
 REDIS_URL ?=
 # Packages with concurrency worth running under the race detector.
-RACE_PKGS ?= ./cache/... ./policy/... ./authz/... ./adminapi/... ./internal/...
+RACE_PKGS ?= ./cache/... ./policy/... ./authz/... ./adminapi/... ./internal/... ./redact/... ./e2e/...
 
 .PHONY: all build test test-deps lint bench demo fuzz clean
 
