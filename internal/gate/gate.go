@@ -202,7 +202,13 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 		}
 		ex.Verdict.UpstreamHeaders[HeaderDecisionID] = ex.DecisionID
 	}
-	g.logDecision(ex, "request", time.Since(start))
+	stage := "request"
+	if req.ResponseOnly {
+		// ext_proc re-derives what ext_authz decided: count it apart so
+		// metrics and logs do not show every request twice.
+		stage = "response_plan"
+	}
+	g.logDecision(ex, stage, time.Since(start))
 	return ex
 }
 
