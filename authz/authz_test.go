@@ -3,52 +3,23 @@ package authz_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gdprgate/gdprgate/authz/envoytest"
-	"github.com/gdprgate/gdprgate/examples/crm"
-	"github.com/gdprgate/gdprgate/internal/app"
-	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/apptest"
 )
 
 // server starts gdprgate's gRPC servers on loopback with the example CRM's
 // registers in the embedded store and returns a client connection.
 func server(tb testing.TB) *grpc.ClientConn {
 	tb.Helper()
-	cfg, err := config.Parse(crm.GatewayConfigYAML)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	a, err := app.New(context.Background(), cfg, app.Options{SeedData: crm.RegistersYAML, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DisableWipeWorker: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { a.Close() })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gs := a.GRPCServer()
-	go gs.Serve(lis)
-	tb.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return conn
+	return apptest.New(tb, apptest.Options{}).GRPC(tb)
 }
 
 // checkRequest builds the CheckRequest Envoy would send for an HTTP request.

@@ -5,23 +5,15 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/andybalholm/brotli"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/gdprgate/gdprgate/authz/envoytest"
-	"github.com/gdprgate/gdprgate/examples/crm"
-	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
-	"github.com/gdprgate/gdprgate/internal/proxy"
 )
 
 const awkwardConfig = `
@@ -92,39 +84,10 @@ func awkwardBackend(w http.ResponseWriter, r *http.Request) {
 
 func newAwkwardStack(t *testing.T) *stack {
 	t.Helper()
-	now := time.Now().UTC().Truncate(time.Second)
 	be := httptest.NewServer(http.HandlerFunc(awkwardBackend))
 	t.Cleanup(be.Close)
-	cfg, err := config.Parse([]byte(awkwardConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Upstream = be.URL
-	a, err := app.New(context.Background(), cfg, app.Options{SeedData: crm.RegistersYAML, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DisableWipeWorker: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	gs := a.GRPCServer()
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	env := envoytest.New(envoytest.Options{Authz: conn, Proc: conn, UpstreamURL: be.URL, SpuriousIsError: true,
-		WithRequestBody: func(method, path string) bool { return method == "PUT" }, MessageTimeout: 5 * time.Second, AuthzTimeout: 5 * time.Second})
-	t.Cleanup(env.Close)
-	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: be.URL, MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := httptest.NewServer(p)
-	t.Cleanup(ps.Close)
-	return &stack{now: now, app: a, envoy: env, proxy: ps.URL}
+	sc := apptest.New(t, apptest.Options{ConfigYAML: []byte(awkwardConfig), Configure: func(cfg *config.Config) { cfg.Upstream = be.URL }})
+	return front(t, sc, be.URL, func(method, path string) bool { return method == "PUT" })
 }
 
 func decodeBody(t *testing.T, r result) []byte {

@@ -3,20 +3,16 @@ package e2e
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/gdprgate/gdprgate/authz/envoytest"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/proxy"
 	"github.com/gdprgate/gdprgate/internal/testredis"
@@ -37,65 +33,45 @@ const adminToken = "e2e-admin-token"
 
 func newStack(t *testing.T, redisURL string) *stack {
 	t.Helper()
-	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	s := &stack{now: now, crm: crm.New(now)}
-	crmSrv := httptest.NewServer(s.crm)
+	backend := crm.New(now)
+	crmSrv := httptest.NewServer(backend)
 	t.Cleanup(crmSrv.Close)
-	s.crmURL = crmSrv.URL
+	sc := apptest.New(t, apptest.Options{Now: now, WipeWorker: true, Configure: func(cfg *config.Config) {
+		cfg.Upstream = crmSrv.URL
+		cfg.RedisURL = redisURL
+		cfg.Admin.Tokens = []config.AdminToken{{Name: "e2e", SHA256: sha(adminToken), Scopes: []string{"admin"}}}
+	}})
+	s := front(t, sc, crmSrv.URL, func(method, path string) bool { return strings.HasPrefix(path, "/api/outbound/") })
+	s.crm, s.crmURL = backend, crmSrv.URL
+	s.adminTS = httptest.NewServer(sc.App.Admin)
+	t.Cleanup(s.adminTS.Close)
+	return s
+}
 
-	cfg, err := config.Parse(crm.GatewayConfigYAML)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Upstream = crmSrv.URL
-	cfg.RedisURL = redisURL
-	cfg.Admin.Tokens = []config.AdminToken{{Name: "e2e", SHA256: sha(adminToken), Scopes: []string{"admin"}}}
-	a, err := app.New(ctx, cfg, app.Options{
-		SeedData: crm.RegistersYAML,
-		Now:      func() time.Time { return now },
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	s.app = a
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := a.GRPCServer()
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s.envoy = envoytest.New(envoytest.Options{
-		Authz:                conn,
-		Proc:                 conn,
-		UpstreamURL:          crmSrv.URL,
-		WithRequestBody:      func(method, path string) bool { return strings.HasPrefix(path, "/api/outbound/") },
+// front puts both ways in front of a built gdprgate: the Envoy emulator over
+// real gRPC, and the proxy over real HTTP.
+func front(t *testing.T, sc *apptest.Scenario, upstream string, withBody func(method, path string) bool) *stack {
+	t.Helper()
+	env := envoytest.New(envoytest.Options{
+		Authz:                sc.GRPC(t),
+		Proc:                 sc.GRPC(t),
+		UpstreamURL:          upstream,
+		WithRequestBody:      withBody,
 		ForwardAuthzMetadata: true,
 		SpuriousIsError:      true,
 		MessageTimeout:       5 * time.Second,
 		AuthzTimeout:         5 * time.Second,
 	})
-	t.Cleanup(s.envoy.Close)
-
-	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: crmSrv.URL, MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
+	t.Cleanup(env.Close)
+	cfg := sc.App.Config
+	p, err := proxy.New(proxy.Options{Gate: sc.App.Gate, Upstream: upstream, MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ps := httptest.NewServer(p)
 	t.Cleanup(ps.Close)
-	s.proxy = ps.URL
-	s.adminTS = httptest.NewServer(a.Admin)
-	t.Cleanup(s.adminTS.Close)
-	return s
+	return &stack{now: sc.Now, app: sc.App, envoy: env, proxy: ps.URL}
 }
 
 func newRedisStack(t *testing.T) *stack {

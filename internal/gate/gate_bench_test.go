@@ -5,29 +5,18 @@ import (
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
-	"github.com/gdprgate/gdprgate/examples/crm"
-	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/gate"
 )
 
 func newGate(tb testing.TB, sample float64) *gate.Gate {
 	tb.Helper()
-	cfg, err := config.Parse(crm.GatewayConfigYAML)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.Decisions.Sample = &sample
-	now := time.Now().UTC().Truncate(time.Second)
-	a, err := app.New(context.Background(), cfg, app.Options{SeedData: crm.RegistersYAML, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), DisableWipeWorker: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { a.Close() })
-	return a.Gate
+	return apptest.New(tb, apptest.Options{
+		Configure: func(c *config.Config) { c.Decisions.Sample = &sample },
+		Logger:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}).App.Gate
 }
 
 // BenchmarkGateCheck is the server-side cost of a warm request decision
