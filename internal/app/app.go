@@ -152,6 +152,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 	a.Gate = g
+	if err := g.Warm(ctx); err != nil {
+		// Not fatal: registers may be loaded through the admin API later.
+		log.Error("route map not usable with the current registers", "err", err)
+	}
 	a.Authz = authz.New(g, log)
 
 	plan := wipe.Plan{}

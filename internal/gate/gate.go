@@ -163,6 +163,20 @@ func (ex *Exchange) NeedsBody() bool {
 	return ex.Mapped() && ex.Verdict.Allow && (ex.route.fields != nil || ex.route.subjectIn != nil && ex.route.cfg.Subject.From == config.FromResponseBody)
 }
 
+// Warm reads the registers and compiles the route map against them, so
+// that a mismatch is reported at start and fail-open has a route map even
+// if the store is lost before the first request.
+func (g *Gate) Warm(ctx context.Context) error {
+	ix, err := g.store.Registers(ctx)
+	if err != nil {
+		return fmt.Errorf("gate: registers: %w", err)
+	}
+	if _, err := g.routes(ix); err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	return nil
+}
+
 // routes returns the route table for the current registers, rebuilding it
 // when their version changed.
 func (g *Gate) routes(ix *model.Index) (*table, error) {
@@ -213,15 +227,23 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 }
 
 func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
-	ix, err := g.store.Registers(ctx)
-	if err != nil {
-		return g.unavailable(ex, err)
-	}
-	tbl, err := g.routes(ix)
-	if err != nil {
+	var tbl *table
+	storeDown := false
+	if ix, err := g.store.Registers(ctx); err != nil {
+		// Without registers nothing can be proven. Fail-open still needs
+		// the last route map, so that it can redact what it lets through.
+		g.metrics.storeErrors.Inc()
+		g.log.Warn("registers unavailable", "decision_id", ex.DecisionID, "err", err)
+		tbl = g.table.Load()
+		if !g.cfg.FailOpen || tbl == nil {
+			return deny(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
+		}
+		storeDown = true
+	} else if tbl, err = g.routes(ix); err != nil {
 		g.log.Error("route map does not compile against the registers", "err", err)
 		return deny(503, "route_map_invalid", "the route map does not match the registers")
 	}
+	ix := tbl.index
 	ex.tbl = tbl
 	path, rawQuery, _ := strings.Cut(req.Path, "?")
 	r, param := tbl.match(req.Method, path)
@@ -241,6 +263,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	}
 	ex.caller = caller
 	perms := ix.Permissions(caller.Roles)
+	if storeDown {
+		perms = model.Permissions{Roles: caller.Roles}
+	}
 	ex.base = policy.Facts{
 		RouteKind:       r.cfg.Kind,
 		CommType:        r.cfg.CommType,
@@ -254,6 +279,7 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		EditItems:       perms.EditItems,
 		ArchiveMode:     strings.EqualFold(req.Header(g.cfg.Identity.ModeHeader), "archive"),
 		FailOpen:        g.cfg.FailOpen,
+		Unavailable:     storeDown,
 	}
 
 	// Where is the subject?
@@ -403,15 +429,6 @@ func policyRequest(req *Request, now time.Time) *policy.Request {
 		}
 	}
 	return pr
-}
-
-func (g *Gate) unavailable(ex *Exchange, err error) Verdict {
-	g.metrics.storeErrors.Inc()
-	g.log.Warn("registers unavailable", "decision_id", ex.DecisionID, "err", err)
-	if g.cfg.FailOpen {
-		return Verdict{Allow: true, Reason: "fail_open"}
-	}
-	return deny(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
 }
 
 func deny(status int, reason, message string) Verdict {

@@ -32,14 +32,17 @@ type route struct {
 
 // table is the compiled route map for one register version.
 type table struct {
-	version  int64
+	version int64
+	// index is the register index the table was compiled against; it
+	// serves decisions while the store is unreachable under fail-open.
+	index    *model.Index
 	byMethod map[string][]*route
 }
 
 // compile builds the route table. Sensitivity names are resolved against ix,
 // so the table is rebuilt when the registers change.
 func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error) {
-	t := &table{version: ix.Version, byMethod: map[string][]*route{}}
+	t := &table{version: ix.Version, index: ix, byMethod: map[string][]*route{}}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		r := &route{cfg: rc, param: -1}

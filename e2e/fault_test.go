@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/examples/crm"
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/testredis"
+)
+
+// faultStack is the scenario on a Redis the test can kill, with a short
+// staleness bound.
+func faultStack(t *testing.T, failOpen bool) (*stack, *testredis.Server) {
+	t.Helper()
+	rs := testredis.Start(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	backend := crm.New(now)
+	crmSrv := httptest.NewServer(backend)
+	t.Cleanup(crmSrv.Close)
+	sc := apptest.New(t, apptest.Options{Now: now, Configure: func(cfg *config.Config) {
+		cfg.Upstream = crmSrv.URL
+		cfg.RedisURL = rs.URL()
+		cfg.Store.MaxStaleness = time.Second
+		cfg.Store.Timeout = 200 * time.Millisecond
+		cfg.FailOpen = failOpen
+	}})
+	s := front(t, sc, crmSrv.URL, func(method, path string) bool { return strings.HasPrefix(path, "/api/outbound/") })
+	s.crm, s.crmURL = backend, crmSrv.URL
+	return s, rs
+}
+
+// eventually polls cond for up to limit (bounded; not a timing assertion).
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s", what, limit)
+}
+
+func TestStoreDownFailsClosed(t *testing.T) {
+	s, rs := faultStack(t, false)
+	alice := call{path: "/api/contacts/c-1", roles: "agent"}
+	if r := both(t, s, alice); r.status != 200 {
+		t.Fatalf("warm-up: %d %s", r.status, r.body)
+	}
+	rs.Kill()
+
+	// A subject never seen before cannot be decided: deny, on both paths.
+	heidi := call{path: "/api/contacts/c-8", roles: "agent"}
+	for _, r := range []result{s.viaEnvoy(t, heidi), s.viaProxy(t, heidi)} {
+		if r.status != 503 || bytes.Contains(r.body, []byte("Heidi")) {
+			t.Errorf("uncached subject with the store down: %d %s", r.status, r.body)
+		}
+	}
+	// A cached one is served until the staleness bound, then denied too;
+	// whatever the moment, never an unredacted answer the policy did not make.
+	eventually(t, 15*time.Second, "cached subject denied after the staleness bound", func() bool {
+		return s.viaProxy(t, alice).status == 503 && s.viaEnvoy(t, alice).status == 503
+	})
+
+	rs.Restart()
+	eventually(t, 15*time.Second, "recovery after Redis is back", func() bool {
+		return s.viaProxy(t, alice).status == 200 && s.viaEnvoy(t, heidi).status == 200
+	})
+}
+
+func TestStoreDownFailOpenRedactsEverything(t *testing.T) {
+	s, rs := faultStack(t, true)
+	rs.Kill()
+	heidi := call{path: "/api/contacts/c-8", roles: "supervisor"}
+	var r result
+	eventually(t, 15*time.Second, "fail-open answer", func() bool {
+		r = s.viaProxy(t, heidi)
+		return r.status == 200
+	})
+	want := decode(t, s.raw(t, "/api/contacts/c-8")).(map[string]any)
+	redactContact(want, 0)
+	sameJSON(t, r.body, want)
+	if got := r.header.Get("x-gdpr-degraded"); got != "store_unavailable" {
+		t.Errorf("x-gdpr-degraded %q", got)
+	}
+	if e := s.viaEnvoy(t, heidi); e.status != 200 || !bytes.Equal(e.body, r.body) {
+		t.Errorf("envoy path: %d %s", e.status, e.body)
+	}
+}
