@@ -137,6 +137,12 @@ func TestScenario(t *testing.T) {
 	})
 
 	t.Run("contact list: each item redacted for its own subject", func(t *testing.T) {
+		// Meeting Eve above queued her lifecycle wipe: let it finish so the
+		// list compared below is stable.
+		eventually(t, 20*time.Second, "Eve's lifecycle wipe", func() bool {
+			_, ok := s.crm.Contact("c-5")
+			return !ok
+		})
 		for _, roles := range []string{"agent", "auditor"} {
 			c := call{path: "/api/contacts?per_page=50", roles: roles}
 			r := both(t, s, c)
@@ -286,4 +292,33 @@ func postJSON(url, body string) (*http.Response, error) {
 	}
 	resp.Body.Close()
 	return resp, nil
+}
+
+// TestLifecycleObliviationWipes: a subject the lifecycle fully obliviated is
+// wiped like an admin's WipeCtcAll once gdprgate meets it.
+func TestLifecycleObliviationWipes(t *testing.T) {
+	s := newStack(t, "")
+	if r := both(t, s, call{path: "/api/contacts/c-5", roles: "agent"}); r.status != 404 {
+		t.Fatalf("Eve: %d %s", r.status, r.body)
+	}
+	eventually(t, 20*time.Second, "Eve deleted from the backend", func() bool {
+		_, ok := s.crm.Contact("c-5")
+		return !ok && len(s.crm.Calls("c-5")) == 0
+	})
+	entries, _, err := s.app.Store.Audit(t.Context(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requested, steps int
+	for _, e := range entries {
+		switch {
+		case e.Action == "wipe.request" && e.Actor == "lifecycle":
+			requested++
+		case e.Action == "wipe.step":
+			steps++
+		}
+	}
+	if requested != 1 || steps < 3 {
+		t.Errorf("audit: %d lifecycle wipe requests, %d wipe steps", requested, steps)
+	}
 }

@@ -64,6 +64,7 @@ type App struct {
 	Log      *slog.Logger
 
 	hasher   audit.Hasher
+	plan     wipe.Plan
 	now      func() time.Time
 	seedTime time.Time
 	cancel   context.CancelFunc
@@ -147,7 +148,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(fmt.Errorf("identity: %w", err))
 	}
 
-	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
+	plan := wipe.Plan{}
+	for entity, steps := range cfg.Wipes.Steps {
+		for _, s := range steps {
+			plan[entity] = append(plan[entity], wipe.Step{Name: s.Name, Method: strings.ToUpper(s.Method), Path: s.Path, Issue: s.Issue})
+		}
+	}
+	a.plan = plan
+	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now,
+		OnObliviated: a.enqueueObliviation})
 	if err != nil {
 		return fail(err)
 	}
@@ -158,12 +167,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a.Authz = authz.New(g, log)
 
-	plan := wipe.Plan{}
-	for entity, steps := range cfg.Wipes.Steps {
-		for _, s := range steps {
-			plan[entity] = append(plan[entity], wipe.Step{Name: s.Name, Method: strings.ToUpper(s.Method), Path: s.Path, Issue: s.Issue})
-		}
-	}
 	tokens := make([]adminapi.Token, len(cfg.Admin.Tokens))
 	for i, t := range cfg.Admin.Tokens {
 		tokens[i] = adminapi.Token{Name: t.Name, SHA256: strings.ToLower(t.SHA256), Scopes: t.Scopes}
@@ -211,6 +214,36 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 	}
 	return a, nil
+}
+
+// enqueueObliviation queues the wipe of a subject whose every bit the
+// lifecycle obliviated, the same way an admin's WipeCtcAll is queued. The
+// wipe id derives from the subject's keyed hash, so sidecars racing to
+// enqueue the same subject produce one wipe (the others get a conflict).
+func (a *App) enqueueObliviation(ctx context.Context, ref model.SubjectRef) error {
+	steps := wipe.Steps(a.plan, ref)
+	if len(steps) == 0 {
+		return nil // no deletion configured for this entity: the 404 is all
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	now := a.now().UTC()
+	subj := a.hasher.Subject(ref)
+	id := "obl-" + strings.TrimPrefix(subj, "h:")
+	rec := cache.WipeRecord{ID: id, Subject: ref, Scope: "obliviation", Status: cache.WipeQueued, Steps: steps,
+		RequestedBy: "lifecycle", CreatedAt: now, UpdatedAt: now}
+	entry := audit.Entry{Time: now, Actor: "lifecycle", Action: "wipe.request", Object: "wipes/" + id, Subject: subj,
+		Detail: map[string]string{"reason": "obliviated", "steps": fmt.Sprint(len(steps))}}
+	switch err := a.Store.EnqueueWipe(ctx, rec, entry); {
+	case err == nil:
+		a.Log.Info("obliviated subject queued for wipe", "wipe", id, "subject", subj)
+	case errors.Is(err, cache.ErrConflict):
+		// Another sidecar queued it already.
+	default:
+		a.Log.Warn("obliviated subject not queued for wipe; retried at its next request", "subject", subj, "err", err)
+		return err
+	}
+	return nil
 }
 
 // seed loads --seed (or the embedded seed) into an empty store.

@@ -58,6 +58,11 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// OnObliviated is called (asynchronously, once per subject and
+	// process) when a decision finds a subject whose every bit is
+	// obliviated while GDPR is enforced: the lifecycle's wipe.
+	// An error lets a later decision try again.
+	OnObliviated func(ctx context.Context, ref model.SubjectRef) error
 }
 
 // Gate makes the decisions. It is safe for concurrent use.
@@ -76,6 +81,9 @@ type Gate struct {
 
 	tableMu sync.Mutex
 	table   atomic.Pointer[table]
+
+	onObliviated func(ctx context.Context, ref model.SubjectRef) error
+	obliviated   sync.Map // subjects already handed to onObliviated
 }
 
 // New builds a Gate.
@@ -87,6 +95,8 @@ func New(opts Options) (*Gate, error) {
 		cfg: opts.Config, store: opts.Store, engine: opts.Engine, ident: opts.Identity,
 		hasher: opts.Hasher, log: opts.Logger, now: opts.Now,
 		sample: *opts.Config.Decisions.Sample,
+
+		onObliviated: opts.OnObliviated,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -396,6 +406,9 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 		return err
 	}
 	st := &sf.State
+	if f.Enforced && !sf.Restricted && st.Obliviated != 0 && st.Gone() {
+		g.obliviate(ref)
+	}
 	f.SubjectKnown = sf.Known
 	f.Restricted = sf.Restricted
 	f.Active, f.Archived, f.Expired, f.Obliviated = st.Active, st.Archived, st.Expired, st.Obliviated
@@ -404,6 +417,22 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 		f.CommPermitted = st.Permits(comm, project)
 	}
 	return nil
+}
+
+// obliviate hands a fully obliviated subject to the wipe machinery once.
+// The decision does not wait: the subject already answers 404.
+func (g *Gate) obliviate(ref model.SubjectRef) {
+	if g.onObliviated == nil {
+		return
+	}
+	if _, seen := g.obliviated.LoadOrStore(ref, struct{}{}); seen {
+		return
+	}
+	go func() {
+		if err := g.onObliviated(context.Background(), ref); err != nil {
+			g.obliviated.Delete(ref)
+		}
+	}()
 }
 
 func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request) (policy.Decision, error) {
