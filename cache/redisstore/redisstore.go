@@ -12,9 +12,14 @@
 //
 // # Key layout
 //
-// Global keys share the hash tag {g}; one subject's keys share the tag
-// {s:<len(entity)>:<entity>:<id>} (the length keeps the encoding
-// unambiguous), so they live in one cluster slot.
+// Every key carries the hash tag {g}, so all of gdprgate's keys live in one
+// cluster slot. That is deliberate: every write is one MULTI/EXEC together
+// with its audit entry, the epoch and, for evidence, the global evidence-key
+// index, and Redis Cluster refuses a transaction across slots (CROSSSLOT).
+// On a cluster gdprgate's data therefore sits on one shard (with its
+// replicas); the sidecars' local caches carry the read load. A subject's
+// keys are named s:<len(entity)>:<entity>:<id> (the length keeps the
+// encoding unambiguous); below <S> stands for that.
 //
 //	gdprgate:{g}:registers      hash   version, data (JSON model.Registers)
 //	gdprgate:{g}:audit          stream one entry per change, field e = JSON audit.Entry
@@ -23,10 +28,10 @@
 //	gdprgate:{g}:wipes          zset   wipe ids scored by created_at (unix ns), for listing
 //	gdprgate:{g}:wipeq          stream the wipe queue (field wipe = id), consumer group "workers"
 //	gdprgate:{g}:epoch          int    incremented by every write, carried by invalidations
-//	gdprgate:{S}:meta           string JSON model.Subject (PutSubject)
-//	gdprgate:{S}:seen           string first-seen origin (RFC 3339), set once
-//	gdprgate:{S}:evidence       hash   evidence id → JSON model.Evidence
-//	gdprgate:{S}:restriction    string id of the wipe restricting the subject
+//	gdprgate:{g}:<S>:meta       string JSON model.Subject (PutSubject)
+//	gdprgate:{g}:<S>:seen       string first-seen origin (RFC 3339), set once
+//	gdprgate:{g}:<S>:evidence   hash   evidence id → JSON model.Evidence
+//	gdprgate:{g}:<S>:restriction string id of the wipe restricting the subject
 //	gdprgate:invalidate         pub/sub channel: "<epoch> r <version>" or "<epoch> s <entity>\x00<id>"
 //
 // # Consistency
@@ -77,7 +82,7 @@ const (
 func keyWipe(id string) string { return "gdprgate:{g}:wipe:" + id }
 
 func subjectTag(ref model.SubjectRef) string {
-	return "gdprgate:{s:" + strconv.Itoa(len(ref.Entity)) + ":" + ref.Entity + ":" + ref.ID + "}:"
+	return "gdprgate:{g}:s:" + strconv.Itoa(len(ref.Entity)) + ":" + ref.Entity + ":" + ref.ID + ":"
 }
 
 func keyMeta(r model.SubjectRef) string        { return subjectTag(r) + "meta" }

@@ -34,6 +34,20 @@ func TestStoreContract(t *testing.T) {
 	})
 }
 
+// TestStoreContractOnCluster runs the same suite against a real Redis
+// Cluster node: every atomic write must stay within one slot.
+func TestStoreContractOnCluster(t *testing.T) {
+	srv := testredis.StartCluster(t)
+	storetest.Run(t, func(t *testing.T) cache.Store {
+		flush(t, srv)
+		s, err := redisstore.New(context.Background(), srv.ClusterURL(), cache.Options{})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return s
+	})
+}
+
 func benchStore(b *testing.B) *redisstore.Store {
 	srv := testredis.Start(b)
 	s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{})

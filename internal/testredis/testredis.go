@@ -11,6 +11,7 @@ package testredis
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -29,8 +30,9 @@ type Server struct {
 	dir  string
 	port int
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	cluster bool
 }
 
 // Start launches redis-server and waits until it answers PING. The server
@@ -81,6 +83,9 @@ func (s *Server) start() error {
 		"--protected-mode", "yes",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	)
+	if s.cluster {
+		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -120,6 +125,74 @@ func ping(addr string) error {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
+}
+
+// StartCluster launches a one-node Redis Cluster (cluster mode on, every
+// slot assigned to the node). Cluster semantics apply as on a real cluster:
+// a transaction over keys of different slots fails with CROSSSLOT.
+func StartCluster(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("testredis: redis-server is not installed (run `make test-deps` or `apt-get install -y redis-server`): %v", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("testredis: no free port: %v", err)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: port, cluster: true}
+	t.Cleanup(s.Kill)
+	if err := s.start(); err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	if reply, err := command(s.Addr(), "CLUSTER ADDSLOTSRANGE 0 16383"); err != nil || !strings.HasPrefix(reply, "+OK") {
+		t.Fatalf("testredis: assign slots: %q %v", reply, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reply, err := command(s.Addr(), "CLUSTER INFO")
+		if err == nil && strings.Contains(reply, "cluster_state:ok") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: cluster not ok within 10s: %q %v", reply, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ClusterURL is the redis-cluster:// URL of a StartCluster server.
+func (s *Server) ClusterURL() string { return "redis-cluster://" + s.Addr() }
+
+// command sends one inline command and returns the raw reply (a bulk
+// reply's payload included).
+func command(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(line, "$") {
+		n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
+		if err != nil || n < 0 {
+			return line, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return line, nil
 }
 
 // Kill stops the server abruptly (SIGKILL), as a crash would. The data
