@@ -83,12 +83,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		path = headers[":path"]
 	}
 	greq := &gate.Request{
-		Method: method,
-		Path:   path,
-		Host:   h.GetHost(),
-		Scheme: h.GetScheme(),
-		Header: func(name string) string { return headers[name] },
-		Body:   body,
+		Method:  method,
+		Path:    path,
+		Host:    h.GetHost(),
+		Scheme:  h.GetScheme(),
+		Header:  func(name string) string { return headers[name] },
+		Headers: func() map[string]string { return headers },
+		Body:    body,
 	}
 	ex := s.gate.Check(ctx, greq)
 	return checkResponse(ex), nil

@@ -79,6 +79,7 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.Ht
 		Host:         hdrs[":authority"],
 		Scheme:       hdrs[":scheme"],
 		Header:       func(name string) string { return hdrs[name] },
+		Headers:      func() map[string]string { return hdrs },
 		ResponseOnly: true,
 	})
 	v := &st.ex.Verdict

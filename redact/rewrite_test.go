@@ -475,6 +475,9 @@ func TestParseAction(t *testing.T) {
 }
 
 func TestRewriteAllocationsDoNotGrowWithBody(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race (sync.Pool drops objects at random); checked by the plain run")
+	}
 	m := benchMap(t)
 	small := listBody(10)
 	large := listBody(2000)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +32,6 @@ import (
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/identity"
 	"github.com/gdprgate/gdprgate/policy"
-	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -120,12 +120,26 @@ type Request struct {
 	Scheme string
 	// Header returns a request header by lower-case name ("" when absent).
 	Header func(name string) string
+	// Headers returns every request header, lower-cased, for policies that
+	// read input.attributes.request.http.headers (called only for them).
+	Headers func() map[string]string
 	// Body is the request body when the front-end has it (outbound routes).
 	Body []byte
 	// ResponseOnly: the caller only needs the response-stage plan (ext_proc
 	// after ext_authz). Subjects in the request body are then not required:
 	// those routes have no response work.
 	ResponseOnly bool
+}
+
+// HeaderMap adapts net/http headers to Request.Headers.
+func HeaderMap(h http.Header) func() map[string]string {
+	return func() map[string]string {
+		m := make(map[string]string, len(h))
+		for k, v := range h {
+			m[strings.ToLower(k)] = strings.Join(v, ",")
+		}
+		return m
+	}
 }
 
 // Verdict is the request-level answer.
@@ -445,11 +459,9 @@ func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request) (policy
 
 func policyRequest(req *Request, now time.Time) *policy.Request {
 	path, rawQuery, _ := strings.Cut(req.Path, "?")
-	pr := &policy.Request{Method: req.Method, Path: path, Host: req.Host, Scheme: req.Scheme, RawQuery: rawQuery, Now: now, Headers: map[string]string{}}
-	for _, h := range []string{"content-type", "x-gdpr-roles", "x-gdpr-mode", "x-gdpr-project", "user-agent", "x-request-id"} {
-		if v := req.Header(h); v != "" {
-			pr.Headers[h] = v
-		}
+	pr := &policy.Request{Method: req.Method, Path: path, Host: req.Host, Scheme: req.Scheme, RawQuery: rawQuery, Now: now}
+	if req.Headers != nil {
+		pr.Headers = req.Headers()
 	}
 	if len(req.Body) > 0 {
 		var body any
@@ -536,13 +548,4 @@ func (g *Gate) subjectLabel(ref model.SubjectRef) string {
 		return ref.String()
 	}
 	return g.hasher.Subject(ref)
-}
-
-// StateOf exposes a subject's state for the admin API and tests.
-func (g *Gate) StateOf(ctx context.Context, ref model.SubjectRef) (lifecycle.State, error) {
-	f, err := g.store.Facts(ctx, ref, g.now())
-	if err != nil {
-		return lifecycle.State{}, fmt.Errorf("gate: %w", err)
-	}
-	return f.State, nil
 }

@@ -211,7 +211,7 @@ func (h *handler) original(r *http.Request) (*gate.Request, convention, error) {
 		}
 	}
 	header := func(name string) string { return r.Header.Get(name) }
-	req := &gate.Request{Host: r.Host, Scheme: "http", Header: header}
+	req := &gate.Request{Host: r.Host, Scheme: "http", Header: header, Headers: gate.HeaderMap(r.Header)}
 	if r.TLS != nil {
 		req.Scheme = "https"
 	}

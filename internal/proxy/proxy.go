@@ -90,12 +90,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		scheme = "https"
 	}
 	ex := p.gate.Check(r.Context(), &gate.Request{
-		Method: r.Method,
-		Path:   r.URL.RequestURI(),
-		Host:   r.Host,
-		Scheme: scheme,
-		Header: func(name string) string { return r.Header.Get(name) },
-		Body:   body,
+		Method:  r.Method,
+		Path:    r.URL.RequestURI(),
+		Host:    r.Host,
+		Scheme:  scheme,
+		Header:  func(name string) string { return r.Header.Get(name) },
+		Headers: gate.HeaderMap(r.Header),
+		Body:    body,
 	})
 	v := &ex.Verdict
 	if !v.Allow {
