@@ -39,6 +39,12 @@ type Server struct {
 // is stopped by t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return launch(t, false)
+}
+
+// launch starts a server in a fresh temp dir on a free loopback port.
+func launch(t testing.TB, cluster bool) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("testredis: redis-server is not installed (run `make test-deps` or `apt-get install -y redis-server`): %v", err)
@@ -47,7 +53,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("testredis: no free port: %v", err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: port}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: port, cluster: cluster}
 	t.Cleanup(s.Kill)
 	if err := s.start(); err != nil {
 		t.Fatalf("testredis: %v", err)
@@ -132,19 +138,7 @@ func ping(addr string) error {
 // a transaction over keys of different slots fails with CROSSSLOT.
 func StartCluster(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("testredis: redis-server is not installed (run `make test-deps` or `apt-get install -y redis-server`): %v", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("testredis: no free port: %v", err)
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: port, cluster: true}
-	t.Cleanup(s.Kill)
-	if err := s.start(); err != nil {
-		t.Fatalf("testredis: %v", err)
-	}
+	s := launch(t, true)
 	if reply, err := command(s.Addr(), "CLUSTER ADDSLOTSRANGE 0 16383"); err != nil || !strings.HasPrefix(reply, "+OK") {
 		t.Fatalf("testredis: assign slots: %q %v", reply, err)
 	}
