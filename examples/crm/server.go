@@ -339,16 +339,10 @@ func (s *Server) deleteCallsOf(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deleteCalls[RouteDeleteCalls]++
-	kept := s.calls[:0:0]
-	for _, c := range s.calls {
-		if c.ContactID != id {
-			kept = append(kept, c)
-		}
-	}
-	if len(kept) != len(s.calls) {
+	var removed bool
+	if s.calls, removed = without(s.calls, func(c Call) bool { return c.ContactID == id }); removed {
 		s.deleted[RouteDeleteCalls]++
 	}
-	s.calls = kept
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -362,17 +356,23 @@ func (s *Server) deleteIssues(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deleteCalls[RouteDeleteIssues]++
-	kept := s.issues[:0:0]
-	for _, is := range s.issues {
-		if is.ContactID != id {
-			kept = append(kept, is)
-		}
-	}
-	if len(kept) != len(s.issues) {
+	var removed bool
+	if s.issues, removed = without(s.issues, func(is Issue) bool { return is.ContactID == id }); removed {
 		s.deleted[RouteDeleteIssues]++
 	}
-	s.issues = kept
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// without returns a new slice of the items drop rejects, and whether any
+// were dropped. The original slice is left as it is.
+func without[T any](items []T, drop func(T) bool) ([]T, bool) {
+	kept := items[:0:0]
+	for _, it := range items {
+		if !drop(it) {
+			kept = append(kept, it)
+		}
+	}
+	return kept, len(kept) != len(items)
 }
 
 func (s *Server) export(w http.ResponseWriter, r *http.Request) {

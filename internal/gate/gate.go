@@ -161,13 +161,11 @@ type Exchange struct {
 	Verdict    Verdict
 
 	route   *route
-	tbl     *table
 	caller  identity.Caller
 	base    policy.Facts // caller and route facts, without a subject
 	subject model.SubjectRef
 	hasSubj bool
 	visible uint32
-	start   time.Time
 }
 
 // Mapped reports whether the request matched a route of the route map.
@@ -229,7 +227,7 @@ func (g *Gate) decisionID() string {
 // fail_open, which the policy sees as a fact.
 func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 	start := time.Now()
-	ex := &Exchange{DecisionID: g.decisionID(), start: start}
+	ex := &Exchange{DecisionID: g.decisionID()}
 	ex.Verdict = g.check(ctx, req, ex)
 	if ex.Verdict.ResponseHeaders == nil {
 		ex.Verdict.ResponseHeaders = map[string]string{}
@@ -268,7 +266,6 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		return deny(503, "route_map_invalid", "the route map does not match the registers")
 	}
 	ix := tbl.index
-	ex.tbl = tbl
 	path, rawQuery, _ := strings.Cut(req.Path, "?")
 	r, param := tbl.match(req.Method, path)
 	if r == nil {
