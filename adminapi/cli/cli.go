@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,121 +17,106 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // ErrUsage marks a usage error (the caller exits with status 2).
-var ErrUsage = errors.New("usage")
+var ErrUsage = cmdline.ErrUsage
 
-const usageText = `usage: gdprgate admin [--admin-url URL] [--token TOKEN] <command> [args]
-
-commands:
-  load-registers FILE     replace the whole register set with FILE's (YAML or JSON
-                          registers file; times may be relative, "now-100d"); the
-                          file's subjects and evidence are loaded too
-  import-evidence FILE    import evidence records (NDJSON, or a JSON array);
-                          --atomic stores all or nothing
-  wipe ENTITY ID          request a wipe (WipeCtcAll); --dry-run lists the steps,
-                          --confirm passes the mass-deletion guard
-  wipe-status ID          show a wipe and its steps
-  subject ENTITY ID       show a subject's computed state
-
-flags (also as environment variables):
-  --admin-url   GDPRGATE_ADMIN_URL    default http://127.0.0.1:9192
-  --token       GDPRGATE_ADMIN_TOKEN  bearer token
-`
-
-// Run executes `gdprgate admin args...`, printing answers to stdout.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("admin", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usageText) }
-	adminURL := fs.String("admin-url", envOr("GDPRGATE_ADMIN_URL", "http://127.0.0.1:9192"), "admin API base URL")
-	token := fs.String("token", os.Getenv("GDPRGATE_ADMIN_TOKEN"), "bearer token")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
+// Command is `gdprgate admin` and its subcommands.
+func Command() *cobra.Command {
+	c := &client{http: &http.Client{Timeout: 10 * time.Minute}}
+	var adminURL string
+	cmd := cmdline.Group("admin", "admin API client: load registers, import evidence, request and inspect wipes")
+	cmd.Long = `gdprgate admin is a client of the admin API for the chores an operator
+scripts: loading a registers file, importing evidence, requesting and following
+wipes, looking at a subject. It talks to --admin-url with the bearer token
+--admin-token.`
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&adminURL, "admin-url", "http://127.0.0.1:9192", "admin API base URL")
+	pf.StringVar(&c.token, "admin-token", "", "bearer token of the admin API")
+	// --token was the flag's first name; it stays as an alias.
+	cmd.SetGlobalNormalizationFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "token" {
+			name = "admin-token"
 		}
-		return fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return fmt.Errorf("%w: a command is required", ErrUsage)
-	}
-	c := &client{base: strings.TrimRight(*adminURL, "/"), token: *token, http: &http.Client{Timeout: 10 * time.Minute}, out: stdout}
-	cmd, cargs := rest[0], rest[1:]
-	switch cmd {
-	case "load-registers":
-		if len(cargs) != 1 {
-			return fmt.Errorf("%w: load-registers FILE", ErrUsage)
-		}
-		return c.loadRegisters(ctx, cargs[0])
-	case "import-evidence":
-		sub := flag.NewFlagSet("import-evidence", flag.ContinueOnError)
-		sub.SetOutput(stderr)
-		atomic := sub.Bool("atomic", false, "store all records or none")
-		files, err := parseInterleaved(sub, cargs)
-		if err != nil || len(files) != 1 {
-			return fmt.Errorf("%w: import-evidence [--atomic] FILE", ErrUsage)
-		}
-		return c.importEvidence(ctx, files[0], *atomic)
-	case "wipe":
-		sub := flag.NewFlagSet("wipe", flag.ContinueOnError)
-		sub.SetOutput(stderr)
-		dry := sub.Bool("dry-run", false, "list the steps without doing them")
-		confirm := sub.Bool("confirm", false, "pass the mass-deletion guard")
-		pos, err := parseInterleaved(sub, cargs)
-		if err != nil || len(pos) != 2 {
-			return fmt.Errorf("%w: wipe ENTITY ID [--dry-run] [--confirm]", ErrUsage)
-		}
-		body, _ := json.Marshal(map[string]any{"entity": pos[0], "id": pos[1], "confirm": *confirm})
-		path := "/v1/wipes"
-		if *dry {
-			path += "?dry_run=true"
-		}
-		return c.call(ctx, "POST", path, "application/json", bytes.NewReader(body))
-	case "wipe-status":
-		if len(cargs) != 1 {
-			return fmt.Errorf("%w: wipe-status ID", ErrUsage)
-		}
-		return c.call(ctx, "GET", "/v1/wipes/"+url.PathEscape(cargs[0]), "", nil)
-	case "subject":
-		if len(cargs) != 2 {
-			return fmt.Errorf("%w: subject ENTITY ID", ErrUsage)
-		}
-		return c.call(ctx, "GET", "/v1/subjects/"+url.PathEscape(cargs[0])+"/"+url.PathEscape(cargs[1]), "", nil)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usageText)
+		return pflag.NormalizedName(name)
+	})
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		c.base = strings.TrimRight(adminURL, "/")
+		c.out = cmd.OutOrStdout()
 		return nil
-	default:
-		fs.Usage()
-		return fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
 	}
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "load-registers FILE",
+		Short: "replace the whole register set with FILE's, then load its subjects and evidence",
+		Long: `load-registers replaces the whole register set with FILE's (a YAML or JSON
+registers file; times may be relative to now, "now-100d"); the file's subjects
+and evidence are loaded too (all or nothing).`,
+		Args: cmdline.Args(1, 1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error { return c.loadRegisters(cmd.Context(), args[0]) },
+	})
+
+	var atomic bool
+	imp := &cobra.Command{
+		Use:   "import-evidence FILE",
+		Short: "import evidence records (NDJSON, or a JSON array)",
+		Args:  cmdline.Args(1, 1, "FILE"),
+		RunE:  func(cmd *cobra.Command, args []string) error { return c.importEvidence(cmd.Context(), args[0], atomic) },
+	}
+	imp.Flags().BoolVar(&atomic, "atomic", false, "store all records or none")
+	cmd.AddCommand(imp)
+
+	var dry, confirm bool
+	wipe := &cobra.Command{
+		Use:   "wipe ENTITY ID",
+		Short: "request a wipe of a subject and everything related (WipeCtcAll)",
+		Args:  cmdline.Args(2, 2, "ENTITY ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, _ := json.Marshal(map[string]any{"entity": args[0], "id": args[1], "confirm": confirm})
+			path := "/v1/wipes"
+			if dry {
+				path += "?dry_run=true"
+			}
+			return c.call(cmd.Context(), "POST", path, "application/json", bytes.NewReader(body))
+		},
+	}
+	wipe.Flags().BoolVar(&dry, "dry-run", false, "list the steps without doing them")
+	wipe.Flags().BoolVar(&confirm, "confirm", false, "pass the mass-deletion guard")
+	// A deletion is decided per invocation: no variable left in a shell
+	// may confirm (or not dry-run) a wipe.
+	cmdline.NoEnv(wipe.Flags(), "confirm")
+	cmdline.NoEnv(wipe.Flags(), "dry-run")
+	cmd.AddCommand(wipe)
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "wipe-status ID",
+		Short: "show a wipe and its steps",
+		Args:  cmdline.Args(1, 1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.call(cmd.Context(), "GET", "/v1/wipes/"+url.PathEscape(args[0]), "", nil)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "subject ENTITY ID",
+		Short: "show a subject's computed state",
+		Args:  cmdline.Args(2, 2, "ENTITY ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.call(cmd.Context(), "GET", "/v1/subjects/"+url.PathEscape(args[0])+"/"+url.PathEscape(args[1]), "", nil)
+		},
+	})
+	return cmd
 }
 
-// parseInterleaved parses flags that may come before or after the
-// positional arguments ("wipe contact c-7 --dry-run").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
+// Run executes `gdprgate admin args...` on its own (tests, embedding),
+// printing answers to stdout.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return cmdline.Run(ctx, Command(), args, stdout, stderr)
 }
 
 type client struct {

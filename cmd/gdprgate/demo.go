@@ -8,9 +8,12 @@ import (
 	"net"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gdprgate/gdprgate/adminapi"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
 )
 
@@ -18,23 +21,38 @@ import (
 // printed, so it is only for the demo.
 const DemoToken = "demo-admin-token"
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := newFlags("demo", stderr)
-	// The demo brings its own config and CRM; the file flags make no sense.
-	cfg, err := fl.parse(args)
-	if err != nil {
-		return err
+func init() { register("", demoCmd) }
+
+func demoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "run the example CRM behind the proxy with an in-memory store",
+		Long: `demo starts the example CRM (no GDPR logic at all), gdprgate proxy in front of
+it and the admin API, with the reference scenario's registers and evidence, and
+prints commands to try. It brings its own configuration.`,
+		Args: cmdline.Args(0, 0, ""),
 	}
-	base, err := config.Parse(crm.GatewayConfigYAML)
+	sf := newServerFlags(cmd, "listen", "admin-addr", "redis-url", "log-level")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return runDemo(cmd.Context(), sf, cmd.OutOrStdout(), cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func runDemo(ctx context.Context, sf *serverFlags, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse(crm.GatewayConfigYAML)
 	if err != nil {
 		return fmt.Errorf("embedded example config: %w", err)
 	}
-	base.Listen, base.AdminAddr, base.RedisURL, base.LogLevel = cfg.Listen, cfg.AdminAddr, cfg.RedisURL, cfg.LogLevel
-	if fl.logLevel == "" && cfg.LogLevel == "info" {
-		base.LogLevel = "warn" // keep the walk-through readable
+	cfg.Listen, cfg.AdminAddr, cfg.RedisURL = config.Default().Listen, config.Default().AdminAddr, ""
+	if !sf.set("log-level") {
+		cfg.LogLevel = "warn" // keep the walk-through readable
 	}
-	base.Admin.Tokens = append(base.Admin.Tokens, config.AdminToken{Name: "demo", SHA256: adminapi.HashToken(DemoToken), Scopes: []string{"admin"}})
-	cfg = base
+	sf.apply(cfg)
+	cfg.Admin.Tokens = append(cfg.Admin.Tokens, config.AdminToken{Name: "demo", SHA256: adminapi.HashToken(DemoToken), Scopes: []string{"admin"}})
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 
 	now := time.Now().UTC().Truncate(time.Second)
 	backend := crm.New(now)

@@ -1,91 +1,148 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"io"
-	"os"
-	"strings"
+	"github.com/spf13/cobra"
 
+	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
 )
 
-// common holds the flags every server command shares. Precedence: flag,
-// then GDPRGATE_<FLAG> environment variable, then the config file, then the
+// serverFlag is one flag of the server commands (serve, proxy, demo) that
+// overrides a key of the configuration file. To add one: append it to
+// serverFlagDefs and name it in the commands that take it (serverFlags).
+type serverFlag struct {
+	name  string
+	usage string
+	// define registers the flag with its checked type (cmdline.AddrVar, …).
+	define func(fs *cobra.Command, p *string, name, usage string)
+	// target is the configuration key the flag overrides.
+	target func(*config.Config) *string
+}
+
+func str(c *cobra.Command, p *string, name, usage string) { c.Flags().StringVar(p, name, "", usage) }
+func addr(c *cobra.Command, p *string, name, usage string) {
+	cmdline.AddrVar(c.Flags(), p, name, usage)
+}
+func file(c *cobra.Command, p *string, name, usage string) {
+	cmdline.FileVar(c.Flags(), p, name, usage)
+}
+func dir(c *cobra.Command, p *string, name, usage string) { cmdline.DirVar(c.Flags(), p, name, usage) }
+
+var serverFlagDefs = []serverFlag{
+	{"config", "configuration file (YAML): route map, identity, redaction, wipes, admin tokens", file, nil},
+	{"grpc-addr", "Envoy ext_authz + ext_proc gRPC address (default 127.0.0.1:9191)", addr,
+		func(c *config.Config) *string { return &c.GRPCAddr }},
+	{"admin-addr", "admin API address (default 127.0.0.1:9192)", addr,
+		func(c *config.Config) *string { return &c.AdminAddr }},
+	{"http-authz-addr", "HTTP authz mode (nginx auth_request, Caddy forward_auth, Traefik forwardAuth, Envoy HTTP ext_authz) on its own address; empty: under /authz on the admin listener", addr,
+		func(c *config.Config) *string { return &c.HTTPAuthzAddr }},
+	{"listen", "proxy listen address (default 127.0.0.1:8080)", addr,
+		func(c *config.Config) *string { return &c.Listen }},
+	{"upstream", "the backend's base URL (http:// or https://)",
+		func(c *cobra.Command, p *string, name, usage string) {
+			cmdline.URLVar(c.Flags(), p, name, []string{"http", "https"}, usage)
+		},
+		func(c *config.Config) *string { return &c.Upstream }},
+	{"redis-url", "Redis URL (redis://, rediss://, unix://, redis-sentinel://, redis-cluster://); empty: embedded in-memory store",
+		func(c *cobra.Command, p *string, name, usage string) {
+			cmdline.URLVar(c.Flags(), p, name, []string{"redis", "rediss", "unix", "redis-sentinel", "redis-cluster"}, usage)
+		},
+		func(c *config.Config) *string { return &c.RedisURL }},
+	{"policy", "directory of Rego policies replacing the default (hot-reloaded)", dir,
+		func(c *config.Config) *string { return &c.PolicyDir }},
+	{"seed", "registers + evidence file loaded into an empty store at start", file,
+		func(c *config.Config) *string { return &c.Seed }},
+	{"log-level", "how much to log (default info)",
+		func(c *cobra.Command, p *string, name, usage string) {
+			cmdline.EnumVar(c.Flags(), p, name, []string{"debug", "info", "warn", "error"}, usage)
+		},
+		func(c *config.Config) *string { return &c.LogLevel }},
+}
+
+// serverFlags holds the values of the server flags one command takes.
+// Precedence: flag, then GDPRGATE_<FLAG>, then the config file, then the
 // built-in default.
-type common struct {
-	fs            *flag.FlagSet
-	configFile    string
-	grpcAddr      string
-	adminAddr     string
-	httpAuthzAddr string
-	listen        string
-	upstream      string
-	redisURL      string
-	policyDir     string
-	seed          string
-	logLevel      string
+type serverFlags struct {
+	cmd    *cobra.Command
+	values map[string]*string
 }
 
-func newFlags(name string, stderr io.Writer) *common {
-	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
-	c.fs.SetOutput(stderr)
-	c.fs.StringVar(&c.configFile, "config", "", "configuration file (YAML): route map, identity, redaction, wipes, admin tokens")
-	c.fs.StringVar(&c.grpcAddr, "grpc-addr", "", "Envoy ext_authz + ext_proc gRPC address (default 127.0.0.1:9191)")
-	c.fs.StringVar(&c.adminAddr, "admin-addr", "", "admin API address (default 127.0.0.1:9192)")
-	c.fs.StringVar(&c.httpAuthzAddr, "http-authz-addr", "", "HTTP authz mode (nginx auth_request, Caddy forward_auth, Traefik forwardAuth, Envoy HTTP ext_authz) on its own address; empty: served under /authz on the admin listener")
-	c.fs.StringVar(&c.listen, "listen", "", "proxy listen address (default 127.0.0.1:8080)")
-	c.fs.StringVar(&c.upstream, "upstream", "", "proxy: the backend's base URL")
-	c.fs.StringVar(&c.redisURL, "redis-url", "", "Redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://); empty: embedded in-memory store")
-	c.fs.StringVar(&c.policyDir, "policy", "", "directory of Rego policies replacing the default (hot-reloaded)")
-	c.fs.StringVar(&c.seed, "seed", "", "registers + evidence file loaded into an empty store at start")
-	c.fs.StringVar(&c.logLevel, "log-level", "", "debug, info, warn or error (default info)")
-	return c
+// newServerFlags defines the named flags (from serverFlagDefs) on cmd.
+func newServerFlags(cmd *cobra.Command, names ...string) *serverFlags {
+	sf := &serverFlags{cmd: cmd, values: map[string]*string{}}
+	for _, n := range names {
+		def := flagDef(n)
+		v := new(string)
+		def.define(cmd, v, def.name, def.usage)
+		sf.values[n] = v
+	}
+	return sf
 }
 
-// parse parses args, applies GDPRGATE_* variables to flags not given, and
-// loads the configuration with the flags on top.
-func (c *common) parse(args []string) (*config.Config, error) {
-	if err := c.fs.Parse(args); err != nil {
-		return nil, errUsage
-	}
-	if c.fs.NArg() > 0 {
-		fmt.Fprintf(c.fs.Output(), "unexpected arguments: %s\n", strings.Join(c.fs.Args(), " "))
-		return nil, errUsage
-	}
-	set := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	c.fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
+func flagDef(name string) serverFlag {
+	for _, d := range serverFlagDefs {
+		if d.name == name {
+			return d
 		}
-		env := "GDPRGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			_ = f.Value.Set(v)
-			set[f.Name] = true
-		}
-	})
-	cfg, err := config.Load(c.configFile)
+	}
+	panic("gdprgate: no server flag " + name)
+}
+
+// get returns a flag's value ("" when the command does not take it).
+func (sf *serverFlags) get(name string) string {
+	if v, ok := sf.values[name]; ok {
+		return *v
+	}
+	return ""
+}
+
+// set reports whether the flag was given (or came from its variable).
+func (sf *serverFlags) set(name string) bool {
+	f := sf.cmd.Flags().Lookup(name)
+	return f != nil && f.Changed
+}
+
+// load reads --config and puts the flags given on top, then validates.
+func (sf *serverFlags) load() (*config.Config, error) {
+	cfg, err := config.Load(sf.get("config"))
 	if err != nil {
 		return nil, err
 	}
-	c.apply(cfg, set)
-	return cfg, cfg.Validate()
+	sf.apply(cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
-func (c *common) apply(cfg *config.Config, set map[string]bool) {
-	over := func(name string, dst *string, v string) {
-		if set[name] {
-			*dst = v
+// apply overrides cfg with the flags that were given.
+func (sf *serverFlags) apply(cfg *config.Config) {
+	for name, v := range sf.values {
+		def := flagDef(name)
+		if def.target != nil && sf.set(name) {
+			*def.target(cfg) = *v
 		}
 	}
-	over("grpc-addr", &cfg.GRPCAddr, c.grpcAddr)
-	over("admin-addr", &cfg.AdminAddr, c.adminAddr)
-	over("http-authz-addr", &cfg.HTTPAuthzAddr, c.httpAuthzAddr)
-	over("listen", &cfg.Listen, c.listen)
-	over("upstream", &cfg.Upstream, c.upstream)
-	over("redis-url", &cfg.RedisURL, c.redisURL)
-	over("policy", &cfg.PolicyDir, c.policyDir)
-	over("seed", &cfg.Seed, c.seed)
-	over("log-level", &cfg.LogLevel, c.logLevel)
+}
+
+// require is a usage error naming the flag, its variable and its config key
+// when a needed value is missing.
+func require(value, flag, key string) error {
+	if value != "" {
+		return nil
+	}
+	return cmdline.Usagef("--%s is required (or %s%s, or %s: in --config)", flag, cmdline.EnvPrefix, envSuffix(flag), key)
+}
+
+func envSuffix(flag string) string {
+	b := []byte(flag)
+	for i, c := range b {
+		switch {
+		case c == '-':
+			b[i] = '_'
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }

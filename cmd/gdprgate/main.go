@@ -2,50 +2,88 @@
 // it answers Envoy's ext_authz and ext_proc protocols (serve), or stands in
 // front of the API as a reverse proxy (proxy), and serves an admin API for
 // the registers, evidence and wipes.
+//
+// Each subcommand lives in its own file and registers itself with register
+// from an init function; internal/cmdline gives them their common behaviour
+// (flags also as GDPRGATE_<FLAG>, exit codes, errors that name the flag).
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gdprgate/gdprgate/internal/cmdline"
+	"github.com/gdprgate/gdprgate/internal/version"
 )
 
-// errUsage marks a usage error: exit code 2.
-var errUsage = errors.New("usage")
-
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+// builder makes a fresh command (each run gets its own tree, so tests can
+// run commands concurrently and flags start from their defaults).
+type builder struct {
+	parent string // "" for top level, else the parent command's name ("routes")
+	build  func() *cobra.Command
 }
 
-var commands []command
+var builders []builder
 
-func init() {
-	commands = []command{
-		{"serve", "serve Envoy ext_authz + ext_proc over gRPC and the admin API", runServe},
-		{"proxy", "run as a reverse proxy in front of --upstream, with the admin API", runProxy},
-		{"demo", "run the example CRM behind the proxy with an in-memory store", runDemo},
-		{"policy", "policy test DIR: run the Rego tests (test_ rules) in DIR", runPolicy},
-		{"admin", "admin client: load registers, import evidence, request and inspect wipes", runAdmin},
-		{"version", "print the version", runVersion},
-	}
+// register adds a command under parent ("" top level, or the name of a
+// group such as "policy", "routes" or "admin").
+func register(parent string, build func() *cobra.Command) {
+	builders = append(builders, builder{parent, build})
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: gdprgate <command> [flags]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "commands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+// groups are the commands that only hold others.
+var groups = []struct{ name, short string }{
+	{"policy", "Rego policy tools (policy test)"},
+	{"routes", "route map tools: check a route map, suggest one from an OpenAPI document"},
+}
+
+func newRoot() *cobra.Command {
+	root := cmdline.Group("gdprgate", "make an HTTP/JSON API obey GDPR visibility rules")
+	root.Long = `gdprgate makes an existing HTTP/JSON API obey GDPR visibility rules without
+changing it: it answers Envoy's ext_authz and ext_proc protocols (serve), or
+stands in front of the API as a reverse proxy (proxy), with an admin API for
+the registers, evidence, wipes and audit trail.
+
+Every flag can also be set as GDPRGATE_<FLAG> (--redis-url: GDPRGATE_REDIS_URL);
+a flag on the command line wins over the variable, which wins over --config.`
+	root.Version = version.Version
+	root.CompletionOptions.HiddenDefaultCmd = true
+	byName := map[string]*cobra.Command{}
+	for _, g := range groups {
+		c := cmdline.Group(g.name, g.short)
+		byName[g.name] = c
+		root.AddCommand(c)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every flag can also be set as GDPRGATE_<FLAG> (e.g. GDPRGATE_REDIS_URL).")
-	fmt.Fprintln(w, "Run 'gdprgate <command> -h' for a command's flags.")
+	var later []builder
+	for _, b := range builders {
+		if b.parent != "" {
+			later = append(later, b)
+			continue
+		}
+		c := b.build()
+		byName[c.Name()] = c
+		root.AddCommand(c)
+	}
+	for _, b := range later {
+		p, ok := byName[b.parent]
+		if !ok {
+			panic("gdprgate: no command " + b.parent + " to register under")
+		}
+		p.AddCommand(b.build())
+	}
+	// A group left empty (its subcommands not built yet) is not shown.
+	for _, g := range groups {
+		if c := byName[g.name]; !c.HasSubCommands() {
+			root.RemoveCommand(c)
+		}
+	}
+	return root
 }
 
 func main() {
@@ -55,30 +93,8 @@ func main() {
 	os.Exit(code)
 }
 
+// run executes one command line and returns the exit status: 0 success
+// (and -h, --version), 1 failure, 2 usage error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	for _, c := range commands {
-		if c.name != args[0] {
-			continue
-		}
-		err := c.run(ctx, args[1:], stdout, stderr)
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, errUsage):
-			return 2
-		default:
-			fmt.Fprintf(stderr, "gdprgate %s: %v\n", c.name, err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "gdprgate: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return 2
+	return cmdline.Execute(ctx, newRoot(), slices.Clone(args), stdout, stderr)
 }

@@ -1,29 +1,38 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gdprgate/gdprgate/adminapi/cli"
 	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/httpauthz"
 	"github.com/gdprgate/gdprgate/internal/version"
 )
 
-func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return cli.Run(ctx, args, stdout, stderr)
+func init() {
+	register("", cli.Command)
+	register("", versionCmd)
 }
 
-func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fmt.Fprintln(stdout, "gdprgate", version.Version)
-	return nil
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  cmdline.Args(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "gdprgate", version.Version)
+			return nil
+		},
+	}
 }
 
 func httpAuthz(a *app.App, prefix string) http.Handler {

@@ -50,9 +50,9 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
-	done := make(chan error, 1)
+	done := make(chan int, 1)
 	go func() {
-		done <- runDemo(ctx, []string{"--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "error"}, out, io.Discard)
+		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "error"}, out, io.Discard)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -11,9 +11,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/proxy"
 	"github.com/gdprgate/gdprgate/policy"
@@ -49,12 +51,34 @@ func listen(addr, what string) (net.Listener, error) {
 	return lis, nil
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := newFlags("serve", stderr)
-	cfg, err := fl.parse(args)
-	if err != nil {
-		return err
+func init() {
+	register("", serveCmd)
+	register("", proxyCmd)
+	register("policy", policyTestCmd)
+}
+
+func serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "serve Envoy ext_authz + ext_proc over gRPC and the admin API",
+		Long: `serve answers Envoy's ext_authz (Check) and ext_proc (Process) gRPC services and
+gRPC health on --grpc-addr, and the admin API, /healthz, /readyz and /metrics
+on --admin-addr.`,
+		Example: "  gdprgate serve --config gdprgate.yaml --redis-url redis://127.0.0.1:6379",
+		Args:    cmdline.Args(0, 0, ""),
 	}
+	sf := newServerFlags(cmd, "config", "grpc-addr", "admin-addr", "http-authz-addr", "redis-url", "policy", "seed", "log-level")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := sf.load()
+		if err != nil {
+			return err
+		}
+		return runServe(cmd.Context(), cfg, cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	a, err := app.New(ctx, cfg, app.Options{Logger: log})
 	if err != nil {
@@ -101,23 +125,34 @@ func serveAdmin(ctx context.Context, a *app.App, lis net.Listener) error {
 	return app.Serve(ctx, lis, adminHandler(a))
 }
 
-func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := newFlags("proxy", stderr)
-	cfg, err := fl.parse(args)
-	if err != nil {
-		return err
+func proxyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "run as a reverse proxy in front of --upstream, with the admin API",
+		Long: `proxy puts gdprgate's request decision and response redaction around a
+reverse proxy to --upstream, for backends without Envoy, and serves the admin
+API on --admin-addr.`,
+		Example: "  gdprgate proxy --upstream http://127.0.0.1:8081 --config gdprgate.yaml",
+		Args:    cmdline.Args(0, 0, ""),
 	}
-	if cfg.Upstream == "" {
-		fmt.Fprintln(stderr, "gdprgate proxy: --upstream (or upstream: in --config) is required")
-		return errUsage
+	sf := newServerFlags(cmd, "config", "listen", "upstream", "admin-addr", "redis-url", "policy", "seed", "log-level")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := sf.load()
+		if err != nil {
+			return err
+		}
+		if err := require(cfg.Upstream, "upstream", "upstream"); err != nil {
+			return err
+		}
+		log := newLogger(cfg, cmd.ErrOrStderr())
+		a, err := app.New(cmd.Context(), cfg, app.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return runProxyListeners(cmd.Context(), a, cfg, nil, nil)
 	}
-	log := newLogger(cfg, stderr)
-	a, err := app.New(ctx, cfg, app.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	return runProxyListeners(ctx, a, cfg, nil, nil)
+	return cmd
 }
 
 // runProxyListeners serves the proxy and the admin API; listeners may be
@@ -153,33 +188,37 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) < 1 || args[0] != "test" {
-		fmt.Fprintln(stderr, "usage: gdprgate policy test [-v] [DIR]   (no DIR: the built-in default policy)")
-		return errUsage
+func policyTestCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "test [DIR]",
+		Short: "run the Rego tests (test_ rules) of DIR, or of the built-in default policy",
+		Example: `  gdprgate policy test              # the default policy's tests
+  gdprgate policy test ./my-policy  # yours`,
+		Args: cmdline.Args(0, 1, "[DIR]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := ""
+			if len(args) > 0 {
+				dir = args[0]
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return cmdline.Usagef("%s: not a directory", dir)
+				}
+			}
+			stdout := cmd.OutOrStdout()
+			passed, failed, err := policy.RunTests(cmd.Context(), dir, stdout, verbose)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+			if failed > 0 {
+				return fmt.Errorf("%d policy test(s) failed", failed)
+			}
+			if passed == 0 {
+				return fmt.Errorf("no test_ rules found in %s", strings.TrimSpace(dir+" (default policy)"))
+			}
+			return nil
+		},
 	}
-	args = args[1:]
-	verbose := false
-	if len(args) > 0 && (args[0] == "-v" || args[0] == "--verbose") {
-		verbose, args = true, args[1:]
-	}
-	dir := ""
-	if len(args) > 0 {
-		dir = args[0]
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return fmt.Errorf("%s: not a directory", dir)
-		}
-	}
-	passed, failed, err := policy.RunTests(ctx, dir, stdout, verbose)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
-	if failed > 0 {
-		return fmt.Errorf("%d policy test(s) failed", failed)
-	}
-	if passed == 0 {
-		return fmt.Errorf("no test_ rules found in %s", strings.TrimSpace(dir+" (default policy)"))
-	}
-	return nil
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print every test's result")
+	return cmd
 }
