@@ -471,7 +471,7 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		st = lifecycle.Evaluate(lifecycle.Input{Index: ix, Origin: now}, now)
+		st = cache.ComputeFacts(ix, cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: now}}, nil, now).State
 	}
 	v.Coverage = st.Coverage.String()
 	if !st.Next.IsZero() {

@@ -318,6 +318,8 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 	if !ok {
 		return
 	}
+	now := s.o.Clock()
+	regs.Config.TrackEnforcement(ix.Registers.Config, now)
 	if err := regs.Validate(); err != nil {
 		var ve *model.ValidationError
 		if !errors.As(err, &ve) {
@@ -334,7 +336,6 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		writeValidation(w, fes)
 		return
 	}
-	now := s.o.Clock()
 	entry := audit.Entry{
 		Time: now.UTC(), Actor: actor(ctx), Action: c.action, Object: c.object,
 		Before: ix.Version, After: ix.Version + 1,
@@ -406,7 +407,7 @@ func (s *Server) handleConfigPut(w http.ResponseWriter, r *http.Request) {
 		regs.Config = in
 		return regChange{
 			action: "config.replace", object: "config", prefix: "config.",
-			result: func(time.Time) any { return in },
+			result: func(time.Time) any { return regs.Config },
 		}, true
 	})
 }

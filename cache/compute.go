@@ -10,13 +10,19 @@ import (
 // ComputeFacts evaluates a subject's Facts at now from what is stored: its
 // record (whose Subject.Origin is the first-seen time when it is not Known)
 // and the evidence of its parent, passed to the lifecycle as inherited.
+//
+// With gdpr_enforced false the lifecycle is frozen (lifecycle.Freeze).
 func ComputeFacts(ix *model.Index, rec SubjectRecord, inherited []model.Evidence, now time.Time) Facts {
-	st := lifecycle.Evaluate(lifecycle.Input{
+	in := lifecycle.Input{
 		Index:     ix,
 		Origin:    rec.Subject.Origin,
 		Evidence:  rec.Evidence,
 		Inherited: inherited,
-	}, now)
+	}
+	st := lifecycle.Evaluate(in, now)
+	if ix.Registers != nil && !ix.Registers.Config.GdprEnforced {
+		st = lifecycle.Freeze(st, in, ix.Registers.Config.EnforcementStoppedAt, now)
+	}
 	return Facts{
 		State:            st,
 		Known:            rec.Known,

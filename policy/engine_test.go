@@ -118,7 +118,12 @@ func TestDefaultPolicyScenario(t *testing.T) {
 		{"auditor may export", alice(with(auditor(), func(f *Facts) { f.RouteKind = KindExport })), allow(0b1111, "blue")},
 		{"campaign call to uncovered Dan is forbidden", dan(with(agent(), func(f *Facts) { f.RouteKind, f.CommType = KindOutbound, "campaign_oc" })), deny(403, "communication_not_permitted")},
 		{"campaign call to consenting Alice is allowed", alice(with(agent(), func(f *Facts) { f.RouteKind, f.CommType = KindOutbound, "campaign_oc" })), allow(0b0111, "blue")},
-		{"GDPR not enforced shows everything", bob(with(agent(), func(f *Facts) { f.Enforced = false })), allow(0xFFFFFFFF, "blue")},
+		// The manual: with GdprEnforced false "the corresponding processes of
+		// archiving, expiration and forgetting ... are not running" — the
+		// lifecycle stops; the role mask, permissions and obliviation stay.
+		{"GDPR not enforced: archiving not running, Bob's archived bits count as active, health never", bob(with(agent(), func(f *Facts) { f.Enforced = false })), allow(0b0111, "blue")},
+		{"GDPR not enforced: obliviated Eve stays not found", eve(with(agent(), func(f *Facts) { f.Enforced = false })), deny(404, "subject_not_found")},
+		{"GDPR not enforced: export still needs export_evidence", alice(with(agent(), func(f *Facts) { f.Enforced, f.RouteKind = false, KindExport })), deny(403, "export_not_permitted")},
 		{"unauthenticated caller", alice(with(agent(), func(f *Facts) { f.Authenticated = false })), deny(401, "unauthenticated")},
 		{"store unavailable fails closed", alice(with(agent(), func(f *Facts) { f.Unavailable = true })), deny(503, "store_unavailable")},
 		{"store unavailable with fail-open allows but shows nothing",

@@ -30,7 +30,13 @@ type Facts struct {
 	ViewExpired     bool
 	ExportEvidence  bool
 	EditItems       bool
-	ArchiveMode     bool
+	// EditEvidence: the manual's EditGdprEvidence permission (the default
+	// policy lets evidence be recorded from communications only with it).
+	EditEvidence bool
+	// GdprPermission: the manual's GdprPermission (the default policy lets
+	// a communication renew "explicit" purposes only with it).
+	GdprPermission bool
+	ArchiveMode    bool
 
 	// SubjectPresent: the request names its subject (false when the subject is
 	// only known from the response body, or the route has none).

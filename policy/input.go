@@ -49,6 +49,8 @@ func buildInput(f *Facts, req *Request) (ast.Value, error) {
 			ast.Item(ast.StringTerm("view_expired"), ast.BooleanTerm(f.ViewExpired)),
 			ast.Item(ast.StringTerm("export_evidence"), ast.BooleanTerm(f.ExportEvidence)),
 			ast.Item(ast.StringTerm("edit_items"), ast.BooleanTerm(f.EditItems)),
+			ast.Item(ast.StringTerm("edit_evidence"), ast.BooleanTerm(f.EditEvidence)),
+			ast.Item(ast.StringTerm("gdpr_permission"), ast.BooleanTerm(f.GdprPermission)),
 			ast.Item(ast.StringTerm("archive_mode"), ast.BooleanTerm(f.ArchiveMode)),
 		)),
 		ast.Item(ast.StringTerm("subject"), ast.ObjectTerm(

@@ -78,7 +78,7 @@ func (m *memo) hash(f *Facts) uint64 {
 		b2u(f.ViewExpired)<<3 | b2u(f.ExportEvidence)<<4 | b2u(f.EditItems)<<5 |
 		b2u(f.ArchiveMode)<<6 | b2u(f.SubjectPresent)<<7 | b2u(f.SubjectKnown)<<8 |
 		b2u(f.Restricted)<<9 | b2u(f.CommPermitted)<<10 | b2u(f.Unavailable)<<11 |
-		b2u(f.FailOpen)<<12
+		b2u(f.FailOpen)<<12 | b2u(f.EditEvidence)<<13 | b2u(f.GdprPermission)<<14
 	h = mix(h, uint64(f.SensitivityMask)<<32|uint64(f.Active))
 	h = mix(h, uint64(f.Archived)<<32|uint64(f.Expired))
 	h = mix(h, uint64(f.Obliviated)<<32|flags)

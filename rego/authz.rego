@@ -12,11 +12,19 @@
 #   a. store unavailable, not fail-open          -> 503 store_unavailable
 #   b. caller not authenticated                  -> 401 unauthenticated
 #   c. subject restricted (wiped)                -> 404 (list items: allow, nothing visible)
-#   d. gdpr_enforced false                       -> allow, every bit visible
 #   e. every bit of the subject obliviated       -> 404 (list items: allow, nothing visible)
 #   f. export without export_evidence            -> 403 export_not_permitted
 #   g. outbound without a permitting grant       -> 403 communication_not_permitted
 #   h. otherwise allow with the caller's visible mask
+#
+# gdpr_enforced false stops the lifecycle, nothing else (the manual: "the
+# corresponding processes of archiving, expiration and forgetting in data
+# processing are not running"): archived and expired bits count as active,
+# while role masks, permissions, restrictions and wipes still apply, and
+# obliviated bits stay hidden. Go already freezes the states (lifecycle.Freeze:
+# the bits obliviated when enforcement stopped stay obliviated); the policy
+# counts archived and expired bits as active too, so that the rule holds for
+# facts computed elsewhere.
 #
 # Fail-open (store unavailable, config.fail_open true) lets requests through
 # but proves nothing about the subject: the subject's lifecycle states are
@@ -27,8 +35,6 @@
 #
 # Messages are for humans and never carry personal data.
 package gdprgate.authz
-
-all_bits := 4294967295
 
 # degraded: the store is down and the operator chose fail-open.
 degraded if {
@@ -64,8 +70,6 @@ decision := deny(503, "store_unavailable", "The GDPR store is unavailable; the r
 	is_list
 } else := deny(404, "subject_not_found", "The requested data subject does not exist.") if {
 	subject_wiped
-} else := allow_mask(all_bits) if {
-	input.config.gdpr_enforced == false
 } else := allow_mask(0) if {
 	subject_gone
 	is_list
@@ -82,7 +86,13 @@ decision := deny(503, "store_unavailable", "The GDPR store is unavailable; the r
 # visible_mask: the caller's sensitivity bits that are active, archived when
 # the caller may view archived and asked for archive mode, or expired when it
 # may view expired. Obliviated bits are never visible.
-visible_mask := bits.and(input.caller.sensitivity_mask, bits.or(bits.or(input.subject.active, archived_shown), expired_shown))
+visible_mask := bits.and(input.caller.sensitivity_mask, bits.or(bits.or(input.subject.active, archived_shown), expired_shown)) if {
+	not not_enforced
+} else := bits.and(input.caller.sensitivity_mask, bits.or(bits.or(input.subject.active, input.subject.archived), input.subject.expired))
+
+# not_enforced: gdpr_enforced is explicitly false (a missing config counts as
+# enforced).
+not_enforced if input.config.gdpr_enforced == false
 
 archived_shown := input.subject.archived if {
 	input.caller.view_archived == true

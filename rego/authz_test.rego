@@ -230,23 +230,46 @@ test_restricted_without_present_subject_ignored if {
 	d.allow
 }
 
-# d. gdpr_enforced false
+# d. gdpr_enforced false. The manual: with GdprEnforced false "the
+# corresponding processes of archiving, expiration and forgetting in data
+# processing are not running" — the lifecycle stops, nothing else does.
 
-test_not_enforced_shows_all_bits if {
-	d := authz.decision with input as object.union(with_subject(bob), {"config": {"gdpr_enforced": false, "fail_open": false}})
+not_enforced(i) := object.union(i, {"config": {"gdpr_enforced": false, "fail_open": false}})
+
+test_not_enforced_archiving_not_running_archived_bits_count_as_active if {
+	d := authz.decision with input as not_enforced(with_subject(bob))
 	d.allow
-	d.visible_mask == 4294967295
+	d.visible_mask == 7
 }
 
-test_not_enforced_beats_obliviated if {
-	d := authz.decision with input as object.union(with_subject(eve), {"config": {"gdpr_enforced": false, "fail_open": false}})
+test_not_enforced_expiration_not_running_expired_bits_count_as_active if {
+	d := authz.decision with input as not_enforced(with_subject(object.union(alice, {"active": 0, "expired": 3, "obliviated": 12})))
 	d.allow
-	d.visible_mask == 4294967295
+	d.visible_mask == 3
 }
 
-test_not_enforced_beats_export_check if {
-	d := authz.decision with input as object.union(with_kind("export"), {"config": {"gdpr_enforced": false, "fail_open": false}})
-	d.allow
+test_not_enforced_role_mask_still_applies_agent_never_sees_health if {
+	d := authz.decision with input as not_enforced(base)
+	d.visible_mask == 7
+}
+
+test_not_enforced_obliviated_data_never_comes_back if {
+	d := authz.decision with input as not_enforced(with_subject(eve))
+	not d.allow
+	d.status == 404
+	p := authz.decision with input as not_enforced(with_subject(bob))
+	bits.and(p.visible_mask, 8) == 0
+}
+
+test_not_enforced_export_still_needs_export_evidence if {
+	d := authz.decision with input as not_enforced(with_kind("export"))
+	not d.allow
+	d.reason == "export_not_permitted"
+}
+
+test_not_enforced_outbound_still_needs_a_grant if {
+	d := authz.decision with input as not_enforced(object.union(base, {"route": {"kind": "outbound", "comm_type": "campaign_oc"}, "subject": object.union(alice, {"comm_permitted": false})}))
+	d.reason == "communication_not_permitted"
 }
 
 test_missing_config_is_enforced if {

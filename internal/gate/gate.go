@@ -298,6 +298,8 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		ViewExpired:     perms.ViewExpired,
 		ExportEvidence:  perms.ExportEvidence,
 		EditItems:       perms.EditItems,
+		EditEvidence:    perms.EditEvidence,
+		GdprPermission:  perms.GdprPermission,
 		ArchiveMode:     strings.EqualFold(req.Header(g.cfg.Identity.ModeHeader), "archive"),
 		FailOpen:        g.cfg.FailOpen,
 		Unavailable:     storeDown,

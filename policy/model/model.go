@@ -189,7 +189,16 @@ type Role struct {
 
 // Config holds the manual's system settings.
 type Config struct {
+	// GdprEnforced false: "the corresponding processes of archiving,
+	// expiration and forgetting in data processing are not running". The
+	// lifecycle is frozen (see lifecycle.Freeze); role masks, permissions,
+	// restrictions and wipes still apply.
 	GdprEnforced bool `json:"gdpr_enforced"`
+	// EnforcementStoppedAt is when gdpr_enforced last went from true to
+	// false; what was obliviated then stays obliviated. The admin API sets
+	// it (a client's value is ignored); nil while enforced, or when GDPR
+	// was never enforced.
+	EnforcementStoppedAt *time.Time `json:"enforcement_stopped_at,omitempty"`
 	// DefaultSensitivity is a mask given to new communications before an
 	// agent sets one.
 	DefaultSensitivity uint32 `json:"default_sensitivity"`
@@ -240,4 +249,20 @@ type Subject struct {
 	// Parent, when set, is the subject whose evidence this one inherits (a
 	// phone number inheriting its contact's evidence).
 	Parent *SubjectRef `json:"parent,omitempty"`
+}
+
+// TrackEnforcement sets c.EnforcementStoppedAt for a configuration replacing
+// prev at now: the instant enforcement stops is recorded, kept while it stays
+// off, and cleared when it is on. Whatever a client sent is overwritten: the
+// instant decides which data never comes back.
+func (c *Config) TrackEnforcement(prev Config, now time.Time) {
+	switch {
+	case c.GdprEnforced:
+		c.EnforcementStoppedAt = nil
+	case prev.GdprEnforced:
+		t := now.UTC()
+		c.EnforcementStoppedAt = &t
+	default:
+		c.EnforcementStoppedAt = prev.EnforcementStoppedAt
+	}
 }

@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// admin calls the admin API with the stack's admin token.
+func (s *stack) admin(t *testing.T, method, path, body string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.adminTS.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("authorization", "Bearer "+adminToken)
+	if body != "" {
+		req.Header.Set("content-type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// contactVisible runs a contact read both ways and returns the bits whose
+// fields came back unredacted (-1 for a denial).
+func (s *stack) contactVisible(t *testing.T, c call) (int, uint32) {
+	t.Helper()
+	r := both(t, s, c)
+	if r.status != 200 {
+		return r.status, 0
+	}
+	var got map[string]any
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatalf("%s: %v", c.path, err)
+	}
+	var visible uint32
+	for bit, fields := range contactBits {
+		if got[fields[0]] != nil {
+			visible |= 1 << bit
+		}
+	}
+	return r.status, visible
+}
+
+// The manual, on GdprEnforced false: "the corresponding processes of
+// archiving, expiration and forgetting in data processing are not running".
+// Only the lifecycle stops: role masks, permissions and restrictions still
+// apply, and what was obliviated when enforcement stopped never comes back.
+func TestGdprNotEnforcedStopsOnlyTheLifecycle(t *testing.T) {
+	s := newStack(t, "")
+	if st, b := s.admin(t, "PUT", "/v1/config", `{"gdpr_enforced":false,"identity_entity":"contact","default_sensitivity":2,"phone_number_sensitivity":2}`); st != 200 {
+		t.Fatalf("PUT /v1/config: %d %s", st, b)
+	} else if !strings.Contains(string(b), `"enforcement_stopped_at"`) {
+		t.Errorf("the config does not record when enforcement stopped: %s", b)
+	}
+	cases := []struct {
+		name    string
+		c       call
+		status  int
+		visible uint32
+	}{
+		{"agent still never sees Alice's health notes (role mask applies)", call{path: "/api/contacts/c-1", roles: "agent"}, 200, 7},
+		{"archiving not running: the agent sees Bob's archived bits, not his obliviated health", call{path: "/api/contacts/c-2", roles: "agent"}, 200, 7},
+		{"expiration not running: the agent sees Carol's expired name", call{path: "/api/contacts/c-3", roles: "agent"}, 200, 3},
+		{"obliviated Eve never comes back", call{path: "/api/contacts/c-5", roles: "auditor"}, 404, 0},
+		{"export still needs export_evidence", call{path: "/api/contacts/c-1/export", roles: "agent"}, 403, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, vis := s.contactVisible(t, tc.c)
+			if st != tc.status || vis != tc.visible {
+				t.Errorf("status %d visible %04b, want %d %04b", st, vis, tc.status, tc.visible)
+			}
+		})
+	}
+	t.Run("a wiped subject stays gone", func(t *testing.T) {
+		if st, b := s.admin(t, "POST", "/v1/wipes", `{"entity":"contact","id":"c-7"}`); st != 202 {
+			t.Fatalf("wipe: %d %s", st, b)
+		}
+		if st, _ := s.contactVisible(t, call{path: "/api/contacts/c-7", roles: "supervisor"}); st != 404 {
+			t.Errorf("wiped Grace: %d", st)
+		}
+	})
+}
