@@ -2,6 +2,9 @@ package adminapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -146,11 +149,11 @@ type importSummary struct {
 //
 // The answer is 200 (every record stored), 207 (some refused, the rest
 // stored), 422 (atomic, nothing stored), 400 (body not parseable past some
-// record),
-// 413 (more than MaxImport records or MaxImportBytes bytes; same rule).
-// In a non-atomic import, valid records read before a fatal error are
-// stored. The
-// body is {"summary":{…},"results":[…]} or, with Accept:
+// record), 413 (more than MaxImport records or MaxImportBytes bytes; same
+// rule; GET /v1/evidence:import tells the limits). In a non-atomic import,
+// valid records read before a fatal error are stored. A record with neither
+// an id nor an evidence_key gets an id from its content (contentID), so
+// importing the same file twice stores nothing twice. The body is {"summary":{…},"results":[…]} or, with Accept:
 // application/x-ndjson, one result per line followed by a summary line.
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -226,6 +229,9 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 			imp.fail(i, fes)
 			continue
 		}
+		if in.ID == "" && in.EvidenceKey == "" {
+			in.ID = contentID(&in.Evidence)
+		}
 		imp.pending = append(imp.pending, in.Evidence)
 		imp.pendingIdx = append(imp.pendingIdx, i)
 		if !atomic && len(imp.pending) >= s.o.ImportBatch {
@@ -269,6 +275,59 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"summary": sum, "results": imp.results})
+}
+
+// contentID names an evidence record that came with neither an id nor an
+// evidence_key by its content, so that importing the same file twice stores
+// each record once (a record whose id exists in its subject is replaced).
+// What varies between two imports of the same line — the importing actor,
+// the time of import when created_at is not given — is left out; the
+// legalisation counts by id, whether the line named it by id or legal_key.
+// A plain hash is enough: the id is stored beside the subject's id and the
+// rest of the record, which it therefore cannot disclose.
+func contentID(ev *model.Evidence) string {
+	h := sha256.New()
+	field := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	field(ev.Subject.Entity)
+	field(ev.Subject.ID)
+	field(ev.LegalisationID)
+	field(ev.Reference)
+	field(strconv.Itoa(len(ev.CommIDs)))
+	for _, c := range ev.CommIDs {
+		field(c)
+	}
+	field(ev.ContactID)
+	field(ev.ProjectID)
+	field(when(ev.Origin))
+	if ev.RenewedAt != nil {
+		field(when(*ev.RenewedAt))
+	} else {
+		field("-")
+	}
+	field(when(ev.CreatedAt))
+	return "ev-c" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// importLimits is the answer of GET /v1/evidence:import.
+type importLimits struct {
+	MaxRecords int   `json:"max_records"`
+	MaxBytes   int64 `json:"max_bytes"`
+	Batch      int   `json:"batch"`
+}
+
+func (s *Server) handleImportLimits(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, importLimits{MaxRecords: s.o.MaxImport, MaxBytes: s.o.MaxImportBytes, Batch: s.o.ImportBatch})
 }
 
 // importer accumulates valid records and stores them in batches.

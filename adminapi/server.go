@@ -220,6 +220,7 @@ func (s *Server) buildRoutes() {
 	add("GET", "/v1/evidence", ScopeExportEvidence, "Evidence of one subject (?entity=&id=)", "", s.handleEvidenceList)
 	add("DELETE", "/v1/evidence/{entity}/{id}/{evidence_id}", ScopeEditEvidence, "Revoke one evidence record", "", s.handleEvidenceRevoke)
 	add("POST", "/v1/evidence:import", ScopeEditEvidence, "Bulk import (NDJSON or JSON array; ?atomic=true)", "EvidenceInput", s.handleImport)
+	add("GET", "/v1/evidence:import", ScopeEditEvidence, "The limits of one import request (records, bytes), for clients that send a large file in chunks", "", s.handleImportLimits)
 
 	add("GET", "/v1/subjects/{entity}/{id}", ScopeExportEvidence, "A subject's computed state", "", s.handleSubjectGet)
 	add("PUT", "/v1/subjects/{entity}/{id}", ScopeEditEvidence, "Set a subject's origin and parent", "SubjectInput", s.handleSubjectPut)

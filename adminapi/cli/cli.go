@@ -4,7 +4,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -62,14 +60,32 @@ and evidence are loaded too (all or nothing).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return c.loadRegisters(cmd.Context(), args[0]) },
 	})
 
-	var atomic bool
+	var iopt importOptions
 	imp := &cobra.Command{
 		Use:   "import-evidence FILE",
-		Short: "import evidence records (NDJSON, or a JSON array)",
-		Args:  cmdline.Args(1, 1, "FILE"),
-		RunE:  func(cmd *cobra.Command, args []string) error { return c.importEvidence(cmd.Context(), args[0], atomic) },
+		Short: "import evidence records (NDJSON, or a JSON array), in chunks, with progress",
+		Long: `import-evidence sends FILE's evidence records (one JSON object per line, or a
+JSON array) to the admin API in chunks below the server's per-request limits.
+A line that is not JSON, or a record the server refuses, is reported with its
+line number (from 1) and the rest goes on. Importing the same file twice stores
+nothing twice: records are keyed by evidence_key, or by their content without
+one. Progress is recorded in FILE.import-state after every chunk; after an
+interruption --resume continues where the server's last answer left off.`,
+		Example: `  gdprgate admin import-evidence evidence.ndjson
+  gdprgate admin import-evidence --resume evidence.ndjson`,
+		Args: cmdline.Args(1, 1, "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.importEvidence(cmd.Context(), args[0], iopt, cmd.ErrOrStderr())
+		},
 	}
-	imp.Flags().BoolVar(&atomic, "atomic", false, "store all records or none")
+	f := imp.Flags()
+	f.BoolVar(&iopt.atomic, "atomic", false, "store all records or none (the file must fit in one request)")
+	f.BoolVar(&iopt.resume, "resume", false, "continue an interrupted import of FILE after its last acknowledged chunk")
+	f.StringVar(&iopt.state, "state", "", "where progress is recorded (default FILE.import-state)")
+	cmdline.EnumVar(f, &iopt.progress, "progress", []string{"auto", "bar", "lines", "off"}, "progress display: a bar on a terminal, plain lines otherwise (auto)")
+	f.DurationVar(&iopt.interval, "progress-interval", 5*time.Second, "time between plain progress lines")
+	f.IntVar(&iopt.chunk, "chunk", 0, "records per request (default: the server's limit, at most 5000)")
+	cmdline.NoEnv(f, "resume")
 	cmd.AddCommand(imp)
 
 	var dry, confirm bool
@@ -212,33 +228,6 @@ func (c *client) loadRegisters(ctx context.Context, path string) error {
 		_ = enc.Encode(ev)
 	}
 	return c.postImport(ctx, &buf, "application/x-ndjson", true)
-}
-
-// importEvidence streams the file as it is; a file whose first non-blank
-// byte is '[' is a JSON array, anything else NDJSON.
-func (c *client) importEvidence(ctx context.Context, path string, atomic bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	br := bufio.NewReader(f)
-	ctype := "application/x-ndjson"
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			break
-		}
-		if b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t' {
-			_, _ = br.ReadByte()
-			continue
-		}
-		if b[0] == '[' {
-			ctype = "application/json"
-		}
-		break
-	}
-	return c.postImport(ctx, br, ctype, atomic)
 }
 
 func (c *client) postImport(ctx context.Context, body io.Reader, ctype string, atomic bool) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,20 +20,35 @@ import (
 )
 
 func newServer(t *testing.T) string {
+	url, _ := newServerWith(t, nil)
+	return url
+}
+
+// newServerWith starts an admin API on an in-memory store; tweak changes
+// its options, wrap its handler.
+func newServerWith(t *testing.T, tweak func(*adminapi.Options), wrap ...func(http.Handler) http.Handler) (string, *memstore.Store) {
 	t.Helper()
 	st := memstore.New(cache.Options{})
-	s, err := adminapi.New(adminapi.Options{
+	o := adminapi.Options{
 		Store:    st,
 		Tokens:   []adminapi.Token{{Name: "ops", SHA256: adminapi.HashToken("secret"), Scopes: []string{adminapi.ScopeAdmin}}},
 		WipePlan: wipe.Plan{"contact": {{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"}}},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if tweak != nil {
+		tweak(&o)
+	}
+	s, err := adminapi.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s)
+	var h http.Handler = s
+	for _, w := range wrap {
+		h = w(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
-	return hs.URL
+	return hs.URL, st
 }
 
 func runCLI(t *testing.T, url string, args ...string) (string, error) {
@@ -52,12 +68,12 @@ func TestCLICommandsAgainstARealServer(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "ev.ndjson")
 	os.WriteFile(good, []byte(`{"subject":{"entity":"contact","id":"c-2"},"legal_key":"CC","origin":"2026-01-01T00:00:00Z"}`+"\n"), 0o600)
-	if out, err = runCLI(t, url, "import-evidence", good); err != nil || !strings.Contains(out, `"stored":1`) {
+	if out, err = runCLI(t, url, "import-evidence", good); err != nil || !strings.Contains(out, "1 stored") {
 		t.Fatalf("import-evidence: %v\n%s", err, out)
 	}
 	bad := filepath.Join(dir, "ev.json")
 	os.WriteFile(bad, []byte(` [{"subject":{"entity":"contact","id":"c-2"},"legal_key":"MK","origin":"2026-01-01T00:00:00Z"}]`), 0o600)
-	if out, err = runCLI(t, url, "import-evidence", "--atomic", bad); err == nil || !strings.Contains(out, "record 0: evidence_key") {
+	if out, err = runCLI(t, url, "import-evidence", "--atomic", bad); err == nil || !strings.Contains(out, "line 1: evidence_key") {
 		t.Fatalf("bad import: %v\n%s", err, out)
 	}
 
