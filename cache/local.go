@@ -36,6 +36,11 @@ type Local struct {
 
 	connected   atomic.Bool
 	lastContact atomic.Int64 // Clock() unix nanoseconds
+	// watchdog marks the store disconnected when no contact was recorded
+	// for watchEvery (see ExpectContactEvery); nil when not armed.
+	watchMu    sync.Mutex
+	watchdog   *time.Timer
+	watchEvery time.Duration
 
 	mu         sync.Mutex
 	entries    map[model.SubjectRef]*entry
@@ -114,6 +119,35 @@ func (l *Local) Gen() uint64 { return l.gen.Load() }
 func (l *Local) MarkContact() {
 	l.lastContact.Store(l.clock().UnixNano())
 	l.connected.Store(true)
+	l.watchMu.Lock()
+	if l.watchdog != nil {
+		l.watchdog.Reset(l.watchEvery)
+	}
+	l.watchMu.Unlock()
+}
+
+// ExpectContactEvery arms a watchdog: when no MarkContact comes for d, the
+// store counts as disconnected and cached entries are served Stale (then
+// not at all past MaxStaleness). A health loop stuck on a hung server
+// therefore cannot keep stale entries looking fresh. StopWatchdog disarms.
+func (l *Local) ExpectContactEvery(d time.Duration) {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	if l.watchdog != nil {
+		l.watchdog.Stop()
+	}
+	l.watchEvery = d
+	l.watchdog = time.AfterFunc(d, l.MarkDisconnected)
+}
+
+// StopWatchdog disarms ExpectContactEvery.
+func (l *Local) StopWatchdog() {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	if l.watchdog != nil {
+		l.watchdog.Stop()
+		l.watchdog = nil
+	}
 }
 
 // MarkDisconnected records that the backing store stopped answering. Cached

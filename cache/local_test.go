@@ -155,6 +155,29 @@ func TestLocalServableWithinStaleness(t *testing.T) {
 	}
 }
 
+func TestLocalWatchdogMarksSilentStoreDisconnected(t *testing.T) {
+	l := cache.NewLocal(cache.Options{MaxStaleness: time.Hour})
+	defer l.StopWatchdog()
+	l.ExpectContactEvery(10 * time.Millisecond)
+	// No MarkContact follows (a health loop stuck on a hung server): the
+	// entries must stop counting as fresh without anyone reporting an error.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, stale := l.Servable()
+		if ok && stale {
+			break
+		}
+		if !ok || time.Now().After(deadline) {
+			t.Fatalf("Servable = %v, %v; want served stale once contact is overdue", ok, stale)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.MarkContact()
+	if ok, stale := l.Servable(); !ok || stale {
+		t.Fatalf("Servable after contact = %v, %v; want fresh", ok, stale)
+	}
+}
+
 func BenchmarkLocalGetHit(b *testing.B) {
 	l := cache.NewLocal(cache.Options{})
 	ix, _ := model.NewIndex(&model.Registers{}, 1)

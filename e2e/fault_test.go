@@ -74,6 +74,35 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	})
 }
 
+// TestStoreHungFailsClosed freezes Redis (SIGSTOP): connections hang rather
+// than fail. Decisions that need the store must end in 503 on the store's
+// own timeout, and cached subjects must stop being served once the
+// staleness bound passed — the outcomes, not the time they took.
+func TestStoreHungFailsClosed(t *testing.T) {
+	s, rs := faultStack(t, false)
+	alice := call{path: "/api/contacts/c-1", roles: "agent"}
+	if r := both(t, s, alice); r.status != 200 {
+		t.Fatalf("warm-up: %d %s", r.status, r.body)
+	}
+	rs.Stop()
+	t.Cleanup(rs.Continue)
+
+	heidi := call{path: "/api/contacts/c-8", roles: "agent"}
+	for _, r := range []result{s.viaEnvoy(t, heidi), s.viaProxy(t, heidi)} {
+		if r.status != 503 || bytes.Contains(r.body, []byte("Heidi")) {
+			t.Errorf("uncached subject with the store hung: %d %s", r.status, r.body)
+		}
+	}
+	eventually(t, 15*time.Second, "cached subject denied after the staleness bound", func() bool {
+		return s.viaProxy(t, alice).status == 503 && s.viaEnvoy(t, alice).status == 503
+	})
+
+	rs.Continue()
+	eventually(t, 15*time.Second, "recovery after Redis thaws", func() bool {
+		return s.viaProxy(t, alice).status == 200 && s.viaEnvoy(t, heidi).status == 200
+	})
+}
+
 func TestStoreDownFailOpenRedactsEverything(t *testing.T) {
 	s, rs := faultStack(t, true)
 	rs.Kill()

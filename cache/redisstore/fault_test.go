@@ -150,3 +150,70 @@ func TestTwoSidecarsSeeEachOthersWrites(t *testing.T) {
 		t.Fatalf("stale writer err = %v, want ErrConflict", err)
 	}
 }
+
+// TestHungRedisHonoursTimeoutAndStaleness freezes Redis (SIGSTOP: sockets
+// accepted, nothing answered). A read that misses the local cache must give
+// up after the store's own timeout — well inside a caller deadline that is
+// fifteen times longer — and cached facts must turn Stale and then
+// unavailable on the staleness clock, although no call ever fails fast.
+func TestHungRedisHonoursTimeoutAndStaleness(t *testing.T) {
+	srv := testredis.Start(t)
+	var clock atomic.Int64
+	clock.Store(storetest.T0.UnixNano())
+	opts := cache.Options{
+		MaxStaleness:   30 * time.Second,
+		HealthInterval: 20 * time.Millisecond,
+		Timeout:        200 * time.Millisecond,
+		Clock:          func() time.Time { return time.Unix(0, clock.Load()) },
+	}
+	s := newStore(t, srv.URL(), opts)
+	ctx := context.Background()
+	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "t", Action: "register.replace"}); err != nil {
+		t.Fatal(err)
+	}
+	now := storetest.T0
+	eventually(t, "alice's facts are cached", func() bool {
+		if f, err := s.Facts(ctx, alice, now); err != nil || f.Stale {
+			t.Fatalf("warm-up Facts = %+v, %v", f, err)
+		}
+		return s.Local().Len() == 1 && s.Local().Index() != nil
+	})
+
+	srv.Stop()
+	t.Cleanup(srv.Continue)
+
+	// The caller allows 3s; go-redis's own default (5s per read) would
+	// outlast it. The store must answer ErrUnavailable on its own timeout.
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := s.Facts(cctx, model.SubjectRef{Entity: "contact", ID: "c-uncached"}, now)
+	if !errors.Is(err, cache.ErrUnavailable) || cctx.Err() != nil {
+		t.Fatalf("uncached subject on a hung Redis: err = %v, caller ctx = %v; want ErrUnavailable before the caller's deadline", err, cctx.Err())
+	}
+	if err := s.PutSubject(cctx, model.Subject{Ref: alice, Origin: now}, audit.Entry{Actor: "t", Action: "subject.put"}); !errors.Is(err, cache.ErrUnavailable) || cctx.Err() != nil {
+		t.Fatalf("write on a hung Redis: err = %v, caller ctx = %v; want ErrUnavailable before the caller's deadline", err, cctx.Err())
+	}
+
+	// Cached facts are no longer fresh: the store has not answered.
+	eventually(t, "a cached subject is served stale", func() bool {
+		f, err := s.Facts(ctx, alice, now)
+		if err != nil {
+			t.Fatalf("cached subject within the staleness bound: %v", err)
+		}
+		return f.Stale
+	})
+	// Past the staleness bound nothing cached is served.
+	clock.Add(int64(31 * time.Second))
+	if f, err := s.Facts(ctx, alice, now); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Facts past the staleness bound on a hung Redis = %+v, %v; want ErrUnavailable", f, err)
+	}
+
+	srv.Continue()
+	eventually(t, "Facts recovers after the thaw", func() bool {
+		f, err := s.Facts(ctx, alice, now)
+		return err == nil && !f.Stale
+	})
+	if rec, err := s.Subject(ctx, alice); err != nil || rec.Known {
+		t.Fatalf("Subject after the thaw = %+v, %v; the write refused during the hang must not exist", rec, err)
+	}
+}

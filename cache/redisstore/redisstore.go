@@ -121,18 +121,23 @@ var _ cache.Store = (*Store)(nil)
 // checks it answers, subscribes to invalidations and starts the health loop.
 func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 	opts = opts.WithDefaults()
-	c, err := newClient(url)
+	c, err := newClient(url, opts.Timeout)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{c: c, opts: opts, local: cache.NewLocal(opts), log: opts.Logger}
+	// Fresh means a health check succeeded within the last two intervals
+	// (plus one timeout for the check itself).
+	s.local.ExpectContactEvery(2*opts.HealthInterval + opts.Timeout)
 	pctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
+		s.local.StopWatchdog()
 		_ = c.Close()
 		return nil, fmt.Errorf("redis: %w: %v", cache.ErrUnavailable, err)
 	}
 	if err := s.ensureGroup(pctx); err != nil {
+		s.local.StopWatchdog()
 		_ = c.Close()
 		return nil, err
 	}
@@ -142,6 +147,7 @@ func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 	}
 	s.pubsub = c.Subscribe(context.Background(), channel)
 	if _, err := s.pubsub.Receive(pctx); err != nil {
+		s.local.StopWatchdog()
 		_ = s.pubsub.Close()
 		_ = c.Close()
 		return nil, fmt.Errorf("redis subscribe: %w: %v", cache.ErrUnavailable, err)

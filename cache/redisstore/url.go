@@ -5,13 +5,18 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // newClient builds a go-redis client for one of the accepted URL forms (see
-// the package doc).
-func newClient(raw string) (redis.UniversalClient, error) {
+// the package doc). Every socket wait is bounded by timeout and by the
+// caller's context deadline (go-redis ignores deadlines unless told, and
+// its own default is 5s per read: a hung server then held every decision
+// for 5s instead of the configured store timeout). Timeouts given in the
+// URL's query (read_timeout=…) win.
+func newClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
@@ -22,6 +27,8 @@ func newClient(raw string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis url: %w", err)
 		}
+		opt.ContextTimeoutEnabled = true
+		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
 		return redis.NewClient(opt), nil
 	case "redis-cluster", "rediss-cluster":
 		hosts := strings.Split(u.Host, ",")
@@ -36,13 +43,16 @@ func newClient(raw string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
+		opt.ContextTimeoutEnabled = true
+		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
 		return redis.NewClusterClient(opt), nil
 	case "redis-sentinel", "rediss-sentinel":
 		master := strings.Trim(u.Path, "/")
 		if master == "" {
 			return nil, fmt.Errorf("redis sentinel url: the master name is required as the path (redis-sentinel://h1:26379,h2:26379/mymaster)")
 		}
-		opt := &redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(u.Host, ",")}
+		opt := &redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(u.Host, ","), ContextTimeoutEnabled: true}
+		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
 		q := u.Query()
 		opt.SentinelAddrs = append(opt.SentinelAddrs, q["addr"]...)
 		if u.User != nil {
@@ -63,5 +73,14 @@ func newClient(raw string) (redis.UniversalClient, error) {
 		return redis.NewFailoverClient(opt), nil
 	default:
 		return nil, fmt.Errorf("redis url: unsupported scheme %q (want redis, rediss, unix, redis-sentinel or redis-cluster)", u.Scheme)
+	}
+}
+
+// bound sets every unset socket timeout to d.
+func bound(dial, read, write, pool *time.Duration, d time.Duration) {
+	for _, p := range []*time.Duration{dial, read, write, pool} {
+		if *p == 0 {
+			*p = d
+		}
 	}
 }

@@ -498,6 +498,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close stops the background loops and closes the connections.
 func (s *Store) Close() error {
 	s.cancel()
+	s.local.StopWatchdog()
 	_ = s.pubsub.Close()
 	s.wg.Wait()
 	return s.c.Close()

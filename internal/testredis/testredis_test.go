@@ -20,3 +20,16 @@ func TestKillAndRestartKeepAddress(t *testing.T) {
 		t.Fatalf("ping after Restart: %v", err)
 	}
 }
+
+func TestStopFreezesAndContinueThaws(t *testing.T) {
+	s := Start(t)
+	s.Stop()
+	if err := ping(s.Addr()); err == nil {
+		t.Fatal("a stopped server answered PING")
+	}
+	s.Continue()
+	if err := ping(s.Addr()); err != nil {
+		t.Fatalf("ping after Continue: %v", err)
+	}
+	s.Stop() // the cleanup must end a stopped server too
+}
