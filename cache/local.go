@@ -2,18 +2,22 @@ package cache
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // Local is the read-through cache both Store implementations put in front of
 // their data: the current register index and the computed Facts of recently
-// asked subjects (bounded, least recently used evicted).
+// asked subjects (bounded in entries and in bytes, least recently used
+// evicted).
 //
 // A cached Facts entry is served only while the registers it was computed
 // with are current and strictly before its State.Next, so a transition is
@@ -25,6 +29,7 @@ import (
 // share their Grants slice with the cache: treat it as read-only.
 type Local struct {
 	maxSubjects  int
+	maxBytes     int64
 	maxStaleness time.Duration
 	clock        func() time.Time
 
@@ -46,6 +51,7 @@ type Local struct {
 	entries    map[model.SubjectRef]*entry
 	head, tail *entry // most / least recently used
 	withParent int    // entries whose subject inherits evidence
+	bytes      int64  // sum of the entries' sizes
 
 	hits, misses, evictions, stale, unavailable prometheus.Counter
 }
@@ -54,8 +60,28 @@ type entry struct {
 	ref        model.SubjectRef
 	parent     model.SubjectRef
 	hasParent  bool
+	size       int64
 	facts      Facts
 	prev, next *entry
+}
+
+// entryOverhead approximates what an entry costs besides the bytes of its
+// strings and grants: the struct, its map slot and allocator rounding.
+const entryOverhead = int64(unsafe.Sizeof(entry{})) + 96
+
+// entrySize is the memory an entry holds. Subject ids come from requests,
+// so their length is the caller's choice: the byte bound is what keeps
+// long ids from growing the cache past its budget.
+func entrySize(ref model.SubjectRef, parent *model.SubjectRef, f Facts) int64 {
+	n := entryOverhead + int64(len(ref.Entity)+len(ref.ID))
+	if parent != nil {
+		n += int64(len(parent.Entity) + len(parent.ID))
+	}
+	n += int64(cap(f.State.Grants)) * int64(unsafe.Sizeof(lifecycle.Grant{}))
+	for _, g := range f.State.Grants {
+		n += int64(len(g.ProjectID)) // legalisation ids are shared with the index
+	}
+	return n
 }
 
 // NewLocal returns an empty cache, connected as of now. Its metrics are
@@ -65,13 +91,14 @@ func NewLocal(opts Options) *Local {
 	opts = opts.WithDefaults()
 	l := &Local{
 		maxSubjects:  opts.MaxSubjects,
+		maxBytes:     opts.MaxBytes,
 		maxStaleness: opts.MaxStaleness,
 		clock:        opts.Clock,
 		entries:      make(map[model.SubjectRef]*entry),
 	}
 	l.hits = counter(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
 	l.misses = counter(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
-	l.evictions = counter(opts.Registerer, "gdprgate_cache_facts_evictions_total", "Cached Facts evicted to respect MaxSubjects.")
+	l.evictions = counter(opts.Registerer, "gdprgate_cache_facts_evictions_total", "Cached Facts evicted to respect MaxSubjects or MaxBytes.")
 	l.stale = counter(opts.Registerer, "gdprgate_cache_facts_stale_total", "Facts served stale while the backing store was unreachable.")
 	l.unavailable = counter(opts.Registerer, "gdprgate_cache_unavailable_total", "Reads refused because the backing store was unreachable for longer than MaxStaleness.")
 	l.MarkContact()
@@ -195,27 +222,40 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 
 // Put caches f for ref unless an invalidation happened since gen was read.
 // parent is the subject whose evidence ref inherits (nil: none), so that a
-// change of the parent drops the child too.
+// change of the parent drops the child too. The subject strings are copied:
+// an entry never pins the request buffer an id was cut from. An entry
+// larger than the whole byte budget is not cached.
 func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, gen uint64) {
+	size := entrySize(ref, parent, f)
+	if size > l.maxBytes {
+		return
+	}
+	e := &entry{ref: cloneRef(ref), facts: f, size: size}
+	if parent != nil {
+		e.parent, e.hasParent = cloneRef(*parent), true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.gen.Load() != gen {
 		return
 	}
-	if e, ok := l.entries[ref]; ok {
-		l.remove(e)
+	if old, ok := l.entries[ref]; ok {
+		l.remove(old)
 	}
-	e := &entry{ref: ref, facts: f}
-	if parent != nil {
-		e.parent, e.hasParent = *parent, true
+	if e.hasParent {
 		l.withParent++
 	}
-	l.entries[ref] = e
+	l.entries[e.ref] = e
+	l.bytes += e.size
 	l.pushFront(e)
-	for len(l.entries) > l.maxSubjects && l.tail != nil {
+	for (len(l.entries) > l.maxSubjects || l.bytes > l.maxBytes) && l.tail != nil {
 		l.remove(l.tail)
 		l.evictions.Inc()
 	}
+}
+
+func cloneRef(r model.SubjectRef) model.SubjectRef {
+	return model.SubjectRef{Entity: strings.Clone(r.Entity), ID: strings.Clone(r.ID)}
 }
 
 // Invalidate drops ref and every cached subject inheriting from it.
@@ -240,7 +280,7 @@ func (l *Local) InvalidateAll() {
 	l.mu.Lock()
 	l.gen.Add(1)
 	clear(l.entries)
-	l.head, l.tail, l.withParent = nil, nil, 0
+	l.head, l.tail, l.withParent, l.bytes = nil, nil, 0, 0
 	l.mu.Unlock()
 }
 
@@ -251,6 +291,13 @@ func (l *Local) Len() int {
 	return len(l.entries)
 }
 
+// Bytes is the estimated memory held by the cached entries.
+func (l *Local) Bytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bytes
+}
+
 // CountHit, CountMiss, CountStale and CountUnavailable feed the metrics.
 func (l *Local) CountHit()         { l.hits.Inc() }
 func (l *Local) CountMiss()        { l.misses.Inc() }
@@ -259,6 +306,7 @@ func (l *Local) CountUnavailable() { l.unavailable.Inc() }
 
 func (l *Local) remove(e *entry) {
 	delete(l.entries, e.ref)
+	l.bytes -= e.size
 	if e.hasParent {
 		l.withParent--
 	}

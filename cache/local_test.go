@@ -1,6 +1,8 @@
 package cache_test
 
 import (
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,6 +154,41 @@ func TestLocalServableWithinStaleness(t *testing.T) {
 				t.Fatalf("Servable = %v, %v; want %v, %v", ok, stale, tc.ok, tc.stale)
 			}
 		})
+	}
+}
+
+func TestLocalBoundedByBytes(t *testing.T) {
+	const budget = 4 << 20
+	l := cache.NewLocal(cache.Options{MaxBytes: budget})
+	l.SetIndex(index(t, 1))
+	// Forty distinct 900 KB ids (issue: they grew a proxy by 64 MB).
+	for i := range 40 {
+		id := strings.Repeat(string(rune('a'+i%26)), 900<<10) + strconv.Itoa(i)
+		l.Put(ref(id), nil, facts(1, time.Time{}), l.Gen())
+		if b := l.Bytes(); b > budget {
+			t.Fatalf("after %d long ids the cache holds %d bytes, budget %d", i+1, b, budget)
+		}
+	}
+	if n := l.Len(); n < 1 || n > 4 {
+		t.Fatalf("cache keeps %d entries of 900 KB under a 4 MiB budget", n)
+	}
+	// Ordinary ids are still cached next to them, the long ones make room.
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen())
+	if _, hit := l.Get(ref("c-1"), t0); !hit {
+		t.Fatal("a short id was not cached")
+	}
+	// One entry larger than the whole budget is not cached at all.
+	huge := strings.Repeat("x", budget)
+	l.Put(ref(huge), nil, facts(1, time.Time{}), l.Gen())
+	if _, hit := l.Get(ref(huge), t0); hit {
+		t.Fatal("an entry larger than the byte budget was cached")
+	}
+	if _, hit := l.Get(ref("c-1"), t0); !hit {
+		t.Fatal("an oversized entry evicted the others")
+	}
+	l.InvalidateAll()
+	if b := l.Bytes(); b != 0 {
+		t.Fatalf("empty cache accounts %d bytes", b)
 	}
 }
 

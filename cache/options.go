@@ -13,6 +13,10 @@ type Options struct {
 	// MaxSubjects bounds the number of subjects whose Facts are cached
 	// locally (least recently used are evicted). Default 100000.
 	MaxSubjects int
+	// MaxBytes bounds the memory the cached Facts hold, estimated from
+	// their subject ids, grants and a fixed overhead per entry (least
+	// recently used are evicted). Default 64 MiB.
+	MaxBytes int64
 	// MaxStaleness is how long after the last successful contact with the
 	// backing store cached entries may still be served (marked Stale). Past
 	// it, Facts and Registers return ErrUnavailable. Default 30s.
@@ -39,6 +43,9 @@ type Options struct {
 func (o Options) WithDefaults() Options {
 	if o.MaxSubjects <= 0 {
 		o.MaxSubjects = 100000
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 64 << 20
 	}
 	if o.MaxStaleness <= 0 {
 		o.MaxStaleness = 30 * time.Second

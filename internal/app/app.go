@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 
 	sopts := cache.Options{
 		MaxSubjects:  cfg.Store.MaxSubjects,
+		MaxBytes:     cfg.Store.MaxCacheBytes,
 		MaxStaleness: cfg.Store.MaxStaleness,
 		Timeout:      cfg.Store.Timeout,
 		Registerer:   reg,

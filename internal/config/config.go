@@ -53,9 +53,12 @@ type Config struct {
 
 // StoreConfig tunes the store and its local cache.
 type StoreConfig struct {
-	MaxSubjects  int           `yaml:"max_subjects"`
-	MaxStaleness time.Duration `yaml:"max_staleness"`
-	Timeout      time.Duration `yaml:"timeout"`
+	MaxSubjects int `yaml:"max_subjects"`
+	// MaxCacheBytes bounds the local cache's memory (subject ids are the
+	// caller's choice, so entries are counted by size too).
+	MaxCacheBytes int64         `yaml:"max_cache_bytes"`
+	MaxStaleness  time.Duration `yaml:"max_staleness"`
+	Timeout       time.Duration `yaml:"timeout"`
 }
 
 // IdentityConfig says where callers' roles come from.
@@ -257,6 +260,9 @@ func (c *Config) applyDefaults() {
 	if c.Store.MaxSubjects == 0 {
 		c.Store.MaxSubjects = 100000
 	}
+	if c.Store.MaxCacheBytes == 0 {
+		c.Store.MaxCacheBytes = 64 << 20
+	}
 	if c.Store.MaxStaleness == 0 {
 		c.Store.MaxStaleness = 30 * time.Second
 	}
@@ -347,6 +353,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Decisions.Sample != nil && (*c.Decisions.Sample < 0 || *c.Decisions.Sample > 1) {
 		add("decisions.sample: must be between 0 and 1")
+	}
+	if c.Store.MaxSubjects < 0 {
+		add("store.max_subjects: must be positive (got %d)", c.Store.MaxSubjects)
+	}
+	if c.Store.MaxCacheBytes < 0 {
+		add("store.max_cache_bytes: must be positive (got %d)", c.Store.MaxCacheBytes)
+	}
+	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 {
+		add("store.max_staleness, store.timeout: must be positive durations")
 	}
 	if c.Upstream != "" {
 		if u, err := url.Parse(c.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

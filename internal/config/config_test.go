@@ -34,6 +34,7 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"partial parameter", "routes:\n  - method: GET\n    path: /a/x{id}\n    kind: write\n", "must be a whole segment"},
 		{"fields without subject", "routes:\n  - {method: GET, path: /a, kind: read, fields: {email: 1}}\n", "needs a subject"},
 		{"bad action", "redaction: {default: shred}\n", "redaction.default"},
+		{"negative cache budget", "store: {max_cache_bytes: -1}\n", "store.max_cache_bytes"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
 	}
 	for _, tc := range cases {
@@ -51,7 +52,8 @@ func TestEmptyConfigIsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.GRPCAddr != "127.0.0.1:9191" || c.AdminAddr != "127.0.0.1:9192" || c.Body.NonJSON != "fail" || c.FailOpen {
+	if c.GRPCAddr != "127.0.0.1:9191" || c.AdminAddr != "127.0.0.1:9192" || c.Body.NonJSON != "fail" || c.FailOpen ||
+		c.Store.MaxCacheBytes != 64<<20 || c.Store.Timeout == 0 {
 		t.Errorf("defaults: %+v", c)
 	}
 }
