@@ -42,6 +42,7 @@ type Config struct {
 	Wipes       WipesConfig     `yaml:"wipes"`
 	Admin       AdminConfig     `yaml:"admin"`
 	Decisions   DecisionConfig  `yaml:"decisions"`
+	Limits      LimitsConfig    `yaml:"limits"`
 	FailOpen    bool            `yaml:"fail_open"`
 	HashKeyEnv  string          `yaml:"hash_key_env"`
 	LogLevel    string          `yaml:"log_level"`
@@ -224,6 +225,13 @@ type DecisionConfig struct {
 	SubjectInClear bool `yaml:"subject_in_clear"`
 }
 
+// LimitsConfig bounds what gdprgate accepts from a request.
+type LimitsConfig struct {
+	// MaxIDBytes bounds a subject id read from a request (path, query,
+	// header or body); a longer one is refused with 400. Default 256.
+	MaxIDBytes int `yaml:"max_id_bytes"`
+}
+
 // Default returns the configuration with every default filled in.
 func Default() *Config {
 	c := &Config{}
@@ -277,6 +285,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.MaxBodyBytes == 0 {
 		c.Admin.MaxBodyBytes = 1 << 20
+	}
+	if c.Limits.MaxIDBytes == 0 {
+		c.Limits.MaxIDBytes = 256
 	}
 	if c.PolicyWatch == 0 {
 		c.PolicyWatch = 2 * time.Second
@@ -351,6 +362,9 @@ func (c *Config) Validate() error {
 	if c.Body.Compressed != "decode" && c.Body.Compressed != "refuse" {
 		add("body.compressed: must be decode or refuse (got %q)", c.Body.Compressed)
 	}
+	if c.Limits.MaxIDBytes < 0 {
+		add("limits.max_id_bytes: must be positive (got %d)", c.Limits.MaxIDBytes)
+	}
 	if c.Decisions.Sample != nil && (*c.Decisions.Sample < 0 || *c.Decisions.Sample > 1) {
 		add("decisions.sample: must be between 0 and 1")
 	}
@@ -384,12 +398,19 @@ func (c *Config) Validate() error {
 			add("%s: path must start with / (got %q)", where, r.Path)
 		} else {
 			for _, seg := range strings.Split(strings.Trim(r.Path, "/"), "/") {
-				if strings.ContainsAny(seg, "{}") {
+				switch {
+				case strings.ContainsAny(seg, "{}"):
 					if !paramSeg.MatchString(seg) {
 						add("%s: path segment %q: a parameter must be a whole segment like {id}", where, seg)
 					} else {
 						params[seg[1:len(seg)-1]] = true
 					}
+				case seg == "" && r.Path != "/", seg == ".", seg == "..", strings.ContainsAny(seg, "%;\\?#"):
+					// Requests are matched on their canonical path
+					// (decoded, no empty, dot or ;param segments): a
+					// template segment that has no canonical form would
+					// never match.
+					add("%s: path segment %q: write literal segments decoded, without ;params, dot segments, empty segments, %%, \\, ? or #", where, seg)
 				}
 			}
 		}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/canon"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/identity"
 	"github.com/gdprgate/gdprgate/policy"
@@ -129,6 +130,23 @@ type Request struct {
 	// after ext_authz). Subjects in the request body are then not required:
 	// those routes have no response work.
 	ResponseOnly bool
+}
+
+// HeaderGetter adapts net/http headers to Request.Header. A repeated
+// header's values are joined with ",", as Envoy joins them in a
+// CheckRequest, so that every front-end gives the gate the same value (and
+// the gate can refuse a repeated header it decides on).
+func HeaderGetter(h http.Header) func(name string) string {
+	return func(name string) string {
+		v := h.Values(name)
+		switch len(v) {
+		case 0:
+			return ""
+		case 1:
+			return v[0]
+		}
+		return strings.Join(v, ",")
+	}
 }
 
 // HeaderMap adapts net/http headers to Request.Headers.
@@ -249,6 +267,12 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 }
 
 func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
+	// One reading of the request for every front-end, before anything
+	// else: a request that can be read two ways is refused, never guessed.
+	rd, err := read(req)
+	if err != nil {
+		return badRequest(err)
+	}
 	var tbl *table
 	storeDown := false
 	if ix, err := g.store.Registers(ctx); err != nil {
@@ -266,8 +290,10 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		return deny(503, "route_map_invalid", "the route map does not match the registers")
 	}
 	ix := tbl.index
-	path, rawQuery, _ := strings.Cut(req.Path, "?")
-	r, param := tbl.match(req.Method, path)
+	if err := rd.effectiveMethod(tbl, req); err != nil {
+		return badRequest(err)
+	}
+	r, param := tbl.match(rd.method, rd.target.Path)
 	if r == nil {
 		if g.cfg.Unmapped == "deny" {
 			return deny(403, "route_not_mapped", "this route is not in gdprgate's route map")
@@ -309,31 +335,28 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	f := ex.base
 	var comm uint32 = r.comm
 	if s := r.cfg.Subject; s != nil {
-		var id string
-		switch s.From {
-		case config.FromPath:
-			id = param
-		case config.FromQuery:
-			id = queryValue(rawQuery, s.Name)
-		case config.FromHeader:
-			id = req.Header(strings.ToLower(s.Name))
-		case config.FromBody:
+		var body []canon.Field
+		if len(r.bodyPaths) > 0 {
 			if req.ResponseOnly {
+				// Routes whose subject is in the request body have no
+				// response work; ext_authz decided with the body.
 				return Verdict{Allow: true, Reason: "request_body_subject"}
 			}
 			if len(req.Body) == 0 {
 				return deny(400, "subject_missing", "the request body must name the subject (is with_request_body configured?)")
 			}
-			b, err := r.subjectIn.Subject(req.Body)
-			if err != nil {
-				return deny(400, "subject_missing", "the request body does not name the subject")
+			if body, err = r.bodyFields(req.Body, rd.target.RawQuery); err != nil {
+				return badRequest(err)
 			}
-			id = string(b)
 		}
-		if r.commIn != nil {
-			v, err := r.commIn.Subject(req.Body)
-			ct, ok := r.cfg.CommTypes[string(v)]
-			if err != nil || !ok {
+		id, err := g.subjectID(r, &rd, req, param, body)
+		if err != nil {
+			return badRequest(err)
+		}
+		if r.bodyComm >= 0 {
+			v := body[r.bodyComm]
+			ct, ok := r.cfg.CommTypes[v.Value]
+			if !v.Found || v.Kind != canon.KindString || !ok {
 				return deny(400, "communication_type_unknown", "the request body does not give a known communication type")
 			}
 			f.CommType = ct
@@ -352,7 +375,7 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 			}
 		}
 	}
-	d, err := g.decide(ctx, f, req)
+	d, err := g.decide(ctx, f, req, &rd)
 	if err != nil {
 		g.log.Error("policy evaluation failed", "decision_id", ex.DecisionID, "err", err)
 		return deny(503, "policy_error", "the policy could not decide")
@@ -363,7 +386,7 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		v.ResponseHeaders = d.Headers
 		return v
 	}
-	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (req.Method == "PUT" || req.Method == "PATCH") {
+	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
 		if err := g.auditRectification(ctx, ex, req.Body); err != nil {
 			// A rectification that cannot be audited does not happen.
 			g.log.Warn("rectification audit entry not written", "decision_id", ex.DecisionID, "err", err)
@@ -448,17 +471,20 @@ func (g *Gate) obliviate(ref model.SubjectRef) {
 	}()
 }
 
-func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request) (policy.Decision, error) {
+// decide asks the policy; req and rd are nil in the response stage.
+func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request, rd *reading) (policy.Decision, error) {
 	var pr *policy.Request
 	if req != nil && !g.engine.Memoised() {
-		pr = policyRequest(req, g.now())
+		pr = policyRequest(req, rd, g.now())
 	}
 	return g.engine.Decide(ctx, f, pr)
 }
 
-func policyRequest(req *Request, now time.Time) *policy.Request {
-	path, rawQuery, _ := strings.Cut(req.Path, "?")
-	pr := &policy.Request{Method: req.Method, Path: path, Host: req.Host, Scheme: req.Scheme, RawQuery: rawQuery, Now: now}
+// policyRequest is the request as policies see it: the method the backend
+// acts on and the canonical path, so that a policy matching on the path
+// reads it as the route map does.
+func policyRequest(req *Request, rd *reading, now time.Time) *policy.Request {
+	pr := &policy.Request{Method: rd.method, Path: rd.target.Path, Host: req.Host, Scheme: req.Scheme, RawQuery: rd.target.RawQuery, Now: now}
 	if req.Headers != nil {
 		pr.Headers = req.Headers()
 	}
@@ -495,22 +521,6 @@ func copyHeaders(h map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// queryValue finds one query parameter without allocating a url.Values.
-func queryValue(raw, name string) string {
-	for raw != "" {
-		var kv string
-		kv, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k == name {
-			if u, err := unescape(v); err == nil {
-				return u
-			}
-			return ""
-		}
-	}
-	return ""
 }
 
 func (g *Gate) logDecision(ex *Exchange, stage string, took time.Duration) {

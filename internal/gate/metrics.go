@@ -1,8 +1,6 @@
 package gate
 
 import (
-	"net/url"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -34,5 +32,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
-
-func unescape(s string) (string, error) { return url.QueryUnescape(s) }

@@ -110,7 +110,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		if err := g.subjectFacts(ctx, &f, ref, 0, ""); err != nil {
 			g.metrics.storeErrors.Inc()
 		}
-		d, err := g.decide(ctx, f, nil)
+		d, err := g.decide(ctx, f, nil, nil)
 		if err != nil {
 			return g.refuse(503, "policy_error", "the policy could not decide")
 		}
@@ -207,7 +207,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if err := p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, ""); err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
 	}
-	d, err := p.g.decide(p.ctx, f, nil)
+	d, err := p.g.decide(p.ctx, f, nil, nil)
 	if err != nil {
 		return 0, &plannerError{err}
 	}

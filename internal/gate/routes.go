@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gdprgate/gdprgate/internal/canon"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/policy/model"
 	"github.com/gdprgate/gdprgate/redact"
@@ -15,8 +16,10 @@ import (
 // template split into segments, its field map resolved to bits and compiled
 // for the rewriter, and the extractors for subjects in bodies.
 type route struct {
-	cfg  *config.Route
-	segs []string // literal segments; "" marks a parameter
+	cfg *config.Route
+	// segs are the template's literal segments, case-folded (canon.Fold);
+	// "" marks a parameter.
+	segs []string
 	// param is the index of the subject's path parameter, or -1.
 	param int
 	// comm is the fixed communication flag of an outbound route (0 when it
@@ -24,10 +27,13 @@ type route struct {
 	comm uint32
 	// fields is the response rewriter (nil: nothing to redact).
 	fields *redact.Map
-	// subjectIn extracts the subject from a request or response body.
+	// subjectIn extracts the subject from a response body.
 	subjectIn *redact.Map
-	// commIn extracts the communication type from the request body.
-	commIn *redact.Map
+	// bodyPaths are read from the request body (canon.BodyFields): the
+	// subject at bodySubject and the communication type at bodyComm (-1:
+	// not from the body).
+	bodyPaths             [][]string
+	bodySubject, bodyComm int
 }
 
 // table is the compiled route map for one register version.
@@ -45,7 +51,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 	t := &table{version: ix.Version, index: ix, byMethod: map[string][]*route{}}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		r := &route{cfg: rc, param: -1}
+		r := &route{cfg: rc, param: -1, bodySubject: -1, bodyComm: -1}
 		for j, seg := range splitPath(rc.Path) {
 			if strings.HasPrefix(seg, "{") {
 				r.segs = append(r.segs, "")
@@ -54,7 +60,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 				}
 				continue
 			}
-			r.segs = append(r.segs, seg)
+			r.segs = append(r.segs, canon.Fold(seg))
 		}
 		if rc.CommType != "" {
 			r.comm = model.CommTypes[rc.CommType]
@@ -95,19 +101,20 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			}
 			r.fields = m
 		}
-		if s := rc.Subject; s != nil && (s.From == config.FromBody || s.From == config.FromResponseBody) {
+		if s := rc.Subject; s != nil && s.From == config.FromResponseBody {
 			m, err := redact.Compile(redact.Spec{SubjectPath: s.Path})
 			if err != nil {
 				return nil, fmt.Errorf("route %q (line %d) subject: %w", rc.Name, rc.Line, err)
 			}
 			r.subjectIn = m
 		}
+		if s := rc.Subject; s != nil && s.From == config.FromBody {
+			r.bodySubject = len(r.bodyPaths)
+			r.bodyPaths = append(r.bodyPaths, canon.BodyPath(s.Path))
+		}
 		if rc.CommTypeFrom != "" {
-			m, err := redact.Compile(redact.Spec{SubjectPath: rc.CommTypeFrom})
-			if err != nil {
-				return nil, fmt.Errorf("route %q (line %d) comm_type_from: %w", rc.Name, rc.Line, err)
-			}
-			r.commIn = m
+			r.bodyComm = len(r.bodyPaths)
+			r.bodyPaths = append(r.bodyPaths, canon.BodyPath(rc.CommTypeFrom))
 		}
 		t.byMethod[rc.Method] = append(t.byMethod[rc.Method], r)
 	}
@@ -129,16 +136,15 @@ func resolveBit(ix *model.Index, s string) (int, error) {
 	return sens.Bit, nil
 }
 
-// match finds the route for method and path (without query) and returns the
-// value of its subject path parameter, if any. Literal segments win over
-// parameters: routes are tried in config order, first match wins, so list
-// specific routes first.
+// match finds the route for method and a canonical path (canon.Parse) and
+// returns the value of its subject path parameter, if any. Literal segments
+// are compared case-insensitively (canon.FoldEqual). Routes are tried in
+// config order, first match wins, so list specific routes first.
 func (t *table) match(method, path string) (*route, string) {
 	routes := t.byMethod[method]
 	if len(routes) == 0 && method == "HEAD" {
 		routes = t.byMethod["GET"]
 	}
-	path = strings.Trim(path, "/")
 	for _, r := range routes {
 		if v, ok := r.matchPath(path); ok {
 			return r, v
@@ -147,8 +153,27 @@ func (t *table) match(method, path string) (*route, string) {
 	return nil, ""
 }
 
+// mappedElsewhere reports whether path matches a route of a method other
+// than method (HEAD counts as GET).
+func (t *table) mappedElsewhere(method, path string) bool {
+	for m, routes := range t.byMethod {
+		if m == method || m == "HEAD" && method == "GET" || m == "GET" && method == "HEAD" {
+			continue
+		}
+		for _, r := range routes {
+			if _, ok := r.matchPath(path); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (r *route) matchPath(path string) (param string, ok bool) {
-	rest := path
+	if path == "" || path[0] != '/' {
+		return "", false // "*"
+	}
+	rest := path[1:]
 	for i, seg := range r.segs {
 		if rest == "" {
 			return "", false // the path has fewer segments than the template
@@ -161,13 +186,10 @@ func (r *route) matchPath(path string) (param string, ok bool) {
 		}
 		switch {
 		case seg == "":
-			if cur == "" {
-				return "", false
-			}
 			if i == r.param {
 				param = cur
 			}
-		case seg != cur:
+		case !canon.FoldEqual(seg, cur):
 			return "", false
 		}
 	}

@@ -210,7 +210,7 @@ func (h *handler) original(r *http.Request) (*gate.Request, convention, error) {
 			return nil, conventionEnvoy, errNotHere
 		}
 	}
-	header := func(name string) string { return r.Header.Get(name) }
+	header := gate.HeaderGetter(r.Header)
 	req := &gate.Request{Host: r.Host, Scheme: "http", Header: header, Headers: gate.HeaderMap(r.Header)}
 	if r.TLS != nil {
 		req.Scheme = "https"

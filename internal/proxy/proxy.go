@@ -94,7 +94,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Path:    r.URL.RequestURI(),
 		Host:    r.Host,
 		Scheme:  scheme,
-		Header:  func(name string) string { return r.Header.Get(name) },
+		Header:  gate.HeaderGetter(r.Header),
 		Headers: gate.HeaderMap(r.Header),
 		Body:    body,
 	})

@@ -1,0 +1,163 @@
+package gate
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/gdprgate/gdprgate/internal/canon"
+	"github.com/gdprgate/gdprgate/internal/config"
+)
+
+// reading is a request as gdprgate reads it: the method a backend acts on
+// and the canonical target (internal/canon). Every front-end goes through
+// it, so Check, ext_proc, the proxy and the HTTP authz mode cannot read the
+// same request differently.
+type reading struct {
+	method string
+	target canon.Target
+}
+
+// badRequest answers a request gdprgate refuses to read.
+func badRequest(err error) Verdict {
+	var ce *canon.Error
+	if errors.As(err, &ce) {
+		return deny(http.StatusBadRequest, ce.Reason, ce.Message)
+	}
+	return deny(http.StatusBadRequest, "bad_request", "the request cannot be read")
+}
+
+// read canonicalises the method and the target.
+func read(req *Request) (reading, error) {
+	m, err := canon.Method(req.Method)
+	if err != nil {
+		return reading{}, err
+	}
+	t, err := canon.Parse(req.Path)
+	if err != nil {
+		return reading{}, err
+	}
+	return reading{method: m, target: t}, nil
+}
+
+// errOverrideUnseen: a form POST to a path mapped for other methods, whose
+// body (and so its _method field) gdprgate was not given.
+var errOverrideUnseen = &canon.Error{Reason: "method_override_unverifiable",
+	Message: "a form POST to this path may override its method in its body, which gdprgate did not receive (send the request body to gdprgate)"}
+
+// effectiveMethod applies method overrides (canon.ReadOverride): the
+// request is judged as the method the backend acts on, or refused.
+func (rd *reading) effectiveMethod(tbl *table, req *Request) error {
+	ov, err := canon.ReadOverride(req.Header, rd.target.RawQuery)
+	if err != nil {
+		return err
+	}
+	if rd.method == http.MethodPost {
+		haveBody := len(req.Body) > 0 || strings.TrimSpace(req.Header("content-length")) == "0"
+		ok, err := ov.AddForm(req.Header("content-type"), req.Body, haveBody)
+		if err != nil {
+			return err
+		}
+		if !ok && ov.Method == "" && tbl.mappedElsewhere(http.MethodPost, rd.target.Path) {
+			if !req.ResponseOnly {
+				return errOverrideUnseen
+			}
+			// The response plan (ext_proc): the request decision was made
+			// with the body, or refused. Plan for the reading that shows
+			// the most, a GET of the path: over-redacting a POST's answer
+			// costs nothing.
+			if r, _ := tbl.match(http.MethodGet, rd.target.Path); r != nil {
+				rd.method = http.MethodGet
+				return nil
+			}
+		}
+	}
+	m, err := ov.Effective(rd.method)
+	if err != nil {
+		return err
+	}
+	rd.method = m
+	return nil
+}
+
+// bodyFields reads the route's subject and communication type from the
+// request body (canon.BodyFields). A query parameter named like the first
+// key of one of those paths must agree with it: Rails merges query
+// parameters over body parameters, PHP's $_REQUEST body over query.
+func (r *route) bodyFields(body []byte, rawQuery string) ([]canon.Field, error) {
+	f, err := canon.BodyFields(body, r.bodyPaths)
+	if err != nil {
+		return nil, err
+	}
+	if rawQuery == "" {
+		return f, nil
+	}
+	for i, p := range r.bodyPaths {
+		v, found, err := canon.Query(rawQuery, p[0])
+		if err != nil {
+			return nil, err
+		}
+		if found && (len(p) > 1 || !f[i].Found || v != f[i].Value) {
+			return nil, &canon.Error{Reason: canon.ReasonAmbiguousQuery,
+				Message: "the query and the body both name " + p[0] + ", and backends merge them differently"}
+		}
+	}
+	return f, nil
+}
+
+// subjectID reads the subject id of a request whose subject the request
+// names (path, query, header or body). "" with a nil error means the
+// request does not name it.
+func (g *Gate) subjectID(r *route, rd *reading, req *Request, param string, body []canon.Field) (string, error) {
+	s := r.cfg.Subject
+	var id string
+	switch s.From {
+	case config.FromPath:
+		id = param
+	case config.FromQuery:
+		v, _, err := canon.Query(rd.target.RawQuery, s.Name)
+		if err != nil {
+			return "", err
+		}
+		id = v
+	case config.FromHeader:
+		v, err := canon.Header(req.Header(strings.ToLower(s.Name)), s.Name)
+		if err != nil {
+			return "", err
+		}
+		id = v
+	case config.FromBody:
+		f := body[r.bodySubject]
+		switch {
+		case !f.Found:
+			return "", nil
+		case f.Kind == canon.KindString:
+			id = f.Value
+		case f.Kind == canon.KindNumber && isInteger(f.Value):
+			id = f.Value
+		default:
+			return "", &canon.Error{Reason: "subject_invalid", Message: "the request body's subject must be a string or an integer"}
+		}
+	}
+	if id == "" {
+		return "", nil
+	}
+	if err := canon.ID(id, g.cfg.Limits.MaxIDBytes); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// isInteger accepts the one spelling every parser reads as the same
+// integer: no fraction, exponent, sign or leading zero.
+func isInteger(s string) bool {
+	if s == "" || s[0] == '0' && len(s) > 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
