@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -34,13 +35,25 @@ func TestStoreContract(t *testing.T) {
 	})
 }
 
+// cluster is the package's Redis Cluster (three masters, one replica
+// each), started by the first test that needs it.
+var cluster testredis.SharedCluster
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	cluster.Close()
+	os.Exit(code)
+}
+
 // TestStoreContractOnCluster runs the same suite against a real Redis
-// Cluster node: every atomic write must stay within one slot.
+// Cluster of three masters with a replica each.
 func TestStoreContractOnCluster(t *testing.T) {
-	srv := testredis.StartCluster(t)
+	c := cluster.Get(t)
 	storetest.Run(t, func(t *testing.T) cache.Store {
-		flush(t, srv)
-		s, err := redisstore.New(context.Background(), srv.ClusterURL(), cache.Options{})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := redisstore.New(context.Background(), c.URL(), cache.Options{})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

@@ -26,10 +26,15 @@ import (
 
 // Server is one redis-server process owned by a test.
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
+	fatalf func(format string, args ...any)
+	bin    string
+	dir    string
+	port   int
+	// busPort is the cluster bus port (cluster mode only): chosen free
+	// rather than port+10000, which may be taken or out of range.
+	busPort int
+	// extra arguments (cluster tuning).
+	args []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -46,20 +51,34 @@ func Start(t testing.TB) *Server {
 // launch starts a server in a fresh temp dir on a free loopback port.
 func launch(t testing.TB, cluster bool) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	s, err := newServer(t.TempDir(), cluster, t.Fatalf)
 	if err != nil {
-		t.Fatalf("testredis: redis-server is not installed (run `make test-deps` or `apt-get install -y redis-server`): %v", err)
+		t.Fatalf("testredis: %v", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("testredis: no free port: %v", err)
-	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: port, cluster: cluster}
 	t.Cleanup(s.Kill)
 	if err := s.start(); err != nil {
 		t.Fatalf("testredis: %v", err)
 	}
 	return s
+}
+
+// newServer prepares (does not start) a server living in dir.
+func newServer(dir string, cluster bool, fatalf func(string, ...any)) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server is not installed (run `make test-deps` or `apt-get install -y redis-server`): %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("no free port: %w", err)
+	}
+	s := &Server{fatalf: fatalf, bin: bin, dir: dir, port: port, cluster: cluster}
+	if cluster {
+		if s.busPort, err = freePort(); err != nil {
+			return nil, fmt.Errorf("no free port: %w", err)
+		}
+	}
+	return s, nil
 }
 
 func freePort() (int, error) {
@@ -91,8 +110,10 @@ func (s *Server) start() error {
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	)
 	if s.cluster {
-		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
+		cmd.Args = append(cmd.Args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"),
+			"--cluster-port", strconv.Itoa(s.busPort))
 	}
+	cmd.Args = append(cmd.Args, s.args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -216,18 +237,18 @@ func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
-		s.t.Fatalf("testredis: %v to a server that is not running", sig)
+		s.fatalf("testredis: %v to a server that is not running", sig)
+		return
 	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("testredis: %v: %v", sig, err)
+		s.fatalf("testredis: %v: %v", sig, err)
 	}
 }
 
 // Restart starts the server again on the same port and directory.
 func (s *Server) Restart() {
-	s.t.Helper()
 	s.Kill()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("testredis: restart: %v", err)
+		s.fatalf("testredis: restart: %v", err)
 	}
 }
