@@ -8,14 +8,20 @@ import (
 )
 
 // ComputeFacts evaluates a subject's Facts at now from what is stored: its
-// record (whose Subject.Origin is the first-seen time when it is not Known)
-// and the evidence of its parent, passed to the lifecycle as inherited.
+// record (whose Subject.Origin is the recorded origin, zero when src is
+// OriginNone) and the evidence of its parent, passed to the lifecycle as
+// inherited. Without a recorded origin the data is taken to originate at
+// now: nothing is stored for a subject the backend never answered for.
 //
 // With gdpr_enforced false the lifecycle is frozen (lifecycle.Freeze).
-func ComputeFacts(ix *model.Index, rec SubjectRecord, inherited []model.Evidence, now time.Time) Facts {
+func ComputeFacts(ix *model.Index, rec SubjectRecord, src OriginSource, inherited []model.Evidence, now time.Time) Facts {
+	origin := rec.Subject.Origin
+	if origin.IsZero() {
+		origin, src = now, OriginNone
+	}
 	in := lifecycle.Input{
 		Index:     ix,
-		Origin:    rec.Subject.Origin,
+		Origin:    origin,
 		Evidence:  rec.Evidence,
 		Inherited: inherited,
 	}
@@ -28,6 +34,7 @@ func ComputeFacts(ix *model.Index, rec SubjectRecord, inherited []model.Evidence
 		Known:            rec.Known,
 		Restricted:       rec.Restriction != "",
 		RegistersVersion: ix.Version,
+		Origin:           src,
 	}
 }
 

@@ -43,13 +43,33 @@ type Store struct {
 	wake   chan struct{}
 	audit  []audit.Entry
 	closed bool
+
+	// due is the due index: subject → score (see cache.Due); dueMark
+	// numbers the recompute marks writes leave.
+	due     map[model.SubjectRef]float64
+	dueMark int64
+	held    map[string]bool // held wipe ids
+	// guard holds the instants of admitted deletions (mass-deletion guard).
+	guard     []time.Time
+	leases    map[string]lease
+	recompute cache.RecomputeProgress
+}
+
+type lease struct {
+	holder string
+	until  time.Time
 }
 
 type subject struct {
-	meta        *model.Subject // nil: never put (only first seen or evidence)
-	seen        time.Time
+	meta *model.Subject // nil: never put (only an origin or evidence)
+	// origin is the recorded origin (RecordOrigin, first evidence) and
+	// originSrc how it was learnt; PutSubject's meta origin wins over it.
+	origin      time.Time
+	originSrc   cache.OriginSource
 	evidence    map[string]model.Evidence
 	restriction string
+	children    map[model.SubjectRef]bool
+	applied     cache.Applied
 }
 
 type evKey struct{ legalisation, key string }
@@ -81,6 +101,9 @@ func New(opts cache.Options) *Store {
 		wipes:    make(map[string]cache.WipeRecord),
 		pending:  make(map[string]*delivery),
 		wake:     make(chan struct{}),
+		due:      make(map[model.SubjectRef]float64),
+		held:     make(map[string]bool),
+		leases:   make(map[string]lease),
 	}
 	s.local.SetIndex(s.index)
 	return s
@@ -150,8 +173,25 @@ func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect
 	entry.Before, entry.After = expect, ix.Version
 	s.index = ix
 	s.appendAudit(entry)
+	s.recompute = cache.RecomputeProgress{Version: ix.Version, Started: s.opts.Clock().UTC()}
 	s.local.SetIndex(ix)
 	return ix.Version, nil
+}
+
+// mark puts ref in the due index with a fresh recompute mark; s.mu held.
+func (s *Store) mark(ref model.SubjectRef) {
+	s.dueMark++
+	s.due[ref] = -float64(s.dueMark)
+}
+
+// markWithChildren marks ref and the subjects inheriting its evidence.
+func (s *Store) markWithChildren(ref model.SubjectRef) {
+	s.mark(ref)
+	if sub := s.subjects[ref]; sub != nil {
+		for c := range sub.children {
+			s.mark(c)
+		}
+	}
 }
 
 // Facts returns the subject's computed state at now.
@@ -167,13 +207,12 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 		return cache.Facts{}, err
 	}
 	gen := s.local.Gen()
+	// Reads never write: an unknown subject is evaluated, not recorded.
 	sub := s.subjects[ref]
 	if sub == nil {
-		// First seen: the data's origin is now, as far as we can tell.
-		sub = &subject{seen: now.UTC(), evidence: map[string]model.Evidence{}}
-		s.subjects[ref] = sub
+		sub = &subject{}
 	}
-	rec := s.record(ref, sub)
+	rec, src := s.record(ref, sub)
 	var inherited []model.Evidence
 	var parent *model.SubjectRef
 	if sub.meta != nil && sub.meta.Parent != nil {
@@ -182,13 +221,19 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 			inherited = sortedEvidence(p.evidence)
 		}
 	}
-	f := cache.ComputeFacts(s.index, rec, inherited, now)
+	f := cache.ComputeFacts(s.index, rec, src, inherited, now)
 	s.local.Put(ref, parent, f, gen)
 	return f, nil
 }
 
-func (s *Store) record(ref model.SubjectRef, sub *subject) cache.SubjectRecord {
-	rec := cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: sub.seen}, Restriction: sub.restriction}
+// record is what is stored for ref, with the origin resolved: PutSubject's
+// when set, else the recorded one, else zero (OriginNone).
+func (s *Store) record(ref model.SubjectRef, sub *subject) (cache.SubjectRecord, cache.OriginSource) {
+	rec := cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: sub.origin}, Restriction: sub.restriction}
+	src := sub.originSrc
+	if sub.origin.IsZero() {
+		src = cache.OriginNone
+	}
 	if sub.meta != nil {
 		rec.Subject = *sub.meta
 		if sub.meta.Parent != nil {
@@ -196,7 +241,9 @@ func (s *Store) record(ref model.SubjectRef, sub *subject) cache.SubjectRecord {
 			rec.Subject.Parent = &p
 		}
 		if rec.Subject.Origin.IsZero() {
-			rec.Subject.Origin = sub.seen
+			rec.Subject.Origin = sub.origin
+		} else {
+			src = cache.OriginSet
 		}
 		rec.Known = true
 	}
@@ -204,7 +251,7 @@ func (s *Store) record(ref model.SubjectRef, sub *subject) cache.SubjectRecord {
 	if len(rec.Evidence) > 0 {
 		rec.Known = true
 	}
-	return rec
+	return rec, src
 }
 
 func sortedEvidence(m map[string]model.Evidence) []model.Evidence {
@@ -230,16 +277,65 @@ func (s *Store) Subject(ctx context.Context, ref model.SubjectRef) (cache.Subjec
 	if sub == nil {
 		return cache.SubjectRecord{Subject: model.Subject{Ref: ref}}, nil
 	}
-	return s.record(ref, sub), nil
+	rec, _ := s.record(ref, sub)
+	return rec, nil
 }
 
 func (s *Store) subjectFor(ref model.SubjectRef) *subject {
 	sub := s.subjects[ref]
 	if sub == nil {
-		sub = &subject{evidence: map[string]model.Evidence{}}
+		sub = &subject{evidence: map[string]model.Evidence{}, children: map[model.SubjectRef]bool{}}
 		s.subjects[ref] = sub
 	}
 	return sub
+}
+
+// RecordOrigin records the subject's origin unless a more authoritative
+// one is recorded.
+func (s *Store) RecordOrigin(ctx context.Context, ref model.SubjectRef, at time.Time, src cache.OriginSource) (bool, error) {
+	if ref.Entity == "" || ref.ID == "" || at.IsZero() || (src != cache.OriginObserved && src != cache.OriginStated) {
+		return false, fmt.Errorf("record origin: subject, instant and an observed or stated source are required")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return false, err
+	}
+	if !s.recordOrigin(ref, at, src) {
+		return false, nil
+	}
+	s.mark(ref)
+	s.local.Invalidate(ref)
+	return true, nil
+}
+
+// recordOrigin applies RecordOrigin's rule; s.mu held.
+func (s *Store) recordOrigin(ref model.SubjectRef, at time.Time, src cache.OriginSource) bool {
+	sub := s.subjectFor(ref)
+	if !sub.origin.IsZero() && (sub.originSrc >= src || sub.originSrc >= cache.OriginStated) {
+		return false
+	}
+	sub.origin, sub.originSrc = at.UTC(), src
+	return true
+}
+
+// Children lists the subjects whose parent is ref.
+func (s *Store) Children(ctx context.Context, ref model.SubjectRef) ([]model.SubjectRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	sub := s.subjects[ref]
+	if sub == nil {
+		return nil, nil
+	}
+	out := make([]model.SubjectRef, 0, len(sub.children))
+	for c := range sub.children {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b model.SubjectRef) int { return strings.Compare(cache.SubjectMember(a), cache.SubjectMember(b)) })
+	return out, nil
 }
 
 // PutSubject creates or replaces a subject's metadata.
@@ -257,8 +353,18 @@ func (s *Store) PutSubject(ctx context.Context, sub model.Subject, entry audit.E
 		p := *sub.Parent
 		m.Parent = &p
 	}
-	s.subjectFor(sub.Ref).meta = &m
+	st := s.subjectFor(sub.Ref)
+	if old := st.meta; old != nil && old.Parent != nil {
+		if p := s.subjects[*old.Parent]; p != nil {
+			delete(p.children, sub.Ref)
+		}
+	}
+	if m.Parent != nil {
+		s.subjectFor(*m.Parent).children[sub.Ref] = true
+	}
+	st.meta = &m
 	s.appendAudit(entry)
+	s.mark(sub.Ref)
 	s.local.Invalidate(sub.Ref)
 	return nil
 }
@@ -278,8 +384,18 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	// Nothing below can fail, so the batch is all or nothing.
 	out := make([]model.Evidence, len(evs))
 	touched := map[model.SubjectRef]bool{}
+	met := entry.Time
+	if met.IsZero() {
+		met = s.opts.Clock()
+	}
 	for i, ev := range evs {
 		ev.CommIDs = slices.Clone(ev.CommIDs)
+		if ev.SubjectOrigin != nil {
+			s.recordOrigin(ev.Subject, *ev.SubjectOrigin, cache.OriginStated)
+		} else {
+			s.recordOrigin(ev.Subject, met, cache.OriginObserved)
+		}
+		ev.SubjectOrigin = nil
 		if ev.EvidenceKey != "" {
 			k := evKey{ev.LegalisationID, ev.EvidenceKey}
 			if loc, ok := s.byKey[k]; ok {
@@ -307,6 +423,7 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	}
 	s.appendAudit(entry)
 	for ref := range touched {
+		s.markWithChildren(ref)
 		s.local.Invalidate(ref)
 	}
 	return out, nil
@@ -332,8 +449,25 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 		delete(s.byKey, evKey{ev.LegalisationID, ev.EvidenceKey})
 	}
 	s.appendAudit(entry)
+	s.markWithChildren(ref)
 	s.local.Invalidate(ref)
 	return nil
+}
+
+// EvidenceCounts counts stored evidence per legalisation.
+func (s *Store) EvidenceCounts(ctx context.Context) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, sub := range s.subjects {
+		for _, ev := range sub.evidence {
+			out[ev.LegalisationID]++
+		}
+	}
+	return out, nil
 }
 
 // EvidenceByKey finds evidence by its legalisation and evidence_key.
@@ -357,26 +491,115 @@ func (s *Store) EvidenceByKey(ctx context.Context, legalisationID, evidenceKey s
 
 // EnqueueWipe stores w, restricts its subject and queues it.
 func (s *Store) EnqueueWipe(ctx context.Context, w cache.WipeRecord, entry audit.Entry) error {
-	if w.ID == "" || w.Subject.Entity == "" || w.Subject.ID == "" {
-		return fmt.Errorf("enqueue wipe: id and subject are required")
+	return s.EnqueueWipes(ctx, []cache.WipeRecord{w}, []audit.Entry{entry})
+}
+
+// EnqueueWipes stores, restricts and queues several wipes, all or nothing.
+func (s *Store) EnqueueWipes(ctx context.Context, ws []cache.WipeRecord, entries []audit.Entry) error {
+	if len(ws) == 0 || len(entries) != len(ws) {
+		return fmt.Errorf("enqueue wipe: one audit entry per wipe is required")
+	}
+	ids := map[string]bool{}
+	for _, w := range ws {
+		if w.ID == "" || w.Subject.Entity == "" || w.Subject.ID == "" {
+			return fmt.Errorf("enqueue wipe: id and subject are required")
+		}
+		if ids[w.ID] {
+			return fmt.Errorf("enqueue wipe: %w: wipe id %s given twice", cache.ErrConflict, w.ID)
+		}
+		ids[w.ID] = true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if _, dup := s.wipes[w.ID]; dup {
-		return fmt.Errorf("enqueue wipe: %w: wipe id already exists", cache.ErrConflict)
+	for _, w := range ws {
+		if _, dup := s.wipes[w.ID]; dup {
+			return fmt.Errorf("enqueue wipe: %w: wipe id already exists", cache.ErrConflict)
+		}
 	}
-	s.wipes[w.ID] = cloneWipe(w)
-	s.subjectFor(w.Subject).restriction = w.ID
+	queued := false
+	for i, w := range ws {
+		s.wipes[w.ID] = cloneWipe(w)
+		switch w.Status {
+		case cache.WipeHeld:
+			s.held[w.ID] = true
+		case cache.WipeNotExecutable:
+		default:
+			s.queueWipe(w)
+			queued = true
+		}
+		s.appendAudit(entries[i])
+	}
+	if queued {
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	return nil
+}
+
+// queueWipe queues w and restricts its subject when it is a whole-subject
+// wipe; s.mu held.
+func (s *Store) queueWipe(w cache.WipeRecord) {
+	if w.Restricts() {
+		s.subjectFor(w.Subject).restriction = w.ID
+		s.mark(w.Subject)
+		s.local.Invalidate(w.Subject)
+	}
 	s.nextMsg++
 	s.queue = append(s.queue, message{id: strconv.FormatInt(s.nextMsg, 10) + "-0", wipeID: w.ID})
+}
+
+// DecideWipe approves or rejects a held deletion.
+func (s *Store) DecideWipe(ctx context.Context, id string, approve bool, by string, at time.Time, entry audit.Entry) (cache.WipeRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return cache.WipeRecord{}, err
+	}
+	w, ok := s.wipes[id]
+	if !ok {
+		return cache.WipeRecord{}, fmt.Errorf("decide wipe: %w", cache.ErrNotFound)
+	}
+	if w.Status != cache.WipeHeld {
+		return cache.WipeRecord{}, fmt.Errorf("decide wipe: %w: it is %s, not held", cache.ErrConflict, w.Status)
+	}
+	w = cloneWipe(w)
+	w.Decide(approve, by, at)
+	s.wipes[id] = w
+	delete(s.held, id)
+	if approve {
+		s.queueWipe(w)
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
 	s.appendAudit(entry)
-	s.local.Invalidate(w.Subject)
-	close(s.wake)
-	s.wake = make(chan struct{})
-	return nil
+	return cloneWipe(w), nil
+}
+
+
+// HeldWipes lists held deletions, oldest first.
+func (s *Store) HeldWipes(ctx context.Context, limit int) ([]cache.WipeRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]cache.WipeRecord, 0, len(s.held))
+	for id := range s.held {
+		out = append(out, cloneWipe(s.wipes[id]))
+	}
+	slices.SortFunc(out, func(a, b cache.WipeRecord) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
 func cloneWipe(w cache.WipeRecord) cache.WipeRecord {
@@ -515,6 +738,7 @@ func (s *Store) Unrestrict(ctx context.Context, ref model.SubjectRef, wipeID str
 	}
 	sub.restriction = ""
 	s.appendAudit(entry)
+	s.mark(ref)
 	s.local.Invalidate(ref)
 	return nil
 }

@@ -29,9 +29,19 @@
 //	gdprgate:{g}:wipeq          stream the wipe queue (field wipe = id), consumer group "workers"
 //	gdprgate:{g}:epoch          int    incremented by every write, carried by invalidations
 //	gdprgate:{g}:<S>:meta       string JSON model.Subject (PutSubject)
-//	gdprgate:{g}:<S>:seen       string first-seen origin (RFC 3339), set once
+//	gdprgate:{g}:<S>:seen       string recorded origin: "o <RFC 3339>" observed, "s <RFC 3339>" stated
 //	gdprgate:{g}:<S>:evidence   hash   evidence id → JSON model.Evidence
 //	gdprgate:{g}:<S>:restriction string id of the wipe restricting the subject
+//	gdprgate:{g}:<S>:children   set    members of the subjects whose parent is <S>
+//	gdprgate:{g}:<S>:swept      string applied lifecycle state "<obliviated mask>:<round>"
+//	gdprgate:{g}:due            zset   member "<len>:<entity>:<id>" → next transition (unix ms,
+//	                                   rounded up); <0 recompute mark, +inf none
+//	gdprgate:{g}:duemark        int    numbers recompute marks (INCR; mark = -value)
+//	gdprgate:{g}:recompute      hash   version, p (JSON cache.RecomputeProgress)
+//	gdprgate:{g}:held           zset   held wipe ids by created_at (unix ns)
+//	gdprgate:{g}:guard          zset   admitted deletions by instant (ms), mass-deletion guard
+//	gdprgate:{g}:evcount        hash   legalisation id → evidence records naming it
+//	gdprgate:{g}:lease:<name>   string lease holder, PX ttl
 //	gdprgate:invalidate         pub/sub channel: "<epoch> r <version>" or "<epoch> s <entity>\x00<id>"
 //
 // # Consistency
@@ -55,6 +65,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,9 +86,17 @@ const (
 	keyWipes     = "gdprgate:{g}:wipes"
 	keyQueue     = "gdprgate:{g}:wipeq"
 	keyEpoch     = "gdprgate:{g}:epoch"
+	keyDue       = "gdprgate:{g}:due"
+	keyDueMark   = "gdprgate:{g}:duemark"
+	keyHeld      = "gdprgate:{g}:held"
+	keyGuard     = "gdprgate:{g}:guard"
+	keyEvCount   = "gdprgate:{g}:evcount"
+	keyRecompute = "gdprgate:{g}:recompute"
 	channel      = "gdprgate:invalidate"
 	group        = "workers"
 )
+
+func keyLease(name string) string { return "gdprgate:{g}:lease:" + name }
 
 func keyWipe(id string) string { return "gdprgate:{g}:wipe:" + id }
 
@@ -89,10 +108,18 @@ func keyMeta(r model.SubjectRef) string        { return subjectTag(r) + "meta" }
 func keySeen(r model.SubjectRef) string        { return subjectTag(r) + "seen" }
 func keyEvidence(r model.SubjectRef) string    { return subjectTag(r) + "evidence" }
 func keyRestriction(r model.SubjectRef) string { return subjectTag(r) + "restriction" }
+func keyChildren(r model.SubjectRef) string    { return subjectTag(r) + "children" }
+func keySwept(r model.SubjectRef) string       { return subjectTag(r) + "swept" }
 
-// publishScript bumps the epoch and publishes an invalidation carrying it.
+// publishScript bumps the epoch and publishes an invalidation carrying it,
+// and marks the subjects given after the message in the due index with a
+// fresh recompute mark each (a unique negative score: see cache.Due).
 var publishScript = redis.NewScript(`local e = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', ARGV[1], e .. ' ' .. ARGV[2])
+for i = 3, #ARGV do
+  local m = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[3], -m, ARGV[i])
+end
 return e`)
 
 // Store is the Redis cache.Store.
@@ -310,7 +337,18 @@ func addAudit(ctx context.Context, p redis.Pipeliner, e audit.Entry, now time.Ti
 }
 
 func publish(ctx context.Context, p redis.Pipeliner, msg string) {
-	publishScript.Eval(ctx, p, []string{keyEpoch}, channel, msg)
+	publishScript.Eval(ctx, p, []string{keyEpoch, keyDueMark, keyDue}, channel, msg)
+}
+
+// touch publishes ref's invalidation and marks ref, and the subjects in
+// also, for recomputation by the lifecycle executor.
+func touch(ctx context.Context, p redis.Pipeliner, ref model.SubjectRef, also ...model.SubjectRef) {
+	args := make([]any, 0, 3+len(also))
+	args = append(args, channel, subjectMsg(ref), cache.SubjectMember(ref))
+	for _, a := range also {
+		args = append(args, cache.SubjectMember(a))
+	}
+	publishScript.Eval(ctx, p, []string{keyEpoch, keyDueMark, keyDue}, args...)
 }
 
 func subjectMsg(ref model.SubjectRef) string { return "s " + ref.Entity + "\x00" + ref.ID }
@@ -381,8 +419,10 @@ func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect
 			return fmt.Errorf("%w: stored version %d, expected %d", cache.ErrConflict, cur, expect)
 		}
 		entry.Before, entry.After = expect, next
+		rc, _ := json.Marshal(cache.RecomputeProgress{Version: next, Started: s.opts.Clock().UTC()})
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, keyRegisters, "version", next, "data", data)
+			p.HSet(ctx, keyRecompute, "version", next, "p", rc)
 			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
 				return err
 			}
@@ -402,39 +442,105 @@ func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect
 }
 
 type subjectData struct {
-	meta        *model.Subject
+	meta *model.Subject
+	// seen is the recorded origin (key <S>:seen) and seenSrc how it was
+	// learnt.
 	seen        time.Time
+	seenSrc     cache.OriginSource
 	evidence    []model.Evidence
 	restriction string
+	applied     cache.Applied
 }
 
-// readSubject reads one subject's keys in one round trip.
-func (s *Store) readSubject(ctx context.Context, ref model.SubjectRef) (subjectData, error) {
-	p := s.c.Pipeline()
-	meta := p.Get(ctx, keyMeta(ref))
-	seen := p.Get(ctx, keySeen(ref))
-	evs := p.HGetAll(ctx, keyEvidence(ref))
-	restr := p.Get(ctx, keyRestriction(ref))
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return subjectData{}, err
+// subjectCmds are one subject's reads queued in a pipeline.
+type subjectCmds struct {
+	meta, seen, restr, swept *redis.StringCmd
+	evs                      *redis.MapStringStringCmd
+}
+
+func queueSubject(ctx context.Context, p redis.Pipeliner, ref model.SubjectRef, swept bool) subjectCmds {
+	c := subjectCmds{
+		meta:  p.Get(ctx, keyMeta(ref)),
+		seen:  p.Get(ctx, keySeen(ref)),
+		evs:   p.HGetAll(ctx, keyEvidence(ref)),
+		restr: p.Get(ctx, keyRestriction(ref)),
 	}
+	if swept {
+		c.swept = p.Get(ctx, keySwept(ref))
+	}
+	return c
+}
+
+func (c subjectCmds) decode() (subjectData, error) {
 	var d subjectData
-	if b, err := meta.Bytes(); err == nil {
+	if b, err := c.meta.Bytes(); err == nil {
 		var m model.Subject
 		if err := json.Unmarshal(b, &m); err != nil {
 			return d, fmt.Errorf("decode subject: %w", err)
 		}
 		d.meta = &m
 	}
-	if v, err := seen.Result(); err == nil {
-		d.seen, _ = time.Parse(time.RFC3339Nano, v)
+	if v, err := c.seen.Result(); err == nil {
+		d.seen, d.seenSrc = parseOrigin(v)
 	}
 	var err error
-	if d.evidence, err = decodeEvidence(evs.Val()); err != nil {
+	if d.evidence, err = decodeEvidence(c.evs.Val()); err != nil {
 		return d, err
 	}
-	d.restriction = restr.Val()
+	d.restriction = c.restr.Val()
+	if c.swept != nil {
+		if v, err := c.swept.Result(); err == nil {
+			d.applied = parseApplied(v)
+		}
+	}
 	return d, nil
+}
+
+// readSubject reads one subject's keys in one round trip.
+func (s *Store) readSubject(ctx context.Context, ref model.SubjectRef) (subjectData, error) {
+	p := s.c.Pipeline()
+	c := queueSubject(ctx, p, ref, false)
+	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return subjectData{}, err
+	}
+	return c.decode()
+}
+
+// A recorded origin is "o <RFC 3339>" (observed) or "s <RFC 3339>"
+// (stated); a bare timestamp (older stores) counts as observed.
+func formatOrigin(at time.Time, src cache.OriginSource) string {
+	p := "o "
+	if src == cache.OriginStated {
+		p = "s "
+	}
+	return p + at.UTC().Format(time.RFC3339Nano)
+}
+
+func parseOrigin(v string) (time.Time, cache.OriginSource) {
+	src := cache.OriginObserved
+	switch {
+	case strings.HasPrefix(v, "s "):
+		src, v = cache.OriginStated, v[2:]
+	case strings.HasPrefix(v, "o "):
+		v = v[2:]
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, cache.OriginNone
+	}
+	return t, src
+}
+
+// The applied state is "<obliviated mask>:<round>".
+func formatApplied(a cache.Applied) string {
+	return strconv.FormatUint(uint64(a.Obliviated), 10) + ":" + strconv.Itoa(a.Round)
+}
+
+func parseApplied(v string) cache.Applied {
+	o, r, _ := strings.Cut(v, ":")
+	ob, _ := strconv.ParseUint(o, 10, 32)
+	rn, _ := strconv.Atoi(r)
+	return cache.Applied{Obliviated: uint32(ob), Round: rn}
 }
 
 func decodeEvidence(m map[string]string) ([]model.Evidence, error) {
@@ -453,20 +559,28 @@ func decodeEvidence(m map[string]string) ([]model.Evidence, error) {
 	return out, nil
 }
 
-func (d subjectData) record(ref model.SubjectRef) cache.SubjectRecord {
+// record is the stored subject with its origin resolved: PutSubject's when
+// set, else the recorded one, else zero (OriginNone).
+func (d subjectData) record(ref model.SubjectRef) (cache.SubjectRecord, cache.OriginSource) {
 	rec := cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: d.seen}, Evidence: d.evidence, Restriction: d.restriction}
+	src := d.seenSrc
+	if d.seen.IsZero() {
+		src = cache.OriginNone
+	}
 	if d.meta != nil {
 		rec.Subject = *d.meta
 		rec.Subject.Ref = ref
 		if rec.Subject.Origin.IsZero() {
 			rec.Subject.Origin = d.seen
+		} else {
+			src = cache.OriginSet
 		}
 		rec.Known = true
 	}
 	if len(d.evidence) > 0 {
 		rec.Known = true
 	}
-	return rec
+	return rec, src
 }
 
 // Facts returns the subject's computed state at now.
@@ -502,27 +616,12 @@ func (s *Store) loadFacts(ctx context.Context, ref model.SubjectRef, now time.Ti
 	gen := s.local.Gen()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	// Reads never write: an unknown subject is evaluated, not recorded.
 	d, err := s.readSubject(ctx, ref)
 	if err != nil {
 		return cache.Facts{}, s.fail("facts", err)
 	}
-	if d.meta == nil && d.seen.IsZero() || d.meta != nil && d.meta.Origin.IsZero() && d.seen.IsZero() {
-		// First sighting: record it once; a concurrent sidecar may win.
-		seen := now.UTC()
-		ok, err := s.c.SetNX(ctx, keySeen(ref), seen.Format(time.RFC3339Nano), 0).Result()
-		if err != nil {
-			return cache.Facts{}, s.fail("facts: record first sight", err)
-		}
-		if !ok {
-			v, err := s.c.Get(ctx, keySeen(ref)).Result()
-			if err != nil {
-				return cache.Facts{}, s.fail("facts: read first sight", err)
-			}
-			seen, _ = time.Parse(time.RFC3339Nano, v)
-		}
-		d.seen = seen
-	}
-	rec := d.record(ref)
+	rec, src := d.record(ref)
 	var inherited []model.Evidence
 	var parent *model.SubjectRef
 	if rec.Subject.Parent != nil {
@@ -535,7 +634,7 @@ func (s *Store) loadFacts(ctx context.Context, ref model.SubjectRef, now time.Ti
 			return cache.Facts{}, err
 		}
 	}
-	f := cache.ComputeFacts(ix, rec, inherited, now)
+	f := cache.ComputeFacts(ix, rec, src, inherited, now)
 	s.local.Put(ref, parent, f, gen)
 	return f, nil
 }
@@ -548,7 +647,8 @@ func (s *Store) Subject(ctx context.Context, ref model.SubjectRef) (cache.Subjec
 	if err != nil {
 		return cache.SubjectRecord{}, s.fail("subject", err)
 	}
-	return d.record(ref), nil
+	rec, _ := d.record(ref)
+	return rec, nil
 }
 
 // PutSubject creates or replaces a subject's metadata.
@@ -562,17 +662,93 @@ func (s *Store) PutSubject(ctx context.Context, sub model.Subject, entry audit.E
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, keyMeta(sub.Ref), b, 0)
-		if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
+	member := cache.SubjectMember(sub.Ref)
+	err = s.c.Watch(ctx, func(tx *redis.Tx) error {
+		// The old parent loses the child from its children index.
+		var old *model.SubjectRef
+		if raw, err := tx.Get(ctx, keyMeta(sub.Ref)).Bytes(); err == nil {
+			var m model.Subject
+			if json.Unmarshal(raw, &m) == nil {
+				old = m.Parent
+			}
+		} else if !errors.Is(err, redis.Nil) {
 			return err
 		}
-		publish(ctx, p, subjectMsg(sub.Ref))
-		return nil
-	})
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, keyMeta(sub.Ref), b, 0)
+			if old != nil && (sub.Parent == nil || *old != *sub.Parent) {
+				p.SRem(ctx, keyChildren(*old), member)
+			}
+			if sub.Parent != nil {
+				p.SAdd(ctx, keyChildren(*sub.Parent), member)
+			}
+			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
+				return err
+			}
+			touch(ctx, p, sub.Ref)
+			return nil
+		})
+		return err
+	}, keyMeta(sub.Ref))
+	if errors.Is(err, redis.TxFailedErr) {
+		err = fmt.Errorf("%w: subject changed concurrently, retry", cache.ErrConflict)
+	}
 	if err != nil {
 		return s.fail("put subject", err)
 	}
 	s.local.Invalidate(sub.Ref)
 	return nil
+}
+
+// originScript records a subject's origin (KEYS[1] its seen key) unless an
+// origin at least as authoritative is recorded (see cache.Store), then
+// publishes and marks like publishScript (KEYS[2..4] epoch, duemark, due;
+// ARGV[1] the value, ARGV[2] channel, ARGV[3] message, ARGV[4] member).
+var originScript = redis.NewScript(`local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(ARGV[1], 1, 2) ~= 's ' or string.sub(cur, 1, 2) == 's ' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+local e = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[2], e .. ' ' .. ARGV[3])
+local m = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[4], -m, ARGV[4])
+return 1`)
+
+// RecordOrigin records the subject's origin unless a more authoritative
+// one is recorded.
+func (s *Store) RecordOrigin(ctx context.Context, ref model.SubjectRef, at time.Time, src cache.OriginSource) (bool, error) {
+	if ref.Entity == "" || ref.ID == "" || at.IsZero() || (src != cache.OriginObserved && src != cache.OriginStated) {
+		return false, fmt.Errorf("record origin: subject, instant and an observed or stated source are required")
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := originScript.Run(ctx, s.c, []string{keySeen(ref), keyEpoch, keyDueMark, keyDue},
+		formatOrigin(at, src), channel, subjectMsg(ref), cache.SubjectMember(ref)).Int()
+	if err != nil {
+		return false, s.fail("record origin", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	s.local.Invalidate(ref)
+	return true, nil
+}
+
+// Children lists the subjects whose parent is ref.
+func (s *Store) Children(ctx context.Context, ref model.SubjectRef) ([]model.SubjectRef, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ms, err := s.c.SMembers(ctx, keyChildren(ref)).Result()
+	if err != nil {
+		return nil, s.fail("children", err)
+	}
+	slices.Sort(ms)
+	out := make([]model.SubjectRef, 0, len(ms))
+	for _, m := range ms {
+		if r, err := cache.ParseSubjectMember(m); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +84,18 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 			ref model.SubjectRef
 			id  string
 		}
+		type slot struct {
+			ref model.SubjectRef
+			id  string
+		}
+		// The legalisation stored in each touched record slot before and
+		// after the batch, for the per-legalisation evidence counts.
+		before, after := map[slot]string{}, map[slot]string{}
+		first := func(sl slot, leg string) {
+			if _, ok := before[sl]; !ok {
+				before[sl] = leg
+			}
+		}
 		var dels []del
 		var delFields []string
 		for i, ev := range evs {
@@ -91,9 +104,13 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 				if l := index[evField(ev.LegalisationID, ev.EvidenceKey)]; l != nil {
 					// Idempotent re-import: the record keeps its identity.
 					ev.ID = l.EvID
+					// A slot first touched here holds the stored record of
+					// this very key, hence this legalisation.
+					first(slot{l.ref(), l.EvID}, ev.LegalisationID)
 					if l.ref() != ev.Subject {
 						dels = append(dels, del{l.ref(), l.EvID})
 						touched[l.ref()] = true
+						after[slot{l.ref(), l.EvID}] = ""
 					}
 				}
 			}
@@ -106,16 +123,50 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 					return err
 				}
 				var o model.Evidence
-				if old != "" && json.Unmarshal([]byte(old), &o) == nil && o.EvidenceKey != "" &&
-					(o.LegalisationID != ev.LegalisationID || o.EvidenceKey != ev.EvidenceKey) {
-					delFields = append(delFields, evField(o.LegalisationID, o.EvidenceKey))
+				if old != "" && json.Unmarshal([]byte(old), &o) == nil {
+					first(slot{ev.Subject, ev.ID}, o.LegalisationID)
+					if o.EvidenceKey != "" && (o.LegalisationID != ev.LegalisationID || o.EvidenceKey != ev.EvidenceKey) {
+						delFields = append(delFields, evField(o.LegalisationID, o.EvidenceKey))
+					}
 				}
 			}
+			first(slot{ev.Subject, ev.ID}, "")
+			after[slot{ev.Subject, ev.ID}] = ev.LegalisationID
 			if ev.EvidenceKey != "" {
 				index[evField(ev.LegalisationID, ev.EvidenceKey)] = &evLoc{ev.Subject.Entity, ev.Subject.ID, ev.ID}
 			}
 			touched[ev.Subject] = true
 			out[i] = ev
+		}
+		counts := map[string]int64{}
+		for sl, b := range before {
+			a, ok := after[sl]
+			if !ok {
+				a = b
+			}
+			if b != "" {
+				counts[b]--
+			}
+			if a != "" {
+				counts[a]++
+			}
+		}
+		// Subjects inheriting a touched subject's evidence change too.
+		children := map[model.SubjectRef][]model.SubjectRef{}
+		for ref := range touched {
+			ms, err := tx.SMembers(ctx, keyChildren(ref)).Result()
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if c, err := cache.ParseSubjectMember(m); err == nil {
+					children[ref] = append(children[ref], c)
+				}
+			}
+		}
+		met := entry.Time
+		if met.IsZero() {
+			met = s.opts.Clock()
 		}
 		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for _, d := range dels {
@@ -124,7 +175,16 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 			if len(delFields) > 0 {
 				p.HDel(ctx, keyEvKey, delFields...)
 			}
-			for _, ev := range out {
+			for i, ev := range out {
+				// The subject's origin: the import's statement, else now
+				// (gdprgate met the subject through this evidence).
+				if so := evs[i].SubjectOrigin; so != nil {
+					originSetScript.Eval(ctx, p, []string{keySeen(ev.Subject)}, formatOrigin(*so, cache.OriginStated))
+				} else {
+					p.SetNX(ctx, keySeen(ev.Subject), formatOrigin(met, cache.OriginObserved), 0)
+				}
+				ev.SubjectOrigin = nil
+				out[i] = ev
 				b, err := json.Marshal(ev)
 				if err != nil {
 					return fmt.Errorf("encode evidence: %w", err)
@@ -135,11 +195,16 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 					p.HSet(ctx, keyEvKey, evField(ev.LegalisationID, ev.EvidenceKey), lb)
 				}
 			}
+			for leg, n := range counts {
+				if n != 0 {
+					p.HIncrBy(ctx, keyEvCount, leg, n)
+				}
+			}
 			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
 				return err
 			}
 			for ref := range touched {
-				publish(ctx, p, subjectMsg(ref))
+				touch(ctx, p, ref, children[ref]...)
 			}
 			return nil
 		})
@@ -173,15 +238,26 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 		if err := json.Unmarshal([]byte(raw), &ev); err != nil {
 			return fmt.Errorf("decode evidence: %w", err)
 		}
+		var children []model.SubjectRef
+		ms, err := tx.SMembers(ctx, keyChildren(ref)).Result()
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if c, err := cache.ParseSubjectMember(m); err == nil {
+				children = append(children, c)
+			}
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HDel(ctx, keyEvidence(ref), id)
 			if ev.EvidenceKey != "" {
 				p.HDel(ctx, keyEvKey, evField(ev.LegalisationID, ev.EvidenceKey))
 			}
+			p.HIncrBy(ctx, keyEvCount, ev.LegalisationID, -1)
 			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
 				return err
 			}
-			publish(ctx, p, subjectMsg(ref))
+			touch(ctx, p, ref, children...)
 			return nil
 		})
 		return err
@@ -194,6 +270,32 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 	}
 	s.local.Invalidate(ref)
 	return nil
+}
+
+// originSetScript is originScript's rule without the publication, for use
+// inside a transaction that publishes itself.
+var originSetScript = redis.NewScript(`local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(ARGV[1], 1, 2) ~= 's ' or string.sub(cur, 1, 2) == 's ' then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`)
+
+// EvidenceCounts counts stored evidence per legalisation.
+func (s *Store) EvidenceCounts(ctx context.Context) (map[string]int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	m, err := s.c.HGetAll(ctx, keyEvCount).Result()
+	if err != nil {
+		return nil, s.fail("evidence counts", err)
+	}
+	out := make(map[string]int, len(m))
+	for leg, v := range m {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			out[leg] = n
+		}
+	}
+	return out, nil
 }
 
 // EvidenceByKey finds evidence by its legalisation and evidence_key.
@@ -227,17 +329,35 @@ func (s *Store) EvidenceByKey(ctx context.Context, legalisationID, evidenceKey s
 
 // EnqueueWipe stores w, restricts its subject and queues it.
 func (s *Store) EnqueueWipe(ctx context.Context, w cache.WipeRecord, entry audit.Entry) error {
-	if w.ID == "" || w.Subject.Entity == "" || w.Subject.ID == "" {
-		return fmt.Errorf("enqueue wipe: id and subject are required")
+	return s.EnqueueWipes(ctx, []cache.WipeRecord{w}, []audit.Entry{entry})
+}
+
+// EnqueueWipes stores, restricts and queues several wipes, all or nothing.
+func (s *Store) EnqueueWipes(ctx context.Context, ws []cache.WipeRecord, entries []audit.Entry) error {
+	if len(ws) == 0 || len(entries) != len(ws) {
+		return fmt.Errorf("enqueue wipe: one audit entry per wipe is required")
 	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return fmt.Errorf("enqueue wipe: encode: %w", err)
+	keys := make([]string, len(ws))
+	data := make([][]byte, len(ws))
+	ids := map[string]bool{}
+	for i, w := range ws {
+		if w.ID == "" || w.Subject.Entity == "" || w.Subject.ID == "" {
+			return fmt.Errorf("enqueue wipe: id and subject are required")
+		}
+		if ids[w.ID] {
+			return fmt.Errorf("enqueue wipe: %w: wipe id %s given twice", cache.ErrConflict, w.ID)
+		}
+		ids[w.ID] = true
+		b, err := json.Marshal(w)
+		if err != nil {
+			return fmt.Errorf("enqueue wipe: encode: %w", err)
+		}
+		keys[i], data[i] = keyWipe(w.ID), b
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	err = s.c.Watch(ctx, func(tx *redis.Tx) error {
-		n, err := tx.Exists(ctx, keyWipe(w.ID)).Result()
+	err := s.c.Watch(ctx, func(tx *redis.Tx) error {
+		n, err := tx.Exists(ctx, keys...).Result()
 		if err != nil {
 			return err
 		}
@@ -245,26 +365,135 @@ func (s *Store) EnqueueWipe(ctx context.Context, w cache.WipeRecord, entry audit
 			return fmt.Errorf("%w: wipe id already exists", cache.ErrConflict)
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, keyWipe(w.ID), b, 0)
-			p.ZAdd(ctx, keyWipes, redis.Z{Score: float64(w.CreatedAt.UnixNano()), Member: w.ID})
-			p.Set(ctx, keyRestriction(w.Subject), w.ID, 0)
-			p.XAdd(ctx, &redis.XAddArgs{Stream: keyQueue, Values: []any{"wipe", w.ID}})
-			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
-				return err
+			for i, w := range ws {
+				p.Set(ctx, keys[i], data[i], 0)
+				p.ZAdd(ctx, keyWipes, redis.Z{Score: float64(w.CreatedAt.UnixNano()), Member: w.ID})
+				switch w.Status {
+				case cache.WipeHeld:
+					p.ZAdd(ctx, keyHeld, redis.Z{Score: float64(w.CreatedAt.UnixNano()), Member: w.ID})
+				case cache.WipeNotExecutable:
+				default:
+					queueWipe(ctx, p, w)
+				}
+				if err := addAudit(ctx, p, entries[i], s.opts.Clock()); err != nil {
+					return err
+				}
 			}
-			publish(ctx, p, subjectMsg(w.Subject))
 			return nil
 		})
 		return err
-	}, keyWipe(w.ID))
+	}, keys...)
 	if errors.Is(err, redis.TxFailedErr) {
 		err = fmt.Errorf("%w: wipe id already exists", cache.ErrConflict)
 	}
 	if err != nil {
 		return s.fail("enqueue wipe", err)
 	}
-	s.local.Invalidate(w.Subject)
+	for _, w := range ws {
+		if w.Restricts() && w.Status != cache.WipeHeld && w.Status != cache.WipeNotExecutable {
+			s.local.Invalidate(w.Subject)
+		}
+	}
 	return nil
+}
+
+// queueWipe queues w in a transaction, restricting its subject when it is a
+// whole-subject wipe.
+func queueWipe(ctx context.Context, p redis.Pipeliner, w cache.WipeRecord) {
+	if w.Restricts() {
+		p.Set(ctx, keyRestriction(w.Subject), w.ID, 0)
+		touch(ctx, p, w.Subject)
+	}
+	p.XAdd(ctx, &redis.XAddArgs{Stream: keyQueue, Values: []any{"wipe", w.ID}})
+}
+
+// DecideWipe approves or rejects a held deletion.
+func (s *Store) DecideWipe(ctx context.Context, id string, approve bool, by string, at time.Time, entry audit.Entry) (cache.WipeRecord, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var w cache.WipeRecord
+	err := s.c.Watch(ctx, func(tx *redis.Tx) error {
+		raw, err := tx.Get(ctx, keyWipe(id)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return cache.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return fmt.Errorf("decode wipe: %w", err)
+		}
+		if w.Status != cache.WipeHeld {
+			return fmt.Errorf("%w: it is %s, not held", cache.ErrConflict, w.Status)
+		}
+		w.Decide(approve, by, at)
+		b, err := json.Marshal(w)
+		if err != nil {
+			return fmt.Errorf("encode wipe: %w", err)
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, keyWipe(id), b, 0)
+			p.ZRem(ctx, keyHeld, id)
+			if approve {
+				queueWipe(ctx, p, w)
+			}
+			return addAudit(ctx, p, entry, s.opts.Clock())
+		})
+		return err
+	}, keyWipe(id))
+	if errors.Is(err, redis.TxFailedErr) {
+		err = fmt.Errorf("%w: the deletion changed concurrently", cache.ErrConflict)
+	}
+	if err != nil {
+		return cache.WipeRecord{}, s.fail("decide wipe", err)
+	}
+	if approve && w.Restricts() {
+		s.local.Invalidate(w.Subject)
+	}
+	return w, nil
+}
+
+
+// HeldWipes lists held deletions, oldest first.
+func (s *Store) HeldWipes(ctx context.Context, limit int) ([]cache.WipeRecord, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	stop := int64(-1)
+	if limit > 0 {
+		stop = int64(limit) - 1
+	}
+	ids, err := s.c.ZRange(ctx, keyHeld, 0, stop).Result()
+	if err != nil {
+		return nil, s.fail("held wipes", err)
+	}
+	return s.wipesByID(ctx, ids, "held wipes")
+}
+
+func (s *Store) wipesByID(ctx context.Context, ids []string, op string) ([]cache.WipeRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = keyWipe(id)
+	}
+	vals, err := s.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	out := make([]cache.WipeRecord, 0, len(vals))
+	for _, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			continue
+		}
+		var w cache.WipeRecord
+		if err := json.Unmarshal([]byte(str), &w); err != nil {
+			return nil, fmt.Errorf("%s: decode: %w", op, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 // SaveWipe records a wipe's progress.
@@ -315,30 +544,7 @@ func (s *Store) ListWipes(ctx context.Context, limit int) ([]cache.WipeRecord, e
 	if err != nil {
 		return nil, s.fail("list wipes", err)
 	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = keyWipe(id)
-	}
-	vals, err := s.c.MGet(ctx, keys...).Result()
-	if err != nil {
-		return nil, s.fail("list wipes", err)
-	}
-	out := make([]cache.WipeRecord, 0, len(vals))
-	for _, v := range vals {
-		str, ok := v.(string)
-		if !ok {
-			continue
-		}
-		var w cache.WipeRecord
-		if err := json.Unmarshal([]byte(str), &w); err != nil {
-			return nil, fmt.Errorf("list wipes: decode: %w", err)
-		}
-		out = append(out, w)
-	}
-	return out, nil
+	return s.wipesByID(ctx, ids, "list wipes")
 }
 
 // ClaimWipe hands the next queued wipe, or an idle claimed one, to consumer.
@@ -419,7 +625,7 @@ func (s *Store) Unrestrict(ctx context.Context, ref model.SubjectRef, wipeID str
 			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
 				return err
 			}
-			publish(ctx, p, subjectMsg(ref))
+			touch(ctx, p, ref)
 			return nil
 		})
 		return err

@@ -120,7 +120,11 @@ func wantState(t *testing.T, s cache.Store, ix *model.Index, ref model.SubjectRe
 	if err != nil {
 		t.Fatalf("Subject: %v", err)
 	}
-	in := lifecycle.Input{Index: ix, Origin: rec.Subject.Origin, Evidence: rec.Evidence}
+	origin := rec.Subject.Origin
+	if origin.IsZero() {
+		origin = now // nothing recorded: evaluated from the instant asked
+	}
+	in := lifecycle.Input{Index: ix, Origin: origin, Evidence: rec.Evidence}
 	if rec.Subject.Parent != nil {
 		p, err := s.Subject(ctx, *rec.Subject.Parent)
 		if err != nil {
@@ -166,7 +170,19 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"FactsInvalidatedByParentChange", testFactsInvalidateParent},
 		{"FactsInvalidatedByRegisterChange", testFactsInvalidateRegisters},
 		{"FactsNotServedAtNextTransition", testFactsExpiry},
-		{"UnknownSubjectOriginIsFirstSeen", testFirstSeen},
+		{"ReadsNeverRecordAnUnknownSubject", testFirstSeen},
+		{"RecordOriginKeepsTheMostAuthoritative", testRecordOrigin},
+		{"EvidenceOnlySubjectHasTheSameOriginOnEveryStore", testEvidenceOnlyOrigin},
+		{"WritesMarkSubjectsDue", testDueMarks},
+		{"CommitSweepOnlyWhenNoWriteCameBetween", testCommitSweep},
+		{"SnapshotsCarryOriginInheritedAndApplied", testSnapshots},
+		{"ChildrenFollowParentLinks", testChildren},
+		{"EvidenceCountedPerLegalisation", testEvidenceCounts},
+		{"HeldDeletionsWaitForADecision", testHeldWipes},
+		{"EnqueueWipesIsAllOrNothing", testEnqueueWipes},
+		{"LeaseHasOneHolder", testLease},
+		{"MassDeletionGuardCountsAWindow", testGuard},
+		{"RegisterChangeStartsARecompute", testRecompute},
 		{"EnqueueWipeRestrictsSubject", testWipeEnqueue},
 		{"SaveWipeRecordsProgress", testSaveWipe},
 		{"ClaimAndAckWipe", testClaimAck},
@@ -508,28 +524,527 @@ func testFactsExpiry(t *testing.T, newStore func(*testing.T) cache.Store) {
 func testFirstSeen(t *testing.T, newStore func(*testing.T) cache.Store) {
 	s, ix := seeded(t, newStore)
 	ctx := ctxT(t)
-	seen := T0.Add(-5 * 24 * time.Hour)
-	f := mustFacts(t, s, bob, seen)
-	if f.Known {
-		t.Fatal("first seen subject reported Known")
+	// 300 random ids used to make 300 keys: a read of an unknown subject
+	// must record nothing, and evaluate it from the instant asked.
+	for _, now := range []time.Time{T0, T0.Add(200 * 24 * time.Hour)} {
+		f := mustFacts(t, s, bob, now)
+		if f.Known || f.Origin != cache.OriginNone {
+			t.Fatalf("unknown subject Facts = %+v, want not known, origin none", f)
+		}
+		if want := lifecycle.Evaluate(lifecycle.Input{Index: ix, Origin: now}, now); !sameState(f.State, want) {
+			t.Fatalf("unknown subject state = %+v, want evaluated from now %+v", f.State, want)
+		}
 	}
 	rec, err := s.Subject(ctx, bob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rec.Subject.Origin.Equal(seen) || rec.Known {
-		t.Fatalf("Subject after first sight = %+v, want origin %s and not known", rec, seen)
+	if rec.Known || !rec.Subject.Origin.IsZero() {
+		t.Fatalf("Subject after reads = %+v: a read recorded something", rec)
 	}
-	// Asked again later (a different sidecar, or after invalidation), the
-	// origin stays the first sighting.
-	later := T0.Add(200 * 24 * time.Hour)
-	g := mustFacts(t, s, bob, later)
-	want := lifecycle.Evaluate(lifecycle.Input{Index: ix, Origin: seen}, later)
-	if !sameState(g.State, want) {
-		t.Fatalf("later Facts = %+v, want evaluated from the first-seen origin: %+v", g.State, want)
+	if total, _, err := s.DueCount(ctx, T0); err != nil || total != 0 {
+		t.Fatalf("due index after reads holds %d subjects (%v), want none", total, err)
 	}
-	if rec, _ := s.Subject(ctx, bob); !rec.Subject.Origin.Equal(seen) {
-		t.Fatalf("origin moved to %s", rec.Subject.Origin)
+}
+
+func testRecordOrigin(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	steps := []struct {
+		at   time.Time
+		src  cache.OriginSource
+		want bool
+		then time.Time
+	}{
+		{*at(-5), cache.OriginObserved, true, *at(-5)},
+		{*at(-1), cache.OriginObserved, false, *at(-5)},    // first sighting stays
+		{*at(-400), cache.OriginStated, true, *at(-400)},   // the backend's word replaces it once
+		{*at(-300), cache.OriginStated, false, *at(-400)},  // never twice
+		{*at(-900), cache.OriginObserved, false, *at(-400)}, // nor by an observation
+	}
+	for i, st := range steps {
+		got, err := s.RecordOrigin(ctx, bob, st.at, st.src)
+		if err != nil || got != st.want {
+			t.Fatalf("step %d: RecordOrigin = %v, %v; want %v", i, got, err, st.want)
+		}
+		rec, _ := s.Subject(ctx, bob)
+		if !rec.Subject.Origin.Equal(st.then) {
+			t.Fatalf("step %d: origin %s, want %s", i, rec.Subject.Origin, st.then)
+		}
+		if f := mustFacts(t, s, bob, T0); f.Origin != cache.OriginObserved+cache.OriginSource(min(i/2, 1)) {
+			t.Fatalf("step %d: Facts.Origin = %s (cached entry not invalidated?)", i, f.Origin)
+		}
+	}
+	// An operator's origin wins over anything recorded.
+	if err := s.PutSubject(ctx, model.Subject{Ref: bob, Origin: *at(-10)}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := s.Subject(ctx, bob); !rec.Subject.Origin.Equal(*at(-10)) {
+		t.Fatalf("origin after PutSubject = %s", rec.Subject.Origin)
+	}
+	if f := mustFacts(t, s, bob, T0); f.Origin != cache.OriginSet {
+		t.Fatalf("Facts.Origin = %s, want set", f.Origin)
+	}
+	if _, err := s.RecordOrigin(ctx, bob, time.Time{}, cache.OriginObserved); err == nil {
+		t.Fatal("RecordOrigin accepted a zero instant")
+	}
+	if es := auditAll(t, s); len(es) != 2 {
+		t.Fatalf("audit has %d entries; recording origins is not audited, PutSubject is", len(es))
+	}
+}
+
+func testEvidenceOnlyOrigin(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, ix := seeded(t, newStore)
+	ctx := ctxT(t)
+	// A 500-day-old consent imported for a contact gdprgate never met: the
+	// subject's data is taken to originate when the evidence arrived
+	// (entry.Time), on every store alike — not at the year 1.
+	e := entry("evidence.import")
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(bob, "marketing-consent", "k-500", -500)}, e); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := s.Subject(ctx, bob)
+	if !rec.Subject.Origin.Equal(T0) {
+		t.Fatalf("evidence-only subject origin = %s, want the evidence's arrival %s", rec.Subject.Origin, T0)
+	}
+	f := mustFacts(t, s, bob, T0)
+	if f.Origin != cache.OriginObserved || !sameState(f.State, wantState(t, s, ix, bob, T0)) || f.State.Active&0b11 != 0b11 {
+		t.Fatalf("Facts = %+v, want observed origin and bits 0-1 active (grace)", f)
+	}
+	// An import may state the subject's origin; it is not kept in the record.
+	so := *at(-50)
+	in := ev(alice, "contract-care", "", -40)
+	in.SubjectOrigin = &so
+	out, err := s.PutEvidence(ctx, []model.Evidence{in}, entry("evidence.import"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].SubjectOrigin != nil {
+		t.Fatal("SubjectOrigin kept in the returned record")
+	}
+	rec, _ = s.Subject(ctx, alice)
+	if !rec.Subject.Origin.Equal(so) || rec.Evidence[0].SubjectOrigin != nil {
+		t.Fatalf("alice = %+v, want origin %s and no subject_origin stored", rec, so)
+	}
+	if f := mustFacts(t, s, alice, T0); f.Origin != cache.OriginStated {
+		t.Fatalf("Facts.Origin = %s, want stated", f.Origin)
+	}
+}
+
+// dueMap reads the whole due index through ScanDue.
+func dueMap(t *testing.T, s cache.Store) map[model.SubjectRef]float64 {
+	t.Helper()
+	out := map[model.SubjectRef]float64{}
+	cursor := ""
+	for range 10000 {
+		ds, next, err := s.ScanDue(ctxT(t), cursor, 2)
+		if err != nil {
+			t.Fatalf("ScanDue: %v", err)
+		}
+		for _, d := range ds {
+			out[d.Ref] = d.Score
+		}
+		if next == "" {
+			return out
+		}
+		cursor = next
+	}
+	t.Fatal("ScanDue does not end")
+	return nil
+}
+
+func testDueMarks(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	if err := s.PutSubject(ctx, model.Subject{Ref: phone, Origin: *at(-40), Parent: &alice}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	m1 := dueMap(t, s)
+	if len(m1) != 1 || m1[phone] > 0 {
+		t.Fatalf("due after PutSubject = %v, want the phone marked (score <= 0)", m1)
+	}
+	// Evidence of the parent marks the child too (it inherits it).
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "contract-care", "", -100)}, entry("evidence.create")); err != nil {
+		t.Fatal(err)
+	}
+	m2 := dueMap(t, s)
+	if len(m2) != 2 || m2[alice] > 0 || m2[phone] > 0 || m2[phone] == m1[phone] || m2[alice] == m2[phone] {
+		t.Fatalf("due after parent evidence = %v (before %v), want both marked with fresh distinct marks", m2, m1)
+	}
+	if _, err := s.RecordOrigin(ctx, bob, *at(-3), cache.OriginObserved); err != nil {
+		t.Fatal(err)
+	}
+	if m := dueMap(t, s); m[bob] > 0 || len(m) != 3 {
+		t.Fatalf("due after RecordOrigin = %v", m)
+	}
+	ds, err := s.Due(ctx, T0, 2)
+	if err != nil || len(ds) != 2 || !ds[0].Marked() || ds[0].Score > ds[1].Score {
+		t.Fatalf("Due(limit 2) = %+v, %v; want two marked entries, lowest score first", ds, err)
+	}
+	total, due, err := s.DueCount(ctx, T0)
+	if err != nil || total != 3 || due != 3 {
+		t.Fatalf("DueCount = %d, %d, %v; want 3, 3", total, due, err)
+	}
+}
+
+func testCommitSweep(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	for _, ref := range []model.SubjectRef{alice, bob} {
+		if err := s.PutSubject(ctx, model.Subject{Ref: ref, Origin: *at(-10)}, entry("subject.put")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := s.Due(ctx, T0, 10)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("Due = %+v, %v", ds, err)
+	}
+	byRef := map[model.SubjectRef]cache.Due{}
+	for _, d := range ds {
+		byRef[d.Ref] = d
+	}
+	// A write to bob after the sweeper read the index: its commit must not
+	// overwrite the new mark.
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(bob, "contract-care", "", -10)}, entry("evidence.create")); err != nil {
+		t.Fatal(err)
+	}
+	next := cache.DueScore(T0.Add(20 * 24 * time.Hour))
+	ok, err := s.CommitSweep(ctx, []cache.SweepUpdate{
+		{Ref: alice, Expect: byRef[alice].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}},
+		{Ref: bob, Expect: byRef[bob].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}},
+		{Ref: phone, Expect: 0, Next: next},
+	})
+	if err != nil || !reflect.DeepEqual(ok, []bool{true, false, false}) {
+		t.Fatalf("CommitSweep = %v, %v; want alice only (bob changed, phone not indexed)", ok, err)
+	}
+	m := dueMap(t, s)
+	if m[alice] != next || m[bob] > 0 || len(m) != 2 {
+		t.Fatalf("due = %v; want alice at %v and bob still marked", m, next)
+	}
+	if due, _ := s.Due(ctx, T0, 10); len(due) != 1 || due[0].Ref != bob {
+		t.Fatalf("Due(T0) = %+v, want bob only", due)
+	}
+	at := cache.Due{Score: next}.At()
+	if due, _ := s.Due(ctx, at, 10); len(due) != 2 || due[1].Ref != alice || !due[1].At().Equal(at) {
+		t.Fatalf("Due(at alice's instant) = %+v, want bob then alice", due)
+	}
+	if due, _ := s.Due(ctx, at.Add(-time.Millisecond), 10); len(due) != 1 {
+		t.Fatalf("Due just before alice's instant = %+v, want bob only", due)
+	}
+	// No next transition: kept in the index (a register change finds it),
+	// never due.
+	ok, err = s.CommitSweep(ctx, []cache.SweepUpdate{{Ref: alice, Expect: next, Next: cache.NoTransition, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}}})
+	if err != nil || !ok[0] {
+		t.Fatalf("CommitSweep(no transition) = %v, %v", ok, err)
+	}
+	if m := dueMap(t, s); !(cache.Due{Score: m[alice]}).Never() {
+		t.Fatalf("alice's score = %v, want +Inf", m[alice])
+	}
+	if due, _ := s.Due(ctx, T0.Add(100*365*24*time.Hour), 10); len(due) != 1 {
+		t.Fatalf("Due(far future) = %+v: a subject without transition is never due", due)
+	}
+	snaps, err := s.Snapshots(ctx, []model.SubjectRef{alice})
+	if err != nil || snaps[0].Applied != (cache.Applied{Obliviated: 0b1000, Round: 1}) {
+		t.Fatalf("Snapshots applied = %+v, %v", snaps, err)
+	}
+}
+
+func testSnapshots(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	if err := s.PutSubject(ctx, model.Subject{Ref: phone, Origin: *at(-40), Parent: &alice}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "contract-care", "", -100)}, entry("evidence.create")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueWipe(ctx, wipe("w-1", bob, T0), entry("wipe.request")); err != nil {
+		t.Fatal(err)
+	}
+	unknown := model.SubjectRef{Entity: "contact", ID: "c-404"}
+	snaps, err := s.Snapshots(ctx, []model.SubjectRef{phone, alice, bob, unknown})
+	if err != nil || len(snaps) != 4 {
+		t.Fatalf("Snapshots = %+v, %v", snaps, err)
+	}
+	if p := snaps[0]; p.Record.Subject.Ref != phone || p.Origin != cache.OriginSet || len(p.Inherited) != 1 || !p.Record.Subject.Origin.Equal(*at(-40)) {
+		t.Fatalf("phone snapshot = %+v, want set origin and alice's evidence inherited", p)
+	}
+	if a := snaps[1]; a.Origin != cache.OriginObserved || len(a.Record.Evidence) != 1 || a.Inherited != nil {
+		t.Fatalf("alice snapshot = %+v, want observed origin (first evidence), one record", a)
+	}
+	if b := snaps[2]; b.Record.Restriction != "w-1" {
+		t.Fatalf("bob snapshot = %+v, want restricted by w-1", b)
+	}
+	if u := snaps[3]; u.Record.Known || u.Origin != cache.OriginNone || u.Record.Subject.Ref != unknown {
+		t.Fatalf("unknown snapshot = %+v", u)
+	}
+}
+
+func testChildren(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	phone2 := model.SubjectRef{Entity: "phone_number", ID: "+420999"}
+	for _, ph := range []model.SubjectRef{phone, phone2} {
+		if err := s.PutSubject(ctx, model.Subject{Ref: ph, Origin: *at(-40), Parent: &alice}, entry("subject.put")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cs, err := s.Children(ctx, alice); err != nil || len(cs) != 2 {
+		t.Fatalf("Children(alice) = %v, %v; want both phones", cs, err)
+	}
+	// Re-parenting moves the child; dropping the parent removes it.
+	if err := s.PutSubject(ctx, model.Subject{Ref: phone, Origin: *at(-40), Parent: &bob}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutSubject(ctx, model.Subject{Ref: phone2, Origin: *at(-40)}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := s.Children(ctx, alice); len(cs) != 0 {
+		t.Fatalf("Children(alice) = %v, want none", cs)
+	}
+	if cs, _ := s.Children(ctx, bob); len(cs) != 1 || cs[0] != phone {
+		t.Fatalf("Children(bob) = %v, want the phone", cs)
+	}
+}
+
+func testEvidenceCounts(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	want := func(step string, w map[string]int) {
+		t.Helper()
+		got, err := s.EvidenceCounts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 && len(w) == 0 {
+			return
+		}
+		if !reflect.DeepEqual(got, w) {
+			t.Fatalf("%s: counts = %v, want %v", step, got, w)
+		}
+	}
+	want("empty", map[string]int{})
+	out, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "contract-care", "", -10), ev(alice, "marketing-consent", "k1", -10), ev(bob, "marketing-consent", "k2", -10)}, entry("evidence.create"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("three records", map[string]int{"contract-care": 1, "marketing-consent": 2})
+	// Re-import, twice in one batch, and under another subject: still one
+	// record per key.
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "marketing-consent", "k1", -9), ev(bob, "marketing-consent", "k1", -8), ev(bob, "marketing-consent", "k3", -8), ev(bob, "marketing-consent", "k3", -7)}, entry("evidence.import")); err != nil {
+		t.Fatal(err)
+	}
+	want("re-imports", map[string]int{"contract-care": 1, "marketing-consent": 3})
+	// A given id replacing a record of another legalisation moves the count.
+	repl := ev(alice, "marketing-consent", "k9", -5)
+	repl.ID = out[0].ID
+	if _, err := s.PutEvidence(ctx, []model.Evidence{repl}, entry("evidence.create")); err != nil {
+		t.Fatal(err)
+	}
+	want("replace by id", map[string]int{"marketing-consent": 4})
+	if err := s.RevokeEvidence(ctx, alice, out[0].ID, entry("evidence.revoke")); err != nil {
+		t.Fatal(err)
+	}
+	want("revoke", map[string]int{"marketing-consent": 3})
+}
+
+func testHeldWipes(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	held := wipe("lc-1", alice, T0)
+	held.Status, held.Reason, held.HeldFor = cache.WipeHeld, cache.ReasonLifecycle, "approval"
+	erase := wipe("lc-2", bob, T0.Add(time.Second))
+	erase.Status, erase.Kind, erase.Bits = cache.WipeHeld, cache.KindErasure, 0b1000
+	gone := wipe("lc-3", bob, T0.Add(2*time.Second))
+	gone.Status, gone.Kind = cache.WipeNotExecutable, cache.KindErasure
+	for _, w := range []cache.WipeRecord{held, erase, gone} {
+		if err := s.EnqueueWipe(ctx, w, entry("deletion.hold")); err != nil {
+			t.Fatalf("EnqueueWipe(%s): %v", w.ID, err)
+		}
+	}
+	if f := mustFacts(t, s, alice, T0); f.Restricted {
+		t.Fatal("a held wipe restricted its subject")
+	}
+	if c, err := s.ClaimWipe(ctx, "w", time.Hour, 0); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("claim = %+v, %v: held or not executable work was queued", c, err)
+	}
+	hs, err := s.HeldWipes(ctx, 10)
+	if err != nil || len(hs) != 2 || hs[0].ID != "lc-1" || hs[1].ID != "lc-2" || hs[1].Bits != 0b1000 || hs[1].Kind != cache.KindErasure {
+		t.Fatalf("HeldWipes = %+v, %v", hs, err)
+	}
+	got, err := s.DecideWipe(ctx, "lc-1", true, "dpo", T0.Add(time.Hour), entry("deletion.approve"))
+	if err != nil || got.Status != cache.WipeQueued || got.DecidedBy != "dpo" || got.DecidedAt == nil || got.HeldFor != "" {
+		t.Fatalf("approve = %+v, %v", got, err)
+	}
+	if f := mustFacts(t, s, alice, T0); !f.Restricted {
+		t.Fatal("an approved wipe did not restrict its subject")
+	}
+	if c, err := s.ClaimWipe(ctx, "w", time.Hour, 0); err != nil || c.WipeID != "lc-1" {
+		t.Fatalf("claim after approval = %+v, %v", c, err)
+	}
+	if _, err := s.DecideWipe(ctx, "lc-1", false, "dpo", T0, entry("deletion.reject")); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("deciding a decided deletion err = %v, want ErrConflict", err)
+	}
+	got, err = s.DecideWipe(ctx, "lc-2", false, "dpo", T0, entry("deletion.reject"))
+	if err != nil || got.Status != cache.WipeRejected || got.Steps[0].Status != "skipped" {
+		t.Fatalf("reject = %+v, %v", got, err)
+	}
+	if _, err := s.DecideWipe(ctx, "lc-404", true, "dpo", T0, entry("deletion.approve")); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("deciding an unknown deletion err = %v, want ErrNotFound", err)
+	}
+	if hs, _ := s.HeldWipes(ctx, 10); len(hs) != 0 {
+		t.Fatalf("HeldWipes after decisions = %+v", hs)
+	}
+	if f := mustFacts(t, s, bob, T0); f.Restricted {
+		t.Fatal("an erasure restricted its subject")
+	}
+	// An erasure queued right away does not restrict either.
+	q := wipe("lc-4", bob, T0)
+	q.Kind = cache.KindErasure
+	if err := s.EnqueueWipe(ctx, q, entry("deletion.create")); err != nil {
+		t.Fatal(err)
+	}
+	if f := mustFacts(t, s, bob, T0); f.Restricted {
+		t.Fatal("a queued erasure restricted its subject")
+	}
+	if es := auditAll(t, s); len(es) != 7 || es[4].Action != "deletion.approve" || es[5].Action != "deletion.reject" {
+		t.Fatalf("audit = %+v", es)
+	}
+}
+
+func testEnqueueWipes(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	if err := s.EnqueueWipe(ctx, wipe("w-1", bob, T0), entry("wipe.request")); err != nil {
+		t.Fatal(err)
+	}
+	parent, child := wipe("w-2", alice, T0), wipe("w-1", phone, T0)
+	child.Reason, child.Parent = cache.ReasonCascade, "w-2"
+	if err := s.EnqueueWipes(ctx, []cache.WipeRecord{parent, child}, []audit.Entry{entry("wipe.request"), entry("wipe.cascade")}); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("EnqueueWipes with a taken id err = %v, want ErrConflict", err)
+	}
+	if f := mustFacts(t, s, alice, T0); f.Restricted {
+		t.Fatal("a refused EnqueueWipes restricted the parent")
+	}
+	child.ID = "w-3"
+	if err := s.EnqueueWipes(ctx, []cache.WipeRecord{parent, child}, []audit.Entry{entry("wipe.request"), entry("wipe.cascade")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []model.SubjectRef{alice, phone} {
+		if f := mustFacts(t, s, ref, T0); !f.Restricted {
+			t.Fatalf("%s not restricted by the cascade", ref.Entity)
+		}
+	}
+	if w, _ := s.Wipe(ctx, "w-3"); w.Parent != "w-2" || w.Reason != cache.ReasonCascade {
+		t.Fatalf("child wipe = %+v", w)
+	}
+	if es := auditAll(t, s); len(es) != 4 || es[3].Action != "wipe.cascade" {
+		t.Fatalf("audit = %+v, want one entry per wipe", es)
+	}
+}
+
+func testLease(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	ok, err := s.AcquireLease(ctx, "sweeper", "a", time.Hour)
+	if err != nil || !ok {
+		t.Fatalf("first acquire = %v, %v", ok, err)
+	}
+	if ok, _ := s.AcquireLease(ctx, "sweeper", "b", time.Hour); ok {
+		t.Fatal("a second holder got a held lease")
+	}
+	if ok, _ := s.AcquireLease(ctx, "sweeper", "a", time.Hour); !ok {
+		t.Fatal("the holder could not extend its lease")
+	}
+	if ok, _ := s.AcquireLease(ctx, "other", "b", time.Hour); !ok {
+		t.Fatal("leases of different names interfere")
+	}
+	if err := s.ReleaseLease(ctx, "sweeper", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.AcquireLease(ctx, "sweeper", "b", time.Hour); ok {
+		t.Fatal("a non-holder released the lease")
+	}
+	if err := s.ReleaseLease(ctx, "sweeper", "a"); err != nil {
+		t.Fatal(err)
+	}
+	// A holder that dies: the lease runs out and another takes it.
+	if ok, _ := s.AcquireLease(ctx, "sweeper", "b", 50*time.Millisecond); !ok {
+		t.Fatal("b could not take a released lease")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := s.AcquireLease(ctx, "sweeper", "c", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an expired lease was never handed over")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testGuard(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s := newStore(t)
+	ctx := ctxT(t)
+	admit := func(n int, at time.Time, confirm bool) (bool, int) {
+		t.Helper()
+		ok, c, err := s.AdmitDeletions(ctx, n, 3, time.Minute, at, confirm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok, c
+	}
+	if ok, c := admit(2, T0, false); !ok || c != 0 {
+		t.Fatalf("2 of 3 = %v, %d", ok, c)
+	}
+	if ok, c := admit(2, T0.Add(time.Second), false); ok || c != 2 {
+		t.Fatalf("2 more within the minute = %v, %d; want refused with 2 counted", ok, c)
+	}
+	if ok, _ := admit(1, T0.Add(time.Second), false); !ok {
+		t.Fatal("the third deletion was refused")
+	}
+	if ok, _ := admit(1, T0.Add(2*time.Second), false); ok {
+		t.Fatal("a fourth deletion within the minute was admitted")
+	}
+	if ok, c := admit(5, T0.Add(2*time.Second), true); !ok || c != 3 {
+		t.Fatalf("confirmed = %v, %d; want admitted", ok, c)
+	}
+	// The window slides: a minute later only the five confirmed ones count.
+	if ok, c := admit(1, T0.Add(61*time.Second+500*time.Millisecond), false); ok || c != 5 {
+		t.Fatalf("after the first three left the window = %v, %d; want refused, 5 counted", ok, c)
+	}
+	if ok, c := admit(1, T0.Add(3*time.Minute), false); !ok || c != 0 {
+		t.Fatalf("three minutes later = %v, %d", ok, c)
+	}
+}
+
+func testRecompute(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	p, err := s.Recompute(ctx)
+	if err != nil || p.Version != 1 || p.Done || p.Cursor != "" {
+		t.Fatalf("Recompute after the first save = %+v, %v; want version 1 pending", p, err)
+	}
+	p.Cursor, p.Scanned = "42", 7
+	if err := s.SaveRecompute(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Recompute(ctx); got.Cursor != "42" || got.Scanned != 7 {
+		t.Fatalf("Recompute = %+v", got)
+	}
+	if _, err := s.SaveRegisters(ctx, Registers(), 1, entry("register.replace")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveRecompute(ctx, p); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("saving progress of a superseded recompute err = %v, want ErrConflict", err)
+	}
+	if got, _ := s.Recompute(ctx); got.Version != 2 || got.Scanned != 0 || got.Cursor != "" {
+		t.Fatalf("Recompute after a register change = %+v, want a fresh one for version 2", got)
 	}
 }
 

@@ -238,6 +238,11 @@ type Evidence struct {
 	// the evidence is validated, and Origin when an old record is evaluated.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	CreatedBy string    `json:"created_by,omitempty"`
+	// SubjectOrigin, on input only, states when the subject's personal data
+	// originated (an import from the system that created it). The store
+	// records it as the subject's origin unless an operator set one; it is
+	// not kept in the evidence record.
+	SubjectOrigin *time.Time `json:"subject_origin,omitempty"`
 }
 
 // Subject is what the store knows of a data subject besides its evidence.

@@ -296,5 +296,8 @@ func (ix *Index) ValidateEvidence(ev *Evidence) error {
 	if ev.RenewedAt != nil && ev.RenewedAt.Before(ev.Origin) {
 		e.add("renewed_at", "is before origin")
 	}
+	if ev.SubjectOrigin != nil && ev.SubjectOrigin.After(made) {
+		e.add("subject_origin", "is in the future (after the evidence is made)")
+	}
 	return e.err()
 }
