@@ -219,4 +219,3 @@ func (s *Store) AdmitDeletions(ctx context.Context, n, limit int, window time.Du
 	}
 	return true, c, nil
 }
-

@@ -334,7 +334,9 @@ func (s *Store) Children(ctx context.Context, ref model.SubjectRef) ([]model.Sub
 	for c := range sub.children {
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b model.SubjectRef) int { return strings.Compare(cache.SubjectMember(a), cache.SubjectMember(b)) })
+	slices.SortFunc(out, func(a, b model.SubjectRef) int {
+		return strings.Compare(cache.SubjectMember(a), cache.SubjectMember(b))
+	})
 	return out, nil
 }
 
@@ -577,7 +579,6 @@ func (s *Store) DecideWipe(ctx context.Context, id string, approve bool, by stri
 	s.appendAudit(entry)
 	return cloneWipe(w), nil
 }
-
 
 // HeldWipes lists held deletions, oldest first.
 func (s *Store) HeldWipes(ctx context.Context, limit int) ([]cache.WipeRecord, error) {

@@ -453,7 +453,6 @@ func (s *Store) DecideWipe(ctx context.Context, id string, approve bool, by stri
 	return w, nil
 }
 
-
 // HeldWipes lists held deletions, oldest first.
 func (s *Store) HeldWipes(ctx context.Context, limit int) ([]cache.WipeRecord, error) {
 	ctx, cancel := s.ctx(ctx)

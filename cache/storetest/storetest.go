@@ -557,9 +557,9 @@ func testRecordOrigin(t *testing.T, newStore func(*testing.T) cache.Store) {
 		then time.Time
 	}{
 		{*at(-5), cache.OriginObserved, true, *at(-5)},
-		{*at(-1), cache.OriginObserved, false, *at(-5)},    // first sighting stays
-		{*at(-400), cache.OriginStated, true, *at(-400)},   // the backend's word replaces it once
-		{*at(-300), cache.OriginStated, false, *at(-400)},  // never twice
+		{*at(-1), cache.OriginObserved, false, *at(-5)},     // first sighting stays
+		{*at(-400), cache.OriginStated, true, *at(-400)},    // the backend's word replaces it once
+		{*at(-300), cache.OriginStated, false, *at(-400)},   // never twice
 		{*at(-900), cache.OriginObserved, false, *at(-400)}, // nor by an observation
 	}
 	for i, st := range steps {
