@@ -530,7 +530,7 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		st = cache.ComputeFacts(ix, cache.SubjectRecord{Subject: model.Subject{Ref: ref, Origin: now}}, nil, now).State
+		st = cache.ComputeFacts(ix, cache.SubjectRecord{Subject: model.Subject{Ref: ref}}, cache.OriginNone, nil, now).State
 	}
 	v.Coverage = st.Coverage.String()
 	if !st.Next.IsZero() {
