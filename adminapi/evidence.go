@@ -462,6 +462,9 @@ type bitView struct {
 	Sensitivity string `json:"sensitivity"`
 	State       string `json:"state"`
 	Covered     bool   `json:"covered"`
+	// Coverage is the bit's colour: evidence in force now on the subject
+	// (blue), inherited (green), or none (red).
+	Coverage string `json:"coverage"`
 }
 
 type grantView struct {
@@ -542,7 +545,7 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 		if sens == nil {
 			continue
 		}
-		v.Bits = append(v.Bits, bitView{Bit: b, Sensitivity: sens.ID, State: st.Bit(b).String(), Covered: st.Covered&sens.Mask() != 0})
+		v.Bits = append(v.Bits, bitView{Bit: b, Sensitivity: sens.ID, State: st.Bit(b).String(), Covered: st.Covered&sens.Mask() != 0, Coverage: st.BitCoverage(b).String()})
 	}
 	for _, g := range st.Grants {
 		v.Grants = append(v.Grants, grantView{LegalisationID: g.LegalisationID, PrivacyPermission: g.PrivacyPermission, Coverage: g.Coverage, Inherited: g.Inherited})

@@ -74,7 +74,7 @@ func both(t *testing.T, s *stack, c call) result {
 	if e.status != p.status || !sameBody {
 		t.Errorf("%s %s: envoy and proxy differ\n envoy %d %s\n proxy %d %s", c.method, c.path, e.status, e.body, p.status, p.body)
 	}
-	for _, h := range []string{"x-gdpr-coverage", "x-gdpr-redacted"} {
+	for _, h := range []string{"x-gdpr-coverage", "x-gdpr-coverage-bits", "x-gdpr-redacted"} {
 		if e.header.Get(h) != p.header.Get(h) {
 			t.Errorf("%s %s: header %s: envoy %q, proxy %q", c.method, c.path, h, e.header.Get(h), p.header.Get(h))
 		}
@@ -100,8 +100,9 @@ func TestScenario(t *testing.T) {
 			{"Bob archived: agent asking for archive mode still sees nothing", call{path: "/api/contacts/c-2", roles: "agent", mode: "archive"}, 200, 0, "blue"},
 			{"Bob archived: supervisor without archive mode", call{path: "/api/contacts/c-2", roles: "supervisor"}, 200, 0, "blue"},
 			{"Bob archived: supervisor in archive mode sees 0-2, health obliviated", call{path: "/api/contacts/c-2", roles: "supervisor", mode: "archive"}, 200, 7, "blue"},
-			{"Carol expired: agent sees nothing", call{path: "/api/contacts/c-3", roles: "agent"}, 200, 0, "blue"},
-			{"Carol expired: auditor sees 0-1", call{path: "/api/contacts/c-3", roles: "auditor"}, 200, 3, "blue"},
+			// Her expired consent grants nothing now: "Red – We have no coverage".
+			{"Carol expired: agent sees nothing", call{path: "/api/contacts/c-3", roles: "agent"}, 200, 0, "red"},
+			{"Carol expired: auditor sees 0-1", call{path: "/api/contacts/c-3", roles: "auditor"}, 200, 3, "red"},
 			{"Dan in grace: agent sees 0-1, bit 2 expired", call{path: "/api/contacts/c-4", roles: "agent"}, 200, 3, "red"},
 			{"Dan: auditor also sees expired bit 2, never obliviated health", call{path: "/api/contacts/c-4", roles: "auditor"}, 200, 7, "red"},
 			{"Eve obliviated: 404 for everyone", call{path: "/api/contacts/c-5", roles: "auditor", mode: "archive"}, 404, 0, ""},
@@ -111,7 +112,10 @@ func TestScenario(t *testing.T) {
 			{"Ken: auditor sees expired health", call{path: "/api/contacts/c-11", roles: "auditor"}, 200, 15, "blue"},
 			{"Laura: renewal keeps her data active", call{path: "/api/contacts/c-12", roles: "agent"}, 200, 7, "blue"},
 			{"several roles: union of masks", call{path: "/api/contacts/c-1", roles: "marketer, agent"}, 200, 7, "blue"},
-			{"unknown role sees nothing", call{path: "/api/contacts/c-1", roles: "janitor"}, 200, 0, "blue"},
+			// Colours are over the bits the caller may see: none.
+			{"unknown role sees nothing", call{path: "/api/contacts/c-1", roles: "janitor"}, 200, 0, "red"},
+			{"Mallory: an agent's colour does not tell of her health consent", call{path: "/api/contacts/c-13", roles: "agent"}, 200, 3, "red"},
+			{"Mallory: the supervisor sees the health consent's colour", call{path: "/api/contacts/c-13", roles: "supervisor"}, 200, 11, "blue"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

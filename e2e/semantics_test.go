@@ -93,3 +93,56 @@ func TestGdprNotEnforcedStopsOnlyTheLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// The manual's editor colours: "Red – We have no coverage. Blue – We have
+// coverage - at least one explicit. Green – We have at least one inherited
+// coverage." Only evidence that grants something now counts, per bit in
+// x-gdpr-coverage-bits, and only for the bits the caller may see.
+func TestCoverageColoursPerSensitivity(t *testing.T) {
+	s := newStack(t, "")
+	cases := []struct {
+		name          string
+		c             call
+		overall, bits string
+	}{
+		{"Alice, supervisor: every bit explicit", call{path: "/api/contacts/c-1", roles: "supervisor"}, "blue", "0:blue,1:blue,2:blue,3:blue"},
+		{"Alice, agent: only the agent's bits", call{path: "/api/contacts/c-1", roles: "agent"}, "blue", "0:blue,1:blue,2:blue"},
+		{"Bob: archived evidence still covers, his health has none", call{path: "/api/contacts/c-2", roles: "supervisor"}, "blue", "0:blue,1:blue,2:blue,3:red"},
+		{"Carol: an expired consent is no coverage", call{path: "/api/contacts/c-3", roles: "auditor"}, "red", "0:red,1:red,2:red,3:red"},
+		{"Ken: contract in force, health consent expired", call{path: "/api/contacts/c-11", roles: "auditor"}, "blue", "0:blue,1:blue,2:blue,3:red"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := both(t, s, tc.c)
+			if got := r.header.Get("x-gdpr-coverage"); got != tc.overall {
+				t.Errorf("x-gdpr-coverage %q, want %q", got, tc.overall)
+			}
+			if got := r.header.Get("x-gdpr-coverage-bits"); got != tc.bits {
+				t.Errorf("x-gdpr-coverage-bits %q, want %q", got, tc.bits)
+			}
+		})
+	}
+	t.Run("the admin API's subject view colours each bit", func(t *testing.T) {
+		st, b := s.admin(t, "GET", "/v1/subjects/contact/c-11", "")
+		if st != 200 {
+			t.Fatalf("%d %s", st, b)
+		}
+		var v struct {
+			Coverage string `json:"coverage"`
+			Bits     []struct {
+				Bit      int    `json:"bit"`
+				Coverage string `json:"coverage"`
+			} `json:"bits"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		got := map[int]string{}
+		for _, bv := range v.Bits {
+			got[bv.Bit] = bv.Coverage
+		}
+		if v.Coverage != "blue" || got[0] != "blue" || got[2] != "blue" || got[3] != "red" {
+			t.Errorf("subject view: overall %q, bits %v", v.Coverage, got)
+		}
+	})
+}

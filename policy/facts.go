@@ -47,8 +47,13 @@ type Facts struct {
 	Archived       uint32
 	Expired        uint32
 	Obliviated     uint32
-	// Coverage is "red", "blue" or "green".
+	// Coverage is "red", "blue" or "green", over every bit.
 	Coverage string
+	// CoverageExplicit and CoverageInherited are the bits covered by
+	// evidence in force now, on the subject itself or inherited: the
+	// policy colours per bit and over the caller's bits from them.
+	CoverageExplicit  uint32
+	CoverageInherited uint32
 	// CommPermitted: a grant in force permits CommType (respecting same_project).
 	CommPermitted bool
 	// Unavailable: the store could not give fresh facts; the policy fails

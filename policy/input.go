@@ -62,6 +62,8 @@ func buildInput(f *Facts, req *Request) (ast.Value, error) {
 			ast.Item(ast.StringTerm("expired"), maskTerm(f.Expired)),
 			ast.Item(ast.StringTerm("obliviated"), maskTerm(f.Obliviated)),
 			ast.Item(ast.StringTerm("coverage"), ast.StringTerm(f.Coverage)),
+			ast.Item(ast.StringTerm("coverage_explicit"), maskTerm(f.CoverageExplicit)),
+			ast.Item(ast.StringTerm("coverage_inherited"), maskTerm(f.CoverageInherited)),
 			ast.Item(ast.StringTerm("comm_permitted"), ast.BooleanTerm(f.CommPermitted)),
 		)),
 		ast.Item(ast.StringTerm("config"), ast.ObjectTerm(

@@ -56,7 +56,7 @@ func TestBuildInputShape(t *testing.T) {
 		"parsed_query": `{"a": ["1", "2"], "b": ["x y"]}`,
 		"parsed_body":  `{"contact_id": "c-1", "type": "campaign"}`,
 		"caller":       `{"authenticated": true, "roles": ["agent", "marketer"], "sensitivity_mask": 7, "view_archived": false, "view_expired": false, "export_evidence": false, "edit_items": false, "edit_evidence": false, "gdpr_permission": false, "archive_mode": false}`,
-		"subject":      `{"present": true, "known": true, "restricted": false, "active": 15, "archived": 0, "expired": 0, "obliviated": 0, "coverage": "blue", "comm_permitted": true}`,
+		"subject":      `{"present": true, "known": true, "restricted": false, "active": 15, "archived": 0, "expired": 0, "obliviated": 0, "coverage": "blue", "coverage_explicit": 15, "coverage_inherited": 0, "comm_permitted": true}`,
 		"route":        `{"kind": "read", "comm_type": ""}`,
 		"config":       `{"gdpr_enforced": true, "fail_open": false}`,
 		"store":        `{"unavailable": false}`,

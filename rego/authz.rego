@@ -127,8 +127,37 @@ effective_mask(mask) := 0 if {
 
 headers := {"x-gdpr-degraded": "store_unavailable"} if {
 	degraded
+} else := coverage_headers if {
+	input.subject.present == true
+	is_number(input.subject.coverage_explicit)
+	is_number(input.subject.coverage_inherited)
 } else := {"x-gdpr-coverage": input.subject.coverage} if {
 	input.subject.present == true
 	is_string(input.subject.coverage)
 	input.subject.coverage != ""
+} else := {}
+
+# Coverage colours, the manual's: "Red – We have no coverage. Blue – We have
+# coverage - at least one explicit. Green – We have at least one inherited
+# coverage." Go counts only evidence that grants something now. The colours
+# are over the bits the caller may see: a colour must not tell an agent that
+# evidence exists for data it may not see (an Art. 9 consent, say).
+# x-gdpr-coverage-bits colours each of those bits ("0:blue,1:blue,3:red").
+coverage_headers := object.union({"x-gdpr-coverage": colour(caller_bits)}, coverage_bits_header)
+
+defined_bits := bits.or(bits.or(input.subject.active, input.subject.archived), bits.or(input.subject.expired, input.subject.obliviated))
+
+caller_bits := bits.and(input.caller.sensitivity_mask, defined_bits)
+
+colour(m) := "blue" if {
+	bits.and(input.subject.coverage_explicit, m) != 0
+} else := "green" if {
+	bits.and(input.subject.coverage_inherited, m) != 0
+} else := "red"
+
+coverage_bits_header := {"x-gdpr-coverage-bits": concat(",", [sprintf("%d:%s", [b, colour(bits.lsh(1, b))]) |
+	some b in numbers.range(0, 31)
+	bits.and(caller_bits, bits.lsh(1, b)) != 0
+])} if {
+	caller_bits != 0
 } else := {}

@@ -7,14 +7,15 @@ import data.gdprgate.authz
 alice := {
 	"present": true, "known": true, "restricted": false,
 	"active": 15, "archived": 0, "expired": 0, "obliviated": 0,
-	"coverage": "blue", "comm_permitted": true,
+	"coverage": "blue", "coverage_explicit": 15, "coverage_inherited": 0,
+	"comm_permitted": true,
 }
 
 # Bob (c-2): bits 0-2 archived, bit 3 obliviated.
 bob := object.union(alice, {"active": 0, "archived": 7, "obliviated": 8})
 
 # Eve (c-5): everything obliviated.
-eve := object.union(alice, {"active": 0, "obliviated": 15, "coverage": "red", "comm_permitted": false})
+eve := object.union(alice, {"active": 0, "obliviated": 15, "coverage": "red", "coverage_explicit": 0, "comm_permitted": false})
 
 agent := {
 	"authenticated": true, "roles": ["agent"], "sensitivity_mask": 7,
@@ -47,7 +48,7 @@ test_agent_sees_active_bits_in_mask if {
 	d.allow
 	d.status == 200
 	d.visible_mask == 7
-	d.headers == {"x-gdpr-coverage": "blue"}
+	d.headers == {"x-gdpr-coverage": "blue", "x-gdpr-coverage-bits": "0:blue,1:blue,2:blue"}
 }
 
 test_supervisor_sees_everything_active if {
@@ -79,12 +80,35 @@ test_archive_mode_without_permission_shows_nothing if {
 }
 
 test_expired_shown_only_with_view_expired if {
-	dan := object.union(alice, {"active": 3, "expired": 4, "obliviated": 8, "coverage": "red"})
+	dan := object.union(alice, {"active": 3, "expired": 4, "obliviated": 8, "coverage": "red", "coverage_explicit": 0})
 	a := authz.decision with input as with_subject(dan)
 	a.visible_mask == 3
-	a.headers == {"x-gdpr-coverage": "red"}
+	a.headers == {"x-gdpr-coverage": "red", "x-gdpr-coverage-bits": "0:red,1:red,2:red"}
 	b := authz.decision with input as object.union(with_subject(dan), {"caller": auditor})
 	b.visible_mask == 7
+}
+
+# The manual: "Red – We have no coverage. Blue – We have coverage - at least
+# one explicit. Green – We have at least one inherited coverage." Per bit for
+# UIs that colour fields, and only over the bits the caller may see.
+
+test_coverage_per_sensitivity_for_uis_that_colour_fields if {
+	carol := object.union(alice, {"active": 0, "expired": 3, "obliviated": 12, "coverage": "blue", "coverage_explicit": 8})
+	d := authz.decision with input as object.union(with_subject(carol), {"caller": supervisor})
+	d.headers == {"x-gdpr-coverage": "blue", "x-gdpr-coverage-bits": "0:red,1:red,2:red,3:blue"}
+}
+
+test_coverage_never_tells_of_evidence_for_bits_the_caller_may_not_see if {
+	mallory := object.union(alice, {"coverage": "blue", "coverage_explicit": 8})
+	d := authz.decision with input as with_subject(mallory)
+	d.headers["x-gdpr-coverage"] == "red"
+	not contains(d.headers["x-gdpr-coverage-bits"], "3:")
+}
+
+test_inherited_coverage_is_green if {
+	phone := object.union(alice, {"coverage": "green", "coverage_explicit": 0, "coverage_inherited": 7})
+	d := authz.decision with input as with_subject(phone)
+	d.headers == {"x-gdpr-coverage": "green", "x-gdpr-coverage-bits": "0:green,1:green,2:green"}
 }
 
 test_no_subject_no_coverage_header if {

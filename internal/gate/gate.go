@@ -39,13 +39,16 @@ import (
 // Headers gdprgate sets. A client must not be able to forge them, so the
 // gate strips any client-sent copy before the request reaches the backend.
 const (
-	HeaderCoverage   = "x-gdpr-coverage"
-	HeaderRedacted   = "x-gdpr-redacted"
-	HeaderDecisionID = "x-gdpr-decision-id"
+	HeaderCoverage = "x-gdpr-coverage"
+	// HeaderCoverageBits colours each sensitivity bit the caller may see,
+	// "0:blue,1:blue,3:red", for UIs that colour fields.
+	HeaderCoverageBits = "x-gdpr-coverage-bits"
+	HeaderRedacted     = "x-gdpr-redacted"
+	HeaderDecisionID   = "x-gdpr-decision-id"
 )
 
 // Forgeable lists the response-only headers stripped from client requests.
-var Forgeable = []string{HeaderCoverage, HeaderRedacted, HeaderDecisionID}
+var Forgeable = []string{HeaderCoverage, HeaderCoverageBits, HeaderRedacted, HeaderDecisionID}
 
 // Options wires a Gate.
 type Options struct {
@@ -449,6 +452,7 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 	f.Restricted = sf.Restricted
 	f.Active, f.Archived, f.Expired, f.Obliviated = st.Active, st.Archived, st.Expired, st.Obliviated
 	f.Coverage = st.Coverage.String()
+	f.CoverageExplicit, f.CoverageInherited = st.CoveredExplicit, st.CoveredInherited
 	if comm != 0 {
 		f.CommPermitted = st.Permits(comm, project)
 	}

@@ -57,8 +57,10 @@ func (g *Gate) Rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 
 func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
 	set := map[string]string{}
-	if c := ex.Verdict.ResponseHeaders[HeaderCoverage]; c != "" {
-		set[HeaderCoverage] = c
+	for _, h := range coverageHeaders {
+		if c := ex.Verdict.ResponseHeaders[h]; c != "" {
+			set[h] = c
+		}
 	}
 	if !ex.NeedsBody() || resp.Head || resp.Status == 204 || resp.Status == 304 || len(resp.Body) == 0 {
 		return Rewritten{SetHeaders: set, Reason: "no_body"}
@@ -119,8 +121,10 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 			return Rewritten{Replace: true, Status: v.Status, Body: v.Body, Reason: v.Reason,
 				SetHeaders: map[string]string{"content-type": "application/json"}}
 		}
-		if c := d.Headers[HeaderCoverage]; c != "" {
-			set[HeaderCoverage] = c
+		for _, h := range coverageHeaders {
+			if c := d.Headers[h]; c != "" {
+				set[h] = c
+			}
 		}
 		planner = redact.Fixed(d.VisibleMask)
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
@@ -162,6 +166,9 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	}
 	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: []string{"etag", "content-md5", "digest"}, Reason: "redacted"}
 }
+
+// coverageHeaders are the policy's headers the response carries.
+var coverageHeaders = [...]string{HeaderCoverage, HeaderCoverageBits}
 
 func (g *Gate) refuse(status int, reason, message string) Rewritten {
 	g.metrics.bodies.WithLabelValues("refused").Inc()

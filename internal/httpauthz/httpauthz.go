@@ -43,7 +43,7 @@
 // # Answers
 //
 // An allow is 200 with the decision's upstream and response headers
-// (x-gdpr-coverage, x-gdpr-decision-id) as response headers, for the proxy
+// (x-gdpr-coverage, x-gdpr-coverage-bits, x-gdpr-decision-id) as response headers, for the proxy
 // to copy onto the upstream request and the client's response (nginx
 // auth_request_set, Caddy copy_headers, Traefik authResponseHeaders, Envoy
 // allowed_upstream_headers / allowed_client_headers_on_success). A denial
@@ -64,13 +64,15 @@
 //     path_prefix equal to Options.PathPrefix (not path_override or
 //     method_override: the check must carry the original path and method);
 //     with_request_body for outbound routes; authorization_response
-//     allowed_upstream_headers x-gdpr-coverage and x-gdpr-decision-id,
-//     allowed_client_headers_on_success x-gdpr-coverage, and
+//     allowed_upstream_headers x-gdpr-coverage, x-gdpr-coverage-bits and
+//     x-gdpr-decision-id, allowed_client_headers_on_success x-gdpr-coverage
+//     and x-gdpr-coverage-bits, and
 //     allowed_client_headers content-type and www-authenticate.
 //   - nginx: testdata/nginx.conf.
 //   - Caddy: testdata/Caddyfile.
 //   - Traefik: forwardAuth address http://<gdprgate>/authz (exactly the
-//     prefix), authResponseHeaders x-gdpr-coverage and x-gdpr-decision-id,
+//     prefix), authResponseHeaders x-gdpr-coverage, x-gdpr-coverage-bits and
+//     x-gdpr-decision-id,
 //     trustForwardHeader false (Traefik then sets X-Forwarded-* itself).
 //
 // # What this mode cannot do

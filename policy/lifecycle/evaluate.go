@@ -99,7 +99,6 @@ func Evaluate(in Input, now time.Time) State {
 	evs = collect(evs, ix, in.Evidence, false, t, &next)
 	evs = collect(evs, ix, in.Inherited, true, t, &next)
 
-	var explicit, inherited bool
 	for b := 0; b <= model.MaxBit; b++ {
 		sens := ix.ByBit[b]
 		if sens == nil {
@@ -120,13 +119,19 @@ func Evaluate(in Input, now time.Time) State {
 				continue
 			}
 			covered = true
-			if e.inherited {
-				inherited = true
-			} else {
-				explicit = true
-			}
-			if es := stateAt(t, e.archive, e.expire, e.obliviate); es < st {
+			es := stateAt(t, e.archive, e.expire, e.obliviate)
+			if es < st {
 				st = es
+			}
+			// The colour counts only evidence that grants something now:
+			// the data is still lawfully kept (active or archived) under
+			// it. Expired or forgotten evidence is no coverage.
+			if es <= Archived {
+				if e.inherited {
+					s.CoveredInherited |= m
+				} else {
+					s.CoveredExplicit |= m
+				}
 			}
 			nextAfter(&next, t, e.archive)
 			nextAfter(&next, t, e.expire)
@@ -165,12 +170,7 @@ func Evaluate(in Input, now time.Time) State {
 			s.Obliviated |= m
 		}
 	}
-	switch {
-	case explicit:
-		s.Coverage = Blue
-	case inherited:
-		s.Coverage = Green
-	}
+	s.Coverage = s.CoverageOf(^uint32(0))
 
 	// Grants: legal grounds in force now, for outbound communication. Counted
 	// first so the slice is allocated once, at its final size.

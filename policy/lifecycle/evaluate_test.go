@@ -84,9 +84,10 @@ func TestEvaluateScenarioContacts(t *testing.T) {
 		{"c-4 Dan: no evidence, grace keeps 0-1, bit 2 expired, bit 3 obliviated", ago(10),
 			nil, nil,
 			masks{active: 3, expired: 4, obliviated: 8}, Red, 0},
+		// Her only evidence is forgotten: "Red – We have no coverage".
 		{"c-5 Eve: everything obliviated", ago(2000),
 			[]model.Evidence{made(ev("contract-care", ago(2000)), now)}, nil,
-			masks{obliviated: 15}, Blue, 7},
+			masks{obliviated: 15}, Red, 7},
 		{"no evidence at all, old subject: defaults", ago(400),
 			nil, nil,
 			// bit0: expired at 365, obliviates at 1095; bit1: expired (365) not yet obliviated (730);

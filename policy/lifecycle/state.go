@@ -37,8 +37,10 @@ func (s BitState) String() string {
 // Coverage is the subject's GDPR colour in the manual's editors.
 type Coverage uint8
 
-// Coverage colours: red no covering evidence, blue at least one explicit,
-// green only inherited.
+// Coverage colours, the manual's: "Red – We have no coverage. Blue – We
+// have coverage - at least one explicit. Green – We have at least one
+// inherited coverage." Only evidence that grants something now counts (see
+// State.CoveredExplicit); when there is both, explicit (blue) wins.
 const (
 	Red Coverage = iota
 	Blue
@@ -71,8 +73,14 @@ type Grant struct {
 // and together equal the registers' defined bits.
 type State struct {
 	Active, Archived, Expired, Obliviated uint32
-	// Covered is the mask of bits with covering evidence.
-	Covered  uint32
+	// Covered is the mask of bits with covering evidence: their state
+	// comes from the evidence, not from the sensitivity's defaults.
+	Covered uint32
+	// CoveredExplicit and CoveredInherited are the bits covered by evidence
+	// that grants something now (its state is active or archived), on the
+	// subject itself or inherited from its parent: the coverage colour.
+	CoveredExplicit, CoveredInherited uint32
+	// Coverage is the colour over every bit (CoverageOf all bits).
 	Coverage Coverage
 	// Next is the earliest instant after which the state may differ (zero:
 	// never). A cached state must not be served at or past Next.
@@ -126,6 +134,22 @@ func (s *State) Visible(p model.Permissions, archiveMode bool) uint32 {
 func (s *State) Gone() bool {
 	return s.Active|s.Archived|s.Expired == 0
 }
+
+// CoverageOf is the colour over the bits of mask: blue when one of them has
+// explicit evidence in force, else green when one has inherited evidence in
+// force, else red.
+func (s *State) CoverageOf(mask uint32) Coverage {
+	switch {
+	case s.CoveredExplicit&mask != 0:
+		return Blue
+	case s.CoveredInherited&mask != 0:
+		return Green
+	}
+	return Red
+}
+
+// BitCoverage is the colour of bit b alone.
+func (s *State) BitCoverage(b int) Coverage { return s.CoverageOf(uint32(1) << uint(b)) }
 
 // Permits reports whether a grant in force allows outbound communication of
 // type comm (a model.Perm* flag) for a communication in project (empty when
