@@ -34,6 +34,10 @@ type Options struct {
 	// OnReload, when set, is called after every reload attempt that found
 	// changed files, with nil or the reason the new policy was refused.
 	OnReload func(error)
+	// AllowUntested loads a policy that has no passing test_ rule. By
+	// default such a policy is refused, at start and on reload: deleting
+	// the test file must not be the way a broken policy goes live.
+	AllowUntested bool
 }
 
 // Engine evaluates the request policy. It is safe for concurrent use.
@@ -44,6 +48,9 @@ type Engine struct {
 	cur     atomic.Pointer[generation]
 	// reloadMu serialises Reload so two reloads never race to swap.
 	reloadMu sync.Mutex
+	// refused is why Reload last refused the files on disk; nil while the
+	// files are the ones serving.
+	refused atomic.Pointer[error]
 }
 
 // generation is a policy with its memo; both are replaced atomically.
@@ -70,7 +77,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := compilePolicy(ctx, files)
+	c, err := compilePolicy(ctx, files, opts.AllowUntested)
 	if err != nil {
 		return nil, err
 	}
@@ -257,14 +264,16 @@ func (e *Engine) Reload(ctx context.Context) error {
 	defer e.reloadMu.Unlock()
 	files, err := readSources(e.opts.Dir)
 	if err == nil && fingerprint(files) == e.cur.Load().policy.fingerprint {
+		e.refused.Store(nil)
 		return nil
 	}
 	var c *compiled
 	if err == nil {
-		c, err = compilePolicy(ctx, files)
+		c, err = compilePolicy(ctx, files, e.opts.AllowUntested)
 	}
 	if err != nil {
 		e.metrics.reloads.WithLabelValues("failure").Inc()
+		e.refused.Store(&err)
 		e.log.Error("policy reload refused; the previous policy keeps serving", "dir", e.dirName(), "err", err)
 		if e.opts.OnReload != nil {
 			e.opts.OnReload(err)
@@ -272,9 +281,20 @@ func (e *Engine) Reload(ctx context.Context) error {
 		return fmt.Errorf("reload policy: %w", err)
 	}
 	e.install(c)
+	e.refused.Store(nil)
 	e.metrics.reloads.WithLabelValues("success").Inc()
 	if e.opts.OnReload != nil {
 		e.opts.OnReload(nil)
+	}
+	return nil
+}
+
+// Refused is why the last Reload refused the policy files on disk (the
+// previous policy keeps serving), or nil while the files on disk are the
+// ones serving. Readiness reports it.
+func (e *Engine) Refused() error {
+	if p := e.refused.Load(); p != nil {
+		return *p
 	}
 	return nil
 }

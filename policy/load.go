@@ -120,7 +120,9 @@ type compiled struct {
 // compilePolicy parses, compiles and tests files and prepares the decision
 // query. Test files are compiled with the policy to run its tests but are
 // not part of the serving policy: a test file cannot change a decision.
-func compilePolicy(ctx context.Context, files []sourceFile) (*compiled, error) {
+// Like `gdprgate policy test`, it needs at least one passing test unless
+// allowUntested.
+func compilePolicy(ctx context.Context, files []sourceFile, allowUntested bool) (*compiled, error) {
 	all, serving, err := parseSources(files)
 	if err != nil {
 		return nil, err
@@ -136,9 +138,11 @@ func compilePolicy(ctx context.Context, files []sourceFile) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = passed
 	if len(failed) > 0 {
 		return nil, fmt.Errorf("policy tests failed:\n%s", strings.Join(failed, "\n"))
+	}
+	if passed == 0 && !allowUntested {
+		return nil, errors.New("policy has no test_ rule that passes (a *_test.rego file); refused unless --policy-allow-untested")
 	}
 	memo, why := analyse(c)
 	pq, err := rego.New(

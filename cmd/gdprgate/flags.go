@@ -17,6 +17,8 @@ type serverFlag struct {
 	define func(fs *cobra.Command, p *string, name, usage string)
 	// target is the configuration key the flag overrides.
 	target func(*config.Config) *string
+	// targetBool, instead of define and target, makes a boolean flag.
+	targetBool func(*config.Config) *bool
 }
 
 func str(c *cobra.Command, p *string, name, usage string) { c.Flags().StringVar(p, name, "", usage) }
@@ -57,6 +59,8 @@ var serverFlagDefs = []serverFlag{
 			cmdline.EnumVar(c.Flags(), p, name, []string{"debug", "info", "warn", "error"}, usage)
 		},
 		func(c *config.Config) *string { return &c.LogLevel }},
+	{name: "policy-allow-untested", usage: "load a --policy directory that has no passing test_ rule (refused by default)",
+		targetBool: func(c *config.Config) *bool { return &c.PolicyAllowUntested }},
 }
 
 // serverFlags holds the values of the server flags one command takes.
@@ -65,13 +69,20 @@ var serverFlagDefs = []serverFlag{
 type serverFlags struct {
 	cmd    *cobra.Command
 	values map[string]*string
+	bools  map[string]*bool
 }
 
 // newServerFlags defines the named flags (from serverFlagDefs) on cmd.
 func newServerFlags(cmd *cobra.Command, names ...string) *serverFlags {
-	sf := &serverFlags{cmd: cmd, values: map[string]*string{}}
+	sf := &serverFlags{cmd: cmd, values: map[string]*string{}, bools: map[string]*bool{}}
 	for _, n := range names {
 		def := flagDef(n)
+		if def.targetBool != nil {
+			b := new(bool)
+			cmd.Flags().BoolVar(b, def.name, false, def.usage)
+			sf.bools[n] = b
+			continue
+		}
 		v := new(string)
 		def.define(cmd, v, def.name, def.usage)
 		sf.values[n] = v
@@ -121,6 +132,11 @@ func (sf *serverFlags) apply(cfg *config.Config) {
 		def := flagDef(name)
 		if def.target != nil && sf.set(name) {
 			*def.target(cfg) = *v
+		}
+	}
+	for name, b := range sf.bools {
+		if sf.set(name) {
+			*flagDef(name).targetBool(cfg) = *b
 		}
 	}
 }

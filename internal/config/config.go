@@ -47,6 +47,9 @@ type Config struct {
 	HashKeyEnv  string          `yaml:"hash_key_env"`
 	LogLevel    string          `yaml:"log_level"`
 	PolicyWatch time.Duration   `yaml:"policy_watch"`
+	// PolicyAllowUntested lets a policy directory without a passing test_
+	// rule load (at start and on reload); refused by default.
+	PolicyAllowUntested bool `yaml:"policy_allow_untested"`
 
 	// HashKey is read from the environment variable named by HashKeyEnv.
 	HashKey []byte `yaml:"-"`
