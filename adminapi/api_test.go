@@ -33,9 +33,12 @@ func TestRegisterCRUDMovesVersionAndAudits(t *testing.T) {
 		t.Fatalf("audit after create: %+v", a)
 	}
 
-	r = e.do("PUT", "/v1/purposes/research", adm, `{"name":"Research 2"}`, `If-Match: "2"`)
+	r = e.do("PATCH", "/v1/purposes/research", adm, `{"name":"Research 2"}`, `If-Match: "2"`, "Content-Type: application/merge-patch+json")
 	if r.status != 200 || r.header.Get("ETag") != `"3"` {
-		t.Fatalf("replace: %d %s", r.status, r.body)
+		t.Fatalf("patch: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "register.patch" || a.Object != "purposes/research" {
+		t.Fatalf("audit after patch: %+v", a)
 	}
 	r = e.do("GET", "/v1/purposes/research", adm, "")
 	if r.status != 200 || r.json(t)["name"] != "Research 2" {
@@ -108,8 +111,10 @@ func TestRefusedRequestsChangeNothing(t *testing.T) {
 		{"delete category in use", "DELETE", "/v1/categories/contract", ScopeEditItems, ``, nil, 409, "in_use", ""},
 		{"delete sensitivity in use", "DELETE", "/v1/sensitivities/health", ScopeEditItems, ``, nil, 409, "in_use", ""},
 		{"delete legalisation in use", "DELETE", "/v1/legalisations/marketing-consent", ScopeEditItems, ``, nil, 409, "in_use", ""},
-		{"stale ETag", "PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":false,"identity_entity":"contact"}`, []string{`If-Match: "0"`}, 412, "precondition_failed", ""},
-		{"bad config", "PUT", "/v1/config", ScopeEditItems, `{"identity_entity":"fax"}`, nil, 422, "validation_failed", "identity_entity"},
+		{"stale ETag", "PUT", "/v1/config", ScopeEditItems, wholeConfig(`"suspend_wipes":true`), []string{`If-Match: "0"`}, 412, "precondition_failed", ""},
+		{"stale ETag on a patch", "PATCH", "/v1/config", ScopeEditItems, `{"suspend_wipes":true}`, []string{`If-Match: "0"`}, 412, "precondition_failed", ""},
+		{"bad config", "PUT", "/v1/config", ScopeEditItems, wholeConfig(`"identity_entity":"fax"`), nil, 422, "validation_failed", "identity_entity"},
+		{"bad config and missing members at once", "PUT", "/v1/config", ScopeEditItems, `{"identity_entity":"fax"}`, nil, 422, "validation_failed", "gdpr_enforced"},
 		{"no token", "POST", "/v1/purposes", "", `{"id":"p","name":"P"}`, nil, 401, "unauthenticated", ""},
 		{"invalid token", "POST", "/v1/purposes", "guess", `{"id":"p","name":"P"}`, nil, 401, "invalid_token", ""},
 		{"wrong scope", "POST", "/v1/purposes", ScopeEditEvidence, `{"id":"p","name":"P"}`, nil, 403, "forbidden", ""},
@@ -165,8 +170,8 @@ func TestRefusedRequestsChangeNothing(t *testing.T) {
 
 func TestConcurrentWriteWithSameETagLosesWith412(t *testing.T) {
 	e := newEnv(t)
-	a := e.do("PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":false,"identity_entity":"contact"}`, `If-Match: "1"`)
-	b := e.do("PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":true,"suspend_wipes":true,"identity_entity":"contact"}`, `If-Match: "1"`)
+	a := e.do("PUT", "/v1/config", ScopeEditItems, wholeConfig(`"suspend_wipe_issue":true`), `If-Match: "1"`)
+	b := e.do("PUT", "/v1/config", ScopeEditItems, wholeConfig(`"suspend_wipes":true`), `If-Match: "1"`)
 	if a.status != 200 || b.status != 412 {
 		t.Fatalf("first %d, second %d (want 200, 412): %s", a.status, b.status, b.body)
 	}
@@ -499,7 +504,7 @@ func TestAuditPagingAndNDJSONExport(t *testing.T) {
 
 func TestOpenEndpoints(t *testing.T) {
 	e := newEnv(t, func(o *Options) {
-		o.Ready = func(context.Context) error { return fmt.Errorf("policy not loaded") }
+		o.Ready = func(context.Context) []ReadyCheck { return []ReadyCheck{{Name: "policy", Reason: "policy not loaded"}} }
 	})
 	if r := e.do("GET", "/healthz", "", ""); r.status != 200 {
 		t.Fatalf("healthz %d", r.status)

@@ -50,20 +50,16 @@ func writeValidation(w http.ResponseWriter, errs []model.FieldError) {
 var errBadBody = errors.New("bad request body")
 
 // decodeBody decodes exactly one JSON value into out, refusing unknown
-// fields, trailing data and bodies over limit. On failure it answers (400 or
-// 413) and returns errBadBody.
+// fields (names are matched exactly), duplicate members, trailing data and
+// bodies over limit. On failure it answers (400, 413 or 422 for a null
+// where none is allowed) and returns errBadBody.
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, out any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(out)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("unexpected data after the JSON value")
-		}
-	}
+	data, err := readBody(w, r, limit)
 	if err != nil {
-		answerDecodeError(w, err, limit)
+		return err
+	}
+	if _, rerr := parseDoc(data, out, shapeOpts{}); rerr != nil {
+		rerr.answer(w, limit)
 		return errBadBody
 	}
 	return nil

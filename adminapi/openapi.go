@@ -66,7 +66,13 @@ func (s *Server) OpenAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.body != "" {
-			op["requestBody"] = map[string]any{"required": true, "content": jsonContent(rt.body)}
+			content := jsonContent(rt.body)
+			if rt.method == "PATCH" {
+				// A merge patch has the document's members, each optional;
+				// null removes one.
+				content = map[string]any{mergePatchType: content["application/json"]}
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		item[strings.ToLower(rt.method)] = op
 	}
@@ -79,7 +85,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"info": map[string]any{
 			"title":       "gdprgate admin API",
 			"version":     "1",
-			"description": "Registers, evidence, subjects' computed state, wipes and audit. Bearer tokens with scopes; /healthz, /readyz, /metrics and this document are open. Errors are {\"error\":code,\"message\":text}. Register answers carry ETag; writes honour If-Match.",
+			"description": "Registers, evidence, subjects' computed state, wipes and audit. Bearer tokens with scopes; /healthz, /readyz, /metrics and this document are open. Errors are {\"error\":code,\"message\":text}. Register answers carry ETag; writes honour If-Match. PUT replaces a whole document and refuses (422, naming them) missing members; PATCH takes a JSON merge patch (RFC 7396). Turning gdpr_enforced off needs the admin scope and \"confirm\": true.",
 		},
 		"paths": paths,
 		"components": map[string]any{

@@ -1,9 +1,11 @@
 package adminapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -27,8 +29,8 @@ type kind[T any] struct {
 	usedBy func(*model.Registers, *T) []string
 	// view is what GET shows (default the object itself).
 	view func(T, time.Time) any
-	// decode reads a request body (default strict JSON into T).
-	decode func(w http.ResponseWriter, r *http.Request, limit int64) (T, error)
+	// decode reads a document (default: strictly into T, see parseDoc).
+	decode func(data []byte, o shapeOpts) (T, *requestError)
 }
 
 func (s *Server) mountRegisters(add addFunc) {
@@ -116,9 +118,9 @@ func (s *Server) mountRegisters(add addFunc) {
 		},
 		// A client may send back what it read: the derived status is
 		// accepted and ignored.
-		decode: func(w http.ResponseWriter, r *http.Request, limit int64) (model.Legalisation, error) {
+		decode: func(data []byte, o shapeOpts) (model.Legalisation, *requestError) {
 			var v legalisationView
-			err := decodeBody(w, r, limit, &v)
+			_, err := parseDoc(data, &v, o)
 			return v.Legalisation, err
 		},
 	})
@@ -148,12 +150,26 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 		k.view = func(x T, _ time.Time) any { return x }
 	}
 	if k.decode == nil {
-		k.decode = func(w http.ResponseWriter, r *http.Request, limit int64) (T, error) {
+		k.decode = func(data []byte, o shapeOpts) (T, *requestError) {
 			var x T
-			err := decodeBody(w, r, limit, &x)
+			_, err := parseDoc(data, &x, o)
 			return x, err
 		}
 	}
+	// read reads a request body into T; missing members come back in
+	// pending (reported with the validation). On failure it has answered.
+	read := func(w http.ResponseWriter, r *http.Request, o shapeOpts) (x T, pending []model.FieldError, ok bool) {
+		data, err := readBody(w, r, s.o.MaxBodyBytes)
+		if err != nil {
+			return x, nil, false
+		}
+		x, rerr := k.decode(data, o)
+		if pending, ok = rerr.pending(); !ok {
+			rerr.answer(w, s.o.MaxBodyBytes)
+		}
+		return x, pending, ok
+	}
+	keyOptional := shapeOpts{whole: true, optional: map[string]bool{k.keyName: true}}
 	base := "/v1/" + k.name
 	item := base + "/{" + k.keyName + "}"
 	find := func(list []T, key string) int {
@@ -198,9 +214,11 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 		writeJSON(w, http.StatusOK, k.view(list[i], s.o.Clock()))
 	})
 
-	add("POST", base, ScopeEditItems, "Create one of "+k.name, k.schema, func(w http.ResponseWriter, r *http.Request) {
-		x, err := k.decode(w, r, s.o.MaxBodyBytes)
-		if err != nil {
+	// A create may leave members out: they take their zero value (null for
+	// the nullable ones). A replace may not.
+	add("POST", base, ScopeEditItems, "Create one of "+k.name+" (absent members take their zero value)", k.schema, func(w http.ResponseWriter, r *http.Request) {
+		x, pending, ok := read(w, r, shapeOpts{})
+		if !ok {
 			return
 		}
 		key := k.key(&x)
@@ -212,7 +230,8 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 			}
 			*list = append(*list, x)
 			return regChange{
-				action: "register.create", object: k.name + "/" + key,
+				pending: pending,
+				action:  "register.create", object: k.name + "/" + key,
 				prefix:   fmt.Sprintf("%s[%d].", k.name, len(*list)-1),
 				result:   func(now time.Time) any { return k.view(x, now) },
 				location: base + "/" + key,
@@ -220,9 +239,9 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 		})
 	})
 
-	add("PUT", item, ScopeEditItems, "Replace one of "+k.name, k.schema, func(w http.ResponseWriter, r *http.Request) {
-		x, err := k.decode(w, r, s.o.MaxBodyBytes)
-		if err != nil {
+	add("PUT", item, ScopeEditItems, "Replace one of "+k.name+" (every member required; 422 names the missing ones)", k.schema, func(w http.ResponseWriter, r *http.Request) {
+		x, pending, ok := read(w, r, keyOptional)
+		if !ok {
 			return
 		}
 		key := r.PathValue(k.keyName)
@@ -242,7 +261,41 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 			}
 			(*list)[i] = x
 			return regChange{
-				action: "register.replace", object: k.name + "/" + key,
+				pending: pending,
+				action:  "register.replace", object: k.name + "/" + key,
+				prefix: fmt.Sprintf("%s[%d].", k.name, i),
+				result: func(now time.Time) any { return k.view(x, now) },
+			}, true
+		})
+	})
+
+	add("PATCH", item, ScopeEditItems, "Change part of one of "+k.name+" (JSON merge patch, RFC 7396)", k.schema, func(w http.ResponseWriter, r *http.Request) {
+		var zero T
+		patch, _, err := readPatch(w, r, s.o.MaxBodyBytes, reflect.TypeOf(k.view(zero, time.Time{})), nil)
+		if err != nil {
+			return
+		}
+		key := r.PathValue(k.keyName)
+		s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+			list := k.list(regs)
+			i := find(*list, key)
+			if i < 0 {
+				writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s/%s does not exist; use POST %s to create it", k.name, key, base))
+				return regChange{}, false
+			}
+			x, ok := mergeInto(s, w, k.view((*list)[i], s.o.Clock()), patch, func(data []byte) (T, *requestError) {
+				return k.decode(data, shapeOpts{whole: true, absentNull: true})
+			})
+			if !ok {
+				return regChange{}, false
+			}
+			if got := k.key(&x); got != key {
+				writeValidation(w, []model.FieldError{{Field: k.keyName, Reason: fmt.Sprintf("must equal the %s in the path (%q, got %q); renaming is delete + create", k.keyName, key, got)}})
+				return regChange{}, false
+			}
+			(*list)[i] = x
+			return regChange{
+				action: "register.patch", object: k.name + "/" + key,
 				prefix: fmt.Sprintf("%s[%d].", k.name, i),
 				result: func(now time.Time) any { return k.view(x, now) },
 			}, true
@@ -287,12 +340,52 @@ type regChange struct {
 	prefix   string
 	result   func(now time.Time) any
 	location string
+	// confirm is the request's "confirm": true, needed to turn
+	// gdpr_enforced off.
+	confirm bool
+	// pending are the request document's missing members: the write is
+	// refused with them and whatever else validation finds.
+	pending []model.FieldError
+}
+
+// stripPrefix names fields relative to the object the client sent.
+func (c regChange) stripPrefix(errs []model.FieldError) []model.FieldError {
+	out := make([]model.FieldError, len(errs))
+	for i, fe := range errs {
+		if c.prefix != "" {
+			fe.Field = strings.TrimPrefix(fe.Field, c.prefix)
+		}
+		out[i] = fe
+	}
+	return out
+}
+
+// mergeInto applies a merge patch to cur (what GET shows) and decodes the
+// merged document, which must be whole. On failure it has answered.
+func mergeInto[T any](s *Server, w http.ResponseWriter, cur any, patch map[string]any, decode func([]byte) (T, *requestError)) (T, bool) {
+	var zero T
+	b, err := json.Marshal(cur)
+	if err == nil {
+		b, err = applyMergePatch(b, patch)
+	}
+	if err != nil {
+		s.log.Error("merge patch failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "the patch could not be applied; see the server log")
+		return zero, false
+	}
+	x, rerr := decode(b)
+	if rerr != nil {
+		rerr.answer(w, s.o.MaxBodyBytes)
+		return zero, false
+	}
+	return x, true
 }
 
 // writeRegisters is every register write: read the current index, check
-// If-Match, apply the change to a copy, validate the whole set, and save it
-// with its audit entry under optimistic concurrency. apply answers itself
-// and returns false to refuse. Nothing is stored unless all of it passes.
+// If-Match, apply the change to a copy, guard the switch that turns GDPR
+// enforcement off, validate the whole set, and save it with its audit entry
+// under optimistic concurrency. apply answers itself and returns false to
+// refuse. Nothing is stored unless all of it passes.
 func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus int, apply func(*model.Registers) (regChange, bool)) {
 	ctx := r.Context()
 	want, hasWant, err := ifMatch(w, r)
@@ -318,6 +411,32 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 	if !ok {
 		return
 	}
+	detail := configChanges(ix.Registers.Config, regs.Config)
+	if len(c.pending) > 0 {
+		// An incomplete document is refused whatever it would switch.
+		fes := c.pending
+		if err := regs.Validate(); err != nil {
+			var ve *model.ValidationError
+			if errors.As(err, &ve) {
+				fes = append(fes, c.stripPrefix(ve.Errors)...)
+			}
+		}
+		writeValidation(w, fes)
+		return
+	}
+	if ix.Registers.Config.GdprEnforced && !regs.Config.GdprEnforced {
+		// With enforcement off every bit counts as active: archived,
+		// expired and obliviated data is shown again. That is an
+		// administrator's deliberate act, never a side effect.
+		if !hasScope(ctx, ScopeAdmin) {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q may not turn gdpr_enforced off: that needs the %q scope (and \"confirm\": true)", actor(ctx), ScopeAdmin))
+			return
+		}
+		if !c.confirm {
+			writeValidation(w, []model.FieldError{{Field: "confirm", Reason: "must be true to turn gdpr_enforced off (archived, expired and obliviated data then counts as active for every caller)"}})
+			return
+		}
+	}
 	now := s.o.Clock()
 	regs.Config.TrackEnforcement(ix.Registers.Config, now)
 	if err := regs.Validate(); err != nil {
@@ -326,19 +445,20 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 			s.storeFailed(w, r, "validate registers", err)
 			return
 		}
-		fes := make([]model.FieldError, len(ve.Errors))
-		for i, fe := range ve.Errors {
-			if c.prefix != "" {
-				fe.Field = strings.TrimPrefix(fe.Field, c.prefix)
-			}
-			fes[i] = fe
+		writeValidation(w, c.stripPrefix(ve.Errors))
+		return
+	}
+	if regs.Config.IdentityEntity == "" && (c.object == "config" || c.object == "registers") {
+		field := "config.identity_entity"
+		if c.prefix == "config." {
+			field = "identity_entity"
 		}
-		writeValidation(w, fes)
+		writeValidation(w, []model.FieldError{{Field: field, Reason: "must be contact or phone_number"}})
 		return
 	}
 	entry := audit.Entry{
 		Time: now.UTC(), Actor: actor(ctx), Action: c.action, Object: c.object,
-		Before: ix.Version, After: ix.Version + 1,
+		Before: ix.Version, After: ix.Version + 1, Detail: detail,
 	}
 	v, err := s.o.Store.SaveRegisters(ctx, regs, ix.Version, entry)
 	if err != nil {
@@ -353,12 +473,48 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		s.storeFailed(w, r, "save registers", err)
 		return
 	}
+	if detail["gdpr_enforced"] == "off" {
+		s.log.WarnContext(ctx, "GDPR enforcement turned off: the lifecycle no longer hides archived, expired or obliviated data", "actor", entry.Actor, "version", v)
+	}
 	s.log.InfoContext(ctx, "registers changed", "actor", entry.Actor, "action", c.action, "object", c.object, "version", v)
 	setETag(w, v)
 	if c.location != "" {
 		w.Header().Set("Location", c.location)
 	}
 	writeJSON(w, okStatus, c.result(now))
+}
+
+// configChanges names the config members a write changes, for the audit
+// entry (values of settings, no personal data). gdpr_enforced gets its own
+// entry, "on" or "off", so that switching enforcement is easy to find.
+func configChanges(old, cur model.Config) map[string]string {
+	var changed []string
+	if old.GdprEnforced != cur.GdprEnforced {
+		changed = append(changed, "gdpr_enforced")
+	}
+	if old.DefaultSensitivity != cur.DefaultSensitivity {
+		changed = append(changed, "default_sensitivity")
+	}
+	if old.IdentityEntity != cur.IdentityEntity {
+		changed = append(changed, "identity_entity")
+	}
+	if old.PhoneNumberSensitivity != cur.PhoneNumberSensitivity {
+		changed = append(changed, "phone_number_sensitivity")
+	}
+	if old.SuspendWipes != cur.SuspendWipes {
+		changed = append(changed, "suspend_wipes")
+	}
+	if old.SuspendWipeIssue != cur.SuspendWipeIssue {
+		changed = append(changed, "suspend_wipe_issue")
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	d := map[string]string{"config_changed": strings.Join(changed, ",")}
+	if old.GdprEnforced != cur.GdprEnforced {
+		d["gdpr_enforced"] = map[bool]string{true: "on", false: "off"}[cur.GdprEnforced]
+	}
+	return d
 }
 
 func (s *Server) handleRegistersGet(w http.ResponseWriter, r *http.Request) {
@@ -371,19 +527,65 @@ func (s *Server) handleRegistersGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ix.Registers)
 }
 
+// confirmMember is the extra member config and registers writes accept.
+var confirmMember = map[string]bool{"confirm": true}
+
+// readWhole reads a whole document of out's type plus "confirm". On failure
+// it has answered.
+func (s *Server) readWhole(w http.ResponseWriter, r *http.Request, limit int64, out any) (confirm bool, pending []model.FieldError, ok bool) {
+	data, err := readBody(w, r, limit)
+	if err != nil {
+		return false, nil, false
+	}
+	extra, rerr := parseDoc(data, out, shapeOpts{whole: true, extra: confirmMember})
+	if pending, ok = rerr.pending(); ok {
+		confirm, rerr = confirmFlag(extra)
+		ok = rerr == nil
+	}
+	if !ok {
+		rerr.answer(w, limit)
+	}
+	return confirm, pending, ok
+}
+
 func (s *Server) handleRegistersPut(w http.ResponseWriter, r *http.Request) {
 	var in model.Registers
-	if err := decodeBody(w, r, s.o.MaxImportBytes, &in); err != nil {
+	confirm, pending, ok := s.readWhole(w, r, s.o.MaxImportBytes, &in)
+	if !ok {
 		return
-	}
-	if in.Config.IdentityEntity == "" {
-		in.Config.IdentityEntity = "contact"
 	}
 	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
 		*regs = in
 		return regChange{
-			action: "registers.replace", object: "registers",
+			action: "registers.replace", object: "registers", confirm: confirm, pending: pending,
 			result: func(time.Time) any { return map[string]string{"replaced": "registers"} },
+		}, true
+	})
+}
+
+func (s *Server) handleRegistersPatch(w http.ResponseWriter, r *http.Request) {
+	patch, extra, err := readPatch(w, r, s.o.MaxImportBytes, reflect.TypeFor[model.Registers](), confirmMember)
+	if err != nil {
+		return
+	}
+	confirm, rerr := confirmFlag(extra)
+	if rerr != nil {
+		rerr.answer(w, s.o.MaxImportBytes)
+		return
+	}
+	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+		in, ok := mergeInto(s, w, regs, patch, func(data []byte) (model.Registers, *requestError) {
+			var x model.Registers
+			_, rerr := parseDoc(data, &x, shapeOpts{whole: true, absentNull: true})
+			return x, rerr
+		})
+		if !ok {
+			return regChange{}, false
+		}
+		*regs = in
+		return regChange{
+			action: "registers.patch", object: "registers", confirm: confirm,
+			result: func(time.Time) any { return map[string]string{"patched": "registers"} },
 		}, true
 	})
 }
@@ -400,13 +602,41 @@ func (s *Server) handleConfigGet(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleConfigPut(w http.ResponseWriter, r *http.Request) {
 	var in model.Config
-	if err := decodeBody(w, r, s.o.MaxBodyBytes, &in); err != nil {
+	confirm, pending, ok := s.readWhole(w, r, s.o.MaxBodyBytes, &in)
+	if !ok {
 		return
 	}
 	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
 		regs.Config = in
 		return regChange{
-			action: "config.replace", object: "config", prefix: "config.",
+			action: "config.replace", object: "config", prefix: "config.", confirm: confirm, pending: pending,
+			result: func(time.Time) any { return regs.Config },
+		}, true
+	})
+}
+
+func (s *Server) handleConfigPatch(w http.ResponseWriter, r *http.Request) {
+	patch, extra, err := readPatch(w, r, s.o.MaxBodyBytes, reflect.TypeFor[model.Config](), confirmMember)
+	if err != nil {
+		return
+	}
+	confirm, rerr := confirmFlag(extra)
+	if rerr != nil {
+		rerr.answer(w, s.o.MaxBodyBytes)
+		return
+	}
+	s.writeRegisters(w, r, http.StatusOK, func(regs *model.Registers) (regChange, bool) {
+		in, ok := mergeInto(s, w, regs.Config, patch, func(data []byte) (model.Config, *requestError) {
+			var x model.Config
+			_, rerr := parseDoc(data, &x, shapeOpts{whole: true, absentNull: true})
+			return x, rerr
+		})
+		if !ok {
+			return regChange{}, false
+		}
+		regs.Config = in
+		return regChange{
+			action: "config.patch", object: "config", prefix: "config.", confirm: confirm,
 			result: func(time.Time) any { return regs.Config },
 		}, true
 	})

@@ -19,7 +19,8 @@ func TestEnforcementStopInstantIsSetByTheServer(t *testing.T) {
 		}
 		return ix.Registers.Config.EnforcementStoppedAt
 	}
-	r := e.do("PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":false,"identity_entity":"contact","enforcement_stopped_at":"2001-01-01T00:00:00Z"}`)
+	// Turning enforcement off needs admin and "confirm" (issue 10 §4).
+	r := e.do("PUT", "/v1/config", ScopeAdmin, wholeConfig(`"gdpr_enforced":false,"confirm":true,"enforcement_stopped_at":"2001-01-01T00:00:00Z"`))
 	if r.status != 200 {
 		t.Fatalf("stop: %d %s", r.status, r.body)
 	}
@@ -27,13 +28,13 @@ func TestEnforcementStopInstantIsSetByTheServer(t *testing.T) {
 		t.Fatalf("enforcement_stopped_at = %v, want the server's now %v", got, e.now)
 	}
 	// Still off: a later change keeps the instant it stopped.
-	if r = e.do("PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":false,"suspend_wipes":true,"identity_entity":"contact","enforcement_stopped_at":"2030-01-01T00:00:00Z"}`); r.status != 200 {
+	if r = e.do("PUT", "/v1/config", ScopeEditItems, wholeConfig(`"gdpr_enforced":false,"suspend_wipes":true,"enforcement_stopped_at":"2030-01-01T00:00:00Z"`)); r.status != 200 {
 		t.Fatalf("change while off: %d %s", r.status, r.body)
 	}
 	if got := stored(); got == nil || !got.Equal(e.now) {
 		t.Fatalf("enforcement_stopped_at moved to %v while enforcement stayed off", got)
 	}
-	if r = e.do("PUT", "/v1/config", ScopeEditItems, `{"gdpr_enforced":true,"identity_entity":"contact"}`); r.status != 200 {
+	if r = e.do("PUT", "/v1/config", ScopeEditItems, wholeConfig(`"gdpr_enforced":true`)); r.status != 200 {
 		t.Fatalf("restart: %d %s", r.status, r.body)
 	}
 	if got := stored(); got != nil {

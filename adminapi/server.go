@@ -43,7 +43,7 @@ const (
 	ScopeExportEvidence = "export_evidence" // evidence read, subject state
 	ScopeWipe           = "wipe"            // wipe requests, status, cancel
 	ScopeAuditRead      = "audit_read"      // audit trail
-	ScopeAdmin          = "admin"           // everything, and PUT /v1/registers
+	ScopeAdmin          = "admin"           // everything, PUT/PATCH /v1/registers, turning gdpr_enforced off
 )
 
 var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin}
@@ -74,9 +74,10 @@ type Options struct {
 	// Hasher keys the subject hashes written to the audit trail and logs.
 	Hasher audit.Hasher
 	Logger *slog.Logger
-	// Ready reports readiness for /readyz (store reachable, policy loaded);
-	// nil means store.Ping only.
-	Ready func(ctx context.Context) error
+	// Ready adds the integrator's readiness checks to /readyz (route map,
+	// policy); the store, the registers and gdpr_enforced are always
+	// checked.
+	Ready func(ctx context.Context) []ReadyCheck
 	// Gatherer is served on /metrics; nil serves an empty registry (the
 	// global default registry is never used implicitly).
 	Gatherer prometheus.Gatherer
@@ -205,16 +206,18 @@ func (s *Server) buildRoutes() {
 		s.routes = append(s.routes, route{method, path, scope, summary, body, h})
 	}
 	add("GET", "/healthz", "", "Liveness: the process is up", "", s.handleHealth)
-	add("GET", "/readyz", "", "Readiness: store reachable and policy loaded", "", s.handleReady)
+	add("GET", "/readyz", "", "Readiness: store reachable, registers loaded, GDPR enforced, route map and policy usable; the body lists every check and why it fails", "", s.handleReady)
 	add("GET", "/metrics", "", "Prometheus metrics", "", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	add("GET", "/v1/openapi.json", "", "This OpenAPI document", "", s.handleOpenAPI)
 
 	s.mountRegisters(add)
 
 	add("GET", "/v1/registers", ScopeEditItems, "The whole register set", "", s.handleRegistersGet)
-	add("PUT", "/v1/registers", ScopeAdmin, "Replace the whole register set atomically", "Registers", s.handleRegistersPut)
+	add("PUT", "/v1/registers", ScopeAdmin, "Replace the whole register set atomically (every member required; \"confirm\": true to turn gdpr_enforced off)", "Registers", s.handleRegistersPut)
+	add("PATCH", "/v1/registers", ScopeAdmin, "Change part of the register set (JSON merge patch, RFC 7396; arrays are replaced whole)", "Registers", s.handleRegistersPatch)
 	add("GET", "/v1/config", ScopeEditItems, "The system configuration", "", s.handleConfigGet)
-	add("PUT", "/v1/config", ScopeEditItems, "Replace the system configuration", "Config", s.handleConfigPut)
+	add("PUT", "/v1/config", ScopeEditItems, "Replace the system configuration (every member required; turning gdpr_enforced off needs the admin scope and \"confirm\": true)", "Config", s.handleConfigPut)
+	add("PATCH", "/v1/config", ScopeEditItems, "Change part of the system configuration (JSON merge patch, RFC 7396; same rule for gdpr_enforced)", "Config", s.handleConfigPatch)
 
 	add("POST", "/v1/evidence", ScopeEditEvidence, "Store one evidence record", "EvidenceInput", s.handleEvidenceCreate)
 	add("GET", "/v1/evidence", ScopeExportEvidence, "Evidence of one subject (?entity=&id=)", "", s.handleEvidenceList)
@@ -233,12 +236,31 @@ func (s *Server) buildRoutes() {
 	add("GET", "/v1/audit", ScopeAuditRead, "Audit trail (?after=&limit=; NDJSON export with Accept: application/x-ndjson or ?format=ndjson)", "", s.handleAudit)
 }
 
-type actorKey struct{}
+type tokenKey struct{}
 
 // actor is the name of the token that authenticated the request.
 func actor(ctx context.Context) string {
-	a, _ := ctx.Value(actorKey{}).(string)
-	return a
+	if t, _ := ctx.Value(tokenKey{}).(*tokenEntry); t != nil {
+		return t.name
+	}
+	return ""
+}
+
+// hasScope reports whether the request's token holds scope (or admin).
+func hasScope(ctx context.Context, scope string) bool {
+	t, _ := ctx.Value(tokenKey{}).(*tokenEntry)
+	return t != nil && (t.scopes[scope] || t.scopes[ScopeAdmin])
+}
+
+// bearerToken reads "Authorization: Bearer <token>". The scheme is
+// case-insensitive (RFC 9110, 11.1) and separated by one or more spaces.
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
 }
 
 // authorize checks the bearer token and its scope. Every configured hash is
@@ -246,14 +268,13 @@ func actor(ctx context.Context) string {
 // tells nothing about which token (if any) matched.
 func (s *Server) authorize(scope string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || strings.TrimSpace(tok) == "" {
+		tok, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gdprgate-admin"`)
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required (Authorization: Bearer <token>)")
 			return
 		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		sum := sha256.Sum256([]byte(tok))
 		var found *tokenEntry
 		for i := range s.tokens {
 			if subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:]) == 1 {
@@ -269,7 +290,7 @@ func (s *Server) authorize(scope string, next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the scope %q needed for %s %s", found.name, scope, r.Method, r.URL.Path))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, found.name)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, found)))
 	})
 }
 
@@ -277,18 +298,54 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// ReadyCheck is one condition of /readyz.
+type ReadyCheck struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Reason says why the check fails (empty when OK). It names no
+	// personal data and no secret.
+	Reason string `json:"reason,omitempty"`
+}
+
+// readiness runs every check: the store answers, the registers load, GDPR
+// is enforced, then the integrator's checks.
+func (s *Server) readiness(ctx context.Context) []ReadyCheck {
+	checks := []ReadyCheck{{Name: "store", OK: true}}
+	if err := s.o.Store.Ping(ctx); err != nil {
+		checks[0] = ReadyCheck{Name: "store", Reason: err.Error()}
+	}
+	ix, err := s.o.Store.Registers(ctx)
+	if err != nil {
+		checks = append(checks, ReadyCheck{Name: "registers", Reason: err.Error()})
+	} else {
+		checks = append(checks, ReadyCheck{Name: "registers", OK: true})
+		enf := ReadyCheck{Name: "gdpr_enforced", OK: ix.Registers.Config.GdprEnforced}
+		if !enf.OK {
+			enf.Reason = "gdpr_enforced is off in the registers' config: archived, expired and obliviated data counts as active for every caller"
+		}
+		checks = append(checks, enf)
+	}
+	if s.o.Ready != nil {
+		checks = append(checks, s.o.Ready(ctx)...)
+	}
+	return checks
+}
+
+// handleReady answers 200 when every check passes, else 503; the body lists
+// the checks and, for a 503, the reasons in one list.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	var err error
-	if s.o.Ready != nil {
-		err = s.o.Ready(ctx)
-	} else {
-		err = s.o.Store.Ping(ctx)
+	checks := s.readiness(ctx)
+	var reasons []string
+	for _, c := range checks {
+		if !c.OK {
+			reasons = append(reasons, c.Name+": "+c.Reason)
+		}
 	}
-	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not_ready", "reason": err.Error()})
+	if len(reasons) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not_ready", "reasons": reasons, "checks": checks})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }

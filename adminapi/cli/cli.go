@@ -50,15 +50,23 @@ wipes, looking at a subject. It talks to --admin-url with the bearer token
 		return nil
 	}
 
-	cmd.AddCommand(&cobra.Command{
+	var confirmOff bool
+	load := &cobra.Command{
 		Use:   "load-registers FILE",
 		Short: "replace the whole register set with FILE's, then load its subjects and evidence",
 		Long: `load-registers replaces the whole register set with FILE's (a YAML or JSON
 registers file; times may be relative to now, "now-100d"); the file's subjects
-and evidence are loaded too (all or nothing).`,
+and evidence are loaded too (all or nothing). A file that turns
+config.gdpr_enforced off is refused unless --confirm (and an admin token).`,
 		Args: cmdline.Args(1, 1, "FILE"),
-		RunE: func(cmd *cobra.Command, args []string) error { return c.loadRegisters(cmd.Context(), args[0]) },
-	})
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.loadRegisters(cmd.Context(), args[0], confirmOff)
+		},
+	}
+	load.Flags().BoolVar(&confirmOff, "confirm", false, "allow the file to turn config.gdpr_enforced off")
+	// Like a wipe's, this switch is decided per invocation.
+	cmdline.NoEnv(load.Flags(), "confirm")
+	cmd.AddCommand(load)
 
 	var iopt importOptions
 	imp := &cobra.Command{
@@ -196,16 +204,24 @@ func (c *client) do(ctx context.Context, method, path, ctype string, body io.Rea
 // against this machine's now and errors are reported before anything is
 // sent), replaces the registers, then loads the file's subjects and
 // evidence (atomic import).
-func (c *client) loadRegisters(ctx context.Context, path string) error {
+func (c *client) loadRegisters(ctx context.Context, path string, confirm bool) error {
 	seed, err := model.LoadSeedFile(path, time.Now())
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(seed.Registers)
+	// The whole document, every member written: a PUT replaces it all.
+	body, err := json.Marshal(struct {
+		model.Registers
+		Confirm bool `json:"confirm,omitempty"`
+	}{seed.Registers, confirm})
 	if err != nil {
 		return fmt.Errorf("encode registers: %w", err)
 	}
 	if _, err := c.do(ctx, "PUT", "/v1/registers", "application/json", bytes.NewReader(body)); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity && strings.Contains(ae.Body, `"confirm"`) {
+			return fmt.Errorf("%s turns config.gdpr_enforced off; run again with --confirm if that is meant: %w", path, err)
+		}
 		return err
 	}
 	fmt.Fprintf(c.out, "registers replaced: %d sensitivities, %d categories, %d purposes, %d legalisations, %d rules, %d roles\n",

@@ -92,6 +92,28 @@ func TestCLICommandsAgainstARealServer(t *testing.T) {
 	}
 }
 
+// TestLoadRegistersNeedsConfirmToTurnEnforcementOff: a registers file whose
+// config turns gdpr_enforced off is refused unless --confirm says so.
+func TestLoadRegistersNeedsConfirmToTurnEnforcementOff(t *testing.T) {
+	url := newServer(t)
+	if out, err := runCLI(t, url, "load-registers", "../testdata/seed.yaml"); err != nil {
+		t.Fatalf("load-registers: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile("../testdata/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := filepath.Join(t.TempDir(), "off.yaml")
+	os.WriteFile(off, bytes.Replace(data, []byte("gdpr_enforced: true"), []byte("gdpr_enforced: false"), 1), 0o600)
+	out, err := runCLI(t, url, "load-registers", off)
+	if err == nil || !strings.Contains(err.Error(), "--confirm") {
+		t.Fatalf("load without --confirm: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "load-registers", off, "--confirm"); err != nil {
+		t.Fatalf("load with --confirm: %v\n%s", err, out)
+	}
+}
+
 func TestCLIErrors(t *testing.T) {
 	url := newServer(t)
 	var ae *APIError

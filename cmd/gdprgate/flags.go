@@ -17,8 +17,16 @@ type serverFlag struct {
 	define func(fs *cobra.Command, p *string, name, usage string)
 	// target is the configuration key the flag overrides.
 	target func(*config.Config) *string
-	// targetBool, instead of define and target, makes a boolean flag.
-	targetBool func(*config.Config) *bool
+}
+
+// serverBoolFlags are the boolean server flags, by name: their usage and
+// the configuration key they override.
+var serverBoolFlags = map[string]struct {
+	usage  string
+	target func(*config.Config) *bool
+}{
+	"policy-allow-untested": {"load a --policy directory that has no passing test_ rule (refused by default)",
+		func(c *config.Config) *bool { return &c.PolicyAllowUntested }},
 }
 
 func str(c *cobra.Command, p *string, name, usage string) { c.Flags().StringVar(p, name, "", usage) }
@@ -59,8 +67,6 @@ var serverFlagDefs = []serverFlag{
 			cmdline.EnumVar(c.Flags(), p, name, []string{"debug", "info", "warn", "error"}, usage)
 		},
 		func(c *config.Config) *string { return &c.LogLevel }},
-	{name: "policy-allow-untested", usage: "load a --policy directory that has no passing test_ rule (refused by default)",
-		targetBool: func(c *config.Config) *bool { return &c.PolicyAllowUntested }},
 }
 
 // serverFlags holds the values of the server flags one command takes.
@@ -76,13 +82,13 @@ type serverFlags struct {
 func newServerFlags(cmd *cobra.Command, names ...string) *serverFlags {
 	sf := &serverFlags{cmd: cmd, values: map[string]*string{}, bools: map[string]*bool{}}
 	for _, n := range names {
-		def := flagDef(n)
-		if def.targetBool != nil {
+		if bf, ok := serverBoolFlags[n]; ok {
 			b := new(bool)
-			cmd.Flags().BoolVar(b, def.name, false, def.usage)
+			cmd.Flags().BoolVar(b, n, false, bf.usage)
 			sf.bools[n] = b
 			continue
 		}
+		def := flagDef(n)
 		v := new(string)
 		def.define(cmd, v, def.name, def.usage)
 		sf.values[n] = v
@@ -136,7 +142,7 @@ func (sf *serverFlags) apply(cfg *config.Config) {
 	}
 	for name, b := range sf.bools {
 		if sf.set(name) {
-			*flagDef(name).targetBool(cfg) = *b
+			*serverBoolFlags[name].target(cfg) = *b
 		}
 	}
 }

@@ -67,7 +67,7 @@ on --admin-addr.`,
 		Example: "  gdprgate serve --config gdprgate.yaml --redis-url redis://127.0.0.1:6379",
 		Args:    cmdline.Args(0, 0, ""),
 	}
-	sf := newServerFlags(cmd, "config", "grpc-addr", "admin-addr", "http-authz-addr", "redis-url", "policy", "seed", "log-level")
+	sf := newServerFlags(cmd, "config", "grpc-addr", "admin-addr", "http-authz-addr", "redis-url", "policy", "policy-allow-untested", "seed", "log-level")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := sf.load()
 		if err != nil {
@@ -135,7 +135,7 @@ API on --admin-addr.`,
 		Example: "  gdprgate proxy --upstream http://127.0.0.1:8081 --config gdprgate.yaml",
 		Args:    cmdline.Args(0, 0, ""),
 	}
-	sf := newServerFlags(cmd, "config", "listen", "upstream", "admin-addr", "redis-url", "policy", "seed", "log-level")
+	sf := newServerFlags(cmd, "config", "listen", "upstream", "admin-addr", "redis-url", "policy", "policy-allow-untested", "seed", "log-level")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := sf.load()
 		if err != nil {

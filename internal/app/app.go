@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -71,6 +72,11 @@ type App struct {
 	wg       sync.WaitGroup
 }
 
+// ErrNoRoutes is returned by New for a configuration without a route map:
+// gdprgate would then let every request through untouched.
+var ErrNoRoutes = errors.New("no route map: the configuration has no routes, so every request would pass untouched; " +
+	"give --config a file with a routes: list (examples/crm/gdprgate.yaml is a complete example)")
+
 // New builds gdprgate from cfg and starts its background work (policy
 // watch, wipe workers). Close stops it.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
@@ -81,6 +87,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
+	}
+	if len(cfg.Routes) == 0 {
+		return nil, ErrNoRoutes
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -124,7 +133,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 
-	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Logger: log, Registerer: reg})
+	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Logger: log, Registerer: reg,
+		AllowUntested: cfg.PolicyAllowUntested})
 	if err != nil {
 		return fail(fmt.Errorf("policy: %w", err))
 	}
@@ -181,6 +191,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(fmt.Errorf("admin api: %w", err))
 	}
 	a.Admin = admin
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "gdprgate", Name: "gdpr_enforced",
+		Help: "1 while the registers' config.gdpr_enforced is on, 0 while it is off (every bit then counts as active), NaN when the registers cannot be read.",
+	}, a.enforcedGauge))
 
 	bg, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -281,14 +295,33 @@ func (a *App) seed(ctx context.Context, data []byte) error {
 	return nil
 }
 
-func (a *App) ready(ctx context.Context) error {
-	if err := a.Store.Ping(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
+// ready adds to the admin API's checks (store, registers, gdpr_enforced)
+// what only the assembled gdprgate knows: the route map compiles against
+// the registers, and the policy on disk is the one serving.
+func (a *App) ready(ctx context.Context) []adminapi.ReadyCheck {
+	rm := adminapi.ReadyCheck{Name: "route_map", OK: true}
+	if err := a.Gate.Warm(ctx); err != nil {
+		rm = adminapi.ReadyCheck{Name: "route_map", Reason: err.Error()}
 	}
-	if _, err := a.Store.Registers(ctx); err != nil {
-		return fmt.Errorf("registers: %w", err)
+	pc := adminapi.ReadyCheck{Name: "policy", OK: true}
+	if err := a.Engine.Refused(); err != nil {
+		pc = adminapi.ReadyCheck{Name: "policy", Reason: "the policy files in " + a.Config.PolicyDir +
+			" were refused; the previous policy keeps serving: " + err.Error()}
 	}
-	return nil
+	return []adminapi.ReadyCheck{rm, pc}
+}
+
+func (a *App) enforcedGauge() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ix, err := a.Store.Registers(ctx)
+	if err != nil {
+		return math.NaN()
+	}
+	if ix.Registers.Config.GdprEnforced {
+		return 1
+	}
+	return 0
 }
 
 // GRPCServer returns a gRPC server with Check, Process and health registered.
