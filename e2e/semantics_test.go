@@ -59,8 +59,9 @@ func (s *stack) contactVisible(t *testing.T, c call) (int, uint32) {
 // apply, and what was obliviated when enforcement stopped never comes back.
 func TestGdprNotEnforcedStopsOnlyTheLifecycle(t *testing.T) {
 	s := newStack(t, "")
-	if st, b := s.admin(t, "PUT", "/v1/config", `{"gdpr_enforced":false,"identity_entity":"contact","default_sensitivity":2,"phone_number_sensitivity":2}`); st != 200 {
-		t.Fatalf("PUT /v1/config: %d %s", st, b)
+	// Switching enforcement off is an admin's confirmed act (issue 10 §4).
+	if st, b := s.admin(t, "PATCH", "/v1/config", `{"gdpr_enforced":false,"confirm":true}`); st != 200 {
+		t.Fatalf("PATCH /v1/config: %d %s", st, b)
 	} else if !strings.Contains(string(b), `"enforcement_stopped_at"`) {
 		t.Errorf("the config does not record when enforcement stopped: %s", b)
 	}
