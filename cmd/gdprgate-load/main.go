@@ -6,6 +6,13 @@
 //	gdprgate-load --serve-allowall 127.0.0.1:9393 &
 //	gdprgate-load --target 127.0.0.1:9393 --server-pid $! --requests 20000
 //	gdprgate-load --target 127.0.0.1:9191 --server-pid $(pidof gdprgate) --requests 20000
+//
+// --uniform-subjects N spreads the Checks uniformly over N subject ids (a cache that
+// mostly misses); --import N bulk-imports N evidence records through the admin API and
+// reports records/s; --redis-url reports Redis memory and keys before and after either:
+//
+//	gdprgate-load --import 1000000 --admin-url http://127.0.0.1:9192 --redis-url redis://127.0.0.1:6379
+//	gdprgate-load --uniform-subjects 1000000 --requests 200000 --redis-url redis://127.0.0.1:6379
 package main
 
 import (
@@ -18,6 +25,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,6 +59,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON      = fs.Bool("json", false, "print the report as JSON")
 		dump        = fs.Bool("dump-scenario", false, "print the built-in scenario as a JSON array and exit (a starting point for --scenario FILE)")
 		serveAddr   = fs.String("serve-allowall", "", "run the allow-all baseline Authorization server on this loopback address instead of generating load")
+		uniform     = fs.Int("uniform-subjects", 0, "instead of the scenario, GET <path-prefix><id-prefix><n> for n drawn uniformly from [0, N): with N above the server's cache size most Checks miss it")
+		pathPrefix  = fs.String("path-prefix", "/api/contacts/", "uniform load: the route the subject id is appended to")
+		idPrefix    = fs.String("id-prefix", "u-", "uniform load and import: subject ids are <id-prefix><n>")
+		roles       = fs.String("roles", "agent", "uniform load: the caller's roles header")
+		importN     = fs.Int("import", 0, fmt.Sprintf("instead of Checks, import N evidence records (one per subject <id-prefix><n>) through the admin API (max %d)", loadgen.MaxImportRecords))
+		adminURL    = fs.String("admin-url", "http://127.0.0.1:9192", "import: the admin API (loopback only)")
+		adminToken  = fs.String("admin-token", os.Getenv("GDPRGATE_ADMIN_TOKEN"), "import: bearer token with the edit_evidence scope (default $GDPRGATE_ADMIN_TOKEN)")
+		batch       = fs.Int("batch", 10000, "import: records per request")
+		importConc  = fs.Int("import-concurrency", 4, "import: requests in flight")
+		first       = fs.Int("first", 0, "import: number of the first subject")
+		legalKey    = fs.String("legal-key", "LK-CARE", "import: the records' legal_key")
+		evKeys      = fs.Bool("evidence-keys", false, "import: give every record an evidence_key (imp-<n>)")
+		redisURL    = fs.String("redis-url", "", "redis:// or redis-cluster:// URL: report Redis memory and keys before and after the run")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -73,45 +94,105 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if *duration > loadgen.MaxDuration {
-		fmt.Fprintf(stderr, "gdprgate-load: --duration %s capped at %s\n", *duration, loadgen.MaxDuration)
-	}
-	if err := loadgen.CheckLoopback(ctx, *target); err != nil {
-		fmt.Fprintf(stderr, "gdprgate-load: refusing --target %s: %v (this tool only loads servers on this machine)\n", *target, err)
-		return 2
-	}
-	cfg := loadgen.Config{
-		Target: *target, Concurrency: *concurrency, Requests: *requests, Duration: *duration,
-		Warmup: *warmup, Timeout: *timeout, ServerPID: *serverPID,
-	}
-	if *scenario != "crm" {
-		reqs, err := loadgen.LoadScenario(*scenario)
+	var memBefore *loadgen.RedisMemory
+	if *redisURL != "" {
+		m, err := loadgen.ReadRedisMemory(ctx, *redisURL)
 		if err != nil {
 			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			return 1
+		}
+		memBefore = &m
+	}
+	// A Check report stays at the top level of the JSON (as before the
+	// other modes existed).
+	out := struct {
+		*loadgen.Report
+		Import      *loadgen.ImportReport `json:"import,omitempty"`
+		RedisBefore *loadgen.RedisMemory  `json:"redis_before,omitempty"`
+		RedisAfter  *loadgen.RedisMemory  `json:"redis_after,omitempty"`
+	}{RedisBefore: memBefore}
+	code := 0
+	if *importN > 0 {
+		rep, err := loadgen.Import(ctx, loadgen.ImportConfig{
+			AdminURL: strings.TrimRight(*adminURL, "/"), Token: *adminToken, Records: *importN, First: *first,
+			Batch: *batch, Concurrency: *importConc, IDPrefix: *idPrefix, LegalKey: *legalKey,
+			EvidenceKeys: *evKeys, ServerPID: *serverPID,
+		})
+		if rep == nil {
+			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			return 1
+		}
+		if err != nil || rep.Failed > 0 {
+			if err != nil {
+				fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			}
+			code = 1
+		}
+		out.Import = rep
+	} else {
+		if *duration > loadgen.MaxDuration {
+			fmt.Fprintf(stderr, "gdprgate-load: --duration %s capped at %s\n", *duration, loadgen.MaxDuration)
+		}
+		if err := loadgen.CheckLoopback(ctx, *target); err != nil {
+			fmt.Fprintf(stderr, "gdprgate-load: refusing --target %s: %v (this tool only loads servers on this machine)\n", *target, err)
 			return 2
 		}
-		cfg.Scenario = reqs
+		cfg := loadgen.Config{
+			Target: *target, Concurrency: *concurrency, Requests: *requests, Duration: *duration,
+			Warmup: *warmup, Timeout: *timeout, ServerPID: *serverPID,
+			Uniform: loadgen.Uniform{Subjects: *uniform, PathPrefix: *pathPrefix, IDPrefix: *idPrefix, Roles: *roles},
+		}
+		if *scenario != "crm" {
+			reqs, err := loadgen.LoadScenario(*scenario)
+			if err != nil {
+				fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+				return 2
+			}
+			cfg.Scenario = reqs
+		}
+		rep, err := loadgen.Run(ctx, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			return 1
+		}
+		if rep.Errors > 0 {
+			code = 1
+		}
+		out.Report = rep
 	}
-	rep, err := loadgen.Run(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
-		return 1
+	if *redisURL != "" {
+		m, err := loadgen.ReadRedisMemory(ctx, *redisURL)
+		if err != nil {
+			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			return 1
+		}
+		out.RedisAfter = &m
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := enc.Encode(out); err != nil {
 			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
 			return 1
 		}
-	} else if err := rep.Format(stdout); err != nil {
+		return code
+	}
+	var err error
+	if out.Import != nil {
+		err = out.Import.Format(stdout)
+	} else {
+		err = out.Report.Format(stdout)
+	}
+	if err == nil && out.RedisAfter != nil {
+		b, a := out.RedisBefore, out.RedisAfter
+		_, err = fmt.Fprintf(stdout, "redis       used_memory %d → %d bytes (%+d), keys %d → %d (%+d)\n",
+			b.UsedBytes, a.UsedBytes, a.UsedBytes-b.UsedBytes, b.Keys, a.Keys, a.Keys-b.Keys)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
 		return 1
 	}
-	if rep.Errors > 0 {
-		return 1
-	}
-	return 0
+	return code
 }
 
 // serveAllowAll runs the baseline server until ctx ends.

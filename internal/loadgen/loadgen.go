@@ -50,6 +50,9 @@ type Config struct {
 	Timeout time.Duration
 	// Scenario is the set of CheckRequests sent round-robin (default BuiltinScenario).
 	Scenario []*authv3.CheckRequest
+	// Uniform, when its Subjects is set, replaces Scenario: every Check asks for a
+	// subject drawn uniformly from Uniform.Subjects ids.
+	Uniform Uniform
 	// ServerPID, when > 0, is the process whose CPU time is sampled around the run.
 	ServerPID int
 }
@@ -129,10 +132,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		conn = cc
 	}
 	client := authv3.NewAuthorizationClient(conn)
+	// next[w] gives worker w its i-th request: the fixed scenario round-robin,
+	// or a uniformly drawn subject.
+	next := make([]func(i int64) *authv3.CheckRequest, cfg.Concurrency)
+	for w := range next {
+		if cfg.Uniform.Subjects == 0 {
+			next[w] = func(i int64) *authv3.CheckRequest { return cfg.Scenario[int(i)%len(cfg.Scenario)] }
+			continue
+		}
+		gen, err := cfg.Uniform.generator(w)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: %w", err)
+		}
+		next[w] = func(int64) *authv3.CheckRequest { return gen() }
+	}
 
 	for i := 0; i < cfg.Warmup; i++ {
 		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		_, _ = client.Check(cctx, cfg.Scenario[i%len(cfg.Scenario)])
+		_, _ = client.Check(cctx, next[0](int64(i)))
 		cancel()
 	}
 
@@ -149,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
 	var (
-		next    atomic.Int64
+		issued  atomic.Int64
 		allowed atomic.Int64
 		denied  atomic.Int64
 		errs    atomic.Int64
@@ -166,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			defer wg.Done()
 			local := make([]time.Duration, 0, perWorker)
 			for runCtx.Err() == nil {
-				i := next.Add(1) - 1
+				i := issued.Add(1) - 1
 				if i >= int64(cfg.Requests) {
 					break
 				}
@@ -174,7 +191,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				// would count as an error that the server did not make.
 				cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 				t0 := time.Now()
-				resp, err := client.Check(cctx, cfg.Scenario[int(i)%len(cfg.Scenario)])
+				resp, err := client.Check(cctx, next[w](i))
 				local = append(local, time.Since(t0))
 				cancel()
 				switch {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +19,12 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gdprgate/gdprgate/adminapi"
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/memstore"
+	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/loadgen/allowall"
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // startServer serves register on a loopback port and returns its address.
@@ -216,5 +224,83 @@ func TestLoadScenarioRoundTrip(t *testing.T) {
 		if _, err := LoadScenario(p); err == nil {
 			t.Errorf("%s: want an error", bad)
 		}
+	}
+}
+
+// pathRecorder allows every Check and remembers the paths asked.
+type pathRecorder struct {
+	authv3.UnimplementedAuthorizationServer
+	mu    sync.Mutex
+	paths map[string]int
+}
+
+func (p *pathRecorder) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := r.GetAttributes().GetRequest().GetHttp()
+	p.mu.Lock()
+	if h.GetPath() != h.GetHeaders()[":path"] {
+		p.paths["mismatch"]++
+	}
+	p.paths[h.GetPath()]++
+	p.mu.Unlock()
+	return &authv3.CheckResponse{Status: &status.Status{}}, nil
+}
+
+func TestUniformLoadSpreadsOverTheSubjects(t *testing.T) {
+	rec := &pathRecorder{paths: map[string]int{}}
+	addr := startServer(t, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, rec) })
+	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 4, Requests: 2000, Uniform: Uniform{Subjects: 50}})
+	if err != nil || rep.Requests != 2000 || rep.Errors != 0 {
+		t.Fatalf("report %+v, %v", rep, err)
+	}
+	if rec.paths["mismatch"] > 0 {
+		t.Fatal(":path header and http.path differ")
+	}
+	if len(rec.paths) < 40 {
+		t.Fatalf("2000 Checks over 50 subjects asked only %d distinct paths", len(rec.paths))
+	}
+	for p := range rec.paths {
+		n, ok := strings.CutPrefix(p, "/api/contacts/u-")
+		if i, err := strconv.Atoi(n); !ok || err != nil || i < 0 || i >= 50 {
+			t.Fatalf("path %q outside the 50 subjects", p)
+		}
+	}
+	if _, err := Run(context.Background(), Config{Target: addr, Uniform: Uniform{Subjects: -1}}); err == nil {
+		t.Fatal("a negative subject count was accepted")
+	}
+}
+
+func TestImportStoresEveryRecordThroughTheAdminAPI(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	st := memstore.New(cache.Options{})
+	defer st.Close()
+	seed, err := model.ParseSeed(crm.RegistersYAML, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.LoadSeed(context.Background(), st, seed); err != nil {
+		t.Fatal(err)
+	}
+	api, err := adminapi.New(adminapi.Options{Store: st, Tokens: []adminapi.Token{{Name: "load", SHA256: adminapi.HashToken("tok"), Scopes: []string{"edit_evidence"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	rep, err := Import(context.Background(), ImportConfig{AdminURL: srv.URL, Token: "tok", Records: 2500, Batch: 1000, Concurrency: 2, EvidenceKeys: true, First: 7})
+	if err != nil || rep.Stored != 2500 || rep.Failed != 0 || rep.Requests != 3 {
+		t.Fatalf("import report %+v, %v", rep, err)
+	}
+	for _, id := range []string{"u-7", "u-2506"} {
+		rec, err := st.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: id})
+		if err != nil || len(rec.Evidence) != 1 || rec.Evidence[0].LegalisationID != "contract-care" {
+			t.Fatalf("subject %s after import: %+v, %v", id, rec, err)
+		}
+	}
+	bad, err := Import(context.Background(), ImportConfig{AdminURL: srv.URL, Token: "wrong", Records: 10})
+	if err != nil || bad.Stored != 0 || bad.Failed != 10 || len(bad.ErrorSamples) == 0 {
+		t.Fatalf("import with a wrong token: %+v, %v; want every record failed with the reason", bad, err)
+	}
+	if _, err := Import(context.Background(), ImportConfig{AdminURL: "http://203.0.113.5:9192", Records: 10}); !errors.Is(err, ErrNotLoopback) {
+		t.Fatalf("remote admin url err = %v, want ErrNotLoopback", err)
 	}
 }
