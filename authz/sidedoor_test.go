@@ -1,0 +1,74 @@
+package authz_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/authz/envoytest"
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/examples/crm"
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// TestExtProcAloneReadsTheCanonicalPath: with ext_proc as the only filter
+// (no ext_authz in the chain), the processor's own reading of the request
+// is the canonical one: spellings of a mapped URL are redacted, a wiped
+// subject is refused and a method override is judged.
+func TestExtProcAloneReadsTheCanonicalPath(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
+	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
+		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
+		t.Fatal(err)
+	}
+	env := envoytest.New(envoytest.Options{Proc: sc.GRPC(t), Upstream: crm.New(sc.Now), SpuriousIsError: true,
+		MessageTimeout: 5 * time.Second})
+	t.Cleanup(env.Close)
+
+	cases := []struct {
+		name, method, target string
+		header               map[string]string
+		status               int
+		leak                 string
+	}{
+		{"encoded id", "GET", "/api/contacts/c%2D2", map[string]string{"x-gdpr-roles": "agent"}, 200, "Bob"},
+		{"upper-case literal", "GET", "/API/Contacts/c-2", map[string]string{"x-gdpr-roles": "agent"}, 404, "Bob"},
+		{"wiped, encoded", "GET", "/api/contacts/c%2D8", map[string]string{"x-gdpr-roles": "supervisor"}, 404, "Heidi"},
+		{"encoded slash", "GET", "/api/contacts/c%2F2", map[string]string{"x-gdpr-roles": "agent"}, 400, "Bob"},
+		{"override without identity", "POST", "/api/contacts/c-1", map[string]string{"x-http-method-override": "GET"}, 401, "Alice"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, "http://crm.local/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL = &url.URL{Scheme: "http", Host: "crm.local", Opaque: tc.target}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := env.Do(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The CRM itself answers the upper-case spelling 404; what
+			// matters is what gdprgate lets out.
+			if resp.Status != tc.status {
+				t.Errorf("status %d %s, want %d", resp.Status, resp.Body, tc.status)
+			}
+			if bytes.Contains(resp.Body, []byte(tc.leak)) {
+				t.Errorf("%s in clear: %s", tc.leak, resp.Body)
+			}
+			if tc.status == 400 && !strings.Contains(string(resp.Body), "encoded_slash") {
+				t.Errorf("400 without its reason: %s", resp.Body)
+			}
+		})
+	}
+}

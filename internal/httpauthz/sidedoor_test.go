@@ -1,0 +1,75 @@
+package httpauthz
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// TestHandlerReadsTheCanonicalRequest: the HTTP authz mode reads the
+// original request (from its own path, X-Original-* or X-Forwarded-*) the
+// one way every other front-end reads it (issue 10 §1, §2).
+func TestHandlerReadsTheCanonicalRequest(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{Configure: func(c *config.Config) {
+		c.Routes = append(c.Routes, config.Route{Name: "calls-by-query", Method: "GET", Path: "/api/calls", Kind: "read",
+			Subject: &config.SubjectSpec{Entity: "contact", From: config.FromQuery, Name: "contact_id"}})
+	}})
+	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
+	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
+		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
+		t.Fatal(err)
+	}
+	h := New(sc.App.Gate, Options{PathPrefix: "/authz", Logger: quietLogger()})
+	sup := map[string]string{"X-Gdpr-Roles": "supervisor"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{"X-Gdpr-Roles": "marketer"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name, method, path string
+		header             map[string]string
+		body               string
+		want               int
+		wantStatus, reason string
+	}{
+		{"envoy: wiped subject, encoded id", "GET", "/authz/api/contacts/c%2D8", sup, "", 404, "404", "subject_not_found"},
+		{"envoy: wiped subject, upper-case route", "GET", "/authz/API/Contacts/c-8;x=1", sup, "", 404, "404", "subject_not_found"},
+		{"envoy: encoded slash", "GET", "/authz/api/contacts/c%2F8", sup, "", 400, "400", "encoded_slash"},
+		{"envoy: override without identity", "POST", "/authz/api/contacts/c-1", map[string]string{"X-HTTP-Method-Override": "GET"}, "", 401, "401", "unauthenticated"},
+		{"envoy: duplicate contact_id", "POST", "/authz/api/outbound/calls", with(), `{"contact_id":"c-1","type":"campaign","contact_id":"c-4"}`, 400, "400", "ambiguous_body"},
+		{"envoy: CONTACT_ID alone", "POST", "/authz/api/outbound/calls", with(), `{"CONTACT_ID":"c-4","type":"campaign"}`, 403, "403", "communication_not_permitted"},
+		{"envoy: repeated query subject", "GET", "/authz/api/calls?contact_id=c-1&contact_id=c-8", sup, "", 400, "400", "ambiguous_query_parameter"},
+		{"nginx: wiped subject, dot segments", "GET", "/authz", with("X-Gdpr-Roles", "supervisor", "X-Original-URI", "/api/x/../contacts/%63-8"), "", 403, "404", "subject_not_found"},
+		{"nginx: override without identity", "POST", "/authz", map[string]string{"X-Original-Method": "POST", "X-Original-URI": "/api/contacts/c-1?_method=GET"}, "", 401, "401", "unauthenticated"},
+		{"forwarded: wiped subject, merged slashes", "GET", "/authz", with("X-Gdpr-Roles", "supervisor", "X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api//contacts//c-8"), "", 404, "404", "subject_not_found"},
+		{"forwarded: double encoding", "GET", "/authz", with("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api/contacts/c%252D8"), "", 400, "400", "double_encoding"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.path, nil)
+			if tt.body != "" {
+				req = httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			res := rec.Result()
+			if res.StatusCode != tt.want || res.Header.Get(HeaderStatus) != tt.wantStatus || res.Header.Get(HeaderReason) != tt.reason {
+				t.Errorf("= %d %s %s (%s), want %d %s %s", res.StatusCode, res.Header.Get(HeaderStatus), res.Header.Get(HeaderReason), rec.Body,
+					tt.want, tt.wantStatus, tt.reason)
+			}
+		})
+	}
+}
