@@ -160,6 +160,11 @@ func TestBootstrapWiresGdprgateAsDesigned(t *testing.T) {
 			`"allow_partial_message":false`,
 			`"cluster_name":"gdprgate"`,
 			`"http2_protocol_options":{}`,
+			// Path normalisation as defence in depth (gdprgate reads its
+			// own canonical path; issue 10 §1).
+			`"normalize_path":true`,
+			`"merge_slashes":true`,
+			`"path_with_escaped_slashes_action":"REJECT_REQUEST"`,
 		} {
 			if !strings.Contains(text, want) {
 				t.Errorf("%s lacks %s", file, want)
