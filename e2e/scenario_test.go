@@ -19,7 +19,7 @@ func sha(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Field groups of a contact by sensitivity bit (SCENARIO.md).
+// Field groups of a contact by sensitivity bit (examples/crm/README.md).
 var contactBits = [4][]string{
 	{"customer_number", "ip_address"},
 	{"first_name", "last_name", "email", "phone", "address"},

@@ -31,7 +31,7 @@ func newEngine(t testing.TB, dir string, reg prometheus.Registerer) *Engine {
 	return e
 }
 
-// Callers of the reference scenario (SCENARIO.md roles).
+// Callers of the reference scenario (examples/crm/README.md roles).
 func agent() Facts {
 	return Facts{RouteKind: KindRead, Enforced: true, Authenticated: true, Roles: "agent", SensitivityMask: 0b0111}
 }

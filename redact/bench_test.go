@@ -10,7 +10,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// scenarioFields is SCENARIO.md's contact mapping under a list.
+// scenarioFields is examples/crm/README.md's contact mapping under a list.
 var scenarioFields = []FieldSpec{
 	{Path: "data.#.customer_number", Bit: 0},
 	{Path: "data.#.ip_address", Bit: 0, Action: ActHash},

@@ -1,5 +1,5 @@
-// Package crm is the legacy CRM of the reference scenario (shared
-// SCENARIO.md): a plain net/http JSON API over an in-memory, deterministic
+// Package crm is the legacy CRM of the reference scenario (README.md in this
+// directory): a plain net/http JSON API over an in-memory, deterministic
 // data set, with no GDPR logic at all. gdprgate's demo and end-to-end tests
 // run it in-process behind the gate; cmd/crm serves it on its own.
 //

@@ -13,7 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
-	"sigs.k8s.io/yaml"
+
+	"github.com/gdprgate/gdprgate/internal/yamlfile"
 
 	// Every extension the bootstraps name in a typed_config: registering
 	// their types lets protojson and anypb resolve the Any payloads.
@@ -34,7 +35,7 @@ type allValidator interface{ ValidateAll() error }
 // generated validators stop at google.protobuf.Any, every typed config inside
 // it, and checks that each cluster referenced exists.
 func checkBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
-	js, err := yaml.YAMLToJSON(data)
+	js, err := yamlfile.ToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("yaml: %w", err)
 	}
@@ -144,7 +145,7 @@ func TestBootstrapWiresGdprgateAsDesigned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		js, err := yaml.YAMLToJSON(data)
+		js, err := yamlfile.ToJSON(data)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,14 +1,14 @@
 package kubernetes
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"sigs.k8s.io/yaml"
+	"github.com/gdprgate/gdprgate/internal/yamlfile"
 )
 
 type doc = map[string]any
@@ -19,14 +19,15 @@ func loadDocs(t *testing.T) []doc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	parts, err := yamlfile.Documents(data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var docs []doc
-	for i, part := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(data), -1) {
+	for i, part := range parts {
 		var d doc
-		if err := yaml.Unmarshal([]byte(part), &d); err != nil {
+		if err := json.Unmarshal(part, &d); err != nil {
 			t.Fatalf("document %d: %v", i, err)
-		}
-		if d == nil {
-			continue
 		}
 		if d["apiVersion"] == nil || d["kind"] == nil || get(d, "metadata", "name") == nil {
 			t.Fatalf("document %d lacks apiVersion, kind or metadata.name", i)

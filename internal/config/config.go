@@ -5,10 +5,7 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"regexp"
@@ -16,8 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/gdprgate/gdprgate/internal/yamlfile"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -305,10 +303,9 @@ func (c *Config) applyDefaults() {
 // validates it. Errors name the line.
 func Parse(data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	// An empty file is valid: the defaults.
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	// An empty file is valid: the defaults. Unknown fields are refused with
+	// the name probably meant, keys given twice too, each with its line.
+	if err := yamlfile.Decode(data, c, yamlfile.Options{Tag: "yaml"}); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	c.applyDefaults()

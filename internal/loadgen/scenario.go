@@ -14,7 +14,7 @@ import (
 	"github.com/gdprgate/gdprgate/authz/envoytest"
 )
 
-// scenarioCall is one request of the built-in scenario (SCENARIO.md's CRM routes).
+// scenarioCall is one request of the built-in scenario (examples/crm/README.md's CRM routes).
 type scenarioCall struct {
 	method, path, roles, mode, body string
 }

@@ -9,7 +9,8 @@ import (
 
 // Closest returns the candidates nearest to typed, best first: those within
 // an edit distance of max(2, len/4) (case-insensitive), plus those that
-// typed is a prefix of or that differ only in '-' versus '_'. At most three.
+// typed is a prefix of (or that are a prefix of typed) and those that differ
+// only in '-' versus '_'. At most three.
 func Closest(typed string, candidates []string) []string {
 	t := strings.ToLower(typed)
 	limit := max(2, len(t)/4)
@@ -29,8 +30,8 @@ func Closest(typed string, candidates []string) []string {
 		switch {
 		case normalise(lc) == normalise(t):
 			d = 0
-		case len(t) >= 3 && strings.HasPrefix(lc, t):
-			d = min(d, 1)
+		case len(t) >= 3 && strings.HasPrefix(lc, t), len(lc) >= 4 && strings.HasPrefix(t, lc):
+			d = min(d, 1) // a name cut short, or one with a word too many
 		}
 		if d <= limit {
 			hits = append(hits, hit{c, d})

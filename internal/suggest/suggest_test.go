@@ -34,6 +34,7 @@ func TestClosestSuggestsNearNamesOnly(t *testing.T) {
 		{"Origin", []string{"origin"}},                   // case
 		{"redis", []string{"redis-url"}},                 // a prefix
 		{"evidencekey", []string{"evidence_key"}},
+		{"origin_time", []string{"origin"}}, // a word too many
 		{"zzzzzz", nil},
 		{"grpc-addr", nil}, // exact names need no suggestion
 	} {

@@ -15,7 +15,7 @@ func ago(d int) time.Time { return now.AddDate(0, 0, -d) }
 
 func at(t time.Time) *time.Time { return &t }
 
-// scenario builds SCENARIO.md's registers relative to now.
+// scenario builds examples/crm/README.md's registers relative to now.
 func scenario(t testing.TB) *model.Index {
 	t.Helper()
 	r := &model.Registers{

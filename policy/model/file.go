@@ -1,15 +1,15 @@
 package model
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"github.com/gdprgate/gdprgate/internal/yamlfile"
 )
 
 // Seed is a registers file: the registers plus subjects and evidence to load
@@ -47,51 +47,35 @@ func ResolveTime(s string, now time.Time) (t time.Time, ok bool) {
 	return now.Add(d).UTC(), true
 }
 
-// resolveRelative rewrites every string value of a decoded JSON tree that is a
-// relative time into RFC 3339, and every "YYYY-MM-DD" date into midnight UTC.
-func resolveRelative(v any, now time.Time) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = resolveRelative(e, now)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = resolveRelative(e, now)
-		}
-	case string:
-		if t, ok := ResolveTime(x, now); ok {
-			return t.Format(time.RFC3339Nano)
-		}
-		if d, err := time.Parse("2006-01-02", x); err == nil {
-			return d.Format(time.RFC3339)
-		}
+// ParseTime reads a time as a registers file may write it: RFC 3339
+// ("2026-01-31T09:00:00Z"), a date ("2026-01-31", midnight UTC) or relative
+// to now ("now-100d"). Its errors explain the syntax.
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if t, ok := ResolveTime(s, now); ok {
+		return t, nil
 	}
-	return v
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if d, err := time.Parse("2006-01-02", s); err == nil {
+		return d, nil
+	}
+	if strings.HasPrefix(strings.TrimSpace(s), "now") {
+		return time.Time{}, fmt.Errorf("%q is not a relative time: write now, or now, a sign and numbers with units d (days), h, m, s: now-100d, now+30d, now-1d12h", s)
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: write a date (2026-01-31), a date and time (2026-01-31T09:00:00Z, RFC 3339) or a time relative to now (now-100d)", s)
 }
 
-// DecodeStrict decodes YAML or JSON into out, rejecting unknown fields, after
-// resolving relative times ("now-100d") against now.
+// DecodeStrict decodes YAML or JSON into out, rejecting unknown fields (with
+// the name probably meant), keys given twice and values of the wrong kind,
+// each with its line and column. Time fields may be relative to now
+// ("now-100d").
 func DecodeStrict(data []byte, now time.Time, out any) error {
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return fmt.Errorf("parse: %w", err)
-	}
-	var tree any
-	if err := json.Unmarshal(js, &tree); err != nil {
-		return fmt.Errorf("parse: %w", err)
-	}
-	tree = resolveRelative(tree, now)
-	js, err = json.Marshal(tree)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	return nil
+	return yamlfile.Decode(data, out, fileOptions(now))
+}
+
+func fileOptions(now time.Time) yamlfile.Options {
+	return yamlfile.Options{Tag: "json", Time: func(s string) (time.Time, error) { return ParseTime(s, now) }}
 }
 
 // ParseSeed decodes and validates a registers file. Every validation problem
@@ -99,10 +83,27 @@ func DecodeStrict(data []byte, now time.Time, out any) error {
 // "evidence[i]."). Times may be absolute (RFC 3339 or YYYY-MM-DD) or relative
 // to now ("now-100d").
 func ParseSeed(data []byte, now time.Time) (*Seed, error) {
-	var s Seed
-	if err := DecodeStrict(data, now, &s); err != nil {
+	root, err := yamlfile.Parse(data)
+	if err != nil {
 		return nil, err
 	}
+	var s Seed
+	if root != nil {
+		if err := yamlfile.DecodeNode(root, &s, fileOptions(now)); err != nil {
+			return nil, err
+		}
+	}
+	s2, err := s.validate(now)
+	if ve := (*ValidationError)(nil); errors.As(err, &ve) {
+		for i := range ve.Errors {
+			ve.Errors[i].Line, ve.Errors[i].Column = yamlfile.Locate(root, ve.Errors[i].Field)
+		}
+	}
+	return s2, err
+}
+
+// validate fills defaults and checks the registers, evidence and subjects.
+func (s *Seed) validate(now time.Time) (*Seed, error) {
 	if s.Config.IdentityEntity == "" {
 		s.Config.IdentityEntity = "contact"
 	}
@@ -142,7 +143,7 @@ func ParseSeed(data []byte, now time.Time) (*Seed, error) {
 	if err := all.err(); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return s, nil
 }
 
 // LoadSeedFile reads and parses a registers file.

@@ -1,8 +1,8 @@
 // Package model defines gdprgate's GDPR registers — sensitivities, legal
 // categories, purposes, legalisations, rules, roles, configuration — and the
-// evidence that proves a legal ground for a data subject. The vocabulary is the
-// contact-centre manual's (see shared/seeds); JSON field names are the admin
-// API's contract.
+// evidence that proves a legal ground for a data subject. The vocabulary is
+// contact-centre GDPR practice's, explained in the README ("The model in one
+// page"); JSON field names are the admin API's contract.
 //
 // Types here carry data and validation only. The lifecycle engine
 // (policy/lifecycle) turns them into per-bit states; Rego turns states into

@@ -21,13 +21,21 @@ type Registers struct {
 }
 
 // FieldError names the offending field (a JSON path such as
-// "legalisations[2].purpose_id") and why it is refused.
+// "legalisations[2].purpose_id") and why it is refused; read from a file,
+// also where the field is.
 type FieldError struct {
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
 }
 
-func (e FieldError) Error() string { return e.Field + ": " + e.Reason }
+func (e FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("line %d, column %d: %s: %s", e.Line, e.Column, e.Field, e.Reason)
+	}
+	return e.Field + ": " + e.Reason
+}
 
 // ValidationError lists every problem found, not only the first.
 type ValidationError struct {
