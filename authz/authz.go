@@ -9,6 +9,8 @@ package authz
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/policy"
 )
 
 // MetadataNamespace is where Check puts its dynamic metadata; Envoy forwards
@@ -83,13 +86,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		path = headers[":path"]
 	}
 	greq := &gate.Request{
-		Method:  method,
-		Path:    path,
-		Host:    h.GetHost(),
-		Scheme:  h.GetScheme(),
-		Header:  func(name string) string { return headers[name] },
-		Headers: func() map[string]string { return headers },
-		Body:    body,
+		Method:     method,
+		Path:       path,
+		Host:       h.GetHost(),
+		Scheme:     h.GetScheme(),
+		Header:     func(name string) string { return headers[name] },
+		Headers:    func() map[string]string { return headers },
+		Body:       body,
+		Attributes: req.GetAttributes(),
 	}
 	ex := s.gate.Check(ctx, greq)
 	return checkResponse(ex), nil
@@ -97,11 +101,17 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 	v := &ex.Verdict
+	add := v.Additions()
+	meta := metadata(ex, add.DynamicMetadata)
 	if !v.Allow {
-		hdrs := []*corev3.HeaderValueOption{header("content-type", "application/json"), header(gate.HeaderDecisionID, ex.DecisionID)}
+		hdrs := []*corev3.HeaderValueOption{header(gate.HeaderDecisionID, ex.DecisionID)}
+		if !v.PlainBody {
+			hdrs = append(hdrs, header("content-type", "application/json"))
+		}
 		for k, val := range v.ResponseHeaders {
 			hdrs = append(hdrs, header(k, val))
 		}
+		hdrs = append(hdrs, policyHeaders(add.AppendHeaders)...)
 		code := codes.PermissionDenied
 		if v.Status == 401 {
 			code = codes.Unauthenticated
@@ -113,20 +123,21 @@ func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 				Headers: hdrs,
 				Body:    string(v.Body),
 			}},
+			DynamicMetadata: meta,
 		}
 	}
 	ok := &authv3.OkHttpResponse{HeadersToRemove: gate.Forgeable}
+	if len(add.RemoveHeaders) > 0 {
+		ok.HeadersToRemove = slices.Concat(gate.Forgeable, add.RemoveHeaders)
+	}
 	for k, val := range v.UpstreamHeaders {
 		ok.Headers = append(ok.Headers, header(k, val))
 	}
+	ok.Headers = append(ok.Headers, policyHeaders(add.AppendHeaders)...)
 	for k, val := range v.ResponseHeaders {
 		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
 	}
-	md := map[string]any{"decision_id": ex.DecisionID}
-	if r := ex.RouteName(); r != "" {
-		md["route"] = r
-	}
-	meta, _ := structpb.NewStruct(md)
+	ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, policyHeaders(add.AddResponseHeaders)...)
 	return &authv3.CheckResponse{
 		Status:          &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
@@ -134,11 +145,40 @@ func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 	}
 }
 
+// metadata is the policy's dynamic_metadata, if any, with gdprgate's
+// decision id (which wins, as opa-envoy-plugin's does) and route.
+func metadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struct {
+	md := make(map[string]any, len(policyMD)+2)
+	maps.Copy(md, policyMD)
+	md["decision_id"] = ex.DecisionID
+	if r := ex.RouteName(); r != "" {
+		md["route"] = r
+	}
+	meta, err := structpb.NewStruct(md)
+	if err != nil {
+		// A value structpb cannot hold (the policy's): keep ours.
+		meta, _ = structpb.NewStruct(map[string]any{"decision_id": ex.DecisionID})
+	}
+	return meta
+}
+
+// header is one of gdprgate's own headers: it replaces any value a client
+// sent.
 func header(k, v string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: k, Value: v},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
+}
+
+// policyHeaders are an opa-envoy-plugin policy's headers, sent as that
+// plugin sends them (no append action: Envoy appends).
+func policyHeaders(hs []policy.Header) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: h.Key, Value: h.Value}}
+	}
+	return out
 }
 
 // headerMap flattens Envoy's ext_proc HeaderMap into lower-case keys; Envoy

@@ -18,6 +18,8 @@ import (
 
 // stream is one HTTP request's ext_proc conversation.
 type stream struct {
+	// metadata is Envoy's forwarded dynamic metadata (metadata_context).
+	metadata *corev3.Metadata
 	ex       *gate.Exchange
 	head     bool
 	status   int
@@ -48,6 +50,9 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 }
 
 func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	if md := req.GetMetadataContext(); md != nil {
+		st.metadata = md
+	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return s.requestHeaders(ctx, st, r.RequestHeaders)
@@ -81,6 +86,7 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.Ht
 		Header:       func(name string) string { return hdrs[name] },
 		Headers:      func() map[string]string { return hdrs },
 		ResponseOnly: true,
+		Metadata:     st.metadata,
 	})
 	v := &st.ex.Verdict
 	if !v.Allow {

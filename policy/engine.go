@@ -2,12 +2,10 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +24,11 @@ const DefaultMemoSize = 1 << 16
 type Options struct {
 	// Dir is the policy directory (*.rego, tests in *_test.rego); "" is the
 	// embedded default policy.
-	Dir        string
+	Dir string
+	// Path is the decision entry point, slash-separated under data as in
+	// opa-envoy-plugin ("envoy/authz/allow"); "" is DefaultPath, the GDPR
+	// decision itself.
+	Path       string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// MemoSize bounds the number of memoised decisions (0: DefaultMemoSize).
@@ -53,10 +55,13 @@ type Engine struct {
 	refused atomic.Pointer[error]
 }
 
-// generation is a policy with its memo; both are replaced atomically.
+// generation is a policy with its memos; all are replaced atomically.
 type generation struct {
 	policy *compiled
-	memo   *memo // nil when the policy is not memoisable
+	memo   *memo // nil when the GDPR decision is not memoisable
+	// entryMemo memoises the entry point (layered policies reading facts
+	// only); nil otherwise.
+	entryMemo *memo
 }
 
 // New loads, compiles and tests the policy. A policy that fails to parse,
@@ -77,7 +82,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := compilePolicy(ctx, files, opts.AllowUntested)
+	c, err := compilePolicy(ctx, files, opts.Path, opts.AllowUntested)
 	if err != nil {
 		return nil, err
 	}
@@ -85,15 +90,26 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) install(c *compiled) {
+func (e *Engine) newGeneration(c *compiled) *generation {
 	g := &generation{policy: c}
 	if c.memoisable {
 		g.memo = newMemo(e.opts.MemoSize)
-	} else {
-		e.log.Warn("policy reads request attributes: decisions are not memoised", "why", c.why)
 	}
-	e.cur.Store(g)
-	e.log.Info("policy loaded", "dir", e.dirName(), "memoised", c.memoisable)
+	if c.layered && c.entryMemoisable {
+		g.entryMemo = newMemo(e.opts.MemoSize)
+	}
+	return g
+}
+
+func (e *Engine) install(c *compiled) {
+	if !c.memoisable {
+		e.log.Warn("GDPR decision reads request attributes: decisions are not memoised", "why", c.why)
+	}
+	if c.layered && !c.entryMemoisable {
+		e.log.Info("entry point reads the request: evaluated per request", "path", c.entryPath, "why", c.entryWhy)
+	}
+	e.cur.Store(e.newGeneration(c))
+	e.log.Info("policy loaded", "dir", e.dirName(), "entry", c.entryPath, "memoised", c.memoisable)
 }
 
 func (e *Engine) dirName() string {
@@ -103,8 +119,20 @@ func (e *Engine) dirName() string {
 	return e.opts.Dir
 }
 
-// Memoised reports whether the current policy's decisions are memoised.
+// Memoised reports whether the current policy's GDPR decisions are
+// memoised (they then need no Request).
 func (e *Engine) Memoised() bool { return e.cur.Load().memo != nil }
+
+// Layered reports whether the entry point (policy.path) is not the GDPR
+// decision, so that DecideEntry must be asked too.
+func (e *Engine) Layered() bool { return e.cur.Load().policy.layered }
+
+// EntryMemoised reports whether the entry point reads facts only (it then
+// needs no Request).
+func (e *Engine) EntryMemoised() bool { return e.cur.Load().entryMemo != nil }
+
+// EntryMaySetMask reports whether the entry point can give visible_mask.
+func (e *Engine) EntryMaySetMask() bool { return e.cur.Load().policy.entryMask }
 
 // Decide returns the policy's decision for f. req supplies the request
 // attributes for policies that read them and may be nil otherwise. A
@@ -120,7 +148,7 @@ func (e *Engine) Decide(ctx context.Context, f Facts, req *Request) (Decision, e
 			return d, nil
 		}
 	}
-	d, err := e.eval(ctx, g.policy, &f, req)
+	d, err := e.eval(ctx, g.policy.query, DecisionQuery, &f, req)
 	if err != nil {
 		e.metrics.evalErrors.Inc()
 		return Decision{}, err
@@ -131,113 +159,53 @@ func (e *Engine) Decide(ctx context.Context, f Facts, req *Request) (Decision, e
 	return d, nil
 }
 
-func (e *Engine) eval(ctx context.Context, c *compiled, f *Facts, req *Request) (Decision, error) {
+// DecideEntry evaluates the entry point of a layered policy (Layered). f
+// is nil for requests outside the route map (no GDPR facts); req may be
+// nil when EntryMemoised. Errors mean deny; an *InputError means the
+// request itself cannot be read (400).
+func (e *Engine) DecideEntry(ctx context.Context, f *Facts, req *Request) (Decision, error) {
+	g := e.cur.Load()
+	if !g.policy.layered {
+		return Decision{}, errors.New("policy decision: the entry point is the GDPR decision")
+	}
+	if g.entryMemo != nil && f != nil {
+		if d, ok := g.entryMemo.get(f); ok {
+			e.metrics.memoHits.Inc()
+			return d, nil
+		}
+	}
+	d, err := e.eval(ctx, g.policy.entry, g.policy.entryPath, f, req)
+	if err != nil {
+		e.metrics.evalErrors.Inc()
+		return Decision{}, err
+	}
+	if g.entryMemo != nil && f != nil {
+		g.entryMemo.put(f, d)
+	}
+	return d, nil
+}
+
+func (e *Engine) eval(ctx context.Context, q rego.PreparedEvalQuery, name string, f *Facts, req *Request) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, fmt.Errorf("policy decision: %w", err)
 	}
 	input, err := buildInput(f, req)
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy input: %w", err)
+		return Decision{}, err
 	}
 	e.metrics.evaluations.Inc()
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluate policy: %w", err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return Decision{}, fmt.Errorf("evaluate policy: %s is undefined", DecisionQuery)
+		return Decision{}, fmt.Errorf("evaluate policy: %s is undefined", name)
 	}
-	d, err := parseDecision(rs[0].Expressions[0].Value)
+	d, err := parseResult(rs[0].Expressions[0].Value)
 	if err != nil {
-		return Decision{}, fmt.Errorf("evaluate policy: %s: %w", DecisionQuery, err)
+		return Decision{}, fmt.Errorf("evaluate policy: %s: %w", name, err)
 	}
 	return d, nil
-}
-
-// parseDecision checks the decision document's shape. allow, status, reason
-// and visible_mask are required; message and headers may be omitted.
-func parseDecision(v any) (Decision, error) {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return Decision{}, fmt.Errorf("decision is %T, not an object", v)
-	}
-	var d Decision
-	var err error
-	if d.Allow, ok = obj["allow"].(bool); !ok {
-		return Decision{}, errors.New("decision.allow is not a boolean")
-	}
-	status, err := number(obj, "status", true, 100, 599)
-	if err != nil {
-		return Decision{}, err
-	}
-	d.Status = int(status)
-	if !d.Allow && d.Status < 400 {
-		return Decision{}, fmt.Errorf("decision denies with status %d", d.Status)
-	}
-	if d.Reason, ok = obj["reason"].(string); !ok || d.Reason == "" {
-		return Decision{}, errors.New("decision.reason is not a non-empty string")
-	}
-	if m, present := obj["message"]; present {
-		if d.Message, ok = m.(string); !ok {
-			return Decision{}, errors.New("decision.message is not a string")
-		}
-	}
-	mask, err := number(obj, "visible_mask", true, 0, math.MaxUint32)
-	if err != nil {
-		return Decision{}, err
-	}
-	d.VisibleMask = uint32(mask)
-	if h, present := obj["headers"]; present {
-		hm, ok := h.(map[string]any)
-		if !ok {
-			return Decision{}, errors.New("decision.headers is not an object")
-		}
-		if len(hm) > 0 {
-			d.Headers = make(map[string]string, len(hm))
-			for k, hv := range hm {
-				s, ok := hv.(string)
-				if !ok {
-					return Decision{}, fmt.Errorf("decision.headers[%q] is not a string", k)
-				}
-				d.Headers[k] = s
-			}
-		}
-	}
-	return d, nil
-}
-
-func number(obj map[string]any, key string, required bool, lo, hi int64) (int64, error) {
-	v, present := obj[key]
-	if !present {
-		if required {
-			return 0, fmt.Errorf("decision.%s is missing", key)
-		}
-		return 0, nil
-	}
-	var n int64
-	switch x := v.(type) {
-	case json.Number:
-		i, err := x.Int64()
-		if err != nil {
-			return 0, fmt.Errorf("decision.%s is not an integer: %s", key, x)
-		}
-		n = i
-	case int:
-		n = int64(x)
-	case int64:
-		n = x
-	case float64:
-		if x != math.Trunc(x) {
-			return 0, fmt.Errorf("decision.%s is not an integer: %v", key, x)
-		}
-		n = int64(x)
-	default:
-		return 0, fmt.Errorf("decision.%s is not a number", key)
-	}
-	if n < lo || n > hi {
-		return 0, fmt.Errorf("decision.%s %d out of range [%d, %d]", key, n, lo, hi)
-	}
-	return n, nil
 }
 
 // Invalidate drops every memoised decision (call it when anything a policy
@@ -246,10 +214,10 @@ func number(obj map[string]any, key string, required bool, lo, hi int64) (int64,
 func (e *Engine) Invalidate() {
 	for {
 		old := e.cur.Load()
-		if old.memo == nil {
+		if old.memo == nil && old.entryMemo == nil {
 			return
 		}
-		next := &generation{policy: old.policy, memo: newMemo(e.opts.MemoSize)}
+		next := e.newGeneration(old.policy)
 		if e.cur.CompareAndSwap(old, next) {
 			return
 		}
@@ -269,7 +237,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 	}
 	var c *compiled
 	if err == nil {
-		c, err = compilePolicy(ctx, files, e.opts.AllowUntested)
+		c, err = compilePolicy(ctx, files, e.opts.Path, e.opts.AllowUntested)
 	}
 	if err != nil {
 		e.metrics.reloads.WithLabelValues("failure").Inc()

@@ -78,4 +78,30 @@ type Decision struct {
 	// VisibleMask is the sensitivity bits the response may show for this
 	// subject; the rewriter redacts every mapped field of any other bit.
 	VisibleMask uint32 `json:"visible_mask"`
+
+	// Shape is the form the policy's result had: ShapeGDPR (the object
+	// above), ShapeBool (opa-envoy-plugin's boolean) or ShapeEnvoy
+	// (opa-envoy-plugin's object).
+	Shape string `json:"-"`
+	// MaskSet: the result gave visible_mask itself (always so for
+	// ShapeGDPR); otherwise the GDPR decision's mask applies.
+	MaskSet bool `json:"-"`
+	// The opa-envoy-plugin result fields, with the meaning they have there.
+	// EnvoyHeaders ("headers") are added to the upstream request when the
+	// request is allowed and sent to the client when it is denied.
+	EnvoyHeaders           []Header       `json:"-"`
+	ResponseHeadersToAdd   []Header       `json:"-"`
+	RequestHeadersToRemove []string       `json:"-"`
+	Body                   string         `json:"-"`
+	DynamicMetadata        map[string]any `json:"-"`
 }
+
+// Result shapes a policy may return.
+const (
+	ShapeGDPR  = "gdprgate"
+	ShapeBool  = "boolean"
+	ShapeEnvoy = "envoy"
+)
+
+// Header is one header of an opa-envoy-plugin result, in order.
+type Header struct{ Key, Value string }

@@ -10,19 +10,58 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	defaultpolicy "github.com/gdprgate/gdprgate/rego"
 )
 
-// DecisionQuery is the rule every policy must define.
+// DecisionQuery is gdprgate's GDPR decision. A policy that does not define
+// it while its entry point (policy.path) is elsewhere gets the embedded
+// default's.
 const DecisionQuery = "data.gdprgate.authz.decision"
 
-var decisionRef = ast.MustParseRef(DecisionQuery)
+// DefaultPath is the entry point when policy.path is not set: the GDPR
+// decision itself.
+const DefaultPath = "gdprgate/authz/decision"
+
+var (
+	decisionRef    = ast.MustParseRef(DecisionQuery)
+	decisionPkgRef = ast.MustParseRef("data.gdprgate.authz")
+)
+
+// PathRef turns a slash-separated decision path ("envoy/authz/allow", as
+// opa-envoy-plugin's path setting) into its data reference. Empty segments
+// are skipped and integer segments index arrays, as there; "" is
+// DefaultPath.
+func PathRef(path string) (ast.Ref, error) {
+	if path == "" {
+		path = DefaultPath
+	}
+	ref := ast.Ref{ast.DefaultRootDocument}
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "" {
+			continue
+		}
+		if strings.ContainsAny(seg, " \t\n\"") {
+			return nil, fmt.Errorf("policy path %q: segment %q has a space or quote", path, seg)
+		}
+		if n, err := strconv.Atoi(seg); err == nil {
+			ref = append(ref, ast.IntNumberTerm(n))
+		} else {
+			ref = append(ref, ast.StringTerm(seg))
+		}
+	}
+	if len(ref) < 2 {
+		return nil, fmt.Errorf("policy path %q names no rule", path)
+	}
+	return ref, nil
+}
 
 // sourceFile is one .rego file of a policy directory.
 type sourceFile struct {
@@ -109,30 +148,54 @@ func parseSources(files []sourceFile) (all, serving map[string]*ast.Module, err 
 
 // compiled is one loaded, tested and prepared policy.
 type compiled struct {
+	// query is the GDPR decision (DecisionQuery).
 	query rego.PreparedEvalQuery
-	// memoisable: decisions depend on Facts only (see analyse).
+	// memoisable: GDPR decisions depend on Facts only (see analyse).
 	memoisable bool
-	// why is the first reason the policy is not memoisable.
-	why         string
+	// why is the first reason the GDPR decision is not memoisable.
+	why string
+	// layered: the entry point (policy.path) is not the GDPR decision; it
+	// is evaluated too and the GDPR decision applies on top of it.
+	layered bool
+	entry   rego.PreparedEvalQuery
+	// entryMemoisable, entryWhy: as memoisable and why, for the entry.
+	entryMemoisable bool
+	entryWhy        string
+	// entryMask: the entry may set visible_mask (the string occurs in the
+	// rules it depends on); otherwise it is never evaluated for the
+	// response plan alone.
+	entryMask   bool
+	entryPath   string
 	fingerprint [32]byte
 }
 
 // compilePolicy parses, compiles and tests files and prepares the decision
-// query. Test files are compiled with the policy to run its tests but are
+// queries. Test files are compiled with the policy to run its tests but are
 // not part of the serving policy: a test file cannot change a decision.
-// Like `gdprgate policy test`, it needs at least one passing test unless
-// allowUntested.
-func compilePolicy(ctx context.Context, files []sourceFile, allowUntested bool) (*compiled, error) {
+// path is the entry point (policy.path, "" for DefaultPath); when it is not
+// the GDPR decision and the files do not define one, the embedded default's
+// is compiled alongside. Like `gdprgate policy test`, it needs at least one
+// passing test unless allowUntested.
+func compilePolicy(ctx context.Context, files []sourceFile, path string, allowUntested bool) (*compiled, error) {
+	entryRef, err := PathRef(path)
+	if err != nil {
+		return nil, err
+	}
 	all, serving, err := parseSources(files)
 	if err != nil {
 		return nil, err
+	}
+	if !entryRef.Equal(decisionRef) && !definesDecision(serving) {
+		if err := addDefaultDecision(all, serving); err != nil {
+			return nil, err
+		}
 	}
 	c := ast.NewCompiler().WithEnablePrintStatements(false)
 	if c.Compile(serving); c.Failed() {
 		return nil, fmt.Errorf("compile policy: %w", c.Errors)
 	}
-	if len(c.GetRulesExact(decisionRef)) == 0 {
-		return nil, fmt.Errorf("compile policy: no rule %s", DecisionQuery)
+	if err := checkEntry(c, entryRef, path); err != nil {
+		return nil, err
 	}
 	passed, failed, err := runTests(ctx, all, io.Discard, false)
 	if err != nil {
@@ -144,25 +207,111 @@ func compilePolicy(ctx context.Context, files []sourceFile, allowUntested bool) 
 	if passed == 0 && !allowUntested {
 		return nil, errors.New("policy has no test_ rule that passes (a *_test.rego file); refused unless --policy-allow-untested")
 	}
-	memo, why := analyse(c)
-	pq, err := rego.New(
-		rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(decisionRef)))),
-		rego.Compiler(c),
-	).PrepareForEval(ctx)
+	cp, err := prepare(ctx, c, nil, entryRef)
 	if err != nil {
-		return nil, fmt.Errorf("prepare policy query: %w", err)
+		return nil, err
 	}
-	return &compiled{query: pq, memoisable: memo, why: why, fingerprint: fingerprint(files)}, nil
+	cp.fingerprint = fingerprint(files)
+	return cp, nil
+}
+
+// checkEntry refuses a policy without the configured entry point (and,
+// always, without the GDPR decision).
+func checkEntry(c *ast.Compiler, entryRef ast.Ref, path string) error {
+	if len(c.GetRulesExact(decisionRef)) == 0 {
+		return fmt.Errorf("compile policy: no rule %s", DecisionQuery)
+	}
+	if len(c.GetRules(entryRef)) == 0 {
+		return fmt.Errorf("compile policy: no rule %s (policy.path %q)", entryRef, cmpOr(path, DefaultPath))
+	}
+	return nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// definesDecision reports whether modules define gdprgate.authz.decision.
+func definesDecision(modules map[string]*ast.Module) bool {
+	for _, m := range modules {
+		if !m.Package.Path.Equal(decisionPkgRef) {
+			continue
+		}
+		for _, r := range m.Rules {
+			if r.Head.Name.Equal(ast.Var("decision")) || r.Head.Ref().Equal(ast.Ref{ast.VarTerm("decision")}) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addDefaultDecision adds the embedded default policy's serving modules,
+// which give the GDPR decision under a policy whose entry point is
+// elsewhere (an opa-envoy-plugin policy).
+func addDefaultDecision(all, serving map[string]*ast.Module) error {
+	files, err := readSources("")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if isTestFile(f.name) {
+			continue
+		}
+		m, err := ast.ParseModuleWithOpts(f.name, string(f.src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return fmt.Errorf("parse default policy: %w", err)
+		}
+		all[f.name], serving[f.name] = m, m
+	}
+	return nil
+}
+
+// prepare prepares the GDPR decision and the entry point on a compiled
+// policy and analyses which of them can be memoised. store holds the data
+// documents (bundles); nil is an empty store.
+func prepare(ctx context.Context, c *ast.Compiler, store storage.Store, entryRef ast.Ref) (*compiled, error) {
+	cp := &compiled{layered: !entryRef.Equal(decisionRef), entryPath: entryRef.String()}
+	query := func(ref ast.Ref) (rego.PreparedEvalQuery, error) {
+		opts := []func(*rego.Rego){rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(ref)))), rego.Compiler(c)}
+		if store != nil {
+			opts = append(opts, rego.Store(store))
+		}
+		pq, err := rego.New(opts...).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("prepare policy query %s: %w", ref, err)
+		}
+		return pq, nil
+	}
+	var err error
+	if cp.query, err = query(decisionRef); err != nil {
+		return nil, err
+	}
+	cp.memoisable, cp.why = analyse(c, decisionRef)
+	if cp.layered {
+		if cp.entry, err = query(entryRef); err != nil {
+			return nil, err
+		}
+		cp.entryMemoisable, cp.entryWhy = analyse(c, entryRef)
+		cp.entryMask = mentions(c, entryRef, "visible_mask")
+	}
+	return cp, nil
 }
 
 // requestInputs are the parts of the input that are not derived from Facts.
 // A policy reading any of them cannot be memoised per Facts.
 var requestInputs = map[string]bool{
-	"attributes":   true,
-	"parsed_path":  true,
-	"parsed_query": true,
-	"parsed_body":  true,
-	"now":          true,
+	"attributes":       true,
+	"parsed_path":      true,
+	"parsed_query":     true,
+	"parsed_body":      true,
+	"truncated_body":   true,
+	"version":          true,
+	"source_principal": true,
+	"now":              true,
 }
 
 // timeDependent builtins are deterministic for OPA (same value within one
@@ -171,18 +320,86 @@ var timeDependent = map[string]bool{
 	"time.now_ns": true,
 }
 
-// analyse reports whether every decision of the compiled policy is a
-// function of Facts alone: it walks the compiled (import-resolved) modules
-// for refs into request-specific input, whole-input reads and builtins whose
-// result changes between calls.
-func analyse(c *ast.Compiler) (memoisable bool, why string) {
-	names := make([]string, 0, len(c.Modules))
-	for name := range c.Modules {
-		names = append(names, name)
+// dependencies are the rules the document at ref depends on, transitively,
+// in a stable order. all is true when a reference into data cannot be
+// followed statically (data[x]): then every module may matter.
+func dependencies(c *ast.Compiler, ref ast.Ref) (rules []*ast.Rule, all bool) {
+	seen := map[*ast.Rule]bool{}
+	queue := c.GetRules(ref)
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		rules = append(rules, r)
+		ast.WalkRefs(r, func(x ast.Ref) bool {
+			if !x.HasPrefix(ast.DefaultRootRef) {
+				return false
+			}
+			if len(x) < 2 || !x[1].IsGround() {
+				all = true
+				return false
+			}
+			queue = append(queue, c.GetRules(x)...)
+			return false
+		})
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		ast.WalkTerms(c.Modules[name], func(t *ast.Term) bool {
+	sort.SliceStable(rules, func(i, j int) bool {
+		a, b := rules[i].Location, rules[j].Location
+		if a == nil || b == nil {
+			return a != nil
+		}
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		return a.Row < b.Row
+	})
+	return rules, all
+}
+
+// mentions reports whether the rules behind ref contain the string s.
+func mentions(c *ast.Compiler, ref ast.Ref, s string) bool {
+	rules, all := dependencies(c, ref)
+	if all {
+		return true
+	}
+	found := false
+	for _, r := range rules {
+		ast.WalkTerms(r, func(t *ast.Term) bool {
+			if str, ok := t.Value.(ast.String); ok && string(str) == s {
+				found = true
+			}
+			return found
+		})
+	}
+	return found
+}
+
+// analyse reports whether the document at ref is a function of Facts
+// alone: it walks the rules it depends on in the compiled
+// (import-resolved) modules for refs into request-specific input,
+// whole-input reads and builtins whose result changes between calls.
+func analyse(c *ast.Compiler, ref ast.Ref) (memoisable bool, why string) {
+	rules, all := dependencies(c, ref)
+	var nodes []any
+	if all {
+		names := make([]string, 0, len(c.Modules))
+		for name := range c.Modules {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			nodes = append(nodes, c.Modules[name])
+		}
+	} else {
+		for _, r := range rules {
+			nodes = append(nodes, r)
+		}
+	}
+	for _, node := range nodes {
+		ast.WalkTerms(node, func(t *ast.Term) bool {
 			if why != "" {
 				return true
 			}
@@ -213,7 +430,7 @@ func analyse(c *ast.Compiler) (memoisable bool, why string) {
 			}
 			return false
 		})
-		ast.WalkExprs(c.Modules[name], func(e *ast.Expr) bool {
+		ast.WalkExprs(node, func(e *ast.Expr) bool {
 			if why == "" && e.IsCall() {
 				why = callReason(e.Location, e.Operator().String())
 			}
@@ -290,14 +507,32 @@ func runTests(ctx context.Context, modules map[string]*ast.Module, w io.Writer, 
 
 // RunTests runs the test_ rules of the policy in dir ("" = the embedded
 // default) like `opa test`, writing the report to w. err is set when the
-// policy cannot be read or compiled; failing tests only count in failed.
-func RunTests(ctx context.Context, dir string, w io.Writer, verbose bool) (passed, failed int, err error) {
+// policy cannot be read or compiled, or has no rule at its entry point path
+// (policy.path, "" = DefaultPath), which would refuse it at start; failing
+// tests only count in failed.
+func RunTests(ctx context.Context, dir, path string, w io.Writer, verbose bool) (passed, failed int, err error) {
+	entryRef, err := PathRef(path)
+	if err != nil {
+		return 0, 0, err
+	}
 	files, err := readSources(dir)
 	if err != nil {
 		return 0, 0, err
 	}
-	all, _, err := parseSources(files)
+	all, serving, err := parseSources(files)
 	if err != nil {
+		return 0, 0, err
+	}
+	if !entryRef.Equal(decisionRef) && !definesDecision(serving) {
+		if err := addDefaultDecision(all, serving); err != nil {
+			return 0, 0, err
+		}
+	}
+	c := ast.NewCompiler().WithEnablePrintStatements(false)
+	if c.Compile(serving); c.Failed() {
+		return 0, 0, fmt.Errorf("compile policy: %w", c.Errors)
+	}
+	if err := checkEntry(c, entryRef, path); err != nil {
 		return 0, 0, err
 	}
 	if w == nil {

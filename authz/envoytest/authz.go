@@ -125,8 +125,23 @@ func (e *Envoy) buildCheckRequest(x *exchange) (*authv3.CheckRequest, *Response)
 		Destination:       &authv3.AttributeContext_Peer{Address: socketAddress(dstHost, dstPort)},
 		Request:           &authv3.AttributeContext_Request{Time: timestamppb.Now(), Http: httpReq},
 		ContextExtensions: e.opts.ContextExtensions,
-		MetadataContext:   &corev3.Metadata{},
+		MetadataContext:   e.metadataContext(x),
 	}}, nil
+}
+
+// metadataContext copies the configured namespaces of the request's dynamic
+// metadata, as ext_authz's fillMetadataContext does.
+func (e *Envoy) metadataContext(x *exchange) *corev3.Metadata {
+	md := &corev3.Metadata{}
+	for _, ns := range e.opts.MetadataContextNamespaces {
+		if s, ok := x.filterMetadata[ns]; ok {
+			if md.FilterMetadata == nil {
+				md.FilterMetadata = map[string]*structpb.Struct{}
+			}
+			md.FilterMetadata[ns] = s
+		}
+	}
+	return md
 }
 
 func pathOnly(p string) string {
@@ -161,6 +176,7 @@ func (e *Envoy) runAuthz(ctx context.Context, x *exchange) (done bool, err error
 		}
 		return e.authzError(x, "ext_authz call failed: "+cerr.Error(), nil), nil
 	}
+	resp.AuthzMetadata = cresp.GetDynamicMetadata()
 	switch {
 	case cresp.GetStatus().GetCode() == int32(code.Code_OK):
 		ok := cresp.GetOkResponse()

@@ -190,22 +190,37 @@ func ignoreClosed(err error) error {
 
 func policyTestCmd() *cobra.Command {
 	var verbose bool
+	var configFile, path string
 	cmd := &cobra.Command{
 		Use:   "test [DIR]",
 		Short: "run the Rego tests (test_ rules) of DIR, or of the built-in default policy",
 		Example: `  gdprgate policy test              # the default policy's tests
-  gdprgate policy test ./my-policy  # yours`,
+  gdprgate policy test ./my-policy  # yours
+  gdprgate policy test --config gdprgate.yaml            # the configured policy_dir and policy.path
+  gdprgate policy test --path envoy/authz/allow ./opa    # an opa-envoy-plugin policy`,
 		Args: cmdline.Args(0, 1, "[DIR]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir := ""
+			dir, entry := "", path
+			if configFile != "" {
+				cfg, err := config.Load(configFile)
+				if err != nil {
+					return err
+				}
+				dir = cfg.PolicyDir
+				if entry == "" {
+					entry = cfg.Policy.Path
+				}
+			}
 			if len(args) > 0 {
 				dir = args[0]
+			}
+			if dir != "" {
 				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 					return cmdline.Usagef("%s: not a directory", dir)
 				}
 			}
 			stdout := cmd.OutOrStdout()
-			passed, failed, err := policy.RunTests(cmd.Context(), dir, stdout, verbose)
+			passed, failed, err := policy.RunTests(cmd.Context(), dir, entry, stdout, verbose)
 			if err != nil {
 				return err
 			}
@@ -220,5 +235,7 @@ func policyTestCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print every test's result")
+	cmd.Flags().StringVar(&configFile, "config", os.Getenv("GDPRGATE_CONFIG"), "configuration file whose policy_dir and policy.path are tested")
+	cmd.Flags().StringVar(&path, "path", "", "decision entry point, overriding policy.path (e.g. envoy/authz/allow); the test fails when it has no rule")
 	return cmd
 }

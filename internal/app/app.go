@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 
-	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Logger: log, Registerer: reg,
+	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Path: cfg.Policy.Path, Logger: log, Registerer: reg,
 		AllowUntested: cfg.PolicyAllowUntested})
 	if err != nil {
 		return fail(fmt.Errorf("policy: %w", err))

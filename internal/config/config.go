@@ -31,6 +31,7 @@ type Config struct {
 	PolicyDir     string `yaml:"policy_dir"`
 	Seed          string `yaml:"seed"`
 
+	Policy      PolicyConfig    `yaml:"policy"`
 	Store       StoreConfig     `yaml:"store"`
 	Identity    IdentityConfig  `yaml:"identity"`
 	Routes      []Route         `yaml:"routes"`
@@ -51,6 +52,14 @@ type Config struct {
 
 	// HashKey is read from the environment variable named by HashKeyEnv.
 	HashKey []byte `yaml:"-"`
+}
+
+// PolicyConfig says which rule decides.
+type PolicyConfig struct {
+	// Path is the decision entry point, slash-separated under data as
+	// opa-envoy-plugin's path ("envoy/authz/allow"); empty: the GDPR
+	// decision gdprgate/authz/decision.
+	Path string `yaml:"path"`
 }
 
 // StoreConfig tunes the store and its local cache.
@@ -376,6 +385,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 {
 		add("store.max_staleness, store.timeout: must be positive durations")
+	}
+	if _, err := policy.PathRef(c.Policy.Path); err != nil {
+		add("policy.path: %v", err)
 	}
 	if c.Upstream != "" {
 		if u, err := url.Parse(c.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -25,7 +26,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
@@ -133,6 +137,17 @@ type Request struct {
 	// after ext_authz). Subjects in the request body are then not required:
 	// those routes have no response work.
 	ResponseOnly bool
+
+	// Attributes is Envoy's CheckRequest.attributes when the front-end is
+	// ext_authz: policies get it as input.attributes, as from
+	// opa-envoy-plugin. Other front-ends leave it nil and describe the
+	// request with the fields above and below.
+	Attributes *authv3.AttributeContext
+	// Protocol is the HTTP version ("HTTP/1.1"); RemoteAddr and LocalAddr
+	// are the client's and the listener's host:port.
+	Protocol, RemoteAddr, LocalAddr string
+	// Metadata is Envoy's dynamic metadata (ext_proc's metadata_context).
+	Metadata *corev3.Metadata
 }
 
 // HeaderGetter adapts net/http headers to Request.Header. A repeated
@@ -174,6 +189,42 @@ type Verdict struct {
 	UpstreamHeaders map[string]string
 	// ResponseHeaders are added to the response the client gets.
 	ResponseHeaders map[string]string
+
+	// Policy is what an opa-envoy-plugin policy asked for; nil when it
+	// asked for nothing (read it through Additions).
+	Policy *Additions
+	// PlainBody: Body is the policy's own denial body, sent as it is
+	// (opa-envoy-plugin's "body"), not gdprgate's JSON.
+	PlainBody bool
+}
+
+// Additions are an opa-envoy-plugin policy's requests, with their meaning
+// there. AppendHeaders ("headers") are added, without replacing existing
+// values, to the upstream request when allowed and to the denial when
+// denied. RemoveHeaders are removed from the upstream request and
+// AddResponseHeaders added to the client's response (allowed).
+// DynamicMetadata goes into ext_authz's dynamic metadata.
+type Additions struct {
+	AppendHeaders      []policy.Header
+	RemoveHeaders      []string
+	AddResponseHeaders []policy.Header
+	DynamicMetadata    map[string]any
+}
+
+// Additions returns the policy's additions (none when Policy is nil).
+func (v *Verdict) Additions() Additions {
+	if v.Policy == nil {
+		return Additions{}
+	}
+	return *v.Policy
+}
+
+// additions keeps nil for a result that asks for nothing.
+func additions(a Additions) *Additions {
+	if a.AppendHeaders == nil && a.RemoveHeaders == nil && a.AddResponseHeaders == nil && a.DynamicMetadata == nil {
+		return nil
+	}
+	return &a
 }
 
 // Exchange is one request's decision state, kept for its response.
@@ -187,6 +238,28 @@ type Exchange struct {
 	subject model.SubjectRef
 	hasSubj bool
 	visible uint32
+	// auditWrite: the request is a write to audit once it is allowed.
+	auditWrite bool
+	// layer is a layered policy's state (nil otherwise: no cost per
+	// request for the default policy).
+	layer *layerState
+}
+
+type layerState struct {
+	// rd is the request's canonical reading (nil: unreadable).
+	rd *reading
+	// facts are the facts the request decision saw.
+	facts policy.Facts
+	// mask is an explicit visible_mask of the entry point: it replaces the
+	// GDPR mask of the request's subject and narrows the masks of subjects
+	// found in the response.
+	mask    uint32
+	maskSet bool
+}
+
+func (ex *Exchange) setEntryMask(m uint32) {
+	ex.layer.mask, ex.layer.maskSet = m, true
+	ex.visible = m
 }
 
 // Mapped reports whether the request matched a route of the route map.
@@ -249,7 +322,20 @@ func (g *Gate) decisionID() string {
 func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 	start := time.Now()
 	ex := &Exchange{DecisionID: g.decisionID()}
+	if g.engine.Layered() {
+		ex.layer = &layerState{}
+	}
 	ex.Verdict = g.check(ctx, req, ex)
+	if ex.layer != nil {
+		ex.Verdict = g.layer(ctx, req, ex, ex.Verdict)
+	}
+	if ex.Verdict.Allow && ex.auditWrite {
+		if err := g.auditRectification(ctx, ex, req.Body); err != nil {
+			// A rectification that cannot be audited does not happen.
+			g.log.Warn("rectification audit entry not written", "decision_id", ex.DecisionID, "err", err)
+			ex.Verdict = deny(503, "audit_unavailable", "the change cannot be audited right now")
+		}
+	}
 	if ex.Verdict.ResponseHeaders == nil {
 		ex.Verdict.ResponseHeaders = map[string]string{}
 	}
@@ -275,6 +361,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	rd, err := read(req)
 	if err != nil {
 		return badRequest(err)
+	}
+	if ex.layer != nil {
+		ex.layer.rd = &rd
 	}
 	var tbl *table
 	storeDown := false
@@ -307,6 +396,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 
 	caller, err := g.ident.Identify(req.Header, g.now())
 	if err != nil {
+		if ex.layer != nil {
+			ex.layer.facts = policy.Facts{RouteKind: r.cfg.Kind, CommType: r.cfg.CommType, FailOpen: g.cfg.FailOpen}
+		}
 		v := deny(401, "unauthenticated", "a valid identity is required")
 		v.ResponseHeaders = map[string]string{"www-authenticate": `Bearer realm="gdprgate"`}
 		return v
@@ -378,25 +470,119 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 			}
 		}
 	}
+	if ex.layer != nil {
+		ex.layer.facts = f
+	}
 	d, err := g.decide(ctx, f, req, &rd)
 	if err != nil {
-		g.log.Error("policy evaluation failed", "decision_id", ex.DecisionID, "err", err)
-		return deny(503, "policy_error", "the policy could not decide")
+		return g.policyFailure(ex, err)
 	}
 	ex.visible = d.VisibleMask
 	if !d.Allow {
+		return denial(d)
+	}
+	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
+		ex.auditWrite = true
+	}
+	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+}
+
+// policyFailure denies a request the policy could not decide: 400 when the
+// request itself cannot be read into the policy's input, 503 otherwise.
+func (g *Gate) policyFailure(ex *Exchange, err error) Verdict {
+	var ie *policy.InputError
+	if errors.As(err, &ie) {
+		g.log.Info("request not readable as policy input", "decision_id", ex.DecisionID, "err", err)
+		return deny(400, "request_unreadable", "the request cannot be read for the policy")
+	}
+	g.log.Error("policy evaluation failed", "decision_id", ex.DecisionID, "err", err)
+	return deny(503, "policy_error", "the policy could not decide")
+}
+
+// denial turns a policy's denial into the verdict the front-ends send:
+// gdprgate's JSON for its own decision object, the policy's own status,
+// body and headers for opa-envoy-plugin's results.
+func denial(d policy.Decision) Verdict {
+	if d.Shape == policy.ShapeGDPR || d.Shape == "" {
 		v := deny(d.Status, d.Reason, d.Message)
 		v.ResponseHeaders = d.Headers
 		return v
 	}
-	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
-		if err := g.auditRectification(ctx, ex, req.Body); err != nil {
-			// A rectification that cannot be audited does not happen.
-			g.log.Warn("rectification audit entry not written", "decision_id", ex.DecisionID, "err", err)
-			return deny(503, "audit_unavailable", "the change cannot be audited right now")
+	return Verdict{Status: d.Status, Reason: d.Reason, Body: []byte(d.Body), PlainBody: true,
+		Policy: additions(Additions{AppendHeaders: d.EnvoyHeaders, DynamicMetadata: d.DynamicMetadata})}
+}
+
+// layer evaluates the entry point of a layered policy (an opa-envoy-plugin
+// policy at policy.path) and puts gdprgate's GDPR verdict v on top: the
+// request passes only when both allow; a denial of the entry point wins
+// (it usually is authentication, which must not learn about subjects);
+// the entry point's headers and metadata are added; its explicit
+// visible_mask, and only that, changes what the response may show.
+func (g *Gate) layer(ctx context.Context, req *Request, ex *Exchange, v Verdict) Verdict {
+	if req.ResponseOnly {
+		// ext_authz made the request decision; the processor only needs an
+		// explicit visible_mask, and an entry point that cannot give one
+		// is not asked again.
+		if !v.Allow || !ex.NeedsBody() || !g.engine.EntryMaySetMask() {
+			return v
+		}
+		d, err := g.decideEntry(ctx, ex, req)
+		switch {
+		case err != nil || !d.Allow:
+			// Fail closed: show nothing rather than guess.
+			ex.setEntryMask(0)
+		case d.MaskSet:
+			ex.setEntryMask(d.VisibleMask)
+		}
+		return v
+	}
+	if !ex.Mapped() && g.cfg.Unmapped == "deny" {
+		return v
+	}
+	d, err := g.decideEntry(ctx, ex, req)
+	if err != nil {
+		return g.policyFailure(ex, err)
+	}
+	if !d.Allow {
+		ex.visible = 0
+		return denial(d)
+	}
+	if !v.Allow {
+		return v
+	}
+	v.Policy = additions(Additions{AppendHeaders: d.EnvoyHeaders, RemoveHeaders: d.RequestHeadersToRemove,
+		AddResponseHeaders: d.ResponseHeadersToAdd, DynamicMetadata: d.DynamicMetadata})
+	if len(d.Headers) > 0 {
+		if v.UpstreamHeaders == nil {
+			v.UpstreamHeaders = map[string]string{}
+		}
+		resp := copyHeaders(v.ResponseHeaders)
+		for k, val := range d.Headers {
+			v.UpstreamHeaders[k] = val
+			resp[k] = val
+		}
+		v.ResponseHeaders = resp
+	}
+	if d.MaskSet {
+		ex.setEntryMask(d.VisibleMask)
+	}
+	return v
+}
+
+func (g *Gate) decideEntry(ctx context.Context, ex *Exchange, req *Request) (policy.Decision, error) {
+	var f *policy.Facts
+	var rd *reading
+	if ex.layer != nil {
+		rd = ex.layer.rd
+		if ex.Mapped() {
+			f = &ex.layer.facts
 		}
 	}
-	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+	var pr *policy.Request
+	if !g.engine.EntryMemoised() || f == nil {
+		pr = policyRequest(req, rd, g.now())
+	}
+	return g.engine.DecideEntry(ctx, f, pr)
 }
 
 // auditRectification records which mapped fields a write changes — names
@@ -484,21 +670,54 @@ func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request, rd *rea
 	return g.engine.Decide(ctx, f, pr)
 }
 
-// policyRequest is the request as policies see it: the method the backend
-// acts on and the canonical path, so that a policy matching on the path
-// reads it as the route map does.
+// policyRequest gives the policy the request as Envoy's attributes: those
+// Envoy sent (as opa-envoy-plugin passes them on), or ones synthesised
+// from what the front-end saw, with the method the backend acts on and the
+// canonical path, so that a policy reads the path as the route map does.
+// rd is nil when the request could not be read.
 func policyRequest(req *Request, rd *reading, now time.Time) *policy.Request {
-	pr := &policy.Request{Method: rd.method, Path: rd.target.Path, Host: req.Host, Scheme: req.Scheme, RawQuery: rd.target.RawQuery, Now: now}
-	if req.Headers != nil {
-		pr.Headers = req.Headers()
+	if req.Attributes != nil {
+		return &policy.Request{Attributes: req.Attributes, Now: now}
 	}
-	if len(req.Body) > 0 {
-		var body any
-		if json.Unmarshal(req.Body, &body) == nil {
-			pr.Body = body
+	h := &authv3.AttributeContext_HttpRequest{
+		Method: req.Method, Path: req.Path, Host: req.Host, Scheme: req.Scheme,
+		Protocol: req.Protocol, Size: int64(len(req.Body)),
+	}
+	if rd != nil {
+		h.Method, h.Path = rd.method, rd.target.Path
+		if rd.target.RawQuery != "" {
+			h.Path += "?" + rd.target.RawQuery
 		}
 	}
-	return pr
+	if req.Headers != nil {
+		h.Headers = req.Headers()
+		h.Id = h.Headers["x-request-id"]
+	}
+	if len(req.Body) > 0 {
+		h.Body = string(req.Body)
+	}
+	ac := &authv3.AttributeContext{
+		Request:         &authv3.AttributeContext_Request{Time: timestamppb.New(now), Http: h},
+		MetadataContext: req.Metadata,
+	}
+	if a := peer(req.RemoteAddr); a != nil {
+		ac.Source = a
+	}
+	if a := peer(req.LocalAddr); a != nil {
+		ac.Destination = a
+	}
+	return &policy.Request{Attributes: ac, Now: now}
+}
+
+func peer(hostport string) *authv3.AttributeContext_Peer {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil
+	}
+	p, _ := strconv.ParseUint(port, 10, 32)
+	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+		SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}},
+	}}}
 }
 
 func deny(status int, reason, message string) Verdict {

@@ -126,9 +126,9 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 				set[h] = c
 			}
 		}
-		planner = redact.Fixed(d.VisibleMask)
+		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
-		planner = &itemPlanner{ctx: ctx, g: g, base: ex.base, entity: r.cfg.Subject.Entity}
+		planner = &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
 	default:
 		planner = redact.Fixed(ex.visible)
 	}
@@ -170,6 +170,15 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 // coverageHeaders are the policy's headers the response carries.
 var coverageHeaders = [...]string{HeaderCoverage, HeaderCoverageBits}
 
+// narrow applies the entry point's explicit visible_mask to the mask of a
+// subject found in the response: there it can hide more, never show more.
+func (ex *Exchange) narrow(mask uint32) uint32 {
+	if ex.layer != nil && ex.layer.maskSet {
+		return mask & ex.layer.mask
+	}
+	return mask
+}
+
 func (g *Gate) refuse(status int, reason, message string) Rewritten {
 	g.metrics.bodies.WithLabelValues("refused").Inc()
 	v := deny(status, reason, message)
@@ -200,6 +209,7 @@ func (e *plannerError) Unwrap() error { return e.err }
 type itemPlanner struct {
 	ctx    context.Context
 	g      *Gate
+	ex     *Exchange
 	base   policy.Facts
 	entity string
 	seen   map[string]uint32
@@ -218,7 +228,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if err != nil {
 		return 0, &plannerError{err}
 	}
-	mask := d.VisibleMask
+	mask := p.ex.narrow(d.VisibleMask)
 	if !d.Allow {
 		mask = 0
 	}

@@ -194,6 +194,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, val := range v.ResponseHeaders {
 		hdr.Set(k, val)
 	}
+	// A policy's headers and response headers are answered like gdprgate's:
+	// the proxy copies the ones its configuration names.
+	for _, ph := range v.Additions().AppendHeaders {
+		hdr.Add(ph.Key, ph.Value)
+	}
+	for _, ph := range v.Additions().AddResponseHeaders {
+		hdr.Add(ph.Key, ph.Value)
+	}
 	hdr.Set(HeaderStatus, "200")
 	hdr.Set(HeaderReason, token(v.Reason))
 	w.WriteHeader(http.StatusOK)
@@ -295,12 +303,17 @@ func writeDeny(w http.ResponseWriter, conv convention, v gate.Verdict, decisionI
 	for k, val := range v.ResponseHeaders {
 		hdr.Set(k, val)
 	}
+	for _, ph := range v.Additions().AppendHeaders {
+		hdr.Add(ph.Key, ph.Value)
+	}
 	if decisionID != "" {
 		hdr.Set(gate.HeaderDecisionID, decisionID)
 	}
 	hdr.Set(HeaderStatus, strconv.Itoa(status))
 	hdr.Set(HeaderReason, token(v.Reason))
-	hdr.Set("Content-Type", "application/json")
+	if !v.PlainBody {
+		hdr.Set("Content-Type", "application/json")
+	}
 	hdr.Set("Cache-Control", "no-store")
 	code := status
 	if conv == conventionNginx && code != http.StatusUnauthorized {

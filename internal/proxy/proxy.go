@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -89,22 +90,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	ex := p.gate.Check(r.Context(), &gate.Request{
-		Method:  r.Method,
-		Path:    r.URL.RequestURI(),
-		Host:    r.Host,
-		Scheme:  scheme,
-		Header:  gate.HeaderGetter(r.Header),
-		Headers: gate.HeaderMap(r.Header),
-		Body:    body,
-	})
+	greq := &gate.Request{
+		Method:     r.Method,
+		Path:       r.URL.RequestURI(),
+		Host:       r.Host,
+		Scheme:     scheme,
+		Header:     gate.HeaderGetter(r.Header),
+		Headers:    gate.HeaderMap(r.Header),
+		Body:       body,
+		Protocol:   r.Proto,
+		RemoteAddr: r.RemoteAddr,
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		greq.LocalAddr = la.String()
+	}
+	ex := p.gate.Check(r.Context(), greq)
 	v := &ex.Verdict
 	if !v.Allow {
+		for _, ph := range v.Additions().AppendHeaders {
+			w.Header().Add(ph.Key, ph.Value)
+		}
 		h := map[string]string{gate.HeaderDecisionID: ex.DecisionID}
 		for k, val := range v.ResponseHeaders {
 			h[k] = val
 		}
-		writeJSON(w, v.Status, v.Body, h)
+		if v.PlainBody {
+			writeBody(w, v.Status, v.Body, h)
+		} else {
+			writeJSON(w, v.Status, v.Body, h)
+		}
 		return
 	}
 	for _, h := range gate.Forgeable {
@@ -112,6 +126,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, val := range v.UpstreamHeaders {
 		r.Header.Set(k, val)
+	}
+	for _, ph := range v.Additions().AppendHeaders {
+		r.Header.Add(ph.Key, ph.Value)
+	}
+	for _, h := range v.Additions().RemoveHeaders {
+		r.Header.Del(h)
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
 }
@@ -123,6 +143,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	for k, v := range ex.Verdict.ResponseHeaders {
 		resp.Header.Set(k, v)
+	}
+	for _, ph := range ex.Verdict.Additions().AddResponseHeaders {
+		resp.Header.Add(ph.Key, ph.Value)
 	}
 	if !ex.NeedsBody() {
 		return nil
@@ -175,10 +198,21 @@ func setBody(resp *http.Response, status int, body []byte) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte, headers map[string]string) {
+	writeAnswer(w, status, body, headers, "application/json")
+}
+
+// writeBody answers with body as it is (a policy's own denial body).
+func writeBody(w http.ResponseWriter, status int, body []byte, headers map[string]string) {
+	writeAnswer(w, status, body, headers, "")
+}
+
+func writeAnswer(w http.ResponseWriter, status int, body []byte, headers map[string]string, contentType string) {
 	for k, v := range headers {
 		w.Header().Set(k, v)
 	}
-	w.Header().Set("content-type", "application/json")
+	if contentType != "" {
+		w.Header().Set("content-type", contentType)
+	}
 	w.Header().Set("content-length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
