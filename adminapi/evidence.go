@@ -30,29 +30,74 @@ type evidenceInput struct {
 	LegalKey string `json:"legal_key,omitempty"`
 }
 
-// resolve maps legal_key to the legalisation id and validates the record.
-func resolveEvidence(ix *model.Index, in *evidenceInput, actorName string) []model.FieldError {
+// evidenceWrite is what the server decides about records it stores.
+type evidenceWrite struct {
+	actor string
+	now   time.Time
+	// history: the token holds import_history, so records may carry their
+	// real created_at, created_by and renewed_at.
+	history bool
+}
+
+// resolveEvidence maps legal_key to the legalisation id, sets what the
+// server sets and validates the record. historical reports a record that
+// carried its own created_at (import_history).
+//
+// The manual's RetireFrom is the "Period to which the legalization may be
+// used to create GdprEvidence evidence", and ActiveFrom the period from
+// which it may: whether evidence may be created is judged at the instant it
+// is created, which therefore is the server's clock, not the client's word.
+// A client-supplied created_at (or renewed_at, or created_by) is refused
+// unless the token may import history; a historical created_at is judged the
+// same way (the legalisation must have been active then) and may not lie in
+// the future.
+func resolveEvidence(ix *model.Index, in *evidenceInput, w evidenceWrite) (historical bool, fes []model.FieldError) {
 	if in.LegalKey != "" {
 		l, ok := ix.ByLegalKey[in.LegalKey]
 		switch {
 		case !ok:
-			return []model.FieldError{{Field: "legal_key", Reason: fmt.Sprintf("names no legalisation (%q)", in.LegalKey)}}
+			return false, []model.FieldError{{Field: "legal_key", Reason: fmt.Sprintf("names no legalisation (%q)", in.LegalKey)}}
 		case in.LegalisationID != "" && in.LegalisationID != l.ID:
-			return []model.FieldError{{Field: "legal_key", Reason: fmt.Sprintf("names legalisation %q but legalisation_id is %q", l.ID, in.LegalisationID)}}
+			return false, []model.FieldError{{Field: "legal_key", Reason: fmt.Sprintf("names legalisation %q but legalisation_id is %q", l.ID, in.LegalisationID)}}
 		}
 		in.LegalisationID = l.ID
 	}
+	if !w.history {
+		const needs = "importing historical evidence needs the import_history scope"
+		if !in.CreatedAt.IsZero() {
+			fes = append(fes, model.FieldError{Field: "created_at", Reason: "is set by the server (the instant the evidence is created); " + needs})
+		}
+		if in.RenewedAt != nil {
+			fes = append(fes, model.FieldError{Field: "renewed_at", Reason: "is set by a renewal (POST /v1/evidence/{entity}/{id}/{evidence_id}/renew); " + needs})
+		}
+		if in.CreatedBy != "" && in.CreatedBy != w.actor {
+			fes = append(fes, model.FieldError{Field: "created_by", Reason: "is set by the server (the token's name); " + needs})
+		}
+		if fes != nil {
+			return false, fes
+		}
+	}
+	historical = !in.CreatedAt.IsZero()
+	if historical && in.CreatedAt.After(w.now) {
+		return false, []model.FieldError{{Field: "created_at", Reason: "is in the future"}}
+	}
+	if in.RenewedAt != nil && in.RenewedAt.After(w.now) {
+		return false, []model.FieldError{{Field: "renewed_at", Reason: "is in the future"}}
+	}
+	if !historical {
+		in.CreatedAt = w.now.UTC()
+	}
 	if in.CreatedBy == "" {
-		in.CreatedBy = actorName
+		in.CreatedBy = w.actor
 	}
 	if err := ix.ValidateEvidence(&in.Evidence); err != nil {
 		var ve *model.ValidationError
 		if errors.As(err, &ve) {
-			return ve.Errors
+			return false, ve.Errors
 		}
-		return []model.FieldError{{Field: "", Reason: err.Error()}}
+		return false, []model.FieldError{{Field: "", Reason: err.Error()}}
 	}
-	return nil
+	return historical, nil
 }
 
 func (s *Server) handleEvidenceCreate(w http.ResponseWriter, r *http.Request) {
@@ -66,13 +111,19 @@ func (s *Server) handleEvidenceCreate(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "read registers", err)
 		return
 	}
-	if fes := resolveEvidence(ix, &in, actor(ctx)); fes != nil {
+	now := s.o.Clock()
+	historical, fes := resolveEvidence(ix, &in, evidenceWrite{actor: actor(ctx), now: now, history: hasScope(ctx, ScopeImportHistory)})
+	if fes != nil {
 		writeValidation(w, fes)
 		return
 	}
 	entry := audit.Entry{
-		Time: s.o.Clock().UTC(), Actor: actor(ctx), Action: "evidence.create",
+		Time: now.UTC(), Actor: actor(ctx), Action: "evidence.create",
 		Object: "legalisations/" + in.LegalisationID, Subject: s.o.Hasher.Subject(in.Subject),
+	}
+	if historical {
+		entry.Action = "evidence.import_history"
+		entry.Detail = map[string]string{"created_at": in.CreatedAt.UTC().Format(time.RFC3339)}
 	}
 	stored, err := s.o.Store.PutEvidence(ctx, []model.Evidence{in.Evidence}, entry)
 	if err != nil {
@@ -179,6 +230,9 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 
 	imp := &importer{s: s, ctx: ctx, atomic: atomic, actor: actor(ctx)}
+	// One clock reading for the whole import: its records were all created
+	// at the instant it was accepted.
+	imp.write = evidenceWrite{actor: imp.actor, now: s.o.Clock(), history: hasScope(ctx, ScopeImportHistory)}
 	status, code, msg := http.StatusOK, "", ""
 	if isArray {
 		tok, err := dec.Token()
@@ -225,15 +279,19 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 			imp.fail(i, []model.FieldError{{Field: decodeField(err), Reason: strings.TrimPrefix(err.Error(), "json: ")}})
 			continue
 		}
-		if fes := resolveEvidence(ix, &in, imp.actor); fes != nil {
+		historical, fes := resolveEvidence(ix, &in, imp.write)
+		if fes != nil {
 			imp.fail(i, fes)
 			continue
 		}
 		if in.ID == "" && in.EvidenceKey == "" {
-			in.ID = contentID(&in.Evidence)
+			in.ID = contentID(&in.Evidence, historical)
 		}
 		imp.pending = append(imp.pending, in.Evidence)
 		imp.pendingIdx = append(imp.pendingIdx, i)
+		if historical {
+			imp.pendingHistory++
+		}
 		if !atomic && len(imp.pending) >= s.o.ImportBatch {
 			imp.flush()
 		}
@@ -285,7 +343,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 // legalisation counts by id, whether the line named it by id or legal_key.
 // A plain hash is enough: the id is stored beside the subject's id and the
 // rest of the record, which it therefore cannot disclose.
-func contentID(ev *model.Evidence) string {
+func contentID(ev *model.Evidence, historical bool) string {
 	h := sha256.New()
 	field := func(s string) {
 		var n [4]byte
@@ -315,7 +373,11 @@ func contentID(ev *model.Evidence) string {
 	} else {
 		field("-")
 	}
-	field(when(ev.CreatedAt))
+	if historical {
+		field(when(ev.CreatedAt))
+	} else {
+		field("") // the server's instant of import
+	}
 	return "ev-c" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
@@ -336,9 +398,12 @@ type importer struct {
 	ctx        context.Context
 	atomic     bool
 	actor      string
+	write      evidenceWrite
 	results    []importResult
 	pending    []model.Evidence
 	pendingIdx []int
+	// pendingHistory counts pending records that carry their own created_at.
+	pendingHistory int
 	stored     int
 	failed     int
 	batches    int
@@ -361,6 +426,12 @@ func (imp *importer) flush() {
 		Time: imp.s.o.Clock().UTC(), Actor: imp.actor, Action: "evidence.import", Object: "evidence",
 		Detail: map[string]string{"records": strconv.Itoa(len(imp.pending)), "batch": strconv.Itoa(imp.batches), "atomic": strconv.FormatBool(imp.atomic)},
 	}
+	if imp.pendingHistory > 0 {
+		// Historical records are the import_history permission at work:
+		// their batch is audited under its own action.
+		entry.Action = "evidence.import_history"
+		entry.Detail["historical"] = strconv.Itoa(imp.pendingHistory)
+	}
 	stored, err := imp.s.o.Store.PutEvidence(imp.ctx, imp.pending, entry)
 	if err != nil {
 		imp.storeErr = err
@@ -376,7 +447,7 @@ func (imp *importer) flush() {
 		}
 		imp.stored += len(stored)
 	}
-	imp.pending, imp.pendingIdx = imp.pending[:0], imp.pendingIdx[:0]
+	imp.pending, imp.pendingIdx, imp.pendingHistory = imp.pending[:0], imp.pendingIdx[:0], 0
 }
 
 // isFatalDecode reports whether the stream cannot be read further (syntax

@@ -2,8 +2,12 @@ package adminapi
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // The manual: with GdprEnforced false "the corresponding processes of
@@ -40,4 +44,97 @@ func TestEnforcementStopInstantIsSetByTheServer(t *testing.T) {
 	if got := stored(); got != nil {
 		t.Fatalf("enforcement_stopped_at = %v while enforced", got)
 	}
+}
+
+// The manual's legalisation RetireFrom: "Period to which the legalization
+// may be used to create GdprEvidence evidence". Whether evidence may be
+// created is judged at the instant it is created — the server's — so a
+// client cannot back-date a record under a retired legalisation. Importing
+// historical records with their real creation time is its own, audited
+// permission (import_history), and still judged at that time.
+func TestEvidenceCreatedAtIsTheServersInstant(t *testing.T) {
+	const retired = `{"subject":{"entity":"contact","id":"c-1"},"legalisation_id":"old-legit-interest","origin":"2026-01-01T00:00:00Z","created_at":"2026-02-01T00:00:00Z"}`
+	// Both scopes at once: import_history alone may not write evidence.
+	historyToken := func(o *Options) {
+		o.Tokens = append(o.Tokens, Token{Name: "historian", SHA256: HashToken("historian"), Scopes: []string{ScopeEditEvidence, ScopeImportHistory}})
+	}
+	t.Run("a back-dated created_at under a retired legalisation is refused", func(t *testing.T) {
+		e := newEnv(t)
+		before := e.snapshot()
+		r := e.do("POST", "/v1/evidence", ScopeEditEvidence, retired)
+		if r.status != 422 || !strings.Contains(string(r.body), `"created_at"`) || !strings.Contains(string(r.body), "import_history") {
+			t.Fatalf("back-dated create: %d %s", r.status, r.body)
+		}
+		if e.snapshot() != before {
+			t.Fatal("refused create changed state")
+		}
+	})
+	t.Run("the server sets created_at and created_by", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.do("POST", "/v1/evidence", ScopeEditEvidence, `{"subject":{"entity":"contact","id":"c-1"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z"}`)
+		if r.status != 201 {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		ev := r.json(t)
+		if ev["created_at"] != e.now.Format(time.RFC3339) || ev["created_by"] != "tok-edit_evidence" {
+			t.Fatalf("created_at %v created_by %v, want the server's now and the token", ev["created_at"], ev["created_by"])
+		}
+		for field, body := range map[string]string{
+			"renewed_at": `{"subject":{"entity":"contact","id":"c-1"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","renewed_at":"2026-05-30T00:00:00Z"}`,
+			"created_by": `{"subject":{"entity":"contact","id":"c-1"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","created_by":"someone-else"}`,
+		} {
+			if r := e.do("POST", "/v1/evidence", ScopeEditEvidence, body); r.status != 422 || !strings.Contains(string(r.body), `"`+field+`"`) {
+				t.Errorf("client %s: %d %s", field, r.status, r.body)
+			}
+		}
+	})
+	t.Run("import_history may carry the real created_at, judged then and audited", func(t *testing.T) {
+		e := newEnv(t, historyToken)
+		r := e.do("POST", "/v1/evidence", "historian", retired)
+		if r.status != 201 {
+			t.Fatalf("historical create while the legalisation was active: %d %s", r.status, r.body)
+		}
+		if a := e.lastAudit(); a.Action != "evidence.import_history" || a.Detail["created_at"] != "2026-02-01T00:00:00Z" {
+			t.Fatalf("historical create audit: %+v", a)
+		}
+		afterRetirement := strings.Replace(retired, "2026-02-01", "2026-05-30", 1)
+		if r := e.do("POST", "/v1/evidence", "historian", afterRetirement); r.status != 422 || !strings.Contains(string(r.body), `"legalisation_id"`) {
+			t.Fatalf("historical create after retirement: %d %s", r.status, r.body)
+		}
+		future := strings.Replace(retired, "2026-02-01", "2027-02-01", 1)
+		if r := e.do("POST", "/v1/evidence", "historian", future); r.status != 422 || !strings.Contains(string(r.body), "future") {
+			t.Fatalf("created_at in the future: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("imports: created_at needs import_history, per record", func(t *testing.T) {
+		var clock atomic.Int64 // read by the server's goroutines
+		clock.Store(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+		e := newEnv(t, historyToken, func(o *Options) { o.Clock = func() time.Time { return time.Unix(0, clock.Load()).UTC() } })
+		body := retired + "\n" + `{"subject":{"entity":"contact","id":"c-1"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z"}` + "\n"
+		r := e.do("POST", "/v1/evidence:import", ScopeEditEvidence, body, "Content-Type: application/x-ndjson")
+		if r.status != 207 || !strings.Contains(string(r.body), "import_history") {
+			t.Fatalf("import without import_history: %d %s", r.status, r.body)
+		}
+		if a := e.lastAudit(); a.Action != "evidence.import" {
+			t.Fatalf("plain import audited as %q", a.Action)
+		}
+		r = e.do("POST", "/v1/evidence:import", "historian", body, "Content-Type: application/x-ndjson")
+		if r.status != 200 {
+			t.Fatalf("import with import_history: %d %s", r.status, r.body)
+		}
+		if a := e.lastAudit(); a.Action != "evidence.import_history" || a.Detail["historical"] != "1" {
+			t.Fatalf("historical import audit: %+v", a)
+		}
+		// Importing the same file again stores nothing twice, although the
+		// server's created_at moved on.
+		rec, _ := e.store.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: "c-1"})
+		n := len(rec.Evidence)
+		clock.Add(int64(time.Hour))
+		if r = e.do("POST", "/v1/evidence:import", "historian", body, "Content-Type: application/x-ndjson"); r.status != 200 {
+			t.Fatalf("re-import: %d %s", r.status, r.body)
+		}
+		if rec, _ = e.store.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: "c-1"}); len(rec.Evidence) != n {
+			t.Fatalf("re-import stored %d records, had %d", len(rec.Evidence), n)
+		}
+	})
 }

@@ -44,9 +44,13 @@ const (
 	ScopeWipe           = "wipe"            // wipe requests, status, cancel
 	ScopeAuditRead      = "audit_read"      // audit trail
 	ScopeAdmin          = "admin"           // everything, PUT/PATCH /v1/registers, turning gdpr_enforced off
+	// ScopeImportHistory lets evidence writes carry their real created_at,
+	// created_by and renewed_at (an import of historical records); without
+	// it the server sets them. Every such record is audited as history.
+	ScopeImportHistory = "import_history"
 )
 
-var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin}
+var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory}
 
 // Token is one admin credential. Only the SHA-256 of the bearer token is
 // configured, never the token itself (see HashToken).
