@@ -404,10 +404,10 @@ type importer struct {
 	pendingIdx []int
 	// pendingHistory counts pending records that carry their own created_at.
 	pendingHistory int
-	stored     int
-	failed     int
-	batches    int
-	storeErr   error
+	stored         int
+	failed         int
+	batches        int
+	storeErr       error
 }
 
 func (imp *importer) fail(i int, fes []model.FieldError) {

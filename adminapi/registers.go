@@ -425,15 +425,15 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		return
 	}
 	if ix.Registers.Config.GdprEnforced && !regs.Config.GdprEnforced {
-		// With enforcement off every bit counts as active: archived,
-		// expired and obliviated data is shown again. That is an
-		// administrator's deliberate act, never a side effect.
+		// With enforcement off archived and expired bits count as active
+		// (only what was obliviated stays hidden): data is shown again.
+		// That is an administrator's deliberate act, never a side effect.
 		if !hasScope(ctx, ScopeAdmin) {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q may not turn gdpr_enforced off: that needs the %q scope (and \"confirm\": true)", actor(ctx), ScopeAdmin))
 			return
 		}
 		if !c.confirm {
-			writeValidation(w, []model.FieldError{{Field: "confirm", Reason: "must be true to turn gdpr_enforced off (archived, expired and obliviated data then counts as active for every caller)"}})
+			writeValidation(w, []model.FieldError{{Field: "confirm", Reason: "must be true to turn gdpr_enforced off (archived and expired data then counts as active for every caller; obliviated data stays hidden)"}})
 			return
 		}
 	}
