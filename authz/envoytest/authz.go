@@ -169,7 +169,7 @@ func (e *Envoy) runAuthz(ctx context.Context, x *exchange) (done bool, err error
 	resp.CheckRequest = creq
 	cctx, cancel := context.WithTimeout(ctx, e.opts.AuthzTimeout)
 	defer cancel()
-	cresp, cerr := e.authz.Check(cctx, creq)
+	cresp, cerr := e.authz.Check(cctx, creq, envoyRecvLimit)
 	if cerr != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()

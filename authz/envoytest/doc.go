@@ -57,6 +57,11 @@
 //   - A body larger than the buffer limit (per_connection_buffer_limit_bytes, 1 MiB) in
 //     BUFFERED mode gets 413 on the request path and 500 on the response path (the HTTP
 //     connection manager's buffer-overflow replies).
+//   - Message sizes: Envoy's gRPC client receives messages of any size
+//     (config/core/v3/grpc_service.proto, EnvoyGrpc.max_receive_message_length: 0 means
+//     unlimited), so a processor's answer is never refused for its size; a body larger
+//     than the processor's receive limit fails the stream (RESOURCE_EXHAUSTED), which
+//     Envoy treats as any gRPC error.
 //   - ImmediateResponse: status below 200 or unset becomes 200; headers are mutated through
 //     the same checker; details are kept in Response.Details.
 //   - The first ProcessingRequest carries protocol_config (the body modes); with

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -148,6 +149,12 @@ type Envoy struct {
 	mu       sync.Mutex
 	closed   bool
 }
+
+// envoyRecvLimit lifts grpc-go's default 4 MiB receive limit on the emulator's calls:
+// Envoy's gRPC client has none unless configured (GrpcService.EnvoyGrpc
+// max_receive_message_length, "Defaults to 0, which means unlimited"). What bounds a
+// message is the processor's own receive limit, on the request side.
+var envoyRecvLimit = grpc.MaxCallRecvMsgSize(math.MaxInt32)
 
 // New builds an emulator. Call Close to stop the upstream listener it may have started.
 func New(opts Options) *Envoy {

@@ -66,7 +66,7 @@ func (p *procSession) close() { p.cancel() }
 
 // start opens the stream and its receive loop.
 func (p *procSession) start() error {
-	stream, err := p.e.proc.Process(p.ctx)
+	stream, err := p.e.proc.Process(p.ctx, envoyRecvLimit)
 	if err != nil {
 		return fmt.Errorf("open ext_proc stream: %w", err)
 	}

@@ -62,7 +62,7 @@ func runDemo(ctx context.Context, sf *serverFlags, stdout, stderr io.Writer) err
 	}
 	cfg.Upstream = "http://" + clis.Addr().String()
 	cfg.Wipes.Backend = cfg.Upstream
-	go func() { _ = app.Serve(ctx, clis, backend) }()
+	go func() { _ = app.Serve(ctx, clis, backend, cfg.Listeners.HTTPLimits) }()
 
 	log := newLogger(cfg, stderr)
 	key := make([]byte, 32)

@@ -108,7 +108,9 @@ func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return app.Serve(gctx, hlis, httpAuthz(a, "")) })
+		g.Go(func() error {
+			return app.Serve(gctx, hlis, httpAuthz(a, ""), cfg.Listeners.For(config.ListenerHTTPAuthz))
+		})
 	}
 	log.Info("gdprgate serving", "grpc", glis.Addr().String(), "admin", alis.Addr().String(), "http_authz", cfg.HTTPAuthzAddr)
 	return ignoreClosed(g.Wait())
@@ -122,7 +124,7 @@ func serveAdmin(ctx context.Context, a *app.App, lis net.Listener) error {
 	if tlsCfg != nil {
 		lis = tlsListener(lis, tlsCfg)
 	}
-	return app.Serve(ctx, lis, adminHandler(a))
+	return app.Serve(ctx, lis, adminHandler(a), a.Config.Listeners.For(config.ListenerAdmin))
 }
 
 func proxyCmd() *cobra.Command {
@@ -175,7 +177,7 @@ func runProxyListeners(ctx context.Context, a *app.App, cfg *config.Config, plis
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return app.Serve(gctx, plis, p) })
+	g.Go(func() error { return app.Serve(gctx, plis, p, cfg.Listeners.For(config.ListenerProxy)) })
 	g.Go(func() error { return serveAdmin(gctx, a, alis) })
 	a.Log.Info("gdprgate proxy serving", "listen", plis.Addr().String(), "upstream", cfg.Upstream, "admin", alis.Addr().String())
 	return ignoreClosed(g.Wait())

@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -327,6 +325,9 @@ func (a *App) enforcedGauge() float64 {
 // GRPCServer returns a gRPC server with Check, Process and health registered.
 func (a *App) GRPCServer() *grpc.Server {
 	gs := grpc.NewServer(
+		// grpc-go's default of 4 MiB would fail every ext_proc body
+		// between that and body.max_bytes.
+		grpc.MaxRecvMsgSize(a.Config.GRPCMaxRecvBytes()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -339,19 +340,4 @@ func (a *App) Close() error {
 	a.cancel()
 	a.wg.Wait()
 	return a.Store.Close()
-}
-
-// Serve runs handler on lis until ctx ends, then shuts it down gracefully.
-func Serve(ctx context.Context, lis net.Listener, handler http.Handler) error {
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	}
 }

@@ -42,6 +42,7 @@ type Config struct {
 	Admin       AdminConfig     `yaml:"admin"`
 	Decisions   DecisionConfig  `yaml:"decisions"`
 	Limits      LimitsConfig    `yaml:"limits"`
+	Listeners   ListenersConfig `yaml:"listeners"`
 	FailOpen    bool            `yaml:"fail_open"`
 	HashKeyEnv  string          `yaml:"hash_key_env"`
 	LogLevel    string          `yaml:"log_level"`
@@ -302,6 +303,7 @@ func (c *Config) applyDefaults() {
 	if c.PolicyWatch == 0 {
 		c.PolicyWatch = 2 * time.Second
 	}
+	c.Listeners.applyDefaults()
 	if c.Decisions.Sample == nil {
 		one := 1.0
 		c.Decisions.Sample = &one
@@ -354,6 +356,7 @@ var (
 func (c *Config) Validate() error {
 	var errs []string
 	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	c.Listeners.validate(add)
 	if c.Unmapped != "allow" && c.Unmapped != "deny" {
 		add("unmapped: must be allow or deny (got %q)", c.Unmapped)
 	}
