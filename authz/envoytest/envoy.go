@@ -76,6 +76,9 @@ type Options struct {
 	// ForwardAuthzMetadata sets metadata_options.forwarding_namespaces.untyped to
 	// [AuthzNamespace]: ext_authz's dynamic metadata goes into every ProcessingRequest.
 	ForwardAuthzMetadata bool
+	// ForwardNamespaces are more metadata_options.forwarding_namespaces.untyped: those
+	// namespaces of FilterMetadata (jwt_authn's, say) go into every ProcessingRequest too.
+	ForwardNamespaces []string
 	// MessageTimeout is ext_proc message_timeout (Envoy default 200ms).
 	MessageTimeout time.Duration
 	// MutationRules are ext_proc mutation_rules (zero value = Envoy's default).

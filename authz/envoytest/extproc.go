@@ -14,6 +14,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Phase names used in Response.Phases.
@@ -58,6 +59,17 @@ func (e *Envoy) openProc(ctx context.Context, x *exchange) *procSession {
 	}
 	if e.opts.ForwardAuthzMetadata {
 		p.metadata = authzMetadata(x.authzMetadata)
+	}
+	for _, ns := range e.opts.ForwardNamespaces {
+		if s, ok := x.filterMetadata[ns]; ok {
+			if p.metadata == nil {
+				p.metadata = &corev3.Metadata{}
+			}
+			if p.metadata.FilterMetadata == nil {
+				p.metadata.FilterMetadata = map[string]*structpb.Struct{}
+			}
+			p.metadata.FilterMetadata[ns] = s
+		}
 	}
 	return p
 }

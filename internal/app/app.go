@@ -61,7 +61,10 @@ type App struct {
 	Admin    *adminapi.Server
 	Registry *prometheus.Registry
 	Log      *slog.Logger
+	Identity *identity.Verifier
 
+	// closers release what New started besides the store, last first.
+	closers  []func()
 	hasher   audit.Hasher
 	plan     wipe.Plan
 	now      func() time.Time
@@ -123,6 +126,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a := &App{Config: cfg, Store: store, Registry: reg, Log: log, hasher: hasher, now: now, seedTime: opts.SeedTime}
 	fail := func(err error) (*App, error) {
+		a.runClosers()
 		store.Close()
 		return nil, err
 	}
@@ -142,7 +146,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if j := cfg.Identity.JWT; j != nil {
 		idOpts.TrustRolesHeader = cfg.Identity.TrustRolesHeader != nil && *cfg.Identity.TrustRolesHeader
 		jo := &identity.JWTOptions{Header: j.Header, PublicKeyFiles: j.PublicKeyFiles, JWKSFile: j.JWKSFile,
-			Audience: j.Audience, Issuer: j.Issuer, RolesClaim: j.RolesClaim, SubjectClaim: j.SubjectClaim, Leeway: j.Leeway}
+			Audience: j.Audience, Issuer: j.Issuer, RolesClaim: j.RolesClaim, SubjectClaim: j.SubjectClaim, Leeway: j.Leeway,
+			JWKSURLs: j.JWKSURLs, JWKSMinRefresh: j.JWKSMinRefresh, JWKSMaxRefresh: j.JWKSMaxRefresh,
+			JWKSUnknownKidRefresh: j.JWKSUnknownKidRefresh}
 		if j.HS256SecretEnv != "" {
 			sec := os.Getenv(j.HS256SecretEnv)
 			if sec == "" {
@@ -152,10 +158,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 		idOpts.JWT = jo
 	}
+	if e := cfg.Identity.EnvoyJWT; e != nil {
+		idOpts.TrustRolesHeader = cfg.Identity.TrustRolesHeader != nil && *cfg.Identity.TrustRolesHeader
+		idOpts.EnvoyJWT = &identity.EnvoyJWTOptions{Namespace: e.Namespace, PayloadKey: e.PayloadKey,
+			RolesClaim: e.RolesClaim, SubjectClaim: e.SubjectClaim}
+	}
 	ident, err := identity.New(idOpts)
 	if err != nil {
 		return fail(fmt.Errorf("identity: %w", err))
 	}
+	a.Identity = ident
+	a.closers = append(a.closers, ident.Close)
 
 	plan := wipe.Plan{}
 	for entity, steps := range cfg.Wipes.Steps {
@@ -306,7 +319,11 @@ func (a *App) ready(ctx context.Context) []adminapi.ReadyCheck {
 		pc = adminapi.ReadyCheck{Name: "policy", Reason: "the policy files in " + a.Config.PolicyDir +
 			" were refused; the previous policy keeps serving: " + err.Error()}
 	}
-	return []adminapi.ReadyCheck{rm, pc}
+	checks := []adminapi.ReadyCheck{rm, pc}
+	if err := a.Identity.Ready(ctx); err != nil {
+		checks = append(checks, adminapi.ReadyCheck{Name: "jwks", Reason: err.Error()})
+	}
+	return checks
 }
 
 func (a *App) enforcedGauge() float64 {
@@ -339,5 +356,13 @@ func (a *App) GRPCServer() *grpc.Server {
 func (a *App) Close() error {
 	a.cancel()
 	a.wg.Wait()
+	a.runClosers()
 	return a.Store.Close()
+}
+
+func (a *App) runClosers() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
 }

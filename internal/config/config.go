@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gdprgate/gdprgate/internal/identity"
 	"github.com/gdprgate/gdprgate/internal/yamlfile"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -81,6 +82,8 @@ type IdentityConfig struct {
 	ModeHeader       string     `yaml:"mode_header"`    // archive mode: value "archive"
 	ProjectHeader    string     `yaml:"project_header"` // project of an outbound communication
 	JWT              *JWTConfig `yaml:"jwt"`
+	// EnvoyJWT takes the identity from Envoy's jwt_authn metadata.
+	EnvoyJWT *EnvoyJWTConfig `yaml:"envoy_jwt"`
 }
 
 // JWTConfig configures bearer JWTs verified by gdprgate itself.
@@ -94,6 +97,25 @@ type JWTConfig struct {
 	RolesClaim     string        `yaml:"roles_claim"`
 	SubjectClaim   string        `yaml:"subject_claim"`
 	Leeway         time.Duration `yaml:"leeway"`
+	// JWKSURLs are IdPs' JWKS documents (https, http only on loopback),
+	// fetched and cached; refetched between JWKSMinRefresh (default 5m)
+	// and JWKSMaxRefresh (1h), and on a token naming an unknown kid at
+	// most every JWKSUnknownKidRefresh (30s).
+	JWKSURLs              []string      `yaml:"jwks_urls"`
+	JWKSMinRefresh        time.Duration `yaml:"jwks_min_refresh"`
+	JWKSMaxRefresh        time.Duration `yaml:"jwks_max_refresh"`
+	JWKSUnknownKidRefresh time.Duration `yaml:"jwks_unknown_kid_refresh"`
+}
+
+// EnvoyJWTConfig reads the caller from the JWT payload Envoy's jwt_authn
+// filter verified (payload_in_metadata), passed in metadata_context.
+type EnvoyJWTConfig struct {
+	// Namespace defaults to envoy.filters.http.jwt_authn.
+	Namespace string `yaml:"namespace"`
+	// PayloadKey is the provider's payload_in_metadata (required).
+	PayloadKey   string `yaml:"payload_key"`
+	RolesClaim   string `yaml:"roles_claim"`
+	SubjectClaim string `yaml:"subject_claim"`
 }
 
 // Subject sources.
@@ -388,6 +410,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 {
 		add("store.max_staleness, store.timeout: must be positive durations")
+	}
+	if j := c.Identity.JWT; j != nil {
+		for _, u := range j.JWKSURLs {
+			if err := identity.CheckJWKSURL(u); err != nil {
+				add("identity.jwt.jwks_urls: %v", err)
+			}
+		}
+		if j.JWKSMinRefresh < 0 || j.JWKSMaxRefresh < 0 || j.JWKSUnknownKidRefresh < 0 {
+			add("identity.jwt.jwks_*_refresh: must be positive durations")
+		}
+	}
+	if e := c.Identity.EnvoyJWT; e != nil && strings.TrimSpace(e.PayloadKey) == "" {
+		add("identity.envoy_jwt.payload_key: required (jwt_authn's payload_in_metadata)")
 	}
 	if _, err := policy.PathRef(c.Policy.Path); err != nil {
 		add("policy.path: %v", err)

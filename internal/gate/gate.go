@@ -29,6 +29,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -165,6 +166,15 @@ func HeaderGetter(h http.Header) func(name string) string {
 		}
 		return strings.Join(v, ",")
 	}
+}
+
+// filterMetadata is one namespace of Envoy's dynamic metadata as the
+// front-end has it: ext_authz's metadata_context, or ext_proc's.
+func (req *Request) filterMetadata(namespace string) *structpb.Struct {
+	if md := req.Attributes.GetMetadataContext(); md != nil {
+		return md.GetFilterMetadata()[namespace]
+	}
+	return req.Metadata.GetFilterMetadata()[namespace]
 }
 
 // HeaderMap adapts net/http headers to Request.Headers.
@@ -394,7 +404,12 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	}
 	ex.route = r
 
-	caller, err := g.ident.Identify(req.Header, g.now())
+	var caller identity.Caller
+	if g.ident.UsesMetadata() {
+		caller, err = g.ident.IdentifyEnvoy(req.Header, req.filterMetadata, g.now())
+	} else {
+		caller, err = g.ident.Identify(req.Header, g.now())
+	}
 	if err != nil {
 		if ex.layer != nil {
 			ex.layer.facts = policy.Facts{RouteKind: r.cfg.Kind, CommType: r.cfg.CommType, FailOpen: g.cfg.FailOpen}

@@ -59,6 +59,9 @@ type Options struct {
 	CallerHeader string
 	// JWT enables bearer-token verification when non-nil.
 	JWT *JWTOptions
+	// EnvoyJWT reads the caller from jwt_authn's verified payload in
+	// Envoy's dynamic metadata when non-nil (see IdentifyEnvoy).
+	EnvoyJWT *EnvoyJWTOptions
 }
 
 // JWTOptions configures bearer-token verification. At least one key source
@@ -75,6 +78,13 @@ type JWTOptions struct {
 	PublicKeyFiles []string
 	// JWKSFile is a JWKS JSON file with RSA and EC keys, selected by kid.
 	JWKSFile string
+	// JWKSURLs are IdPs' JWKS documents (https, or http on loopback),
+	// fetched and cached by jwx: refetched between JWKSMinRefresh and
+	// JWKSMaxRefresh (the server's Cache-Control within those bounds), and,
+	// when a token names a kid no cached key has, once more at most every
+	// JWKSUnknownKidRefresh (key rotation).
+	JWKSURLs                                              []string
+	JWKSMinRefresh, JWKSMaxRefresh, JWKSUnknownKidRefresh time.Duration
 	// Audience, when set, must appear in the token's aud claim.
 	Audience string
 	// Issuer, when set, must equal the token's iss claim.
@@ -112,6 +122,7 @@ type Verifier struct {
 	callerHeader string
 	trustHeader  bool
 	jwt          *jwtVerifier // nil: header mode
+	envoy        *envoyJWT    // nil: no Envoy metadata source
 }
 
 // New validates opts and loads all keys once, so that a broken key file is
@@ -122,7 +133,14 @@ func New(opts Options) (*Verifier, error) {
 		callerHeader: headerName(opts.CallerHeader, DefaultCallerHeader),
 		// Without JWT the header is the only identity source, so it is
 		// trusted whatever the flag says (the flag's zero value is false).
-		trustHeader: opts.TrustRolesHeader || opts.JWT == nil,
+		trustHeader: opts.TrustRolesHeader || opts.JWT == nil && opts.EnvoyJWT == nil,
+	}
+	if opts.EnvoyJWT != nil {
+		ej, err := newEnvoyJWT(*opts.EnvoyJWT)
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		v.envoy = ej
 	}
 	if opts.JWT != nil {
 		jv, err := newJWTVerifier(*opts.JWT)

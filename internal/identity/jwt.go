@@ -25,6 +25,8 @@ type jwtVerifier struct {
 	subjectClaim string
 	leeway       time.Duration
 	cache        *tokenCache
+	// remote holds the keys of JWKS URLs (nil: none configured).
+	remote *remoteKeys
 }
 
 func newJWTVerifier(o JWTOptions) (*jwtVerifier, error) {
@@ -65,8 +67,19 @@ func newJWTVerifier(o JWTOptions) (*jwtVerifier, error) {
 		}
 		v.keys = append(v.keys, keys...)
 	}
-	if v.secret == nil && len(v.keys) == 0 {
-		return nil, errors.New("no key configured (set HS256Secret, PublicKeyFiles or JWKSFile)")
+	if len(o.JWKSURLs) > 0 {
+		r, err := newRemoteKeys(o)
+		if err != nil {
+			return nil, err
+		}
+		v.remote = r
+		// Which algorithms a remote set will hold is not known yet: allow
+		// the asymmetric families; keyFor still binds each key to its own.
+		v.validAlgs = append(v.validAlgs, rsaAlgs...)
+		v.validAlgs = append(v.validAlgs, "ES256", "ES384", "ES512")
+	}
+	if v.secret == nil && len(v.keys) == 0 && v.remote == nil {
+		return nil, errors.New("no key configured (set HS256Secret, PublicKeyFiles, JWKSFile or JWKSURLs)")
 	}
 	for _, k := range v.keys {
 		for _, alg := range k.algs {
@@ -76,6 +89,12 @@ func newJWTVerifier(o JWTOptions) (*jwtVerifier, error) {
 		}
 	}
 	return v, nil
+}
+
+func (v *jwtVerifier) close() {
+	if v.remote != nil {
+		v.remote.close()
+	}
 }
 
 func cmpOr(s, def string) string {
@@ -195,21 +214,12 @@ func (v *jwtVerifier) keyFor(t *jwt.Token) (any, error) {
 		return v.secret, nil
 	}
 	kid, _ := t.Header["kid"].(string)
-	var byKid, noKid []jwt.VerificationKey
-	for _, k := range v.keys {
-		if !slices.Contains(k.algs, alg) {
-			continue
-		}
-		switch {
-		case k.kid == "":
-			noKid = append(noKid, k.key)
-		case kid == "" || k.kid == kid:
-			byKid = append(byKid, k.key)
-		}
+	keys := v.candidates(alg, kid)
+	if len(keys) == 0 && kid != "" && v.remote != nil && v.remote.refetch() {
+		// An unknown kid: the IdP may have rotated its keys since the
+		// last fetch (refetched at most once per interval).
+		keys = v.candidates(alg, kid)
 	}
-	// A kid that names a key selects it; PEM keys have no kid and stay
-	// candidates for any token of their alg.
-	keys := append(byKid, noKid...)
 	switch len(keys) {
 	case 0:
 		return nil, fmt.Errorf("no %s key for kid %.64q", alg, kid)
@@ -217,6 +227,31 @@ func (v *jwtVerifier) keyFor(t *jwt.Token) (any, error) {
 		return keys[0], nil
 	}
 	return jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// candidates are the keys of alg that may have signed a token with kid: a
+// kid that names a key selects it; PEM keys have no kid and stay
+// candidates for any token of their alg.
+func (v *jwtVerifier) candidates(alg, kid string) []jwt.VerificationKey {
+	var byKid, noKid []jwt.VerificationKey
+	pick := func(keys []publicKey) {
+		for _, k := range keys {
+			if !slices.Contains(k.algs, alg) {
+				continue
+			}
+			switch {
+			case k.kid == "":
+				noKid = append(noKid, k.key)
+			case kid == "" || k.kid == kid:
+				byKid = append(byKid, k.key)
+			}
+		}
+	}
+	pick(v.keys)
+	if v.remote != nil {
+		pick(v.remote.keys())
+	}
+	return append(byKid, noKid...)
 }
 
 // rolesFromClaims reads the roles claim, accepting a JSON array of strings

@@ -1,19 +1,16 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"slices"
-	"strings"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 // minRSABits refuses keys that are too weak to be trusted for signatures.
@@ -52,112 +49,76 @@ func keyAlgs(key any) ([]string, error) {
 	}
 }
 
-// loadPEMFile reads every public key in a PEM file.
+// loadPEMFile reads every public key (PKIX, PKCS#1 or certificate) of a PEM
+// file, parsed by jwx.
 func loadPEMFile(path string) ([]publicKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("public key file: %w", err)
 	}
-	var keys []publicKey
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		key, err := parsePEMBlock(block)
-		if err != nil {
-			return nil, fmt.Errorf("public key file %s: PEM block %d (%s): %w", path, n, block.Type, err)
-		}
-		algs, err := keyAlgs(key)
-		if err != nil {
-			return nil, fmt.Errorf("public key file %s: PEM block %d: %w", path, n, err)
-		}
-		keys = append(keys, publicKey{key: key, algs: algs})
+	if !bytes.Contains(data, []byte("-----BEGIN ")) {
+		return nil, fmt.Errorf("public key file %s: no PEM block found", path)
+	}
+	// A private key in the sidecar's config is a leak waiting to happen;
+	// jwx would accept it (and use its public half), gdprgate does not.
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		return nil, fmt.Errorf("public key file %s: is a private key; give the public key only", path)
+	}
+	set, err := jwk.Parse(data, jwk.WithPEM(true))
+	if err != nil {
+		return nil, fmt.Errorf("public key file %s: %w", path, err)
+	}
+	keys, err := keysFromSet(set, true)
+	if err != nil {
+		return nil, fmt.Errorf("public key file %s: %w", path, err)
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("public key file %s: no PEM block found", path)
 	}
+	for i := range keys {
+		keys[i].kid = "" // PEM keys have no kid of their own
+	}
 	return keys, nil
 }
 
-func parsePEMBlock(block *pem.Block) (any, error) {
-	switch block.Type {
-	case "PUBLIC KEY":
-		return x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		return x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return cert.PublicKey, nil
-	}
-	if strings.Contains(block.Type, "PRIVATE KEY") {
-		// A private key in the sidecar's config is a leak waiting to happen.
-		return nil, errors.New("is a private key; give the public key only")
-	}
-	return nil, errors.New("unsupported PEM block type")
-}
-
-// jwk holds the JWK members gdprgate uses (RFC 7517, RFC 7518 §6).
-type jwk struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-}
-
-// loadJWKSFile reads the RSA and EC signing keys of a JWKS file. Keys of
-// other types (oct, OKP) and encryption keys are skipped because they can
-// legitimately share a JWKS with signing keys; a malformed RSA or EC key is
-// an error.
+// loadJWKSFile reads the RSA and EC signing keys of a JWKS file. Each key
+// is parsed by jwx on its own, so that an encryption or symmetric key
+// sharing the set is skipped while a broken signing key is reported with
+// its kid.
 func loadJWKSFile(path string) ([]publicKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS file: %w", err)
 	}
 	var set struct {
-		Keys []jwk `json:"keys"`
+		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
 		return nil, fmt.Errorf("JWKS file %s: not a JWKS document: %w", path, err)
 	}
 	var keys []publicKey
-	for i, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
+	for i, raw := range set.Keys {
+		var head struct{ Kty, Kid, Use string }
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return nil, fmt.Errorf("JWKS file %s: key %d: %w", path, i, err)
+		}
+		if head.Use != "" && head.Use != "sig" || head.Kty != "RSA" && head.Kty != "EC" {
 			continue
 		}
-		var key any
-		switch k.Kty {
-		case "RSA":
-			key, err = rsaFromJWK(k)
-		case "EC":
-			key, err = ecFromJWK(k)
-		default:
-			continue
-		}
+		k, err := jwk.ParseKey(raw)
 		if err != nil {
-			return nil, fmt.Errorf("JWKS file %s: key %d (kid %q): %w", path, i, k.Kid, err)
-		}
-		algs, err := keyAlgs(key)
-		if err != nil {
-			return nil, fmt.Errorf("JWKS file %s: key %d (kid %q): %w", path, i, k.Kid, err)
-		}
-		if k.Alg != "" {
-			// The JWK pins one algorithm; honour it but never widen it.
-			if !slices.Contains(algs, k.Alg) {
-				return nil, fmt.Errorf("JWKS file %s: key %d (kid %q): alg %s does not fit a %s key", path, i, k.Kid, k.Alg, k.Kty)
+			what := "invalid RSA key"
+			if head.Kty == "EC" {
+				what = "invalid EC point"
 			}
-			algs = []string{k.Alg}
+			return nil, fmt.Errorf("JWKS file %s: key %d (kid %q): %s: %w", path, i, head.Kid, what, err)
 		}
-		keys = append(keys, publicKey{kid: k.Kid, key: key, algs: algs})
+		pk, err := convertKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("JWKS file %s: key %d (kid %q): %w", path, i, head.Kid, err)
+		}
+		pk.kid = head.Kid
+		keys = append(keys, pk)
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("JWKS file %s: no RSA or EC signing key", path)
@@ -165,72 +126,78 @@ func loadJWKSFile(path string) ([]publicKey, error) {
 	return keys, nil
 }
 
-func b64Field(name, v string) ([]byte, error) {
-	if v == "" {
-		return nil, fmt.Errorf("missing %q", name)
+// keysFromSet converts a JWK set's RSA and EC signing keys, binding each to
+// the algorithms of its type (and to the one its "alg" pins). Keys of other
+// types (oct, OKP) and encryption keys are skipped because they can
+// legitimately share a JWKS with signing keys. A malformed RSA or EC key is
+// an error when strict, and skipped otherwise (a remote set keeps serving
+// its good keys).
+func keysFromSet(set jwk.Set, strict bool) ([]publicKey, error) {
+	var keys []publicKey
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		if use, ok := k.KeyUsage(); ok && use != "" && use != "sig" {
+			continue
+		}
+		kid, _ := k.KeyID()
+		pk, err := convertKey(k)
+		if errors.Is(err, errSkipKey) {
+			continue
+		}
+		if err != nil {
+			if strict {
+				return nil, fmt.Errorf("key %d (kid %q): %w", i, kid, err)
+			}
+			continue
+		}
+		pk.kid = kid
+		keys = append(keys, pk)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
-	if err != nil {
-		return nil, fmt.Errorf("%q is not base64url: %w", name, err)
-	}
-	return b, nil
+	return keys, nil
 }
 
-func rsaFromJWK(k jwk) (*rsa.PublicKey, error) {
-	n, err := b64Field("n", k.N)
-	if err != nil {
-		return nil, err
-	}
-	e, err := b64Field("e", k.E)
-	if err != nil {
-		return nil, err
-	}
-	if len(e) > 4 {
-		return nil, errors.New(`"e" is too large`)
-	}
-	exp := 0
-	for _, b := range e {
-		exp = exp<<8 | int(b)
-	}
-	if exp < 3 || exp%2 == 0 {
-		return nil, fmt.Errorf(`"e" = %d is not a valid RSA exponent`, exp)
-	}
-	return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}, nil
-}
+var errSkipKey = errors.New("not a signing key gdprgate uses")
 
-func ecFromJWK(k jwk) (*ecdsa.PublicKey, error) {
-	var curve elliptic.Curve
-	switch k.Crv {
-	case "P-256":
-		curve = elliptic.P256()
-	case "P-384":
-		curve = elliptic.P384()
-	case "P-521":
-		curve = elliptic.P521()
+func convertKey(k jwk.Key) (publicKey, error) {
+	var raw any
+	switch k.KeyType().String() {
+	case "RSA":
+		var pub rsa.PublicKey
+		if err := jwk.Export(k, &pub); err != nil {
+			var priv rsa.PrivateKey
+			if jwk.Export(k, &priv) == nil {
+				return publicKey{}, errors.New("is a private key; give the public key only")
+			}
+			return publicKey{}, fmt.Errorf("invalid RSA key: %w", err)
+		}
+		raw = &pub
+	case "EC":
+		var pub ecdsa.PublicKey
+		if err := jwk.Export(k, &pub); err != nil {
+			return publicKey{}, fmt.Errorf("invalid EC point: %w", err)
+		}
+		// ECDH checks that the point is on the curve, which guards against
+		// invalid-curve attacks whatever the parser checked.
+		if _, err := pub.ECDH(); err != nil {
+			return publicKey{}, fmt.Errorf("invalid EC point: %w", err)
+		}
+		raw = &pub
 	default:
-		return nil, fmt.Errorf("unsupported curve %q", k.Crv)
+		return publicKey{}, errSkipKey
 	}
-	x, err := b64Field("x", k.X)
+	if priv, err := jwk.IsPrivateKey(k); err == nil && priv {
+		return publicKey{}, errors.New("is a private key; give the public key only")
+	}
+	algs, err := keyAlgs(raw)
 	if err != nil {
-		return nil, err
+		return publicKey{}, err
 	}
-	y, err := b64Field("y", k.Y)
-	if err != nil {
-		return nil, err
+	if a, ok := k.Algorithm(); ok && a.String() != "" {
+		// The JWK pins one algorithm; honour it but never widen it.
+		if !slices.Contains(algs, a.String()) {
+			return publicKey{}, fmt.Errorf("alg %s does not fit a %s key", a, k.KeyType())
+		}
+		algs = []string{a.String()}
 	}
-	size := (curve.Params().BitSize + 7) / 8
-	if len(x) != size || len(y) != size {
-		return nil, fmt.Errorf("coordinates must be %d bytes for %s", size, k.Crv)
-	}
-	// ParseUncompressedPublicKey also checks that the point is on the curve,
-	// which guards against invalid-curve attacks.
-	point := make([]byte, 0, 1+2*size)
-	point = append(point, 4)
-	point = append(point, x...)
-	point = append(point, y...)
-	key, err := ecdsa.ParseUncompressedPublicKey(curve, point)
-	if err != nil {
-		return nil, fmt.Errorf("invalid EC point: %w", err)
-	}
-	return key, nil
+	return publicKey{key: raw, algs: algs}, nil
 }
