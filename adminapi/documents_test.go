@@ -3,10 +3,13 @@ package adminapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -315,5 +318,67 @@ func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
 		if r := e.do("GET", "/v1/config", "", "", "Authorization: "+h); r.status != 401 {
 			t.Errorf("%q: %d, want 401", h, r.status)
 		}
+	}
+}
+
+// failingUnrestrict is the store with Unrestrict failing while fail is set.
+type failingUnrestrict struct {
+	cache.Store
+	fail bool
+}
+
+func (f *failingUnrestrict) Unrestrict(ctx context.Context, ref model.SubjectRef, wipeID string, entry audit.Entry) error {
+	if f.fail {
+		return fmt.Errorf("unrestrict: %w", cache.ErrUnavailable)
+	}
+	return f.Store.Unrestrict(ctx, ref, wipeID, entry)
+}
+
+// TestWipeCancelIsNeverUnaudited: a cancel used to save the cancelled wipe
+// and then write its audit entry with the lift (or on its own); when that
+// second write failed, the change stood with no audit entry (issue 10 §7).
+// Now the cancellation is saved with its entry, and a failed lift leaves
+// the subject restricted until the DELETE is repeated.
+func TestWipeCancelIsNeverUnaudited(t *testing.T) {
+	var fs *failingUnrestrict
+	e := newEnv(t, func(o *Options) {
+		fs = &failingUnrestrict{Store: o.Store}
+		o.Store = fs
+	})
+	ctx := context.Background()
+	c7 := model.SubjectRef{Entity: "contact", ID: "c-7"}
+	r := e.do("POST", "/v1/wipes", ScopeWipe, `{"entity":"contact","id":"c-7"}`)
+	if r.status != 202 {
+		t.Fatalf("wipe: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+
+	fs.fail = true
+	r = e.do("DELETE", "/v1/wipes/"+id, ScopeWipe, "")
+	if r.status != 503 {
+		t.Fatalf("cancel with a failing lift: %d %s", r.status, r.body)
+	}
+	if rec, _ := e.store.Wipe(ctx, id); rec.Status != cache.WipeCancelled {
+		t.Fatalf("wipe %s after the cancel", rec.Status)
+	}
+	if a := e.lastAudit(); a.Action != "wipe.cancel" || a.Object != "wipes/"+id {
+		t.Fatalf("the saved cancellation has no audit entry; last is %+v", a)
+	}
+	if f, _ := e.store.Facts(ctx, c7, e.now); !f.Restricted {
+		t.Fatal("the subject was unrestricted although the lift failed")
+	}
+
+	fs.fail = false
+	if r = e.do("DELETE", "/v1/wipes/"+id, ScopeWipe, ""); r.status != 200 {
+		t.Fatalf("repeated cancel: %d %s", r.status, r.body)
+	}
+	if f, _ := e.store.Facts(ctx, c7, e.now); f.Restricted {
+		t.Fatal("the repeated cancel did not lift the restriction")
+	}
+	if a := e.lastAudit(); a.Action != "subject.unrestrict" || a.Object != "wipes/"+id {
+		t.Fatalf("lift not audited: %+v", a)
+	}
+	if r = e.do("DELETE", "/v1/wipes/"+id, ScopeWipe, ""); r.status != 409 {
+		t.Fatalf("third cancel: %d %s", r.status, r.body)
 	}
 }

@@ -151,3 +151,13 @@ func decodeJSON(res *http.Response, out any) error {
 	defer res.Body.Close()
 	return json.NewDecoder(res.Body).Decode(out)
 }
+
+// auditTail is the last n audit entries, oldest first.
+func (e *env) auditTail(n int) []audit.Entry {
+	e.t.Helper()
+	entries, _, _ := e.store.Audit(context.Background(), "", 100000)
+	if len(entries) < n {
+		e.t.Fatalf("%d audit entries, want at least %d", len(entries), n)
+	}
+	return entries[len(entries)-n:]
+}

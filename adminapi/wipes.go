@@ -169,6 +169,11 @@ func (s *Server) handleWipeList(w http.ResponseWriter, r *http.Request) {
 // queued or suspended and no step done. The restriction is lifted. A wipe
 // that has started deleting cannot be undone: 409.
 //
+// Each change is stored atomically with its audit entry: the cancellation
+// (wipe.cancel) with the record, the lift (subject.unrestrict) with the
+// restriction. If the lift fails, the wipe stays cancelled and the subject
+// restricted (fail closed); repeating the DELETE lifts it.
+//
 // The worker re-reads the wipe before every step, so a cancel that lands
 // between claim and first deletion stops it; SaveWipe has no
 // compare-and-set, so a cancel racing the very first step within
@@ -182,42 +187,52 @@ func (s *Server) handleWipeCancel(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "wipe "+strconv.Quote(id), err)
 		return
 	}
-	started := false
-	for _, st := range rec.Steps {
-		if st.Status == wipe.StepDone || st.Attempts > 0 {
-			started = true
-		}
-	}
-	if (rec.Status != cache.WipeQueued && rec.Status != cache.WipeSuspended) || started {
-		writeError(w, http.StatusConflict, "wipe_started",
-			fmt.Sprintf("wipe %s is %s and has started deleting; it can no longer be cancelled", id, rec.Status))
-		return
-	}
 	now := s.o.Clock().UTC()
-	rec.Status, rec.UpdatedAt = cache.WipeCancelled, now
-	for i := range rec.Steps {
-		rec.Steps[i].Status = wipe.StepSkipped
+	subj := s.o.Hasher.Subject(rec.Subject)
+	if rec.Status == cache.WipeCancelled {
+		// Cancelled before: only a restriction left behind by a failed
+		// lift remains to be done.
+		cur, err := s.o.Store.Subject(ctx, rec.Subject)
+		if err != nil {
+			s.storeFailed(w, r, "read subject", err)
+			return
+		}
+		if cur.Restriction != id {
+			writeError(w, http.StatusConflict, "wipe_cancelled", fmt.Sprintf("wipe %s is already cancelled", id))
+			return
+		}
+	} else {
+		started := false
+		for _, st := range rec.Steps {
+			if st.Status == wipe.StepDone || st.Attempts > 0 {
+				started = true
+			}
+		}
+		if (rec.Status != cache.WipeQueued && rec.Status != cache.WipeSuspended) || started {
+			writeError(w, http.StatusConflict, "wipe_started",
+				fmt.Sprintf("wipe %s is %s and has started deleting; it can no longer be cancelled", id, rec.Status))
+			return
+		}
+		rec.Status, rec.UpdatedAt = cache.WipeCancelled, now
+		for i := range rec.Steps {
+			rec.Steps[i].Status = wipe.StepSkipped
+		}
+		entry := audit.Entry{Time: now, Actor: actor(ctx), Action: "wipe.cancel", Object: "wipes/" + id, Subject: subj}
+		if err := s.o.Store.SaveWipe(ctx, rec, entry); err != nil {
+			s.storeFailed(w, r, "cancel wipe", err)
+			return
+		}
+		s.log.InfoContext(ctx, "wipe cancelled", "actor", entry.Actor, "wipe", id, "subject", subj)
 	}
-	if err := s.o.Store.SaveWipe(ctx, rec); err != nil {
-		s.storeFailed(w, r, "cancel wipe", err)
+	lift := audit.Entry{Time: now, Actor: actor(ctx), Action: "subject.unrestrict", Object: "wipes/" + id, Subject: subj}
+	switch err := s.o.Store.Unrestrict(ctx, rec.Subject, id, lift); {
+	case err == nil:
+	case errors.Is(err, cache.ErrNotFound):
+		// Another wipe restricts the subject now; it stays restricted.
+	default:
+		s.storeFailed(w, r, "lift the restriction (the wipe is cancelled; repeat the DELETE to lift it)", err)
 		return
 	}
-	entry := audit.Entry{
-		Time: now, Actor: actor(ctx), Action: "wipe.cancel", Object: "wipes/" + id, Subject: s.o.Hasher.Subject(rec.Subject),
-	}
-	if err := s.o.Store.Unrestrict(ctx, rec.Subject, id, entry); err != nil {
-		if !errors.Is(err, cache.ErrNotFound) {
-			s.storeFailed(w, r, "lift restriction", err)
-			return
-		}
-		// Another wipe restricts the subject now; it stays restricted.
-		entry.Detail = map[string]string{"restriction": "kept (held by another wipe)"}
-		if _, err := s.o.Store.AppendAudit(ctx, entry); err != nil {
-			s.storeFailed(w, r, "audit cancel", err)
-			return
-		}
-	}
-	s.log.InfoContext(ctx, "wipe cancelled", "actor", entry.Actor, "wipe", id, "subject", entry.Subject)
 	writeJSON(w, http.StatusOK, rec)
 }
 

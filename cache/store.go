@@ -223,8 +223,9 @@ type Store interface {
 	DecideWipe(ctx context.Context, id string, approve bool, by string, at time.Time, entry audit.Entry) (WipeRecord, error)
 	// HeldWipes lists held deletions, oldest first, at most limit.
 	HeldWipes(ctx context.Context, limit int) ([]WipeRecord, error)
-	// SaveWipe records a wipe's progress.
-	SaveWipe(ctx context.Context, w WipeRecord) error
+	// SaveWipe records a wipe's progress, and appends entries (the audit of
+	// that progress, if any) atomically with it.
+	SaveWipe(ctx context.Context, w WipeRecord, entries ...audit.Entry) error
 	// Wipe returns one wipe record.
 	Wipe(ctx context.Context, id string) (WipeRecord, error)
 	// ListWipes returns the newest wipes first, at most limit.

@@ -609,7 +609,7 @@ func cloneWipe(w cache.WipeRecord) cache.WipeRecord {
 }
 
 // SaveWipe records a wipe's progress.
-func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord) error {
+func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord, entries ...audit.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.check(ctx); err != nil {
@@ -619,6 +619,9 @@ func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord) error {
 		return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
 	}
 	s.wipes[w.ID] = cloneWipe(w)
+	for _, e := range entries {
+		s.appendAudit(e)
+	}
 	return nil
 }
 

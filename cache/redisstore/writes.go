@@ -496,19 +496,49 @@ func (s *Store) wipesByID(ctx context.Context, ids []string, op string) ([]cache
 }
 
 // SaveWipe records a wipe's progress.
-func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord) error {
+func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord, entries ...audit.Entry) error {
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("save wipe: encode: %w", err)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	ok, err := s.c.SetXX(ctx, keyWipe(w.ID), b, 0).Result()
+	if len(entries) == 0 {
+		ok, err := s.c.SetXX(ctx, keyWipe(w.ID), b, 0).Result()
+		if err != nil {
+			return s.fail("save wipe", err)
+		}
+		if !ok {
+			return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
+		}
+		return nil
+	}
+	// The record and its audit entries in one MULTI; WATCH makes the
+	// existence check part of it.
+	err = s.c.Watch(ctx, func(tx *redis.Tx) error {
+		n, err := tx.Exists(ctx, keyWipe(w.ID)).Result()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, keyWipe(w.ID), b, 0)
+			for _, e := range entries {
+				if err := addAudit(ctx, p, e, s.opts.Clock()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		return err
+	}, keyWipe(w.ID))
+	if errors.Is(err, redis.TxFailedErr) {
+		err = fmt.Errorf("%w: wipe changed concurrently", cache.ErrConflict)
+	}
 	if err != nil {
 		return s.fail("save wipe", err)
-	}
-	if !ok {
-		return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
 	}
 	return nil
 }

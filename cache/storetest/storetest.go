@@ -1115,6 +1115,25 @@ func testSaveWipe(t *testing.T, newStore func(*testing.T) cache.Store) {
 	if err := s.SaveWipe(ctx, wipe("w-404", bob, T0)); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("SaveWipe(unknown) err = %v, want ErrNotFound", err)
 	}
+	// With audit entries: stored together with the record, or not at all.
+	before := len(auditAll(t, s))
+	w.Status = cache.WipeCancelled
+	if err := s.SaveWipe(ctx, w, entry("wipe.cancel"), entry("wipe.note")); err != nil {
+		t.Fatalf("SaveWipe with entries: %v", err)
+	}
+	es := auditAll(t, s)
+	if len(es) != before+2 || es[before].Action != "wipe.cancel" || es[before+1].Action != "wipe.note" {
+		t.Fatalf("audit after SaveWipe with entries = %+v", es[before:])
+	}
+	if got, _ := s.Wipe(ctx, "w-1"); got.Status != cache.WipeCancelled {
+		t.Fatalf("Wipe after SaveWipe with entries = %+v", got)
+	}
+	if err := s.SaveWipe(ctx, wipe("w-404", bob, T0), entry("wipe.cancel")); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("SaveWipe(unknown) with an entry err = %v, want ErrNotFound", err)
+	}
+	if n := len(auditAll(t, s)); n != before+2 {
+		t.Fatalf("a refused SaveWipe appended %d audit entries", n-before-2)
+	}
 }
 
 func testClaimAck(t *testing.T, newStore func(*testing.T) cache.Store) {
