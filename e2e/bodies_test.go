@@ -171,7 +171,9 @@ func TestAwkwardBodies(t *testing.T) {
 
 func TestRectificationIsAuditedByFieldName(t *testing.T) {
 	s := newAwkwardStack(t)
-	r := s.viaProxy(t, call{method: "PUT", path: "/things/c-1", roles: "agent", body: `{"secret":"New Name","note":"private","public":2}`})
+	// A supervisor: it may write health notes (an agent may not, see
+	// TestWritesNeedRights).
+	r := s.viaProxy(t, call{method: "PUT", path: "/things/c-1", roles: "supervisor", body: `{"secret":"New Name","note":"private","public":2}`})
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}

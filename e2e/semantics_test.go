@@ -147,3 +147,54 @@ func TestCoverageColoursPerSensitivity(t *testing.T) {
 		}
 	})
 }
+
+// Writes need rights: a write may change a mapped field only when the
+// caller may see it now — its sensitivity in the caller's mask and active,
+// or archived/expired when the caller may view those (in archive mode for
+// archived) — and a refused write names the fields, never their values.
+func TestWritesNeedRights(t *testing.T) {
+	s := newStack(t, "")
+	cases := []struct {
+		name   string
+		c      call
+		status int
+		fields string
+	}{
+		{"an agent may rectify Alice's contact data", call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: `{"first_name":"Alicia","tags":["x"]}`}, 200, ""},
+		{"an agent may not write health notes (not in its mask)", call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: `{"first_name":"Alicia","health_notes":"x"}`}, 403, `["health_notes"]`},
+		{"keys are matched as the backend binds them: HEALTH_NOTES is health_notes", call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: `{"HEALTH_NOTES":"x"}`}, 403, `["health_notes"]`},
+		{"a key given twice is refused", call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: `{"email":"a@x","EMAIL":"b@x"}`}, 400, ""},
+		{"a marketer may not write to Carol's expired name", call{method: "PUT", path: "/api/contacts/c-3", roles: "marketer", body: `{"email":"new@example.com"}`}, 403, `["email"]`},
+		{"the auditor may (view_expired)", call{method: "PUT", path: "/api/contacts/c-3", roles: "auditor", body: `{"email":"new@example.com"}`}, 200, ""},
+		{"a supervisor may not write to Bob's archived data outside archive mode", call{method: "PUT", path: "/api/contacts/c-2", roles: "supervisor", body: `{"last_name":"B","address":{"city":"X"}}`}, 403, `["address","last_name"]`},
+		{"in archive mode it may", call{method: "PUT", path: "/api/contacts/c-2", roles: "supervisor", mode: "archive", body: `{"last_name":"B"}`}, 200, ""},
+		{"unmapped fields are the backend's business", call{method: "PUT", path: "/api/contacts/c-2", roles: "agent", body: `{"tags":["vip"]}`}, 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := both(t, s, tc.c)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.fields != "" {
+				var got struct {
+					Error  string          `json:"error"`
+					Fields json.RawMessage `json:"fields"`
+				}
+				if err := json.Unmarshal(r.body, &got); err != nil || got.Error != "write_not_permitted" || string(got.Fields) != tc.fields {
+					t.Errorf("refusal %s, want write_not_permitted naming %s", r.body, tc.fields)
+				}
+				if strings.Contains(string(r.body), "example.com") || strings.Contains(string(r.body), `"x"`) {
+					t.Errorf("refusal carries a value: %s", r.body)
+				}
+			}
+		})
+	}
+	t.Run("a write whose body gdprgate cannot see is refused", func(t *testing.T) {
+		big := `{"health_notes":"x","tags":["` + strings.Repeat("a", 70<<10) + `"]}`
+		r := s.viaProxy(t, call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: big})
+		if r.status != 400 || !strings.Contains(string(r.body), "write_body_unseen") {
+			t.Errorf("oversized write: %d %s", r.status, r.body)
+		}
+	})
+}

@@ -42,7 +42,7 @@ func newStack(t *testing.T, redisURL string) *stack {
 		cfg.RedisURL = redisURL
 		cfg.Admin.Tokens = []config.AdminToken{{Name: "e2e", SHA256: sha(adminToken), Scopes: []string{"admin"}}}
 	}})
-	s := front(t, sc, crmSrv.URL, func(method, path string) bool { return strings.HasPrefix(path, "/api/outbound/") })
+	s := front(t, sc, crmSrv.URL, crmBodies)
 	s.crm, s.crmURL = backend, crmSrv.URL
 	s.adminTS = httptest.NewServer(sc.App.Admin)
 	t.Cleanup(s.adminTS.Close)
@@ -72,6 +72,13 @@ func front(t *testing.T, sc *apptest.Scenario, upstream string, withBody func(me
 	ps := httptest.NewServer(p)
 	t.Cleanup(ps.Close)
 	return &stack{now: sc.Now, app: sc.App, envoy: env, proxy: ps.URL}
+}
+
+// crmBodies are the requests whose body ext_authz must see, as
+// examples/envoy/envoy.yaml configures it: outbound communications (the
+// subject is in the body) and writes (the fields they change).
+func crmBodies(method, path string) bool {
+	return strings.HasPrefix(path, "/api/outbound/") || method == "PUT" || method == "PATCH"
 }
 
 func newRedisStack(t *testing.T) *stack {

@@ -56,6 +56,9 @@ type Facts struct {
 	CoverageInherited uint32
 	// CommPermitted: a grant in force permits CommType (respecting same_project).
 	CommPermitted bool
+	// WriteMask is the sensitivity bits of the mapped fields a write's
+	// body changes (0 on other routes).
+	WriteMask uint32
 	// Unavailable: the store could not give fresh facts; the policy fails
 	// closed unless the operator configured fail-open.
 	Unavailable bool
@@ -78,6 +81,17 @@ type Decision struct {
 	// VisibleMask is the sensitivity bits the response may show for this
 	// subject; the rewriter redacts every mapped field of any other bit.
 	VisibleMask uint32 `json:"visible_mask"`
+	// DeniedMask, on a refused write, is the bits of the changed fields the
+	// caller may not write; gdprgate names those fields (never values).
+	DeniedMask uint32 `json:"denied_mask"`
+	// RecordEvidence: on a communication route, gdprgate may record the
+	// evidence the rules table gives (the caller's edit_evidence in the
+	// default policy).
+	RecordEvidence bool `json:"record_evidence"`
+	// RenewExplicit: a communication marked as a renewal may also renew
+	// evidence of purposes with renewal_type explicit (the caller's
+	// gdpr_permission in the default policy).
+	RenewExplicit bool `json:"renew_explicit"`
 
 	// Shape is the form the policy's result had: ShapeGDPR (the object
 	// above), ShapeBool (opa-envoy-plugin's boolean) or ShapeEnvoy

@@ -107,6 +107,9 @@ func factsInput(f *Facts) ast.Object {
 		ast.Item(ast.StringTerm("store"), ast.ObjectTerm(
 			ast.Item(ast.StringTerm("unavailable"), ast.BooleanTerm(f.Unavailable)),
 		)),
+		ast.Item(ast.StringTerm("write"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("mask"), maskTerm(f.WriteMask)),
+		)),
 	)
 }
 

@@ -83,6 +83,7 @@ func (m *memo) hash(f *Facts) uint64 {
 	h = mix(h, uint64(f.Archived)<<32|uint64(f.Expired))
 	h = mix(h, uint64(f.Obliviated)<<32|flags)
 	h = mix(h, uint64(f.CoverageExplicit)<<32|uint64(f.CoverageInherited))
+	h = mix(h, uint64(f.WriteMask))
 	return h
 }
 

@@ -60,6 +60,7 @@ func TestBuildInputShape(t *testing.T) {
 		"route":        `{"kind": "read", "comm_type": ""}`,
 		"config":       `{"gdpr_enforced": true, "fail_open": false}`,
 		"store":        `{"unavailable": false}`,
+		"write":        `{"mask": 0}`,
 	}
 	for key, w := range want {
 		got := obj.Get(ast.StringTerm(key))

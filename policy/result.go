@@ -203,6 +203,18 @@ func parseDecision(obj map[string]any) (Decision, error) {
 		return Decision{}, err
 	}
 	d.VisibleMask = uint32(mask)
+	denied, err := number(obj, "denied_mask", false, 0, math.MaxUint32)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.DeniedMask = uint32(denied)
+	for key, dst := range map[string]*bool{"record_evidence": &d.RecordEvidence, "renew_explicit": &d.RenewExplicit} {
+		if v, present := obj[key]; present {
+			if *dst, ok = v.(bool); !ok {
+				return Decision{}, fmt.Errorf("decision.%s is not a boolean", key)
+			}
+		}
+	}
 	if h, present := obj["headers"]; present {
 		hm, ok := h.(map[string]any)
 		if !ok {

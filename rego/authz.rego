@@ -15,7 +15,8 @@
 #   e. every bit of the subject obliviated       -> 404 (list items: allow, nothing visible)
 #   f. export without export_evidence            -> 403 export_not_permitted
 #   g. outbound without a permitting grant       -> 403 communication_not_permitted
-#   h. otherwise allow with the caller's visible mask
+#   h. write changing fields the caller may not  -> 403 write_not_permitted (denied_mask)
+#   i. otherwise allow with the caller's visible mask
 #
 # gdpr_enforced false stops the lifecycle, nothing else (the manual: "the
 # corresponding processes of archiving, expiration and forgetting in data
@@ -81,7 +82,34 @@ decision := deny(503, "store_unavailable", "The GDPR store is unavailable; the r
 } else := deny(403, "communication_not_permitted", "No legal ground in force permits this communication with the data subject.") if {
 	input.route.kind == "outbound"
 	not input.subject.comm_permitted == true
+} else := deny_write if {
+	input.route.kind == "write"
+	write_denied != 0
 } else := allow_mask(visible_mask)
+
+# h. Writes need rights: a write may change a mapped field only when the
+# caller may see that field's bit now — in its mask and active, or archived
+# (archive mode) or expired when it may view those. A write whose subject is
+# not named by the request (a create) needs the mask only. denied_mask lets
+# gdprgate name the refused fields (never their values).
+write_mask := input.write.mask if {
+	is_number(input.write.mask)
+} else := 0
+
+# Degraded (fail-open), nothing about the subject is proven: no mapped
+# field may be written.
+writable := 0 if {
+	degraded
+} else := visible_mask if {
+	input.subject.present == true
+} else := input.caller.sensitivity_mask
+
+write_denied := bits.and(write_mask, bits.negate(writable))
+
+deny_write := object.union(
+	deny(403, "write_not_permitted", "The caller may not change some of the fields this request writes."),
+	{"denied_mask": write_denied},
+)
 
 # visible_mask: the caller's sensitivity bits that are active, archived when
 # the caller may view archived and asked for archive mode, or expired when it
@@ -119,7 +147,27 @@ allow_mask(mask) := {
 	"message": "",
 	"headers": headers,
 	"visible_mask": effective_mask(mask),
+	"record_evidence": record_evidence,
+	"renew_explicit": renew_explicit,
 }
+
+# On a communication route gdprgate records the evidence the rules table
+# gives only for a caller with the manual's EditGdprEvidence permission, and
+# a communication marked as a renewal renews "explicit" purposes (the
+# manual: "Manual (if the agent has rights)") only for a caller with
+# GdprPermission. Auto and implicit renewals need no permission: the manual
+# makes them happen on every (marked) communication.
+record_evidence := true if {
+	input.route.kind == "communication"
+	input.caller.edit_evidence == true
+	not degraded
+} else := false
+
+renew_explicit := true if {
+	input.route.kind == "communication"
+	input.caller.gdpr_permission == true
+	not degraded
+} else := false
 
 effective_mask(mask) := 0 if {
 	degraded

@@ -41,7 +41,7 @@ with_caller(c) := object.union(base, {"caller": c})
 
 with_kind(k) := object.union(base, {"route": {"kind": k, "comm_type": ""}})
 
-# h. visible masks
+# i. visible masks
 
 test_agent_sees_active_bits_in_mask if {
 	d := authz.decision with input as base
@@ -387,4 +387,67 @@ test_denials_have_messages if {
 		d.message != ""
 		not contains(d.message, "blue")
 	}
+}
+
+# h. Writes need rights. A write may change a mapped field only when the
+# caller may see its bit now (in its mask and active, or archived/expired in
+# the matching mode); the refused bits are named by denied_mask.
+
+with_write(subject, caller, mask) := object.union(base, {
+	"route": {"kind": "write", "comm_type": ""},
+	"subject": subject, "caller": caller, "write": {"mask": mask},
+})
+
+test_write_of_active_bits_in_mask_allowed if {
+	d := authz.decision with input as with_write(alice, agent, 3)
+	d.allow
+}
+
+test_write_of_a_bit_outside_the_mask_refused if {
+	d := authz.decision with input as with_write(alice, agent, 9)
+	not d.allow
+	d.status == 403
+	d.reason == "write_not_permitted"
+	d.denied_mask == 8
+}
+
+test_write_to_archived_subject_refused_without_archive_mode if {
+	d := authz.decision with input as with_write(bob, supervisor, 2)
+	d.reason == "write_not_permitted"
+	d.denied_mask == 2
+	sup := object.union(supervisor, {"archive_mode": true})
+	e := authz.decision with input as with_write(bob, sup, 2)
+	e.allow
+}
+
+test_write_to_expired_bits_needs_view_expired if {
+	carol := object.union(alice, {"active": 0, "expired": 3, "obliviated": 12})
+	d := authz.decision with input as with_write(carol, object.union(agent, {"roles": ["marketer"], "sensitivity_mask": 3}), 2)
+	d.reason == "write_not_permitted"
+	e := authz.decision with input as with_write(carol, auditor, 2)
+	e.allow
+}
+
+test_write_without_mapped_fields_allowed if {
+	d := authz.decision with input as with_write(bob, agent, 0)
+	d.allow
+}
+
+test_create_without_subject_needs_the_mask_only if {
+	none := {"present": false, "known": false, "restricted": false, "active": 0, "archived": 0, "expired": 0, "obliviated": 0, "coverage": "", "comm_permitted": false}
+	d := authz.decision with input as with_write(none, agent, 7)
+	d.allow
+	e := authz.decision with input as with_write(none, agent, 8)
+	e.denied_mask == 8
+}
+
+test_fail_open_refuses_unprovable_writes if {
+	i := object.union(with_write(alice, agent, 2), {"store": {"unavailable": true}, "config": {"gdpr_enforced": true, "fail_open": true}})
+	d := authz.decision with input as i
+	d.reason == "write_not_permitted"
+}
+
+test_reads_ignore_write_mask if {
+	d := authz.decision with input as object.union(base, {"write": {"mask": 8}})
+	d.allow
 }

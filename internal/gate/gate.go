@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -250,6 +249,8 @@ type Exchange struct {
 	visible uint32
 	// auditWrite: the request is a write to audit once it is allowed.
 	auditWrite bool
+	// changed are the mapped fields a write's body changes.
+	changed []string
 	// layer is a layered policy's state (nil otherwise: no cost per
 	// request for the default policy).
 	layer *layerState
@@ -485,6 +486,11 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 			}
 		}
 	}
+	if r.cfg.Kind == policy.KindWrite && !req.ResponseOnly {
+		if v, ok := g.writeFacts(r, req, ex, &f); !ok {
+			return v
+		}
+	}
 	if ex.layer != nil {
 		ex.layer.facts = f
 	}
@@ -494,9 +500,12 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	}
 	ex.visible = d.VisibleMask
 	if !d.Allow {
+		if d.DeniedMask != 0 && len(ex.changed) > 0 {
+			return denyFields(d, r.deniedFields(ex.changed, d.DeniedMask))
+		}
 		return denial(d)
 	}
-	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(req.Body) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
+	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(ex.changed) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
 		ex.auditWrite = true
 	}
 	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
@@ -604,22 +613,11 @@ func (g *Gate) decideEntry(ctx context.Context, ex *Exchange, req *Request) (pol
 // only, never values — attributed to the caller (the CRM article's change
 // tracking). It is recorded when the write is allowed; the backend may still
 // refuse it.
-func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, body []byte) error {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
-		return nil // not JSON: nothing mapped can change; the backend answers
-	}
-	var changed []string
-	for p := range ex.route.cfg.Fields {
-		key, _, _ := strings.Cut(p, ".")
-		if _, ok := top[key]; ok && key != "#" {
-			changed = append(changed, p)
-		}
-	}
+func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, _ []byte) error {
+	changed := ex.changed // route.changedFields, sorted
 	if len(changed) == 0 {
 		return nil
 	}
-	sort.Strings(changed)
 	actor := ex.caller.ID
 	if actor == "" {
 		actor = "roles:" + ex.caller.RoleKey()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/internal/canon"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 	"github.com/gdprgate/gdprgate/redact"
 )
@@ -34,6 +35,9 @@ type route struct {
 	// not from the body).
 	bodyPaths             [][]string
 	bodySubject, bodyComm int
+	// writeFields are the mapped fields a write route's body may change
+	// (compileWriteFields); nil on other kinds.
+	writeFields []writeField
 }
 
 // table is the compiled route map for one register version.
@@ -75,11 +79,13 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 				paths = append(paths, p)
 			}
 			sort.Strings(paths)
+			bits := make(map[string]int, len(paths))
 			for _, p := range paths {
 				bit, err := resolveBit(ix, rc.Fields[p])
 				if err != nil {
 					return nil, fmt.Errorf("route %q (line %d) field %q: %w", rc.Name, rc.Line, p, err)
 				}
+				bits[p] = bit
 				act := cfg.Redaction.Default
 				if s := ix.ByBit[bit]; s != nil {
 					if a, ok := cfg.Redaction.BySensitivity[s.ID]; ok {
@@ -100,6 +106,9 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 				return nil, fmt.Errorf("route %q (line %d): %w", rc.Name, rc.Line, err)
 			}
 			r.fields = m
+			if rc.Kind == policy.KindWrite {
+				r.writeFields = compileWriteFields(bits)
+			}
 		}
 		if s := rc.Subject; s != nil && s.From == config.FromResponseBody {
 			m, err := redact.Compile(redact.Spec{SubjectPath: s.Path})
