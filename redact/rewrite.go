@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,6 +50,11 @@ type rewriter struct {
 	hashBuf []byte
 	mac     hash.Hash
 	lit     [36]byte // "h:" + 32 hex digits, quoted
+	// quiet > 0: only validate and note matches (below a redacted value,
+	// or for Select); nothing is written and no planner is asked.
+	quiet int
+	// matched, when set, gets the bit of every field that selects a value.
+	matched []uint64
 }
 
 type pool struct {
@@ -68,8 +74,9 @@ func (p *pool) get() *rewriter {
 }
 
 func (p *pool) put(r *rewriter) {
-	r.src, r.out, r.planner = nil, nil, nil
+	r.src, r.out, r.planner, r.matched = nil, nil, nil, nil
 	r.res = Result{}
+	r.quiet = 0
 	clear(r.hit)
 	p.p.Put(r)
 }
@@ -81,10 +88,20 @@ func (p *pool) put(r *rewriter) {
 // output's [:0] to reuse its memory, which makes a warm rewrite allocate only
 // Result.Redacted.
 func (m *Map) Rewrite(dst, src []byte, p Planner) (out []byte, res Result, err error) {
+	return m.RewriteMatched(dst, src, p, nil)
+}
+
+// RewriteMatched is Rewrite that also sets, in matched, bit k (word k/64,
+// bit k%64) for every field Paths()[k] that selects at least one value of
+// src, whether it was redacted or not — how a caller finds mapped paths
+// that its bodies never contain. matched needs MatchedWords() words; nil
+// skips the bookkeeping. Its bits are meaningless when an error is returned.
+func (m *Map) RewriteMatched(dst, src []byte, p Planner, matched []uint64) (out []byte, res Result, err error) {
 	r := m.pool.get()
 	defer m.pool.put(r)
 	r.src, r.depth, r.planner = src, 0, p
 	r.out, r.last = dst, 0
+	r.matched = matched
 	if err := r.run(); err != nil {
 		return dst, Result{}, err
 	}
@@ -101,8 +118,29 @@ func (m *Map) Rewrite(dst, src []byte, p Planner) (out []byte, res Result, err e
 	return out, res, nil
 }
 
+// Select validates src and returns the mapped paths (sorted) that select at
+// least one value in it, without rewriting anything. A subject id that
+// appears twice in one scope is an error, as in Rewrite.
+func (m *Map) Select(src []byte) ([]string, error) {
+	r := m.pool.get()
+	defer m.pool.put(r)
+	matched := make([]uint64, m.MatchedWords())
+	r.src, r.depth, r.quiet, r.matched = src, 0, 1, matched
+	if err := r.run(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for k, f := range m.sorted {
+		if matched[k>>6]&(1<<(k&63)) != 0 {
+			out = append(out, m.fields[f].path)
+		}
+	}
+	return out, nil
+}
+
 func (r *rewriter) run() error {
 	m := r.m
+	r.mask, r.subj = 0, 0
 	if !m.perElement {
 		var id []byte
 		found := true
@@ -129,9 +167,12 @@ func (r *rewriter) run() error {
 
 // plan asks the Planner for the mask of one subject scope.
 func (r *rewriter) plan(id []byte, found bool) error {
-	r.res.Items++
 	r.subj = 0
 	r.mask = 0
+	if r.quiet > 0 {
+		return nil
+	}
+	r.res.Items++
 	if !found || r.planner == nil {
 		return nil // fail closed: nothing is visible for an unknown subject
 	}
@@ -145,32 +186,60 @@ func (r *rewriter) plan(id []byte, found bool) error {
 
 // replace emits src[r.last:a] then repl, and skips src[a:b].
 func (r *rewriter) replace(a, b int, repl []byte) {
+	if r.quiet > 0 {
+		return
+	}
 	r.out = append(r.out, r.src[r.last:a]...)
 	r.out = append(r.out, repl...)
 	r.last = b
 }
 
-// rewrite rewrites the value at i under trie node n.
+// rewrite rewrites the value at i under automaton node n.
 func (r *rewriter) rewrite(i int, n *node) (int, error) {
 	if i < len(r.src) {
 		switch r.src[i] {
 		case '{':
-			if n.keys != nil {
+			if n.obj {
 				return r.object(i, n)
 			}
 		case '[':
-			if n.elem != nil {
-				return r.array(i, n.elem)
+			if n.arr {
+				return r.array(i, n)
 			}
 		}
 	}
 	return r.value(i)
 }
 
-// redacted reports whether the value under n is to be redacted.
+// redacted reports whether the value under n is to be redacted: one of its
+// fields' bits is not visible.
 func (r *rewriter) redacted(n *node) bool {
-	return n.field >= 0 && r.mask&r.m.fields[n.field].bit == 0
+	return n.fields != nil && r.mask&n.bits != n.bits
 }
+
+// strongest marks the fields of n that are hidden and returns the one whose
+// action discloses least, for values that several paths select.
+func (r *rewriter) strongest(n *node) *field {
+	if len(n.fields) == 1 {
+		r.hit[n.fields[0]] = true
+		return &r.m.fields[n.fields[0]]
+	}
+	var best *field
+	for _, fi := range n.fields {
+		f := &r.m.fields[fi]
+		if r.mask&f.bit != 0 {
+			continue
+		}
+		r.hit[fi] = true
+		if best == nil || disclosure[f.action] < disclosure[best.action] {
+			best = f
+		}
+	}
+	return best
+}
+
+// disclosure orders actions by what the replacement still tells.
+var disclosure = [...]int{ActRemove: 0, ActNull: 1, ActMask: 2, ActHash: 3}
 
 // member rewrites one member value or array element at i (whitespace
 // skipped) under n, cutting it out when removed. start is where the member
@@ -187,27 +256,28 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 			return 0, false, fmt.Errorf("%w (offset %d)", ErrDuplicateSubject, i)
 		}
 	}
-	if !r.redacted(n) {
+	if r.matched != nil && n.fields != nil {
+		for _, fi := range n.fields {
+			k := r.m.fields[fi].rank
+			r.matched[k>>6] |= 1 << (k & 63)
+		}
+	}
+	if r.quiet > 0 || !r.redacted(n) {
 		j, err := r.rewrite(i, n)
 		return j, true, err
 	}
-	f := &r.m.fields[n.field]
-	r.hit[n.field] = true
+	f := r.strongest(n)
 	r.res.Values++
-	if i < len(r.src) && r.src[i] == '"' && f.action == ActHash {
-		end, esc, err := r.str(i)
-		if err != nil {
-			return 0, false, err
-		}
-		content := r.src[i+1 : end-1]
-		if esc {
-			r.keyBuf = unescape(r.keyBuf[:0], content)
-			content = r.keyBuf
-		}
-		r.replace(i, end, r.hash(content))
-		return end, true, nil
+	var j int
+	var err error
+	if r.matched != nil && n.inner {
+		// Paths below a redacted value still count as present.
+		r.quiet++
+		j, err = r.rewrite(i, n)
+		r.quiet--
+	} else {
+		j, err = r.value(i)
 	}
-	j, err := r.value(i)
 	if err != nil {
 		return 0, false, err
 	}
@@ -222,7 +292,16 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 		}
 		return j, emitted, nil
 	case ActHash:
-		r.replace(i, j, r.hash(r.src[i:j]))
+		v := r.src[i:j]
+		if v[0] == '"' {
+			// A string is hashed by its decoded content.
+			v = v[1 : len(v)-1]
+			if bytes.IndexByte(v, '\\') >= 0 {
+				r.keyBuf = unescape(r.keyBuf[:0], v)
+				v = r.keyBuf
+			}
+		}
+		r.replace(i, j, r.hash(v))
 	default:
 		r.replace(i, j, f.repl)
 	}
@@ -246,6 +325,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 		return 0, err
 	}
 	src := r.src
+	fold := r.m.fold
 	j := r.ws(i + 1)
 	if j < len(src) && src[j] == '}' {
 		r.depth--
@@ -257,16 +337,18 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 		if j >= len(src) || src[j] != '"' {
 			return 0, r.unexpected(j, "a string key")
 		}
-		end, esc, err := r.str(j)
+		end, flags, err := r.str(j)
 		if err != nil {
 			return 0, err
 		}
 		key := src[j+1 : end-1]
-		if esc {
+		high := flags&strHigh != 0
+		if flags&strEsc != 0 {
 			r.keyBuf = unescape(r.keyBuf[:0], key)
 			key = r.keyBuf
+			high = hasHighByte(key)
 		}
-		c := n.lookup(key)
+		c := n.lookup(key, high, fold)
 		j = r.ws(end)
 		if j >= len(src) || src[j] != ':' {
 			return 0, r.unexpected(j, "':'")
@@ -293,8 +375,9 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 	}
 }
 
-// array rewrites the array at i whose elements are under el.
-func (r *rewriter) array(i int, el *node) (int, error) {
+// array rewrites the array at i whose elements are under n's element
+// transitions.
+func (r *rewriter) array(i int, n *node) (int, error) {
 	if err := r.enter(i); err != nil {
 		return 0, err
 	}
@@ -304,9 +387,14 @@ func (r *rewriter) array(i int, el *node) (int, error) {
 		r.depth--
 		return j + 1, nil
 	}
+	// Per-element subjects hold only inside their element: outside it the
+	// mask of the enclosing scope applies again.
+	mask, subj := r.mask, r.subj
 	emitted, comma := false, -1
-	for {
-		if el.scope {
+	next := 0
+	for k := 0; ; k++ {
+		el := n.element(k, &next)
+		if el != nil && el.scope {
 			// The subject id may follow the fields it governs: find it
 			// first with a scan of this element only, so the whole rewrite
 			// reads each byte at most twice.
@@ -334,6 +422,7 @@ func (r *rewriter) array(i int, el *node) (int, error) {
 				continue
 			case ']':
 				r.depth--
+				r.mask, r.subj = mask, subj
 				return j + 1, nil
 			}
 		}
@@ -342,10 +431,15 @@ func (r *rewriter) array(i int, el *node) (int, error) {
 }
 
 // findSubject looks for the scalar at the relative path rel in the value at
-// i, without validating beyond what it reads (the rewrite validates). A
-// string id is returned decoded (in *buf when it has escapes), a number as
-// its text; null or a missing key gives found == false.
-func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, found bool, err error) {
+// i, without validating beyond what it reads (the rewrite validates). Keys
+// are matched as the Map matches them; a number in rel also indexes an
+// array. A string id is returned decoded (in *buf when it has escapes), a
+// number as its text; null or a missing key gives found == false.
+func (r *rewriter) findSubject(i int, rel []seg, buf *[]byte) (id []byte, found bool, err error) {
+	return r.scanner.findSubject(i, rel, r.m.fold, buf)
+}
+
+func (s *scanner) findSubject(i int, rel []seg, fold bool, buf *[]byte) (id []byte, found bool, err error) {
 	src := s.src
 	if len(rel) == 0 {
 		if i >= len(src) {
@@ -353,11 +447,11 @@ func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, foun
 		}
 		switch c := src[i]; {
 		case c == '"':
-			end, esc, err := s.str(i)
+			end, flags, err := s.str(i)
 			if err != nil {
 				return nil, false, err
 			}
-			if esc {
+			if flags&strEsc != 0 {
 				*buf = unescape((*buf)[:0], src[i+1:end-1])
 				return *buf, true, nil
 			}
@@ -375,27 +469,42 @@ func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, foun
 			return nil, false, fmt.Errorf("%w (offset %d)", ErrSubjectType, i)
 		}
 	}
-	if i >= len(src) || src[i] != '{' {
+	if i >= len(src) {
+		return nil, false, nil
+	}
+	switch src[i] {
+	case '{':
+	case '[':
+		return s.findSubjectElement(i, rel, fold, buf)
+	default:
 		return nil, false, nil
 	}
 	j := s.ws(i + 1)
 	if j < len(src) && src[j] == '}' {
 		return nil, false, nil
 	}
+	want := rel[0].key
 	for {
 		if j >= len(src) || src[j] != '"' {
 			return nil, false, s.unexpected(j, "a string key")
 		}
-		end, esc, err := s.str(j)
+		end, flags, err := s.str(j)
 		if err != nil {
 			return nil, false, err
 		}
-		match := false
-		if esc {
-			*buf = unescape((*buf)[:0], src[j+1:end-1])
-			match = string(*buf) == rel[0]
-		} else {
-			match = string(src[j+1:end-1]) == rel[0]
+		key := src[j+1 : end-1]
+		if flags&strEsc != 0 {
+			*buf = unescape((*buf)[:0], key)
+			key = *buf
+		}
+		var match bool
+		switch {
+		case !fold:
+			match = string(key) == want
+		case rel[0].lowered && flags&strHigh == 0 && (flags&strEsc == 0 || !hasHighByte(key)):
+			match = eqFoldASCII(key, want)
+		default:
+			match = eqFold(key, want)
 		}
 		j = s.ws(end)
 		if j >= len(src) || src[j] != ':' {
@@ -403,7 +512,7 @@ func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, foun
 		}
 		j = s.ws(j + 1)
 		if match {
-			id, found, err := s.findSubject(j, rel[1:], buf)
+			id, found, err := s.findSubject(j, rel[1:], fold, buf)
 			if err != nil || found {
 				return id, found, err
 			}
@@ -425,17 +534,49 @@ func (s *scanner) findSubject(i int, rel []string, buf *[]byte) (id []byte, foun
 	}
 }
 
+// findSubjectElement follows an index of rel into the array at i.
+func (s *scanner) findSubjectElement(i int, rel []seg, fold bool, buf *[]byte) (id []byte, found bool, err error) {
+	want := rel[0].idx
+	if want < 0 {
+		return nil, false, nil
+	}
+	src := s.src
+	j := s.ws(i + 1)
+	if j < len(src) && src[j] == ']' {
+		return nil, false, nil
+	}
+	for k := 0; ; k++ {
+		if k == want {
+			return s.findSubject(j, rel[1:], fold, buf)
+		}
+		if j, err = s.value(j); err != nil {
+			return nil, false, err
+		}
+		j = s.ws(j)
+		if j < len(src) {
+			switch src[j] {
+			case ',':
+				j = s.ws(j + 1)
+				continue
+			case ']':
+				return nil, false, nil
+			}
+		}
+		return nil, false, s.unexpected(j, "',' or ']'")
+	}
+}
+
 // Subject returns the body's single subject id (SubjectPath without "#") so
 // the caller can decide on the subject before rewriting. It reads only as far
-// as the id; the body is validated by Rewrite. The id is a string's decoded
-// content or a number's text and may alias src.
+// as the id; the body is validated by Rewrite (or Select). The id is a
+// string's decoded content or a number's text and may alias src.
 func (m *Map) Subject(src []byte) ([]byte, error) {
 	if !m.hasSubject || m.perElement {
 		return nil, errors.New("redact: the spec has no single body subject (SubjectPath is empty or has \"#\")")
 	}
 	s := scanner{src: src}
 	var buf []byte
-	id, found, err := s.findSubject(s.ws(0), m.subjectRel, &buf)
+	id, found, err := s.findSubject(s.ws(0), m.subjectRel, m.fold, &buf)
 	if err != nil {
 		return nil, err
 	}

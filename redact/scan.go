@@ -74,9 +74,15 @@ func special(x uint64) uint64 {
 	return (((x - lsb*0x20) &^ x) | ((q - lsb) &^ q) | ((b - lsb) &^ b) | x) & msb
 }
 
+// String flags returned by str.
+const (
+	strEsc  = 1 << iota // the string has escapes
+	strHigh             // the string has bytes outside ASCII (before unescaping)
+)
+
 // str validates the string starting at the quote at i. It returns the index
-// after the closing quote and whether the string contains escapes.
-func (s *scanner) str(i int) (end int, esc bool, err error) {
+// after the closing quote and its flags (strEsc, strHigh).
+func (s *scanner) str(i int) (end int, flags uint8, err error) {
 	src := s.src
 	j := i + 1
 	for {
@@ -93,38 +99,39 @@ func (s *scanner) str(i int) (end int, esc bool, err error) {
 		}
 	slow:
 		if j >= len(src) {
-			return 0, false, s.errAt(i, "unterminated string")
+			return 0, 0, s.errAt(i, "unterminated string")
 		}
 		switch c := src[j]; {
 		case c == '"':
-			return j + 1, esc, nil
+			return j + 1, flags, nil
 		case c == '\\':
-			esc = true
+			flags |= strEsc
 			if j+1 >= len(src) {
-				return 0, false, s.errAt(i, "unterminated string")
+				return 0, 0, s.errAt(i, "unterminated string")
 			}
 			switch src[j+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				j += 2
 			case 'u':
 				if j+6 > len(src) {
-					return 0, false, s.errAt(j, "truncated \\u escape")
+					return 0, 0, s.errAt(j, "truncated \\u escape")
 				}
 				for k := j + 2; k < j+6; k++ {
 					if hexVal(src[k]) < 0 {
-						return 0, false, s.errAt(k, "invalid hex digit in \\u escape")
+						return 0, 0, s.errAt(k, "invalid hex digit in \\u escape")
 					}
 				}
 				j += 6
 			default:
-				return 0, false, s.errAt(j, fmt.Sprintf("invalid escape \\%c", src[j+1]))
+				return 0, 0, s.errAt(j, fmt.Sprintf("invalid escape \\%c", src[j+1]))
 			}
 		case c < 0x20:
-			return 0, false, s.errAt(j, "control character in string")
+			return 0, 0, s.errAt(j, "control character in string")
 		default:
+			flags |= strHigh
 			r, size := utf8.DecodeRune(src[j:])
 			if r == utf8.RuneError && size <= 1 {
-				return 0, false, s.errAt(j, "invalid UTF-8 in string")
+				return 0, 0, s.errAt(j, "invalid UTF-8 in string")
 			}
 			j += size
 		}

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/yamlfile"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
+	"github.com/gdprgate/gdprgate/redact"
 )
 
 // Config is the whole configuration.
@@ -158,6 +160,10 @@ type Route struct {
 	Fields map[string]string `yaml:"fields"`
 	// Actions overrides the redaction action per field path.
 	Actions map[string]string `yaml:"actions"`
+	// ExactCase matches the JSON keys of Fields (and of body subject paths)
+	// byte for byte after unescaping; by default they are matched
+	// case-insensitively ("HEALTH_NOTES" like "health_notes").
+	ExactCase bool `yaml:"exact_case"`
 
 	// Line is the route's line in the config file, for error messages.
 	Line int `yaml:"-"`
@@ -193,7 +199,7 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 
 var routeKeys = map[string]bool{
 	"name": true, "method": true, "path": true, "kind": true, "comm_type": true, "comm_type_from": true,
-	"comm_types": true, "subject": true, "fields": true, "actions": true,
+	"comm_types": true, "subject": true, "fields": true, "actions": true, "exact_case": true,
 }
 
 var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true}
@@ -214,8 +220,13 @@ type BodyConfig struct {
 	NonJSON string `yaml:"non_json"`
 	// Compressed is decode (default: decompress, rewrite, re-encode) or refuse.
 	Compressed string `yaml:"compressed"`
-	// MaxRequestBytes bounds request bodies read for the subject (outbound).
+	// MaxRequestBytes bounds request bodies read for the subject (outbound)
+	// and for the rectification audit (write routes, which refuse larger ones).
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// UnseenAfter is the number of successful JSON answers of a route after
+	// which each mapped path that none of them contained is reported once
+	// (a metric and a warning): a typo or a backend rename. 0 turns it off.
+	UnseenAfter *int `yaml:"unseen_after"`
 }
 
 // WipeStep is one backend deletion call of a wipe.
@@ -298,6 +309,10 @@ func (c *Config) applyDefaults() {
 	if c.Body.MaxRequestBytes == 0 {
 		c.Body.MaxRequestBytes = 64 << 10
 	}
+	if c.Body.UnseenAfter == nil {
+		n := 1000
+		c.Body.UnseenAfter = &n
+	}
 	if c.Store.MaxSubjects == 0 {
 		c.Store.MaxSubjects = 100000
 	}
@@ -366,11 +381,10 @@ func Load(path string) (*Config, error) {
 }
 
 var (
-	paramSeg  = regexp.MustCompile(`^\{[A-Za-z_][A-Za-z0-9_]*\}$`)
-	fieldPath = regexp.MustCompile(`^(#|[^.#]+)(\.(#|[^.#]+))*$`)
-	actions   = map[string]bool{"null": true, "remove": true, "mask": true, "hash": true}
-	kinds     = map[string]bool{policy.KindRead: true, policy.KindList: true, policy.KindExport: true, policy.KindWrite: true, policy.KindOutbound: true}
-	methods   = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+	paramSeg = regexp.MustCompile(`^\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+	actions  = map[string]bool{"null": true, "remove": true, "mask": true, "hash": true}
+	kinds    = map[string]bool{policy.KindRead: true, policy.KindList: true, policy.KindExport: true, policy.KindWrite: true, policy.KindOutbound: true}
+	methods  = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
 )
 
 // Validate checks the whole configuration and reports every problem with
@@ -398,6 +412,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxIDBytes < 0 {
 		add("limits.max_id_bytes: must be positive (got %d)", c.Limits.MaxIDBytes)
+	}
+	if c.Body.UnseenAfter != nil && *c.Body.UnseenAfter < 0 {
+		add("body.unseen_after: must be 0 (off) or a number of answers")
 	}
 	if c.Decisions.Sample != nil && (*c.Decisions.Sample < 0 || *c.Decisions.Sample > 1) {
 		add("decisions.sample: must be between 0 and 1")
@@ -507,12 +524,12 @@ func (c *Config) Validate() error {
 					add("%s: subject.name is required for from: %s", where, s.From)
 				}
 			case FromBody, FromResponseBody:
-				if !fieldPath.MatchString(s.Path) || strings.Contains(s.Path, "#") {
-					add("%s: subject.path %q must be a JSON path without #", where, s.Path)
+				if err := bodyPath(s.Path, 0); err != nil {
+					add("%s: subject.path: %v", where, err)
 				}
 			case FromItem:
-				if !fieldPath.MatchString(s.Path) || strings.Count(s.Path, "#") != 1 {
-					add("%s: subject.path %q must be a JSON path with one # (e.g. data.#.id)", where, s.Path)
+				if err := bodyPath(s.Path, 1); err != nil {
+					add("%s: subject.path: %v", where, err)
 				}
 			default:
 				add("%s: subject.from must be path, query, header, body, response_body or item (got %q)", where, s.From)
@@ -523,9 +540,32 @@ func (c *Config) Validate() error {
 		if r.Kind == policy.KindOutbound && (r.Subject == nil || r.Subject.From == FromResponseBody || r.Subject.From == FromItem) {
 			add("%s: an outbound route's subject must come from the request (path, query, header or body)", where)
 		}
-		for p := range r.Fields {
-			if !fieldPath.MatchString(p) {
-				add("%s: fields: %q is not a JSON path (dot-separated keys, # for every array element)", where, p)
+		if r.CommTypeFrom != "" {
+			if err := bodyPath(r.CommTypeFrom, 0); err != nil {
+				add("%s: comm_type_from: %v", where, err)
+			}
+		}
+		fieldsOK := true
+		for _, p := range sortedKeys(r.Fields) {
+			if _, err := redact.ParsePath(p); err != nil {
+				add("%s: fields: %v", where, err)
+				fieldsOK = false
+			}
+		}
+		if fieldsOK && len(r.Fields) > 0 {
+			// How the paths fit together (under the subject's array, not
+			// hiding the subject) is the rewriter's to say: compile them.
+			spec := redact.Spec{ExactCase: r.ExactCase, HashKey: []byte("check")}
+			subjectOK := true
+			if s := r.Subject; s != nil && (s.From == FromItem || s.From == FromResponseBody) {
+				spec.SubjectPath = s.Path
+				subjectOK = bodyPath(s.Path, strings.Count(s.Path, "#")) == nil // else reported above
+			}
+			for _, p := range sortedKeys(r.Fields) {
+				spec.Fields = append(spec.Fields, redact.FieldSpec{Path: p})
+			}
+			if _, err := redact.Compile(spec); err != nil && subjectOK {
+				add("%s: fields: %v", where, strings.TrimPrefix(err.Error(), "redact: "))
 			}
 		}
 		for p, a := range r.Actions {
@@ -566,6 +606,36 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("invalid config:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// bodyPath checks a path that names one value of a JSON body: gjson's syntax
+// (see redact.ParsePath), no wildcards, and exactly each "#" components.
+func bodyPath(p string, each int) error {
+	if p == "" {
+		return errors.New("a JSON path is required")
+	}
+	pp, err := redact.ParsePath(p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case pp.Wildcard():
+		return fmt.Errorf("path %q: a subject or type path names one value: no * or ?", p)
+	case each == 0 && pp.Each() > 0:
+		return fmt.Errorf("path %q: a single value has no # (# is for a list's items, from: item)", p)
+	case each == 1 && pp.Each() != 1:
+		return fmt.Errorf("path %q: needs exactly one # for the list's items (e.g. data.#.id)", p)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // templateKey makes routes that differ only by parameter names compare equal.

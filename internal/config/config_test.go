@@ -39,6 +39,18 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"fields without subject", "routes:\n  - {method: GET, path: /a, kind: read, fields: {email: 1}}\n", "needs a subject"},
 		{"bad action", "redaction: {default: shred}\n", "redaction.default"},
 		{"negative cache budget", "store: {max_cache_bytes: -1}\n", "store.max_cache_bytes"},
+		{"field path ending with #", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {tags.#: contact}\n", `routes[0] (line 2): fields: path "tags.#": a path cannot end with #`},
+		{"field path with a query", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"data.#(id==1).email\": contact}\n", "queries (#(...)) are not supported"},
+		{"field path with a modifier", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"data.@reverse\": contact}\n", "modifiers (@...) are not supported"},
+		{"field path with a pipe", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"a|b\": contact}\n", "pipes (|) are not supported"},
+		{"field path with an empty key", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"a..b\": contact}\n", "empty key"},
+		{"field outside the item subject's array", "routes:\n  - method: GET\n    path: /a\n    kind: list\n    subject: {entity: contact, from: item, path: data.#.id}\n    fields: {total: contact}\n", `routes[0] (line 2): fields: field "total" is not under the subject's array "data.#"`},
+		{"field hiding the response subject", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: response_body, path: issue.contact_id}\n    fields: {\"i*\": contact}\n", "may contain the subject path"},
+		{"item subject with two #", "routes:\n  - method: GET\n    path: /a\n    kind: list\n    subject: {entity: contact, from: item, path: data.#.x.#.id}\n", "exactly one #"},
+		{"response subject with a wildcard", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: response_body, path: contact_*}\n", "no * or ?"},
+		{"response subject with #", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: response_body, path: data.#.id}\n", "a single value has no #"},
+		{"comm type path with #", "routes:\n  - method: POST\n    path: /o\n    kind: outbound\n    comm_type_from: \"types.#\"\n    comm_types: {a: adhoc_oc}\n    subject: {entity: contact, from: body, path: contact_id}\n", "comm_type_from: path"},
+		{"negative unseen_after", "body: {unseen_after: -1}\n", "body.unseen_after"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
 	}
 	for _, tc := range cases {
@@ -48,6 +60,36 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestRouteMapAcceptsGJSONPaths(t *testing.T) {
+	c, err := Parse([]byte(`routes:
+  - method: GET
+    path: /a/{id}
+    kind: read
+    exact_case: true
+    subject: {entity: contact, from: path, name: id}
+    fields:
+      'ext\.crm\.id': contact
+      orders.0.id: contact
+      '*.name': contact
+      contact_?.email: contact
+      profile.emial: contact
+  - method: GET
+    path: /b
+    kind: list
+    subject: {entity: contact, from: item, path: 'data.#.meta\.id'}
+    fields: {data.#.email: contact, data.0.notes: health}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Routes[0].ExactCase || c.Routes[1].ExactCase {
+		t.Errorf("exact_case: %v, %v", c.Routes[0].ExactCase, c.Routes[1].ExactCase)
+	}
+	if *c.Body.UnseenAfter != 1000 {
+		t.Errorf("unseen_after default %d", *c.Body.UnseenAfter)
 	}
 }
 

@@ -70,7 +70,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			r.comm = model.CommTypes[rc.CommType]
 		}
 		if len(rc.Fields) > 0 {
-			spec := redact.Spec{HashKey: hashKey}
+			spec := redact.Spec{HashKey: hashKey, ExactCase: rc.ExactCase}
 			if rc.Subject != nil && (rc.Subject.From == config.FromItem || rc.Subject.From == config.FromResponseBody) {
 				spec.SubjectPath = rc.Subject.Path
 			}
@@ -111,7 +111,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			}
 		}
 		if s := rc.Subject; s != nil && s.From == config.FromResponseBody {
-			m, err := redact.Compile(redact.Spec{SubjectPath: s.Path})
+			m, err := redact.Compile(redact.Spec{SubjectPath: s.Path, ExactCase: rc.ExactCase})
 			if err != nil {
 				return nil, fmt.Errorf("route %q (line %d) subject: %w", rc.Name, rc.Line, err)
 			}
