@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/memstore"
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -382,3 +387,25 @@ func TestWipeCancelIsNeverUnaudited(t *testing.T) {
 		t.Fatalf("third cancel: %d %s", r.status, r.body)
 	}
 }
+
+// TestReadyzNotReadyWithoutRegisters: a store nobody loaded has no
+// registers; /readyz says so instead of a misleading reason.
+func TestReadyzNotReadyWithoutRegisters(t *testing.T) {
+	s, err := New(Options{Store: memstore.New(cache.Options{}), Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	res, err := http.Get(hs.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 503 || !strings.Contains(string(b), "registers: none loaded yet") {
+		t.Fatalf("readyz %d %s", res.StatusCode, b)
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -321,6 +321,9 @@ func (s *Server) readiness(ctx context.Context) []ReadyCheck {
 	ix, err := s.o.Store.Registers(ctx)
 	if err != nil {
 		checks = append(checks, ReadyCheck{Name: "registers", Reason: err.Error()})
+	} else if ix.Version == 0 {
+		// A fresh store: nothing is known, every route map check fails.
+		checks = append(checks, ReadyCheck{Name: "registers", Reason: "none loaded yet (PUT /v1/registers, gdprgate admin load-registers, or --seed)"})
 	} else {
 		checks = append(checks, ReadyCheck{Name: "registers", OK: true})
 		enf := ReadyCheck{Name: "gdpr_enforced", OK: ix.Registers.Config.GdprEnforced}
