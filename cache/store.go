@@ -202,6 +202,11 @@ type Store interface {
 	PutEvidence(ctx context.Context, evs []model.Evidence, entry audit.Entry) ([]model.Evidence, error)
 	// RevokeEvidence deletes one evidence record of a subject.
 	RevokeEvidence(ctx context.Context, ref model.SubjectRef, id string, entry audit.Entry) error
+	// RenewEvidence moves the origin of a subject's evidence records ids to
+	// at (renewed_at; never backwards), atomically with entry. Records that
+	// no longer exist are skipped, never recreated; it returns the renewed
+	// records, and ErrNotFound when none of ids exists.
+	RenewEvidence(ctx context.Context, ref model.SubjectRef, ids []string, at time.Time, entry audit.Entry) ([]model.Evidence, error)
 	// EvidenceByKey finds evidence by its legalisation and evidence_key.
 	EvidenceByKey(ctx context.Context, legalisationID, evidenceKey string) (model.Evidence, error)
 	// EvidenceCounts is the number of stored evidence records per

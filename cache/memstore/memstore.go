@@ -456,6 +456,40 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 	return nil
 }
 
+// RenewEvidence moves the origin of existing evidence records to at.
+func (s *Store) RenewEvidence(ctx context.Context, ref model.SubjectRef, ids []string, at time.Time, entry audit.Entry) ([]model.Evidence, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	sub := s.subjects[ref]
+	if sub == nil {
+		return nil, fmt.Errorf("renew evidence: %w", cache.ErrNotFound)
+	}
+	at = at.UTC()
+	var out []model.Evidence
+	for _, id := range ids {
+		ev, ok := sub.evidence[id]
+		if !ok {
+			continue
+		}
+		if ev.RenewedAt == nil || ev.RenewedAt.Before(at) {
+			t := at
+			ev.RenewedAt = &t
+			sub.evidence[id] = ev
+		}
+		out = append(out, ev)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("renew evidence: %w", cache.ErrNotFound)
+	}
+	s.appendAudit(entry)
+	s.markWithChildren(ref)
+	s.local.Invalidate(ref)
+	return out, nil
+}
+
 // EvidenceCounts counts stored evidence per legalisation.
 func (s *Store) EvidenceCounts(ctx context.Context) (map[string]int, error) {
 	s.mu.Lock()

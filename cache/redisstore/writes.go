@@ -272,6 +272,78 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 	return nil
 }
 
+// RenewEvidence moves the origin of existing evidence records to at.
+func (s *Store) RenewEvidence(ctx context.Context, ref model.SubjectRef, ids []string, at time.Time, entry audit.Entry) ([]model.Evidence, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("renew evidence: %w", cache.ErrNotFound)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	at = at.UTC()
+	var out []model.Evidence
+	err := s.c.Watch(ctx, func(tx *redis.Tx) error {
+		out = out[:0]
+		vals, err := tx.HMGet(ctx, keyEvidence(ref), ids...).Result()
+		if err != nil {
+			return err
+		}
+		fields := make([]any, 0, 2*len(ids))
+		for i, v := range vals {
+			raw, ok := v.(string)
+			if !ok {
+				continue // revoked meanwhile: a renewal never recreates
+			}
+			var ev model.Evidence
+			if err := json.Unmarshal([]byte(raw), &ev); err != nil {
+				return fmt.Errorf("decode evidence: %w", err)
+			}
+			if ev.RenewedAt == nil || ev.RenewedAt.Before(at) {
+				t := at
+				ev.RenewedAt = &t
+			}
+			b, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			fields = append(fields, ids[i], string(b))
+			out = append(out, ev)
+		}
+		if len(out) == 0 {
+			return cache.ErrNotFound
+		}
+		var children []model.SubjectRef
+		ms, err := tx.SMembers(ctx, keyChildren(ref)).Result()
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if c, err := cache.ParseSubjectMember(m); err == nil {
+				children = append(children, c)
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, keyEvidence(ref), fields...)
+			if err := addAudit(ctx, p, entry, s.opts.Clock()); err != nil {
+				return err
+			}
+			touch(ctx, p, ref, children...)
+			return nil
+		})
+		return err
+	}, keyEvidence(ref))
+	if errors.Is(err, redis.TxFailedErr) {
+		err = fmt.Errorf("%w: evidence changed concurrently, retry", cache.ErrConflict)
+	}
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, fmt.Errorf("renew evidence: %w", err)
+		}
+		return nil, s.fail("renew evidence", err)
+	}
+	s.local.Invalidate(ref)
+	return out, nil
+}
+
 // originSetScript is originScript's rule without the publication, for use
 // inside a transaction that publishes itself.
 var originSetScript = redis.NewScript(`local cur = redis.call('GET', KEYS[1])

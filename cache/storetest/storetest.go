@@ -164,6 +164,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"PutEvidenceReimportIsIdempotent", testReimport},
 		{"PutEvidenceBatchIsAllOrNothing", testBatchAtomic},
 		{"RevokeEvidenceDeletesRecord", testRevoke},
+		{"RenewEvidenceMovesOriginNeverRecreates", testRenew},
 		{"EvidenceByKeyFindsRecord", testEvidenceByKey},
 		{"FactsFeedOwnAndInheritedEvidence", testFactsComputation},
 		{"FactsInvalidatedByEvidenceChange", testFactsInvalidateEvidence},
@@ -366,6 +367,63 @@ func testBatchAtomic(t *testing.T, newStore func(*testing.T) cache.Store) {
 	}
 	if es := auditAll(t, s); len(es) != 1 {
 		t.Fatalf("refused batch left an audit entry (%d entries)", len(es))
+	}
+}
+
+// The manual's RenewalType: the renewal offsets the evidence's "origin".
+// A renewal moves it forward only, is audited with the change, and never
+// brings back a record revoked meanwhile.
+func testRenew(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	out, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "contract-care", "", -800), ev(alice, "marketing-consent", "web-1", -100)}, entry("evidence.create"))
+	if err != nil {
+		t.Fatalf("PutEvidence: %v", err)
+	}
+	at := T0.Add(-time.Hour).UTC()
+	got, err := s.RenewEvidence(ctx, alice, []string{out[0].ID, "ev-gone"}, at, entry("evidence.renew"))
+	if err != nil {
+		t.Fatalf("RenewEvidence: %v", err)
+	}
+	if len(got) != 1 || got[0].RenewedAt == nil || !got[0].RenewedAt.Equal(at) {
+		t.Fatalf("renewed %+v, want %s renewed at %s", got, out[0].ID, at)
+	}
+	rec, _ := s.Subject(ctx, alice)
+	for _, e := range rec.Evidence {
+		switch e.ID {
+		case out[0].ID:
+			if e.RenewedAt == nil || !e.RenewedAt.Equal(at) {
+				t.Errorf("stored renewed_at %v, want %v", e.RenewedAt, at)
+			}
+		case out[1].ID:
+			if e.RenewedAt != nil {
+				t.Errorf("a record not named was renewed")
+			}
+		}
+	}
+	// Never backwards.
+	if got, err = s.RenewEvidence(ctx, alice, []string{out[0].ID}, at.Add(-24*time.Hour), entry("evidence.renew")); err != nil || !got[0].RenewedAt.Equal(at) {
+		t.Fatalf("an earlier renewal moved renewed_at: %+v %v", got, err)
+	}
+	if err := s.RevokeEvidence(ctx, alice, out[0].ID, entry("evidence.revoke")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RenewEvidence(ctx, alice, []string{out[0].ID}, at, entry("evidence.renew")); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("renewing a revoked record: err = %v, want ErrNotFound", err)
+	}
+	rec, _ = s.Subject(ctx, alice)
+	if len(rec.Evidence) != 1 {
+		t.Fatalf("a renewal recreated a revoked record: %+v", rec.Evidence)
+	}
+	es := auditAll(t, s)
+	n := 0
+	for _, e := range es {
+		if e.Action == "evidence.renew" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d evidence.renew audit entries, want 2 (a refused renewal writes none)", n)
 	}
 }
 
