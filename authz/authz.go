@@ -17,14 +17,17 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy"
 )
 
@@ -73,6 +76,12 @@ func (s *Server) SetServing(ok bool) {
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := req.GetAttributes().GetRequest().GetHttp()
 	headers := h.GetHeaders()
+	if observe.Enabled() {
+		md, _ := metadata.FromIncomingContext(ctx)
+		var span trace.Span
+		ctx, span = observe.StartServer(ctx, "ext_authz.Check", headers, md)
+		defer span.End()
+	}
 	body := h.GetRawBody()
 	if len(body) == 0 && h.GetBody() != "" {
 		body = []byte(h.GetBody())
@@ -102,7 +111,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 	v := &ex.Verdict
 	add := v.Additions()
-	meta := metadata(ex, add.DynamicMetadata)
+	meta := dynamicMetadata(ex, add.DynamicMetadata)
 	if !v.Allow {
 		hdrs := []*corev3.HeaderValueOption{header(gate.HeaderDecisionID, ex.DecisionID)}
 		if !v.PlainBody {
@@ -145,9 +154,9 @@ func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 	}
 }
 
-// metadata is the policy's dynamic_metadata, if any, with gdprgate's
+// dynamicMetadata is the policy's dynamic_metadata, if any, with gdprgate's
 // decision id (which wins, as opa-envoy-plugin's does) and route.
-func metadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struct {
+func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struct {
 	md := make(map[string]any, len(policyMD)+2)
 	maps.Copy(md, policyMD)
 	md["decision_id"] = ex.DecisionID

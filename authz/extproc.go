@@ -10,14 +10,21 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/observe"
 )
 
 // stream is one HTTP request's ext_proc conversation.
 type stream struct {
+	// span covers the whole exchange, from request headers on (a no-op
+	// span when tracing is off); ctx carries it to the phases.
+	span trace.Span
+	ctx  context.Context
 	// metadata is Envoy's forwarded dynamic metadata (metadata_context).
 	metadata *corev3.Metadata
 	ex       *gate.Exchange
@@ -32,6 +39,11 @@ type stream struct {
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
 	st := &stream{}
+	defer func() {
+		if st.span != nil {
+			st.span.End()
+		}
+	}()
 	for {
 		req, err := srv.Recv()
 		if errors.Is(err, io.EOF) {
@@ -52,6 +64,19 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	if md := req.GetMetadataContext(); md != nil {
 		st.metadata = md
+	}
+	if observe.Enabled() {
+		if st.ctx == nil {
+			var hdrs map[string]string
+			if rh := req.GetRequestHeaders(); rh != nil {
+				hdrs = headerMap(rh.GetHeaders())
+			}
+			md, _ := metadata.FromIncomingContext(ctx)
+			st.ctx, st.span = observe.StartServer(ctx, "ext_proc", hdrs, md)
+		}
+		var span trace.Span
+		ctx, span = observe.Start(st.ctx, "ext_proc."+phaseName(req))
+		defer span.End()
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
@@ -183,6 +208,25 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
+}
+
+// phaseName names a phase for its span.
+func phaseName(req *extprocv3.ProcessingRequest) string {
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return "request_headers"
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return "request_body"
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return "request_trailers"
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return "response_headers"
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return "response_body"
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return "response_trailers"
+	}
+	return "unknown"
 }
 
 func typeName(req *extprocv3.ProcessingRequest) string {

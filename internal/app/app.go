@@ -30,6 +30,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/identity"
+	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/internal/wipe"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -129,6 +130,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		a.runClosers()
 		store.Close()
 		return nil, err
+	}
+
+	if observe.TracingWanted(cfg.Tracing.Enabled) {
+		tr, err := observe.StartTracing(ctx)
+		if err != nil {
+			return fail(fmt.Errorf("tracing: %w", err))
+		}
+		a.closers = append(a.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tr.Shutdown(sctx)
+		})
+		log.Info("tracing on: spans exported over OTLP as the OTEL_* environment says")
 	}
 
 	if err := a.seed(ctx, opts.SeedData); err != nil {

@@ -35,6 +35,7 @@ type Config struct {
 	Seed          string `yaml:"seed"`
 
 	Policy      PolicyConfig    `yaml:"policy"`
+	Tracing     TracingConfig   `yaml:"tracing"`
 	Store       StoreConfig     `yaml:"store"`
 	Identity    IdentityConfig  `yaml:"identity"`
 	Routes      []Route         `yaml:"routes"`
@@ -64,6 +65,13 @@ type PolicyConfig struct {
 	// opa-envoy-plugin's path ("envoy/authz/allow"); empty: the GDPR
 	// decision gdprgate/authz/decision.
 	Path string `yaml:"path"`
+}
+
+// TracingConfig turns OpenTelemetry tracing on; where spans go is set by
+// the standard OTEL_* environment variables.
+type TracingConfig struct {
+	// Enabled turns tracing on (OTEL_TRACES_EXPORTER=otlp does too).
+	Enabled bool `yaml:"enabled"`
 }
 
 // StoreConfig tunes the store and its local cache.

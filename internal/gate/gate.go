@@ -28,6 +28,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -36,6 +38,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/canon"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/identity"
+	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -362,7 +365,13 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 		// metrics and logs do not show every request twice.
 		stage = "response_plan"
 	}
-	g.logDecision(ex, stage, time.Since(start))
+	if observe.Enabled() {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.SetAttributes(attribute.String("gdprgate.decision_id", ex.DecisionID), attribute.String("gdprgate.route", ex.RouteName()),
+				attribute.Bool("gdprgate.allow", ex.Verdict.Allow), attribute.String("gdprgate.reason", ex.Verdict.Reason))
+		}
+	}
+	g.logDecision(ctx, ex, stage, time.Since(start))
 	return ex
 }
 
@@ -594,6 +603,8 @@ func (g *Gate) layer(ctx context.Context, req *Request, ex *Exchange, v Verdict)
 }
 
 func (g *Gate) decideEntry(ctx context.Context, ex *Exchange, req *Request) (policy.Decision, error) {
+	ctx, span := observe.Start(ctx, "policy.entry")
+	defer span.End()
 	var f *policy.Facts
 	var rd *reading
 	if ex.layer != nil {
@@ -634,6 +645,8 @@ func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, _ []byte) e
 // subjectFacts fills f with the subject's facts. A store failure marks the
 // facts unavailable (the policy fails closed) and is returned for logging.
 func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.SubjectRef, comm uint32, project string) error {
+	ctx, span := observe.Start(ctx, "store.facts")
+	defer span.End()
 	f.SubjectPresent = true
 	sf, err := g.store.Facts(ctx, ref, g.now())
 	if err != nil {
@@ -676,6 +689,8 @@ func (g *Gate) obliviate(ref model.SubjectRef) {
 
 // decide asks the policy; req and rd are nil in the response stage.
 func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request, rd *reading) (policy.Decision, error) {
+	ctx, span := observe.Start(ctx, "policy.decide")
+	defer span.End()
 	var pr *policy.Request
 	if req != nil && !g.engine.Memoised() {
 		pr = policyRequest(req, rd, g.now())
@@ -759,7 +774,7 @@ func copyHeaders(h map[string]string) map[string]string {
 	return out
 }
 
-func (g *Gate) logDecision(ex *Exchange, stage string, took time.Duration) {
+func (g *Gate) logDecision(ctx context.Context, ex *Exchange, stage string, took time.Duration) {
 	result := "allow"
 	if !ex.Verdict.Allow {
 		result = "deny"
@@ -784,6 +799,9 @@ func (g *Gate) logDecision(ex *Exchange, stage string, took time.Duration) {
 	}
 	if ex.hasSubj {
 		attrs = append(attrs, slog.String("subject", g.subjectLabel(ex.subject)))
+	}
+	if traceID, spanID := observe.IDs(ctx); traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", traceID), slog.String("span_id", spanID))
 	}
 	g.log.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 	"github.com/gdprgate/gdprgate/redact"
@@ -135,7 +136,9 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if r.fields == nil {
 		return Rewritten{SetHeaders: set, Reason: "no_fields"}
 	}
+	_, span := observe.Start(ctx, "redact.rewrite")
 	out, res, err := r.fields.Rewrite(make([]byte, 0, len(body)), body, planner)
+	span.End()
 	if err != nil {
 		var pe *plannerError
 		switch {

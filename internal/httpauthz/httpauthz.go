@@ -97,7 +97,10 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/observe"
 )
 
 // MaxBodyBytes bounds the request body read for a decision.
@@ -162,6 +165,11 @@ func New(g *gate.Gate, opts Options) http.Handler {
 var errUnknownOriginal = errors.New("the check request does not name the original request")
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if observe.Enabled() {
+		ctx, span := observe.StartServerHTTP(r.Context(), "http_authz", propagation.HeaderCarrier(r.Header))
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	req, conv, err := h.original(r)
 	if err != nil {
 		if errors.Is(err, errNotHere) {

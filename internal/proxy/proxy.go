@@ -15,7 +15,10 @@ import (
 	"net/url"
 	"strconv"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/observe"
 )
 
 type ctxKey struct{}
@@ -56,6 +59,8 @@ func New(opts Options) (*Proxy, error) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+			// The backend's spans join the request's trace.
+			observe.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
 		},
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -68,6 +73,11 @@ func New(opts Options) (*Proxy, error) {
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if observe.Enabled() {
+		ctx, span := observe.StartServerHTTP(r.Context(), "proxy", propagation.HeaderCarrier(r.Header))
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	var body []byte
 	if r.Body != nil && r.ContentLength != 0 && (r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH") {
 		b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.maxRequestBytes)+1))
