@@ -51,15 +51,10 @@ func denyFields(d policy.Decision, fields []string) Verdict {
 	return v
 }
 
-// writeField is one mapped field of a write route, as the request body
-// can change it.
+// writeField is one mapped field of a write route and its bit.
 type writeField struct {
 	name string // the route map's field path, as given
 	bit  int
-	// at is where the body changes it: the field path's keys up to the
-	// first wildcard or array segment ("contacts.#.email" is changed when
-	// "contacts" is present), case-folded as canon.BodyFields reads keys.
-	at []string
 }
 
 // compileWriteFields prepares the write check of a route from its field
@@ -68,50 +63,57 @@ type writeField struct {
 func compileWriteFields(bits map[string]int) []writeField {
 	out := make([]writeField, 0, len(bits))
 	for p, bit := range bits {
-		keys := canon.BodyPath(p)
-		for i, k := range keys {
-			if k == "#" || strings.ContainsAny(k, "*?") {
-				keys = keys[:i]
-				break
-			}
-		}
-		out = append(out, writeField{name: p, bit: bit, at: keys})
+		out = append(out, writeField{name: p, bit: bit})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 
-// changedFields reads which mapped fields a write's body changes — present
-// at all, whatever the value (gdprgate cannot know the stored one) — and
-// their bits. The body is read the one way canon.BodyFields reads request
-// bodies: strict JSON, no key given twice even under case folding, keys
-// matched case-insensitively, so that a backend binding "EMAIL" to email
-// cannot be written past the check. A field whose path begins with an
-// array or wildcard segment counts as changed by any body.
+// changedFields reads which mapped fields a write's body changes — those
+// its field paths select a value of, whatever the value (gdprgate cannot
+// know the stored one) — and their bits. The body must be one JSON
+// document every parser reads the same way (canon.BodyFields: strict, no
+// key given twice, also under case folding); the paths then select as in
+// the response rewriter (redact.Map.Select: gjson paths, keys
+// case-insensitive unless exact_case), so that a backend binding "EMAIL"
+// to email cannot be written past the check. A body whose root the paths
+// cannot reach (an array for object paths) is refused: it would change
+// nothing the check sees.
 func (r *route) changedFields(body []byte) (names []string, mask uint32, err error) {
-	fields := r.writeFields
-	if len(fields) == 0 {
+	if len(r.writeFields) == 0 {
 		return nil, 0, nil
 	}
-	// canon.BodyFields reads at most 64 paths at a time.
-	for start := 0; start < len(fields); start += 64 {
-		chunk := fields[start:min(start+64, len(fields))]
-		paths := make([][]string, 0, len(chunk))
-		for _, f := range chunk {
-			paths = append(paths, f.at)
-		}
-		found, err := canon.BodyFields(body, paths)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i, f := range chunk {
-			if len(f.at) == 0 || found[i].Found {
-				names = append(names, f.name)
+	if _, err := canon.BodyFields(body, nil); err != nil {
+		return nil, 0, err
+	}
+	obj, arr := r.fields.Root()
+	if root := firstByte(body); root == '{' && !obj || root == '[' && !arr {
+		return nil, 0, &canon.Error{Reason: "write_body_unexpected", Message: "the write's body is not the kind of JSON document (object or array) its mapped fields are in"}
+	}
+	names, err = r.fields.Select(body)
+	if err != nil {
+		return nil, 0, &canon.Error{Reason: "write_body_unreadable", Message: "the write's body cannot be read"}
+	}
+	for _, n := range names {
+		for _, f := range r.writeFields {
+			if f.name == n {
 				mask |= 1 << uint(f.bit)
 			}
 		}
 	}
 	return names, mask, nil
+}
+
+// firstByte is the first byte of a JSON document after white space.
+func firstByte(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c
+	}
+	return 0
 }
 
 // deniedFields names the changed fields whose bits are in denied.
