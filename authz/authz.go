@@ -105,10 +105,29 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Attributes: req.GetAttributes(),
 	}
 	ex := s.gate.Check(ctx, greq)
-	return checkResponse(ex), nil
+	return checkResponse(ex, headers, s.gate.IdentityHeaders()), nil
 }
 
-func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
+// ownHeaders returns the x-gdpr-* headers of a request (gate.IsOwnHeader).
+func ownHeaders(headers map[string]string) map[string]string {
+	var own map[string]string
+	for k, v := range headers {
+		if gate.IsOwnHeader(k) {
+			if own == nil {
+				own = map[string]string{}
+			}
+			own[k] = v
+		}
+	}
+	return own
+}
+
+// checkResponse answers Check. An allow removes the client's x-gdpr-*
+// headers from the request, except, on a mapped route, the identity headers
+// (identity) that ext_proc, next in the chain, decides with again: ext_proc
+// removes those (and gdprgate's example Envoy configs strip a client's
+// identity headers before ext_authz).
+func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []string) *authv3.CheckResponse {
 	v := &ex.Verdict
 	add := v.Additions()
 	meta := dynamicMetadata(ex, add.DynamicMetadata)
@@ -135,14 +154,27 @@ func checkResponse(ex *gate.Exchange) *authv3.CheckResponse {
 			DynamicMetadata: meta,
 		}
 	}
-	ok := &authv3.OkHttpResponse{HeadersToRemove: gate.Forgeable}
-	if len(add.RemoveHeaders) > 0 {
-		ok.HeadersToRemove = slices.Concat(gate.Forgeable, add.RemoveHeaders)
-	}
+	ok := &authv3.OkHttpResponse{}
 	for k, val := range v.UpstreamHeaders {
 		ok.Headers = append(ok.Headers, header(k, val))
 	}
 	ok.Headers = append(ok.Headers, policyHeaders(add.AppendHeaders)...)
+	// Envoy applies removals after sets: never remove what is set here
+	// (its overwrite replaces a client's copy anyway).
+	own := ownHeaders(reqHeaders)
+	for _, k := range gate.Forgeable {
+		if _, set := v.UpstreamHeaders[k]; !set {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
+		}
+	}
+	for k := range own {
+		_, set := v.UpstreamHeaders[k]
+		keep := ex.Mapped() && slices.Contains(identity, k)
+		if !set && !keep && !slices.Contains(gate.Forgeable, k) {
+			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
+		}
+	}
+	ok.HeadersToRemove = append(ok.HeadersToRemove, add.RemoveHeaders...)
 	for k, val := range v.ResponseHeaders {
 		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -119,7 +120,15 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.Ht
 		// chain (or let it through on a stale view), the processor stops it.
 		return immediate(v.Status, v.Body, st.ex.DecisionID, v.ResponseHeaders)
 	}
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: gate.Forgeable}
+	// The last of gdprgate's filters before the router: no x-gdpr-* header
+	// of the client's (identity headers included, now read) goes upstream.
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: slices.Clone(gate.Forgeable)}
+	for k := range hdrs {
+		if gate.IsOwnHeader(k) && !slices.Contains(mut.RemoveHeaders, k) {
+			mut.RemoveHeaders = append(mut.RemoveHeaders, k)
+		}
+	}
+	// Envoy applies removals before sets (MutationUtils).
 	mut.SetHeaders = append(mut.SetHeaders, setHeader(gate.HeaderDecisionID, st.ex.DecisionID))
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
 		Response: &extprocv3.CommonResponse{HeaderMutation: mut},

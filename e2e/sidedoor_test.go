@@ -268,3 +268,36 @@ func TestSideDoorQuerySubject(t *testing.T) {
 		}
 	}
 }
+
+// TestSideDoorClientHeadersNeverReachTheBackend: Check removes the
+// client's x-gdpr-* headers but the identity ones ext_proc decides with
+// again; ext_proc removes those. The backend sees gdprgate's headers only,
+// and the processor decides like Check (issue 10 §5).
+func TestSideDoorClientHeadersNeverReachTheBackend(t *testing.T) {
+	s := newSideDoorStack(t)
+	h := map[string]string{"x-gdpr-roles": "supervisor", "x-gdpr-mode": "archive", "x-gdpr-project": "p-1", "x-gdpr-caller": "mallory",
+		"x-gdpr-coverage": "green", "x-gdpr-decision-id": "forged", "x-gdpr-anything": "x"}
+	for _, target := range []string{"/api/contacts/c-2", "/api/notes"} {
+		resp, err := s.envoy.Do(context.Background(), rawCall{target: target, header: h}.request(t, "http://gateway.local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Upstream == nil {
+			t.Fatalf("%s: %d %s, never reached the backend", target, resp.Status, resp.Body)
+		}
+		for k, v := range resp.Upstream.Header {
+			lk := strings.ToLower(k)
+			if strings.HasPrefix(lk, "x-gdpr-") && lk != "x-gdpr-decision-id" {
+				t.Errorf("%s: the backend got %s: %v", target, k, v)
+			}
+		}
+		if id := resp.Upstream.Header.Get("x-gdpr-decision-id"); id == "" || id == "forged" {
+			t.Errorf("%s: decision id %q upstream", target, id)
+		}
+		// ext_proc decided with the same identity as Check: the supervisor
+		// in archive mode sees archived Bob.
+		if target == "/api/contacts/c-2" && (resp.Status != 200 || !bytes.Contains(resp.Body, []byte(`"first_name":"Bob"`))) {
+			t.Errorf("%s: %d %s, want Bob for a supervisor in archive mode", target, resp.Status, resp.Body)
+		}
+	}
+}

@@ -172,15 +172,35 @@ func runProxyListeners(ctx context.Context, a *app.App, cfg *config.Config, plis
 		}
 	}
 	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: cfg.Upstream, Logger: a.Log,
-		MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes})
+		MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes,
+		TrustedSources:  cfg.Identity.TrustedPrefixes(),
+		IdentityHeaders: []string{cfg.Identity.RolesHeader, cfg.Identity.CallerHeader, cfg.Identity.ProjectHeader}})
 	if err != nil {
 		return err
 	}
+	warnTrust(a.Log, cfg)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return app.Serve(gctx, plis, p, cfg.Listeners.For(config.ListenerProxy)) })
 	g.Go(func() error { return serveAdmin(gctx, a, alis) })
 	a.Log.Info("gdprgate proxy serving", "listen", plis.Addr().String(), "upstream", cfg.Upstream, "admin", alis.Addr().String())
 	return ignoreClosed(g.Wait())
+}
+
+// warnTrust says at start whom the proxy believes identity headers from:
+// the default (loopback) may be too little behind a load balancer, and a
+// catch-all prefix lets any client claim any role.
+func warnTrust(log *slog.Logger, cfg *config.Config) {
+	hdrs := strings.Join([]string{cfg.Identity.RolesHeader, cfg.Identity.CallerHeader, cfg.Identity.ProjectHeader}, ", ")
+	if len(cfg.Identity.TrustedSources) == 0 {
+		log.Warn("proxy: identity headers ("+hdrs+") are believed from loopback peers only; set identity.trusted_sources for the proxies in front, or identity.jwt",
+			"trusted_sources", "127.0.0.0/8, ::1/128")
+		return
+	}
+	for _, p := range cfg.Identity.TrustedPrefixes() {
+		if p.Bits() == 0 {
+			log.Warn("proxy: identity.trusted_sources contains " + p.String() + ": every client may claim any role through " + hdrs)
+		}
+	}
 }
 
 func ignoreClosed(err error) error {

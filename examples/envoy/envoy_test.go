@@ -177,6 +177,12 @@ func TestBootstrapWiresGdprgateAsDesigned(t *testing.T) {
 			if !strings.Contains(text, `"header_name":"x-gdpr-roles"`) || !strings.Contains(text, `"remove":"x-gdpr-roles"`) {
 				t.Errorf("%s must strip x-gdpr-roles and set it from the JWT", file)
 			}
+			// Identity headers are never the client's (issue 10 §5).
+			for _, h := range []string{"x-gdpr-caller", "x-gdpr-project", "x-gdpr-coverage", "x-gdpr-redacted", "x-gdpr-decision-id"} {
+				if !strings.Contains(text, `"remove":"`+h+`"`) {
+					t.Errorf("%s must strip a client's %s before ext_authz", file, h)
+				}
+			}
 		}
 		last := -1
 		for _, f := range order {

@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if j := cfg.Identity.JWT; j != nil {
 		idOpts.TrustRolesHeader = cfg.Identity.TrustRolesHeader != nil && *cfg.Identity.TrustRolesHeader
 		jo := &identity.JWTOptions{Header: j.Header, PublicKeyFiles: j.PublicKeyFiles, JWKSFile: j.JWKSFile,
-			Audience: j.Audience, Issuer: j.Issuer, RolesClaim: j.RolesClaim, SubjectClaim: j.SubjectClaim, Leeway: j.Leeway,
+			Audience: j.Audience, Issuer: j.Issuer, RolesClaim: j.RolesClaim, SubjectClaim: j.SubjectClaim, ProjectClaim: j.ProjectClaim, Leeway: j.Leeway,
 			JWKSURLs: j.JWKSURLs, JWKSMinRefresh: j.JWKSMinRefresh, JWKSMaxRefresh: j.JWKSMaxRefresh,
 			JWKSUnknownKidRefresh: j.JWKSUnknownKidRefresh}
 		if j.HS256SecretEnv != "" {

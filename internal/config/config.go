@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -94,19 +95,55 @@ type IdentityConfig struct {
 	JWT              *JWTConfig `yaml:"jwt"`
 	// EnvoyJWT takes the identity from Envoy's jwt_authn metadata.
 	EnvoyJWT *EnvoyJWTConfig `yaml:"envoy_jwt"`
+	// TrustedSources are the peers (CIDRs or addresses) whose identity
+	// headers (roles, caller, project) gdprgate proxy believes; from any
+	// other peer they are ignored. Empty: loopback only.
+	TrustedSources []string `yaml:"trusted_sources"`
+}
+
+// TrustedPrefixes returns TrustedSources parsed (Validate has checked
+// them), or loopback when none are set.
+func (ic IdentityConfig) TrustedPrefixes() []netip.Prefix {
+	if len(ic.TrustedSources) == 0 {
+		return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	out := make([]netip.Prefix, 0, len(ic.TrustedSources))
+	for _, s := range ic.TrustedSources {
+		if p, err := parseSource(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseSource reads a CIDR or a single address.
+func parseSource(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // JWTConfig configures bearer JWTs verified by gdprgate itself.
 type JWTConfig struct {
-	Header         string        `yaml:"header"`
-	HS256SecretEnv string        `yaml:"hs256_secret_env"`
-	PublicKeyFiles []string      `yaml:"public_key_files"`
-	JWKSFile       string        `yaml:"jwks_file"`
-	Audience       string        `yaml:"audience"`
-	Issuer         string        `yaml:"issuer"`
-	RolesClaim     string        `yaml:"roles_claim"`
-	SubjectClaim   string        `yaml:"subject_claim"`
-	Leeway         time.Duration `yaml:"leeway"`
+	Header         string   `yaml:"header"`
+	HS256SecretEnv string   `yaml:"hs256_secret_env"`
+	PublicKeyFiles []string `yaml:"public_key_files"`
+	JWKSFile       string   `yaml:"jwks_file"`
+	Audience       string   `yaml:"audience"`
+	Issuer         string   `yaml:"issuer"`
+	RolesClaim     string   `yaml:"roles_claim"`
+	SubjectClaim   string   `yaml:"subject_claim"`
+	// ProjectClaim names a claim holding the caller's project (for
+	// same_project legalisations); empty: none.
+	ProjectClaim string        `yaml:"project_claim"`
+	Leeway       time.Duration `yaml:"leeway"`
 	// JWKSURLs are IdPs' JWKS documents (https, http only on loopback),
 	// fetched and cached; refetched between JWKSMinRefresh (default 5m)
 	// and JWKSMaxRefresh (1h), and on a token naming an unknown kid at
@@ -606,6 +643,11 @@ func (c *Config) Validate() error {
 	}
 	if (c.Admin.TLSCert == "") != (c.Admin.TLSKey == "") {
 		add("admin: tls_cert and tls_key go together")
+	}
+	for i, src := range c.Identity.TrustedSources {
+		if _, err := parseSource(src); err != nil {
+			add("identity.trusted_sources[%d]: %q is not a CIDR or an IP address", i, src)
+		}
 	}
 	if c.Admin.ClientCA != "" && c.Admin.TLSCert == "" {
 		add("admin.client_ca: mTLS needs tls_cert and tls_key")

@@ -51,6 +51,12 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"response subject with #", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: response_body, path: data.#.id}\n", "a single value has no #"},
 		{"comm type path with #", "routes:\n  - method: POST\n    path: /o\n    kind: outbound\n    comm_type_from: \"types.#\"\n    comm_types: {a: adhoc_oc}\n    subject: {entity: contact, from: body, path: contact_id}\n", "comm_type_from: path"},
 		{"negative unseen_after", "body: {unseen_after: -1}\n", "body.unseen_after"},
+		{"literal segment with an escape", "routes:\n  - {method: GET, path: /a%2Fb, kind: write}\n", "write literal segments decoded"},
+		{"dot segment", "routes:\n  - {method: GET, path: /a/../b, kind: write}\n", "write literal segments decoded"},
+		{"empty segment", "routes:\n  - {method: GET, path: /a//b, kind: write}\n", "write literal segments decoded"},
+		{"path parameter", "routes:\n  - {method: GET, path: /a;v=1, kind: write}\n", "write literal segments decoded"},
+		{"negative id bound", "limits: {max_id_bytes: -1}\n", "limits.max_id_bytes"},
+		{"bad trusted source", "identity: {trusted_sources: [10.0.0.0/8, lan]}\n", "identity.trusted_sources[1]"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
 	}
 	for _, tc := range cases {
@@ -101,5 +107,23 @@ func TestEmptyConfigIsDefaults(t *testing.T) {
 	if c.GRPCAddr != "127.0.0.1:9191" || c.AdminAddr != "127.0.0.1:9192" || c.Body.NonJSON != "fail" || c.FailOpen ||
 		c.Store.MaxCacheBytes != 64<<20 || c.Store.Timeout == 0 {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestTrustedSources(t *testing.T) {
+	c, err := Parse([]byte("identity: {trusted_sources: [10.1.0.0/16, 192.0.2.7, \"::ffff:10.2.0.1\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Identity.TrustedPrefixes()
+	if len(got) != 3 || got[0].String() != "10.1.0.0/16" || got[1].String() != "192.0.2.7/32" || got[2].String() != "10.2.0.1/32" {
+		t.Errorf("prefixes %v", got)
+	}
+	d := Default()
+	if p := d.Identity.TrustedPrefixes(); len(p) != 2 || p[0].String() != "127.0.0.0/8" || p[1].String() != "::1/128" {
+		t.Errorf("default prefixes %v, want loopback", p)
+	}
+	if d.Limits.MaxIDBytes != 256 {
+		t.Errorf("default limits.max_id_bytes %d", d.Limits.MaxIDBytes)
 	}
 }

@@ -57,6 +57,33 @@ const (
 // Forgeable lists the response-only headers stripped from client requests.
 var Forgeable = []string{HeaderCoverage, HeaderCoverageBits, HeaderRedacted, HeaderDecisionID}
 
+// OwnHeaderPrefix starts every header gdprgate reads or sets. A client's
+// copies never reach the backend: every front-end strips them upstream
+// (IsOwnHeader) after the decision has read what it needs.
+const OwnHeaderPrefix = "x-gdpr-"
+
+// IsOwnHeader reports whether a request header name is one of gdprgate's
+// (x-gdpr-*), case-insensitively and reading "_" as "-" as CGI-style
+// backends do (x_gdpr_roles and x-gdpr-roles both become HTTP_X_GDPR_ROLES).
+func IsOwnHeader(name string) bool {
+	if len(name) < len(OwnHeaderPrefix) {
+		return false
+	}
+	for i := 0; i < len(OwnHeaderPrefix); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != OwnHeaderPrefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // Options wires a Gate.
 type Options struct {
 	Config   *config.Config
@@ -90,6 +117,8 @@ type Gate struct {
 	idPrefix string
 	idSeq    atomic.Uint64
 
+	identityHeaders []string
+
 	tableMu sync.Mutex
 	table   atomic.Pointer[table]
 
@@ -118,6 +147,11 @@ func New(opts Options) (*Gate, error) {
 	var b [6]byte
 	_, _ = crand.Read(b[:])
 	g.idPrefix = hex.EncodeToString(b[:])
+	for _, h := range []string{opts.Config.Identity.RolesHeader, opts.Config.Identity.CallerHeader, opts.Config.Identity.ProjectHeader, opts.Config.Identity.ModeHeader} {
+		if h != "" {
+			g.identityHeaders = append(g.identityHeaders, strings.ToLower(h))
+		}
+	}
 	g.metrics = newMetrics(opts.Registerer)
 	return g, nil
 }
@@ -489,7 +523,13 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 			ex.subject = model.SubjectRef{Entity: s.Entity, ID: id}
 			ex.hasSubj = true
 			ex.base.CommType = f.CommType
-			if err := g.subjectFacts(ctx, &f, ex.subject, comm, req.Header(g.cfg.Identity.ProjectHeader)); err != nil {
+			var project string
+			if comm != 0 {
+				if project, err = g.project(req, caller); err != nil {
+					return badRequest(err)
+				}
+			}
+			if err := g.subjectFacts(ctx, &f, ex.subject, comm, project); err != nil {
 				g.metrics.storeErrors.Inc()
 				g.log.Warn("store unavailable for a decision", "decision_id", ex.DecisionID, "err", err)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/internal/canon"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/identity"
 )
 
 // reading is a request as gdprgate reads it: the method a backend acts on
@@ -161,3 +162,23 @@ func isInteger(s string) bool {
 	}
 	return true
 }
+
+// project is the caller's project for same_project legalisations, judged
+// like the roles header: from a verified token's project claim, or from the
+// project header where identity headers are trusted (no JWT, or
+// trust_roles_header); a repeated header is refused.
+func (g *Gate) project(req *Request, caller identity.Caller) (string, error) {
+	if caller.Project != "" {
+		return caller.Project, nil
+	}
+	if !g.ident.HeadersTrusted() {
+		return "", nil
+	}
+	return canon.Header(req.Header(g.cfg.Identity.ProjectHeader), g.cfg.Identity.ProjectHeader)
+}
+
+// IdentityHeaders are the request headers the decision reads the caller
+// from (roles, caller, project, archive mode), lower-case. Front-ends that
+// run before another gdprgate stage (ext_authz before ext_proc) leave them
+// in the request for it.
+func (g *Gate) IdentityHeaders() []string { return g.identityHeaders }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
@@ -319,5 +322,34 @@ func TestQueryAndHeaderSubjects(t *testing.T) {
 				t.Fatalf("status %d reason %q, want %d %q", status, ex.Verdict.Reason, tc.status, tc.reason)
 			}
 		})
+	}
+}
+
+// TestProjectHeaderIgnoredUnderJWT: with identity from a verified JWT (and
+// the roles header not trusted) the project header counts for nothing, like
+// the roles header; where headers are trusted a repeated one is refused.
+func TestProjectHeaderIgnoredUnderJWT(t *testing.T) {
+	const secret = "a-test-secret-of-at-least-32-bytes!!"
+	t.Setenv("TEST_GATE_JWT_SECRET", secret)
+	sc := apptest.New(t, apptest.Options{Configure: func(c *config.Config) {
+		c.Identity.JWT = &config.JWTConfig{HS256SecretEnv: "TEST_GATE_JWT_SECRET"}
+	}})
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "u1", "exp": time.Now().Add(time.Hour).Unix(),
+		"roles": []string{"agent"}}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{"authorization": "Bearer " + tok, "x-gdpr-project": "p-1,p-2"}
+	ex := sc.App.Gate.Check(context.Background(), &gate.Request{Method: "POST", Path: "/api/outbound/calls",
+		Body: []byte(`{"contact_id":"c-1","type":"adhoc"}`), Header: func(n string) string { return h[n] }})
+	if !ex.Verdict.Allow {
+		t.Errorf("JWT caller with an untrusted project header: %d %s, want allowed (header ignored)", ex.Verdict.Status, ex.Verdict.Reason)
+	}
+
+	s := newSideDoors(t)
+	ex = s.check(t, req{method: "POST", path: "/api/outbound/calls", body: `{"contact_id":"c-1","type":"adhoc"}`,
+		header: map[string]string{"x-gdpr-roles": "agent", "x-gdpr-project": "p-1,p-2"}})
+	if ex.Verdict.Status != 400 || ex.Verdict.Reason != "ambiguous_header" {
+		t.Errorf("trusted, repeated project header: %d %s, want 400 ambiguous_header", ex.Verdict.Status, ex.Verdict.Reason)
 	}
 }

@@ -75,6 +75,17 @@
 //     x-gdpr-decision-id,
 //     trustForwardHeader false (Traefik then sets X-Forwarded-* itself).
 //
+// # Identity and gdprgate's own headers
+//
+// The check request carries the client's headers, so the identity headers
+// (x-gdpr-roles, x-gdpr-caller, x-gdpr-project) gdprgate decides with must
+// be set by the proxy from its own authentication, never passed from the
+// client (or gdprgate verifies a JWT itself). No client's x-gdpr-* header
+// may reach the backend: an allow lists the client's copies in
+// X-Envoy-Auth-Headers-To-Remove, which Envoy's HTTP ext_authz removes;
+// nginx.conf and the Caddyfile in testdata drop them explicitly, and Traefik
+// needs a headers middleware after forwardAuth doing the same.
+//
 // # What this mode cannot do
 //
 // The auth request is made before the backend answers and never sees its
@@ -93,6 +104,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +211,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, val := range v.UpstreamHeaders {
 		hdr.Set(k, val)
 	}
+	if rm := clientOwnHeaders(r.Header, v.UpstreamHeaders); rm != "" {
+		hdr.Set(HeaderRemove, rm)
+	}
 	for k, val := range v.ResponseHeaders {
 		hdr.Set(k, val)
 	}
@@ -213,6 +228,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set(HeaderStatus, "200")
 	hdr.Set(HeaderReason, token(v.Reason))
 	w.WriteHeader(http.StatusOK)
+}
+
+// HeaderRemove lists, in an allow, the request headers Envoy's HTTP
+// ext_authz removes before the request goes upstream.
+const HeaderRemove = "X-Envoy-Auth-Headers-To-Remove"
+
+// clientOwnHeaders names the client's x-gdpr-* headers that the answer does
+// not set itself (Envoy removes after it sets), comma-separated.
+func clientOwnHeaders(h http.Header, set map[string]string) string {
+	var names []string
+	for k := range h {
+		lk := strings.ToLower(k)
+		if _, ok := set[lk]; !ok && gate.IsOwnHeader(lk) {
+			names = append(names, lk)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // errNotHere: the request is outside PathPrefix.

@@ -73,3 +73,29 @@ func TestHandlerReadsTheCanonicalRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowListsTheClientsOwnHeadersForRemoval: Envoy's HTTP ext_authz
+// removes what an allow lists in X-Envoy-Auth-Headers-To-Remove; every
+// x-gdpr-* header the client sent is there, except the ones the answer sets.
+func TestAllowListsTheClientsOwnHeadersForRemoval(t *testing.T) {
+	sc := newScenario(t)
+	h := New(sc.gate, Options{PathPrefix: "/authz", Logger: quietLogger()})
+	req := httptest.NewRequest("GET", "/authz/api/contacts/c-1", nil)
+	for k, v := range map[string]string{"X-Gdpr-Roles": "agent", "X-Gdpr-Mode": "archive", "X-Gdpr-Project": "p-1", "X-Gdpr-Decision-Id": "forged", "x_gdpr_caller": "m"} {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	got := rec.Header().Get(HeaderRemove)
+	for _, want := range []string{"x-gdpr-roles", "x-gdpr-mode", "x-gdpr-project", "x_gdpr_caller"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s = %q, lacks %s", HeaderRemove, got, want)
+		}
+	}
+	if strings.Contains(got, "x-gdpr-decision-id") {
+		t.Errorf("%s = %q removes the decision id the answer sets", HeaderRemove, got)
+	}
+}

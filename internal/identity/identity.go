@@ -96,6 +96,9 @@ type JWTOptions struct {
 	RolesClaim string
 	// SubjectClaim names the claim used as [Caller.ID]. Default "sub".
 	SubjectClaim string
+	// ProjectClaim names a string claim used as [Caller.Project]; empty:
+	// tokens carry no project.
+	ProjectClaim string
 	// Leeway is the clock skew tolerated on exp and nbf. Default 30s.
 	Leeway time.Duration
 }
@@ -108,6 +111,9 @@ type Caller struct {
 	Roles []string
 	// Method is MethodHeader or MethodJWT.
 	Method string
+	// Project is the caller's project from a verified token ("" when
+	// none); a project header counts only when HeadersTrusted.
+	Project string
 }
 
 // RoleKey returns the roles joined by ",", a stable key for memoising
@@ -161,6 +167,11 @@ func headerName(name, def string) string {
 	}
 	return strings.ToLower(name)
 }
+
+// HeadersTrusted reports whether identity headers (roles, and the caller's
+// project with them) are believed: always without a token source (JWT or
+// Envoy's jwt_authn metadata), with one only when TrustRolesHeader is set.
+func (v *Verifier) HeadersTrusted() bool { return v.trustHeader }
 
 // Identify returns the caller of one request. get returns a request header
 // by lower-case name ("" when absent); now is the time tokens are checked

@@ -23,6 +23,7 @@ type jwtVerifier struct {
 	issuer       string
 	rolesClaim   string
 	subjectClaim string
+	projectClaim string
 	leeway       time.Duration
 	cache        *tokenCache
 	// remote holds the keys of JWKS URLs (nil: none configured).
@@ -36,6 +37,7 @@ func newJWTVerifier(o JWTOptions) (*jwtVerifier, error) {
 		issuer:       o.Issuer,
 		rolesClaim:   cmpOr(o.RolesClaim, DefaultRolesClaim),
 		subjectClaim: cmpOr(o.SubjectClaim, DefaultSubjectClaim),
+		projectClaim: o.ProjectClaim,
 		leeway:       o.Leeway,
 		cache:        newTokenCache(defaultCacheSize),
 	}
@@ -191,6 +193,15 @@ func (v *jwtVerifier) verify(tok string, now time.Time) (Caller, time.Time, time
 			return Caller{}, time.Time{}, time.Time{}, invalid("claim %q is not a string", v.subjectClaim)
 		}
 		c.ID = s
+	}
+	if v.projectClaim != "" {
+		if p, ok := claims[v.projectClaim]; ok {
+			s, ok := p.(string)
+			if !ok {
+				return Caller{}, time.Time{}, time.Time{}, invalid("claim %q is not a string", v.projectClaim)
+			}
+			c.Project = s
+		}
 	}
 	roles, err := rolesFromClaims(claims, v.rolesClaim)
 	if err != nil {

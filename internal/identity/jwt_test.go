@@ -531,3 +531,28 @@ func TestConcurrentIdentifySharesTheCacheSafely(t *testing.T) {
 		t.Errorf("after concurrent use got %+v, %v", c, err)
 	}
 }
+
+// TestProjectClaim: the caller's project comes from a verified claim; the
+// project header is believed only where the roles header is.
+func TestProjectClaim(t *testing.T) {
+	v, err := New(Options{JWT: &JWTOptions{HS256Secret: testSecret, ProjectClaim: "project"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.Identify(bearer(sign(t, jwt.SigningMethodHS256, testSecret, "", claims("project", "p-7"))), testNow)
+	if err != nil || got.Project != "p-7" {
+		t.Errorf("project %q, %v; want p-7", got.Project, err)
+	}
+	if _, err := v.Identify(bearer(sign(t, jwt.SigningMethodHS256, testSecret, "", claims("project", 7))), testNow); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("non-string project claim: %v", err)
+	}
+	if v.HeadersTrusted() {
+		t.Error("JWT without trust_roles_header trusts identity headers")
+	}
+	if h, _ := New(Options{}); !h.HeadersTrusted() {
+		t.Error("header mode does not trust its headers")
+	}
+	if h, _ := New(Options{TrustRolesHeader: true, JWT: &JWTOptions{HS256Secret: testSecret}}); !h.HeadersTrusted() {
+		t.Error("trust_roles_header does not trust the headers")
+	}
+}

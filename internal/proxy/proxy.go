@@ -1,6 +1,11 @@
 // Package proxy is gdprgate without Envoy: a reverse proxy that makes the
 // same request decision as ext_authz and redacts mapped responses with the
 // same rewriter as ext_proc. Unmapped routes stream through untouched.
+//
+// Clients reach the proxy directly, so identity headers (roles, caller,
+// project) are believed only from trusted peers (identity.trusted_sources,
+// loopback by default), and no x-gdpr-* header a client sent ever reaches
+// the backend.
 package proxy
 
 import (
@@ -12,8 +17,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
 
@@ -30,6 +37,8 @@ type Proxy struct {
 	log             *slog.Logger
 	maxRequestBytes int
 	maxBodyBytes    int
+	trusted         []netip.Prefix
+	identity        map[string]bool // lower-case identity header names
 }
 
 // Options configure a Proxy.
@@ -42,6 +51,13 @@ type Options struct {
 	// MaxBodyBytes bounds response bodies of mapped routes (larger: 502).
 	MaxBodyBytes int
 	Transport    http.RoundTripper
+	// TrustedSources are the peers whose IdentityHeaders are believed
+	// (nil: loopback only). From any other peer those headers are hidden
+	// from the decision, which then needs a verified JWT.
+	TrustedSources []netip.Prefix
+	// IdentityHeaders are the identity header names (roles, caller,
+	// project).
+	IdentityHeaders []string
 }
 
 // New returns a proxy to opts.Upstream.
@@ -50,7 +66,16 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("proxy: upstream must be an http(s) URL (got %q)", opts.Upstream)
 	}
-	p := &Proxy{gate: opts.Gate, log: opts.Logger, maxRequestBytes: opts.MaxRequestBytes, maxBodyBytes: opts.MaxBodyBytes}
+	p := &Proxy{gate: opts.Gate, log: opts.Logger, maxRequestBytes: opts.MaxRequestBytes, maxBodyBytes: opts.MaxBodyBytes,
+		trusted: opts.TrustedSources, identity: map[string]bool{}}
+	if p.trusted == nil {
+		p.trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	for _, h := range opts.IdentityHeaders {
+		if h != "" {
+			p.identity[strings.ToLower(h)] = true
+		}
+	}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -100,13 +125,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	header, headers := gate.HeaderGetter(r.Header), gate.HeaderMap(r.Header)
+	if !p.trustedPeer(r.RemoteAddr) {
+		header, headers = p.hideIdentity(header, headers)
+	}
 	greq := &gate.Request{
 		Method:     r.Method,
 		Path:       r.URL.RequestURI(),
 		Host:       r.Host,
 		Scheme:     scheme,
-		Header:     gate.HeaderGetter(r.Header),
-		Headers:    gate.HeaderMap(r.Header),
+		Header:     header,
+		Headers:    headers,
 		Body:       body,
 		Protocol:   r.Proto,
 		RemoteAddr: r.RemoteAddr,
@@ -131,8 +160,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	for _, h := range gate.Forgeable {
-		r.Header.Del(h)
+	// Whatever x-gdpr-* the client sent (trusted or not) has been read;
+	// the backend gets gdprgate's own headers only.
+	for k := range r.Header {
+		if gate.IsOwnHeader(k) {
+			delete(r.Header, k)
+		}
 	}
 	for k, val := range v.UpstreamHeaders {
 		r.Header.Set(k, val)
@@ -144,6 +177,43 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(h)
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
+}
+
+// trustedPeer reports whether the TCP peer is a trusted source of identity
+// headers. Only the peer counts: X-Forwarded-For is the client's to write.
+func (p *Proxy) trustedPeer(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, pf := range p.trusted {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// hideIdentity hides the identity headers of an untrusted peer from the
+// decision (the policy's header map included).
+func (p *Proxy) hideIdentity(header func(string) string, headers func() map[string]string) (func(string) string, func() map[string]string) {
+	hide := func(name string) string {
+		if p.identity[name] {
+			return ""
+		}
+		return header(name)
+	}
+	hideAll := func() map[string]string {
+		m := headers()
+		for k := range m {
+			if p.identity[k] {
+				delete(m, k)
+			}
+		}
+		return m
+	}
+	return hide, hideAll
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
