@@ -15,14 +15,14 @@ import (
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/memstore"
 	"github.com/gdprgate/gdprgate/internal/audit"
-	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // Test tokens, one per scope; the token text is its scope.
 var testTokens = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory}
 
-var testPlan = wipe.Plan{"contact": {
+var testPlan = forget.Plan{"contact": {
 	{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"},
 	{Name: "calls", Method: "DELETE", Path: "/api/contacts/{id}/calls"},
 	{Name: "issues", Method: "DELETE", Path: "/api/issues?contact_id={id}", Issue: true},

@@ -20,8 +20,10 @@ type apiError struct {
 	Error   string             `json:"error"`
 	Message string             `json:"message"`
 	Errors  []model.FieldError `json:"errors,omitempty"`
-	// UsedBy lists what still references an object that cannot be deleted.
-	UsedBy []string `json:"used_by,omitempty"`
+	// UsedBy lists what still references an object that cannot be deleted,
+	// and References counts those references.
+	UsedBy     []string `json:"used_by,omitempty"`
+	References int      `json:"references,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

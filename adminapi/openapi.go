@@ -9,6 +9,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -30,6 +31,113 @@ var schemaTypes = map[string]reflect.Type{
 	"AuditEntry":    reflect.TypeFor[audit.Entry](),
 	"SubjectState":  reflect.TypeFor[subjectView](),
 	"Error":         reflect.TypeFor[apiError](),
+	// The lifecycle executor's documents (held deletions, due report).
+	"DeletionDecision": reflect.TypeFor[decisionInput](),
+	"DeletionBulk":     reflect.TypeFor[decisionInput](),
+	"Deletion":         reflect.TypeFor[deletionView](),
+	"DeletionList":     reflect.TypeFor[deletionList](),
+	"Decisions":        reflect.TypeFor[decisionsAnswer](),
+	"DueReport":        reflect.TypeFor[dueReport](),
+	"ChangePreview":    reflect.TypeFor[changePreviewAnswer](),
+	"LifecycleStatus":  reflect.TypeFor[lifecycleStatus](),
+}
+
+// Answer shapes documented in the OpenAPI document (the handlers write the
+// same members).
+type (
+	deletionList struct {
+		Deletions []deletionView `json:"deletions"`
+		Count     int            `json:"count"`
+	}
+	decisionsAnswer struct {
+		Decisions []forget.Decision `json:"decisions"`
+		Decided   int               `json:"decided,omitempty"`
+		Deletion  *cache.WipeRecord `json:"deletion,omitempty"`
+	}
+	dueReport struct {
+		At           time.Time           `json:"at"`
+		Until        time.Time           `json:"until"`
+		Within       string              `json:"within"`
+		GdprEnforced bool                `json:"gdpr_enforced"`
+		Deletions    string              `json:"deletions"`
+		Subjects     []forget.DueSubject `json:"subjects"`
+		Truncated    bool                `json:"truncated"`
+	}
+	changePreviewAnswer struct {
+		DryRun                bool                 `json:"dry_run"`
+		Version               int64                `json:"version"`
+		Preview               forget.ChangePreview `json:"preview"`
+		MaxDeletionsPerChange int                  `json:"max_deletions_per_change"`
+		NeedsConfirm          bool                 `json:"needs_confirm"`
+	}
+	lifecycleStatus struct {
+		Deletions             string `json:"deletions"`
+		MaxDeletionsPerChange int    `json:"max_deletions_per_change"`
+		IndexedSubjects       int    `json:"indexed_subjects"`
+		DueSubjects           int    `json:"due_subjects"`
+		HeldDeletions         int    `json:"held_deletions"`
+		Recompute             struct {
+			Version  int64     `json:"version"`
+			Scanned  int64     `json:"scanned"`
+			Done     bool      `json:"done"`
+			Started  time.Time `json:"started"`
+			Finished time.Time `json:"finished,omitzero"`
+			Progress float64   `json:"progress,omitempty"`
+		} `json:"recompute"`
+	}
+)
+
+type queryParam struct{ name, typ, desc string }
+
+// queryParams documents the query parameters of routes, by "METHOD path".
+var queryParams = map[string][]queryParam{
+	"GET /v1/deletions": {
+		{"state", "string", "held, queued, running, done, failed, rejected, not_executable, suspended or cancelled"},
+		{"kind", "string", "wipe, erasure or purge"}, {"limit", "integer", "1..10000, default 100"},
+	},
+	"GET /v1/reports/due": {
+		{"within", "string", "the window: days (7d) or a duration (36h); default 7d, at most 366d"},
+		{"limit", "integer", "subjects read from the due index, 1..10000, default 1000"},
+	},
+	"POST /v1/wipes": {{"dry_run", "boolean", "list the wipes (with the cascade) without queuing them"}},
+}
+
+// registerWriteParams are accepted by every register write.
+var registerWriteParams = []queryParam{
+	{"dry_run", "boolean", "answer 200 with the change's preview (ChangePreview: subjects changing state per sensitivity, deletions it would create) and change nothing"},
+	{"confirm", "boolean", "apply a change creating more deletions than lifecycle.max_deletions_per_change (refused with 409 confirmation_required otherwise)"},
+}
+
+// answerSchemas documents the 200 answer of routes, by "METHOD path".
+var answerSchemas = map[string]string{
+	"GET /v1/deletions":               "DeletionList",
+	"GET /v1/deletions/{id}":          "Wipe",
+	"POST /v1/deletions/{id}/approve": "Decisions",
+	"POST /v1/deletions/{id}/reject":  "Decisions",
+	"POST /v1/deletions:approve":      "Decisions",
+	"POST /v1/deletions:reject":       "Decisions",
+	"GET /v1/reports/due":             "DueReport",
+	"GET /v1/lifecycle":               "LifecycleStatus",
+	"GET /v1/wipes/{id}":              "Wipe",
+	"GET /v1/subjects/{entity}/{id}":  "SubjectState",
+}
+
+// optionalBodies are request bodies a client may leave out.
+var optionalBodies = map[string]bool{"DeletionDecision": true}
+
+func isRegisterWrite(method, path string) bool {
+	if method == "GET" {
+		return false
+	}
+	if path == "/v1/registers" || path == "/v1/config" {
+		return true
+	}
+	for _, k := range []string{"sensitivities", "categories", "purposes", "legalisations", "rules", "roles"} {
+		if strings.HasPrefix(path, "/v1/"+k) {
+			return true
+		}
+	}
+	return false
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
@@ -62,8 +170,21 @@ func (s *Server) OpenAPI() map[string]any {
 		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
+		qps := queryParams[rt.method+" "+rt.path]
+		if isRegisterWrite(rt.method, rt.path) {
+			qps = append(qps, registerWriteParams...)
+		}
+		for _, q := range qps {
+			params = append(params, map[string]any{"name": q.name, "in": "query", "required": false, "description": q.desc, "schema": map[string]any{"type": q.typ}})
+		}
 		if params != nil {
 			op["parameters"] = params
+		}
+		if a := answerSchemas[rt.method+" "+rt.path]; a != "" {
+			op["responses"].(map[string]any)["200"] = map[string]any{"description": "success", "content": jsonContent(a)}
+		}
+		if isRegisterWrite(rt.method, rt.path) {
+			op["responses"].(map[string]any)["409"] = map[string]any{"description": "in_use (a reference remains: used_by, references) or confirmation_required (the change would create more deletions than lifecycle.max_deletions_per_change; the body holds the preview)", "content": jsonContent("Error")}
 		}
 		if rt.body != "" {
 			content := jsonContent(rt.body)
@@ -72,7 +193,7 @@ func (s *Server) OpenAPI() map[string]any {
 				// null removes one.
 				content = map[string]any{mergePatchType: content["application/json"]}
 			}
-			op["requestBody"] = map[string]any{"required": true, "content": content}
+			op["requestBody"] = map[string]any{"required": !optionalBodies[rt.body], "content": content}
 		}
 		item[strings.ToLower(rt.method)] = op
 	}
@@ -85,7 +206,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"info": map[string]any{
 			"title":       "gdprgate admin API",
 			"version":     "1",
-			"description": "Registers, evidence, subjects' computed state, wipes and audit. Bearer tokens with scopes; /healthz, /readyz, /metrics and this document are open. Errors are {\"error\":code,\"message\":text}. Register answers carry ETag; writes honour If-Match. PUT replaces a whole document and refuses (422, naming them) missing members; PATCH takes a JSON merge patch (RFC 7396). Turning gdpr_enforced off needs the admin scope and \"confirm\": true.",
+			"description": "Registers, evidence, subjects' computed state, wipes and audit. Bearer tokens with scopes; /healthz, /readyz, /metrics and this document are open. Errors are {\"error\":code,\"message\":text}. Register answers carry ETag; writes honour If-Match. PUT replaces a whole document and refuses (422, naming them) missing members; PATCH takes a JSON merge patch (RFC 7396). Turning gdpr_enforced off needs the admin scope and \"confirm\": true. Every register write takes ?dry_run=true (preview its effect on the subjects, change nothing) and ?confirm=true (needed when it would create more deletions than lifecycle.max_deletions_per_change). Deletion work (WipeCtcAll wipes, lifecycle erasures, purges) is under /v1/deletions: lifecycle deletions are held for approval by default.",
 		},
 		"paths": paths,
 		"components": map[string]any{

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -313,10 +315,15 @@ func mountKind[T any](s *Server, add addFunc, k kind[T]) {
 			}
 			if k.usedBy != nil {
 				if used := k.usedBy(regs, &(*list)[i]); len(used) > 0 {
+					hint := "change or delete those first"
+					if k.name == "legalisations" {
+						hint = "change or delete those first, or retire the legalisation (set retire_from)"
+					}
 					writeJSON(w, http.StatusConflict, apiError{
-						Error:   "in_use",
-						Message: fmt.Sprintf("%s/%s is still referenced by %s; change or delete those first", k.name, key, strings.Join(used, ", ")),
-						UsedBy:  used,
+						Error:      "in_use",
+						Message:    fmt.Sprintf("%s/%s is still referenced %d times, by %s; %s", k.name, key, len(used), strings.Join(used, ", "), hint),
+						UsedBy:     used,
+						References: len(used),
 					})
 					return regChange{}, false
 				}
@@ -424,7 +431,10 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		writeValidation(w, fes)
 		return
 	}
-	if ix.Registers.Config.GdprEnforced && !regs.Config.GdprEnforced {
+	q := r.URL.Query()
+	dryRun := q.Get("dry_run") == "true"
+	confirmed := c.confirm || q.Get("confirm") == "true"
+	if ix.Registers.Config.GdprEnforced && !regs.Config.GdprEnforced && !dryRun {
 		// With enforcement off archived and expired bits count as active
 		// (only what was obliviated stays hidden): data is shown again.
 		// That is an administrator's deliberate act, never a side effect.
@@ -432,7 +442,7 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q may not turn gdpr_enforced off: that needs the %q scope (and \"confirm\": true)", actor(ctx), ScopeAdmin))
 			return
 		}
-		if !c.confirm {
+		if !confirmed {
 			writeValidation(w, []model.FieldError{{Field: "confirm", Reason: "must be true to turn gdpr_enforced off (archived and expired data then counts as active for every caller; obliviated data stays hidden)"}})
 			return
 		}
@@ -455,6 +465,49 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		}
 		writeValidation(w, []model.FieldError{{Field: field, Reason: "must be contact or phone_number"}})
 		return
+	}
+	// Evidence names legalisations: one still named cannot go (its
+	// evidence would silently stop covering); retiring it is the way out.
+	if !s.legalisationsKept(w, r, ix.Registers, regs) {
+		return
+	}
+	// What the change does to the subjects gdprgate knows: previewed on
+	// ?dry_run=true, and a change creating more deletions than
+	// lifecycle.max_deletions_per_change needs ?confirm=true.
+	if dryRun || forget.LifecycleChanged(ix.Registers, regs) {
+		stop := 0
+		if !dryRun {
+			stop = s.o.MaxDeletionsPerChange
+		}
+		pv, err := s.o.Forget.PreviewChange(ctx, ix, regs, now, stop)
+		if err != nil {
+			s.storeFailed(w, r, "preview the change", err)
+			return
+		}
+		over := pv.Deletions.Total > s.o.MaxDeletionsPerChange
+		if dryRun {
+			writeJSON(w, http.StatusOK, map[string]any{
+				"dry_run": true, "version": ix.Version, "preview": pv,
+				"max_deletions_per_change": s.o.MaxDeletionsPerChange, "needs_confirm": over,
+			})
+			return
+		}
+		if over && !confirmed {
+			writeJSON(w, http.StatusConflict, map[string]any{
+				"error": "confirmation_required",
+				"message": fmt.Sprintf("this change would create %s deletions, more than lifecycle.max_deletions_per_change (%d); preview it with ?dry_run=true and repeat it with ?confirm=true",
+					atLeast(pv), s.o.MaxDeletionsPerChange),
+				"preview": pv,
+			})
+			return
+		}
+		if pv.Deletions.Total > 0 {
+			if detail == nil {
+				detail = map[string]string{}
+			}
+			detail["deletions"] = strconv.Itoa(pv.Deletions.Total)
+			detail["confirmed"] = strconv.FormatBool(confirmed)
+		}
 	}
 	entry := audit.Entry{
 		Time: now.UTC(), Actor: actor(ctx), Action: c.action, Object: c.object,
@@ -482,6 +535,54 @@ func (s *Server) writeRegisters(w http.ResponseWriter, r *http.Request, okStatus
 		w.Header().Set("Location", c.location)
 	}
 	writeJSON(w, okStatus, c.result(now))
+}
+
+func atLeast(p forget.ChangePreview) string {
+	if p.Partial {
+		return "at least " + strconv.Itoa(p.Deletions.Total)
+	}
+	return strconv.Itoa(p.Deletions.Total)
+}
+
+// legalisationsKept refuses (409) a change removing a legalisation that
+// stored evidence still names, saying how many records and where.
+func (s *Server) legalisationsKept(w http.ResponseWriter, r *http.Request, old, cur *model.Registers) bool {
+	kept := map[string]bool{}
+	for _, l := range cur.Legalisations {
+		kept[l.ID] = true
+	}
+	var removed []string
+	for _, l := range old.Legalisations {
+		if !kept[l.ID] {
+			removed = append(removed, l.ID)
+		}
+	}
+	if len(removed) == 0 {
+		return true
+	}
+	counts, err := s.o.Store.EvidenceCounts(r.Context())
+	if err != nil {
+		s.storeFailed(w, r, "count evidence", err)
+		return false
+	}
+	var used []string
+	total := 0
+	for _, id := range removed {
+		if n := counts[id]; n > 0 {
+			used = append(used, fmt.Sprintf("legalisations/%s: %d evidence records", id, n))
+			total += n
+		}
+	}
+	if total == 0 {
+		return true
+	}
+	writeJSON(w, http.StatusConflict, apiError{
+		Error: "in_use",
+		Message: fmt.Sprintf("%d evidence records still name what this change removes (%s); that evidence would silently stop covering. Retire the legalisation instead (set retire_from): it then takes no new evidence and its existing evidence keeps its meaning",
+			total, strings.Join(used, "; ")),
+		UsedBy: used, References: total,
+	})
+	return false
 }
 
 // configChanges names the config members a write changes, for the audit

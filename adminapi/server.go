@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +32,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
-	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/internal/forget"
 )
 
 // Scopes a token may hold. They mirror the manual's permissions.
@@ -74,7 +73,7 @@ type Options struct {
 	Tokens []Token
 	// WipePlan says which backend calls wipe an entity; an entity without a
 	// plan cannot be wiped (422).
-	WipePlan wipe.Plan
+	WipePlan forget.Plan
 	// Hasher keys the subject hashes written to the audit trail and logs.
 	Hasher audit.Hasher
 	Logger *slog.Logger
@@ -95,8 +94,15 @@ type Options struct {
 	// non-atomic import (default 1000).
 	ImportBatch int
 	// WipesPerMinute is the mass-deletion guard: see handleWipeCreate
-	// (default 10).
+	// (default 10). Used to build Forget when it is nil.
 	WipesPerMinute int
+	// Forget creates, admits and decides deletion work (nil: one is built
+	// from Store, WipePlan, Hasher, WipesPerMinute and Clock, deletions
+	// held for approval).
+	Forget *forget.Executor
+	// MaxDeletionsPerChange refuses an unconfirmed register change that
+	// would create more deletions (default 100).
+	MaxDeletionsPerChange int
 	// Clock is "now" for legalisation status and subject state (default
 	// time.Now).
 	Clock func() time.Time
@@ -109,9 +115,6 @@ type Server struct {
 	mux    *http.ServeMux
 	routes []route
 	tokens []tokenEntry
-
-	wipeMu    sync.Mutex
-	wipeTimes []time.Time // accepted wipe requests of the last minute
 }
 
 type tokenEntry struct {
@@ -136,7 +139,7 @@ type route struct {
 //	srv, err := adminapi.New(adminapi.Options{Store: st, Tokens: toks, WipePlan: plan, Hasher: h})
 //	hs := &http.Server{Addr: "127.0.0.1:9192", Handler: srv, TLSConfig: tlsCfg /* optional mTLS */}
 //
-// The wipe worker (internal/wipe) runs separately: wipe.NewWorker(...).Run(ctx).
+// The wipe worker (internal/forget) runs separately: forget.NewWorker(...).Run(ctx).
 func New(o Options) (*Server, error) {
 	if o.Store == nil {
 		return nil, errors.New("adminapi: Options.Store is required")
@@ -164,6 +167,17 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.NewRegistry()
+	}
+	if o.MaxDeletionsPerChange <= 0 {
+		o.MaxDeletionsPerChange = 100
+	}
+	if o.Forget == nil {
+		ex, err := forget.NewExecutor(forget.ExecutorOptions{Store: o.Store, Plans: forget.Plans{Wipe: o.WipePlan}, Hasher: o.Hasher,
+			Logger: o.Logger, PerMinute: o.WipesPerMinute, Clock: o.Clock})
+		if err != nil {
+			return nil, fmt.Errorf("adminapi: %w", err)
+		}
+		o.Forget = ex
 	}
 	s := &Server{o: o, log: o.Logger.With("component", "adminapi"), mux: http.NewServeMux()}
 	for i, t := range o.Tokens {
@@ -232,10 +246,19 @@ func (s *Server) buildRoutes() {
 	add("GET", "/v1/subjects/{entity}/{id}", ScopeExportEvidence, "A subject's computed state", "", s.handleSubjectGet)
 	add("PUT", "/v1/subjects/{entity}/{id}", ScopeEditEvidence, "Set a subject's origin and parent", "SubjectInput", s.handleSubjectPut)
 
-	add("POST", "/v1/wipes", ScopeWipe, "Request a wipe (WipeCtcAll); ?dry_run=true lists the steps", "WipeRequest", s.handleWipeCreate)
+	add("POST", "/v1/wipes", ScopeWipe, "Request a wipe (WipeCtcAll) of a subject and of the subjects below it (parent links); ?dry_run=true lists the steps", "WipeRequest", s.handleWipeCreate)
 	add("GET", "/v1/wipes", ScopeWipe, "Wipes, newest first", "", s.handleWipeList)
 	add("GET", "/v1/wipes/{id}", ScopeWipe, "One wipe and its steps", "", s.handleWipeGet)
 	add("DELETE", "/v1/wipes/{id}", ScopeWipe, "Cancel a wipe that has not deleted anything yet", "", s.handleWipeCancel)
+
+	add("GET", "/v1/deletions", ScopeWipe, "Deletion work (?state=held|queued|running|done|failed|rejected|not_executable|suspended|cancelled, ?kind=wipe|erasure|purge, ?limit=), held oldest first, others newest first", "", s.handleDeletionList)
+	add("GET", "/v1/deletions/{id}", ScopeWipe, "One deletion and its steps", "", s.handleWipeGet)
+	add("POST", "/v1/deletions/{id}/approve", ScopeWipe, "Approve a held deletion (and the wipes cascaded with it); passes the mass-deletion guard (\"confirm\": true beyond it)", "DeletionDecision", s.handleDeletionDecideOne(true))
+	add("POST", "/v1/deletions/{id}/reject", ScopeWipe, "Reject a held deletion (and the wipes cascaded with it)", "DeletionDecision", s.handleDeletionDecideOne(false))
+	add("POST", "/v1/deletions:approve", ScopeWipe, "Approve held deletions in bulk: {\"ids\": […]} or {\"all\": true} (\"kind\" narrows all); all pass the guard together or none is approved", "DeletionBulk", s.handleDeletionDecideBulk(true))
+	add("POST", "/v1/deletions:reject", ScopeWipe, "Reject held deletions in bulk: {\"ids\": […]} or {\"all\": true}", "DeletionBulk", s.handleDeletionDecideBulk(false))
+	add("GET", "/v1/reports/due", ScopeExportEvidence, "Subjects with a lifecycle transition or evidence purge due within ?within= (e.g. 7d, 36h; default 7d), with bits and instants; ?limit=", "", s.handleDueReport)
+	add("GET", "/v1/lifecycle", ScopeEditItems, "The lifecycle executor: deletion mode, subjects indexed and due, held deletions, the re-indexing after the last register change", "", s.handleLifecycle)
 
 	add("GET", "/v1/audit", ScopeAuditRead, "Audit trail (?after=&limit=; NDJSON export with Accept: application/x-ndjson or ?format=ndjson)", "", s.handleAudit)
 }

@@ -7,11 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
-	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -25,21 +24,23 @@ type wipeRequest struct {
 	Confirm bool `json:"confirm,omitempty"`
 }
 
-// handleWipeCreate accepts a WipeCtcAll request: the subject is restricted at
-// once (the gate answers 404 for it) and the wipe is queued durably for the
-// worker, atomically (store.EnqueueWipe). ?dry_run=true answers 200 with the
-// steps it would run and changes nothing.
+// handleWipeCreate accepts a WipeCtcAll request: the subject, and every
+// subject below it by parent links (a contact's phone numbers), is
+// restricted at once (the gate answers 404 for them) and each one's wipe is
+// queued durably for the worker with its own steps and audit entry, all
+// atomically. ?dry_run=true answers 200 with the wipes it would queue and
+// changes nothing.
 //
 // A subject already restricted by a wipe that is not cancelled or failed is
 // not wiped twice: the existing wipe is answered with 200 (a client retrying
 // a lost answer gets the same wipe).
 //
 // Mass-deletion guard: a request is refused with 429 (and Retry-After) when
-// this admin server has accepted WipesPerMinute or more wipe requests in the
-// preceding 60 seconds, unless its body has "confirm": true. Confirmed
+// WipesPerMinute or more deletions were admitted in the preceding 60
+// seconds across every sidecar (the count lives in the store), unless its
+// body has "confirm": true. Every wipe of a cascade counts. Confirmed
 // requests are always accepted and counted too; dry runs and refused
-// requests are not counted. The window is per process, not shared between
-// replicas.
+// requests are not counted.
 func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var in wipeRequest
@@ -49,7 +50,7 @@ func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
 	var fes []model.FieldError
 	if strings.TrimSpace(in.Entity) == "" {
 		fes = append(fes, model.FieldError{Field: "entity", Reason: "is required"})
-	} else if _, ok := s.o.WipePlan[in.Entity]; !ok {
+	} else if _, ok := s.o.Forget.Plans().Wipe[in.Entity]; !ok {
 		fes = append(fes, model.FieldError{Field: "entity", Reason: fmt.Sprintf("no wipe plan is configured for entity %q", in.Entity)})
 	}
 	if strings.TrimSpace(in.ID) == "" {
@@ -62,7 +63,7 @@ func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref := model.SubjectRef{Entity: in.Entity, ID: in.ID}
-	steps := wipe.Steps(s.o.WipePlan, ref)
+	req := forget.WipeRequest{Subject: ref, Scope: in.Scope, Actor: actor(ctx), Confirm: in.Confirm}
 
 	if r.URL.Query().Get("dry_run") == "true" {
 		ix, err := s.o.Store.Registers(ctx)
@@ -70,14 +71,21 @@ func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
 			s.storeFailed(w, r, "read config", err)
 			return
 		}
+		recs, _, err := s.o.Forget.Preview(ctx, req)
+		if err != nil {
+			s.storeFailed(w, r, "plan the wipe", err)
+			return
+		}
 		cfg := ix.Registers.Config
-		for i, st := range s.o.WipePlan[in.Entity] {
-			if cfg.SuspendWipes || (st.Issue && cfg.SuspendWipeIssue) {
-				steps[i].Status = wipe.StepSuspended
+		for _, rec := range recs {
+			for i, st := range rec.Steps {
+				if cfg.SuspendWipes || (st.Issue && cfg.SuspendWipeIssue) {
+					rec.Steps[i].Status = forget.StepSuspended
+				}
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
-			"dry_run": true, "subject": ref, "steps": steps,
+			"dry_run": true, "subject": ref, "steps": recs[0].Steps, "cascade": cascadeView(recs[1:]),
 			"suspend_wipes": cfg.SuspendWipes, "suspend_wipe_issue": cfg.SuspendWipeIssue,
 		})
 		return
@@ -96,48 +104,31 @@ func (s *Server) handleWipeCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-
-	now := s.o.Clock()
-	if !s.admitWipe(now, in.Confirm) {
+	recs, err := s.o.Forget.Request(ctx, req)
+	var ge *forget.GuardError
+	if errors.As(err, &ge) {
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, "mass_deletion_guard",
-			fmt.Sprintf("more than %d wipes were requested in the last minute; send \"confirm\": true to proceed", s.o.WipesPerMinute))
+			fmt.Sprintf("%d deletions were admitted in the last minute across every sidecar (limit %d); send \"confirm\": true to proceed", ge.InWindow, ge.Limit))
 		return
 	}
-	wr := cache.WipeRecord{
-		ID: cache.NewID("w-"), Subject: ref, Scope: in.Scope, Status: cache.WipeQueued, Steps: steps,
-		RequestedBy: actor(ctx), CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
-	}
-	entry := audit.Entry{
-		Time: now.UTC(), Actor: actor(ctx), Action: "wipe.request", Object: "wipes/" + wr.ID,
-		Subject: s.o.Hasher.Subject(ref), Detail: map[string]string{"steps": strconv.Itoa(len(steps)), "confirm": strconv.FormatBool(in.Confirm)},
-	}
-	if err := s.o.Store.EnqueueWipe(ctx, wr, entry); err != nil {
+	if err != nil {
 		s.storeFailed(w, r, "enqueue wipe", err)
 		return
 	}
-	s.log.InfoContext(ctx, "wipe requested", "actor", entry.Actor, "wipe", wr.ID, "subject", entry.Subject)
+	wr := recs[0]
+	s.log.InfoContext(ctx, "wipe requested", "actor", actor(ctx), "wipe", wr.ID, "subject", s.o.Hasher.Subject(ref), "cascade", len(recs)-1)
 	w.Header().Set("Location", "/v1/wipes/"+wr.ID)
-	writeJSON(w, http.StatusAccepted, map[string]any{"id": wr.ID, "status": wr.Status, "steps": wr.Steps})
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": wr.ID, "status": wr.Status, "steps": wr.Steps, "cascade": cascadeView(recs[1:])})
 }
 
-// admitWipe applies the mass-deletion guard and counts an admitted request.
-func (s *Server) admitWipe(now time.Time, confirm bool) bool {
-	s.wipeMu.Lock()
-	defer s.wipeMu.Unlock()
-	cut := now.Add(-time.Minute)
-	kept := s.wipeTimes[:0]
-	for _, t := range s.wipeTimes {
-		if t.After(cut) {
-			kept = append(kept, t)
-		}
+// cascadeView shows the wipes queued with a subject's (its children's).
+func cascadeView(recs []cache.WipeRecord) []map[string]any {
+	out := make([]map[string]any, len(recs))
+	for i, r := range recs {
+		out[i] = map[string]any{"id": r.ID, "subject": r.Subject, "status": r.Status, "steps": r.Steps}
 	}
-	s.wipeTimes = kept
-	if len(kept) >= s.o.WipesPerMinute && !confirm {
-		return false
-	}
-	s.wipeTimes = append(s.wipeTimes, now)
-	return true
+	return out
 }
 
 func (s *Server) handleWipeGet(w http.ResponseWriter, r *http.Request) {
@@ -204,7 +195,7 @@ func (s *Server) handleWipeCancel(w http.ResponseWriter, r *http.Request) {
 	} else {
 		started := false
 		for _, st := range rec.Steps {
-			if st.Status == wipe.StepDone || st.Attempts > 0 {
+			if st.Status == forget.StepDone || st.Attempts > 0 {
 				started = true
 			}
 		}
@@ -215,7 +206,7 @@ func (s *Server) handleWipeCancel(w http.ResponseWriter, r *http.Request) {
 		}
 		rec.Status, rec.UpdatedAt = cache.WipeCancelled, now
 		for i := range rec.Steps {
-			rec.Steps[i].Status = wipe.StepSkipped
+			rec.Steps[i].Status = forget.StepSkipped
 		}
 		entry := audit.Entry{Time: now, Actor: actor(ctx), Action: "wipe.cancel", Object: "wipes/" + id, Subject: subj}
 		if err := s.o.Store.SaveWipe(ctx, rec, entry); err != nil {

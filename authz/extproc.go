@@ -150,6 +150,9 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 		for k, v := range st.ex.Verdict.ResponseHeaders {
 			mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
 		}
+		if !st.ex.NeedsBody() {
+			s.gate.Observe(st.ex, st.status)
+		}
 		if st.ex.NeedsBody() && h.GetEndOfStream() {
 			// No body is coming, so the response stage runs now (a subject
 			// named only in the body cannot be checked: nothing to show).

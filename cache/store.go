@@ -96,9 +96,13 @@ const (
 
 // WipeStep is one deletion call of a wipe and its outcome.
 type WipeStep struct {
-	Name      string    `json:"name"`
-	Method    string    `json:"method"`
-	Path      string    `json:"path"`
+	Name   string `json:"name"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// Body is the JSON body sent with the call (erasures), "" for none.
+	Body string `json:"body,omitempty"`
+	// Issue marks a step held by config.suspend_wipe_issue.
+	Issue     bool      `json:"issue,omitempty"`
 	Status    string    `json:"status"` // pending, suspended, done, failed, skipped
 	Attempts  int       `json:"attempts"`
 	LastError string    `json:"last_error,omitempty"`

@@ -29,7 +29,7 @@ var ErrUsage = cmdline.ErrUsage
 func Command() *cobra.Command {
 	c := &client{http: &http.Client{Timeout: 10 * time.Minute}}
 	var adminURL string
-	cmd := cmdline.Group("admin", "admin API client: load registers, import evidence, request and inspect wipes")
+	cmd := cmdline.Group("admin", "admin API client: load registers, import evidence, request and inspect wipes, approve deletions, the due report")
 	cmd.Long = `gdprgate admin is a client of the admin API for the chores an operator
 scripts: loading a registers file, importing evidence, requesting and following
 wipes, looking at a subject. It talks to --admin-url with the bearer token
@@ -134,6 +134,7 @@ interruption --resume continues where the server's last answer left off.`,
 			return c.call(cmd.Context(), "GET", "/v1/subjects/"+url.PathEscape(args[0])+"/"+url.PathEscape(args[1]), "", nil)
 		},
 	})
+	cmd.AddCommand(forgetCommands(c)...)
 	return cmd
 }
 

@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdprgate/gdprgate/adminapi"
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/memstore"
-	"github.com/gdprgate/gdprgate/internal/wipe"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/forget"
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 func newServer(t *testing.T) string {
@@ -32,7 +35,7 @@ func newServerWith(t *testing.T, tweak func(*adminapi.Options), wrap ...func(htt
 	o := adminapi.Options{
 		Store:    st,
 		Tokens:   []adminapi.Token{{Name: "ops", SHA256: adminapi.HashToken("secret"), Scopes: []string{adminapi.ScopeAdmin}}},
-		WipePlan: wipe.Plan{"contact": {{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"}}},
+		WipePlan: forget.Plan{"contact": {{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"}}},
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if tweak != nil {
@@ -136,4 +139,43 @@ func between(s, a, b string) string {
 	_, rest, _ := strings.Cut(s, a)
 	v, _, _ := strings.Cut(rest, b)
 	return v
+}
+
+func TestCLIListsApprovesHeldDeletionsAndShowsTheDueReport(t *testing.T) {
+	url, st := newServerWith(t, nil)
+	if out, err := runCLI(t, url, "load-registers", "../testdata/seed.yaml"); err != nil {
+		t.Fatalf("load-registers: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, id := range []string{"lc-1", "lc-2"} {
+		rec := cache.WipeRecord{ID: id, Subject: model.SubjectRef{Entity: "contact", ID: "c-" + id}, Status: cache.WipeHeld, HeldFor: "approval",
+			Kind: cache.KindErasure, Bits: 0b1000, Reason: cache.ReasonLifecycle, CreatedAt: now, UpdatedAt: now,
+			Steps: []cache.WipeStep{{Name: "health", Method: "PATCH", Path: "/api/contacts/x", Status: "pending"}}}
+		if err := st.EnqueueWipe(ctx, rec, audit.Entry{Actor: "lifecycle", Action: "deletion.hold"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runCLI(t, url, "deletions")
+	if err != nil || !strings.Contains(out, "lc-1") || !strings.Contains(out, "held (approval)") || !strings.Contains(out, "2 deletions") {
+		t.Fatalf("deletions: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "deletions", "approve"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("approve without ids: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "deletions", "approve", "lc-1"); err != nil || !strings.Contains(out, "lc-1\tqueued") || !strings.Contains(out, "1 deletions approved") {
+		t.Fatalf("approve: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "deletions", "reject", "--all"); err != nil || !strings.Contains(out, "lc-2\trejected") {
+		t.Fatalf("reject --all: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "deletions"); err != nil || !strings.Contains(out, "0 deletions") {
+		t.Fatalf("deletions after decisions: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "due", "--within", "365d"); err != nil || !strings.Contains(out, "subjects with transitions until") {
+		t.Fatalf("due: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "due", "--within", "soon"); err == nil || !strings.Contains(err.Error(), "within") {
+		t.Fatalf("due with a bad window: %v\n%s", err, out)
+	}
 }

@@ -579,8 +579,8 @@ func (s *Store) EnqueueWipes(ctx context.Context, ws []cache.WipeRecord, entries
 // wipe; s.mu held.
 func (s *Store) queueWipe(w cache.WipeRecord) {
 	if w.Restricts() {
+		// Not marked due: see the Redis store's queueWipe.
 		s.subjectFor(w.Subject).restriction = w.ID
-		s.mark(w.Subject)
 		s.local.Invalidate(w.Subject)
 	}
 	s.nextMsg++

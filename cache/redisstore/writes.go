@@ -473,8 +473,11 @@ func (s *Store) EnqueueWipes(ctx context.Context, ws []cache.WipeRecord, entries
 // whole-subject wipe.
 func queueWipe(ctx context.Context, p redis.Pipeliner, w cache.WipeRecord) {
 	if w.Restricts() {
+		// Published, not marked due: a restriction only stops deletions,
+		// and the sweeper committing the lifecycle wipe it just created
+		// must not find its own write in the way.
 		p.Set(ctx, keyRestriction(w.Subject), w.ID, 0)
-		touch(ctx, p, w.Subject)
+		publish(ctx, p, subjectMsg(w.Subject))
 	}
 	p.XAdd(ctx, &redis.XAddArgs{Stream: keyQueue, Values: []any{"wipe", w.ID}})
 }

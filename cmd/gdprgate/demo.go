@@ -11,10 +11,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gdprgate/gdprgate/adminapi"
+	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/app"
 	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // DemoToken is the admin token the demo configures (scope admin). It is
@@ -80,11 +82,29 @@ func runDemo(ctx context.Context, sf *serverFlags, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	printWalkthrough(stdout, "http://"+plis.Addr().String(), "http://"+alis.Addr().String(), cfg.Upstream)
+	held := heldWipeOf(ctx, a, model.SubjectRef{Entity: "contact", ID: "c-5"})
+	printWalkthrough(stdout, "http://"+plis.Addr().String(), "http://"+alis.Addr().String(), cfg.Upstream, held)
 	return runProxyListeners(ctx, a, cfg, plis, alis)
 }
 
-func printWalkthrough(w io.Writer, gw, admin, backend string) {
+// heldWipeOf waits (briefly) for the sweeper's first pass to hold the
+// lifecycle wipe of ref, and returns its id ("" if none came).
+func heldWipeOf(ctx context.Context, a *app.App, ref model.SubjectRef) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if held, err := a.Store.HeldWipes(ctx, 0); err == nil {
+			for _, h := range held {
+				if h.Subject == ref && h.Kind == cache.KindWipe {
+					return h.ID
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return ""
+}
+
+func printWalkthrough(w io.Writer, gw, admin, backend, held string) {
 	fmt.Fprintf(w, `gdprgate demo is running.
 
   gateway (the CRM behind gdprgate): %[1]s
@@ -114,5 +134,18 @@ Try it (Ctrl-C stops everything):
   # wipe Grace (c-7) and everything related; she is gone at once
   curl -s -H 'authorization: Bearer %[4]s' -d '{"entity":"contact","id":"c-7"}' %[2]s/v1/wipes
   curl -s -i -H 'x-gdpr-roles: supervisor' %[1]s/api/contacts/c-7
+
+  # forgetting happens on time, on purpose: the lifecycle obliviated Eve, so the
+  # sweeper created the wipe of her record, held for an approval (reads never
+  # delete); health notes and other forgotten fields wait as erasures
+  curl -s -H 'authorization: Bearer %[4]s' '%[2]s/v1/deletions?state=held'
+  curl -s -H 'authorization: Bearer %[4]s' '%[2]s/v1/reports/due?within=30d'
 `, gw, admin, backend, DemoToken)
+	if held != "" {
+		fmt.Fprintf(w, `
+  # approve Eve's wipe: the CRM's DELETEs follow (then the CRM has no c-5)
+  curl -s -X POST -H 'authorization: Bearer %[3]s' %[2]s/v1/deletions/%[1]s/approve
+  curl -s -i %[4]s/api/contacts/c-5
+`, held, admin, DemoToken, backend)
+	}
 }

@@ -61,6 +61,7 @@ type Server struct {
 	faults      []*fault
 	deleted     map[string]int
 	deleteCalls map[string]int
+	patches     int
 	requests    []string
 }
 
@@ -86,6 +87,7 @@ func New(now time.Time) *Server {
 	s.mux.HandleFunc("GET /api/contacts", s.listContacts)
 	s.mux.HandleFunc("GET /api/contacts/{id}", s.getContact)
 	s.mux.HandleFunc("PUT /api/contacts/{id}", s.putContact)
+	s.mux.HandleFunc("PATCH /api/contacts/{id}", s.patchContact)
 	s.mux.HandleFunc("DELETE /api/contacts/{id}", s.deleteContact)
 	s.mux.HandleFunc("GET /api/contacts/{id}/calls", s.getCalls)
 	s.mux.HandleFunc("DELETE /api/contacts/{id}/calls", s.deleteCallsOf)
@@ -302,6 +304,70 @@ func (s *Server) putContact(w http.ResponseWriter, r *http.Request) {
 	}
 	*c = upd
 	writeJSON(w, http.StatusOK, cloneContact(c))
+}
+
+// patchContact applies a JSON merge patch (RFC 7396): members present
+// replace the field, null clears it (what gdprgate's erasure steps send).
+func (s *Server) patchContact(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.contacts[id]
+	if !ok {
+		notFound(w)
+		return
+	}
+	var patch map[string]json.RawMessage
+	if err := decodeBody(w, r, &patch); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	cur, _ := json.Marshal(cloneContact(c))
+	var doc map[string]json.RawMessage
+	_ = json.Unmarshal(cur, &doc)
+	for k, v := range patch {
+		if _, known := doc[k]; !known {
+			badRequest(w, "unknown field "+k)
+			return
+		}
+		if string(v) == "null" {
+			delete(doc, k)
+		} else {
+			doc[k] = v
+		}
+	}
+	merged, _ := json.Marshal(doc)
+	var upd Contact
+	if err := json.Unmarshal(merged, &upd); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if upd.ID != id || upd.CreatedAt != c.CreatedAt {
+		badRequest(w, "id and created_at cannot be changed")
+		return
+	}
+	s.patches++
+	*c = upd
+	writeJSON(w, http.StatusOK, cloneContact(c))
+}
+
+// AddContact adds (or replaces) a contact, appended to the list order: a
+// contact gdprgate's seed does not know (tests of first meetings).
+func (s *Server) AddContact(c Contact) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.contacts[c.ID]; !ok {
+		s.order = append(s.order, c.ID)
+	}
+	cc := cloneContact(&c)
+	s.contacts[c.ID] = &cc
+}
+
+// Patches counts the PATCH calls that changed a contact.
+func (s *Server) Patches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.patches
 }
 
 func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) {

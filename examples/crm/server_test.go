@@ -100,7 +100,14 @@ func TestRoutesAnswerAsTheScenarioSays(t *testing.T) {
 		{"put cannot change id", "PUT", "/api/contacts/c-2", `{"id":"c-3"}`, 400, nil},
 		{"put bad JSON", "PUT", "/api/contacts/c-2", `{"email":`, 400, nil},
 		{"put unknown contact", "PUT", "/api/contacts/c-999", `{"email":"x@example.com"}`, 404, wantError("not found")},
-		{"wrong method", "PATCH", "/api/contacts/c-1", `{}`, 405, nil},
+		{"wrong method", "PATCH", "/api/contacts/c-1/export", `{}`, 405, nil},
+		{"patch with null clears a field (erasure)", "PATCH", "/api/contacts/c-2", `{"health_notes":null,"birth_year":null}`, 200, func(t *testing.T, m map[string]any) {
+			if m["health_notes"] != "" || m["birth_year"] != float64(0) || m["first_name"] != "Bob" {
+				t.Errorf("after patch: %v", m)
+			}
+		}},
+		{"patch of an unknown field changes nothing", "PATCH", "/api/contacts/c-2", `{"nope":null}`, 400, nil},
+		{"patch cannot change the id", "PATCH", "/api/contacts/c-2", `{"id":"c-9"}`, 400, nil},
 		{"delete issues needs contact_id", "DELETE", "/api/issues", "", 400, nil},
 	}
 	srv := New(testNow)

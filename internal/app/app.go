@@ -28,10 +28,10 @@ import (
 	"github.com/gdprgate/gdprgate/cache/redisstore"
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/identity"
 	"github.com/gdprgate/gdprgate/internal/observe"
-	"github.com/gdprgate/gdprgate/internal/wipe"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -50,6 +50,9 @@ type Options struct {
 	HashKey []byte
 	// DisableWipeWorker leaves queued wipes to other sidecars (tests).
 	DisableWipeWorker bool
+	// DisableSweeper runs no lifecycle sweeper here (tests drive
+	// App.Sweeper.Pass themselves).
+	DisableSweeper bool
 }
 
 // App is a running gdprgate.
@@ -63,11 +66,14 @@ type App struct {
 	Registry *prometheus.Registry
 	Log      *slog.Logger
 	Identity *identity.Verifier
+	// Forget creates, admits and decides deletion work; Sweeper applies
+	// due lifecycle transitions (one active across sidecars).
+	Forget  *forget.Executor
+	Sweeper *forget.Sweeper
 
 	// closers release what New started besides the store, last first.
 	closers  []func()
 	hasher   audit.Hasher
-	plan     wipe.Plan
 	now      func() time.Time
 	seedTime time.Time
 	cancel   context.CancelFunc
@@ -184,15 +190,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	a.Identity = ident
 	a.closers = append(a.closers, ident.Close)
 
-	plan := wipe.Plan{}
-	for entity, steps := range cfg.Wipes.Steps {
-		for _, s := range steps {
-			plan[entity] = append(plan[entity], wipe.Step{Name: s.Name, Method: strings.ToUpper(s.Method), Path: s.Path, Issue: s.Issue})
-		}
+	plans, err := forget.PlansFromConfig(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("deletion plans: %w", err))
 	}
-	a.plan = plan
-	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now,
-		OnObliviated: a.enqueueObliviation})
+	plan := plans.Wipe
+	exec, err := forget.NewExecutor(forget.ExecutorOptions{Store: store, Plans: plans, Hasher: hasher, Logger: log,
+		Auto: cfg.Lifecycle.Deletions == "auto", PerMinute: cfg.Wipes.PerMinute, Clock: now, Registerer: reg})
+	if err != nil {
+		return fail(err)
+	}
+	a.Forget = exec
+	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
 	if err != nil {
 		return fail(err)
 	}
@@ -211,6 +220,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		Store: store, Tokens: tokens, WipePlan: plan, Hasher: hasher, Logger: log,
 		Ready: a.ready, Gatherer: reg, MaxBodyBytes: cfg.Admin.MaxBodyBytes,
 		WipesPerMinute: cfg.Wipes.PerMinute, Clock: now,
+		Forget: exec, MaxDeletionsPerChange: cfg.Lifecycle.MaxDeletionsPerChange,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("admin api: %w", err))
@@ -227,7 +237,23 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); eng.Watch(bg, cfg.PolicyWatch) }()
 	}
-	if !opts.DisableWipeWorker && len(plan) > 0 {
+	sw, err := forget.NewSweeper(forget.SweeperOptions{Executor: exec, Interval: cfg.Lifecycle.SweepInterval,
+		LeaseTTL: cfg.Lifecycle.LeaseTTL, Batch: cfg.Lifecycle.Batch, Logger: log})
+	if err != nil {
+		cancel()
+		return fail(err)
+	}
+	a.Sweeper = sw
+	if *cfg.Lifecycle.Sweeper && !opts.DisableSweeper {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := sw.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("lifecycle sweeper stopped", "err", err)
+			}
+		}()
+	}
+	if !opts.DisableWipeWorker && (len(plan) > 0 || len(plans.Erase) > 0 || len(plans.Comm) > 0) {
 		backend := cfg.Wipes.Backend
 		if backend == "" {
 			backend = cfg.Upstream
@@ -237,7 +263,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		} else {
 			host, _ := os.Hostname()
 			for i := 0; i < cfg.Wipes.Workers; i++ {
-				w, err := wipe.NewWorker(wipe.Options{Store: store, Plan: plan, Backend: backend, Logger: log, Hasher: hasher,
+				w, err := forget.NewWorker(forget.Options{Store: store, Plan: plan, Backend: backend, Logger: log, Hasher: hasher,
 					Consumer: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), i), Clock: now})
 				if err != nil {
 					cancel()
@@ -254,36 +280,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 	}
 	return a, nil
-}
-
-// enqueueObliviation queues the wipe of a subject whose every bit the
-// lifecycle obliviated, the same way an admin's WipeCtcAll is queued. The
-// wipe id derives from the subject's keyed hash, so sidecars racing to
-// enqueue the same subject produce one wipe (the others get a conflict).
-func (a *App) enqueueObliviation(ctx context.Context, ref model.SubjectRef) error {
-	steps := wipe.Steps(a.plan, ref)
-	if len(steps) == 0 {
-		return nil // no deletion configured for this entity: the 404 is all
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	now := a.now().UTC()
-	subj := a.hasher.Subject(ref)
-	id := "obl-" + strings.TrimPrefix(subj, "h:")
-	rec := cache.WipeRecord{ID: id, Subject: ref, Scope: "obliviation", Status: cache.WipeQueued, Steps: steps,
-		RequestedBy: "lifecycle", CreatedAt: now, UpdatedAt: now}
-	entry := audit.Entry{Time: now, Actor: "lifecycle", Action: "wipe.request", Object: "wipes/" + id, Subject: subj,
-		Detail: map[string]string{"reason": "obliviated", "steps": fmt.Sprint(len(steps))}}
-	switch err := a.Store.EnqueueWipe(ctx, rec, entry); {
-	case err == nil:
-		a.Log.Info("obliviated subject queued for wipe", "wipe", id, "subject", subj)
-	case errors.Is(err, cache.ErrConflict):
-		// Another sidecar queued it already.
-	default:
-		a.Log.Warn("obliviated subject not queued for wipe; retried at its next request", "subject", subj, "err", err)
-		return err
-	}
-	return nil
 }
 
 // seed loads --seed (or the embedded seed) into an empty store.

@@ -32,6 +32,12 @@ type Options struct {
 	WipeWorker bool
 	// Now fixes the clock (zero: the current second).
 	Now time.Time
+	// Clock, when set, is gdprgate's clock instead of the fixed Now (the
+	// seed still resolves against Now): lifecycle tests move time on.
+	Clock func() time.Time
+	// Sweeper runs the lifecycle sweeper in the background (off by
+	// default: tests drive App.Sweeper.Pass themselves).
+	Sweeper bool
 }
 
 // Scenario is gdprgate built for the reference scenario at Now.
@@ -64,9 +70,13 @@ func New(tb testing.TB, opts Options) *Scenario {
 	if log == nil {
 		log = Quiet()
 	}
+	clock := opts.Clock
+	if clock == nil {
+		clock = func() time.Time { return now }
+	}
 	a, err := app.New(context.Background(), cfg, app.Options{
-		SeedData: crm.RegistersYAML, SeedTime: now, Now: func() time.Time { return now },
-		Logger: log, DisableWipeWorker: !opts.WipeWorker,
+		SeedData: crm.RegistersYAML, SeedTime: now, Now: clock,
+		Logger: log, DisableWipeWorker: !opts.WipeWorker, DisableSweeper: !opts.Sweeper,
 	})
 	if err != nil {
 		tb.Fatalf("apptest: build gdprgate: %v", err)

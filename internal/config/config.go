@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -44,6 +45,8 @@ type Config struct {
 	Redaction   RedactionConfig `yaml:"redaction"`
 	Body        BodyConfig      `yaml:"body"`
 	Wipes       WipesConfig     `yaml:"wipes"`
+	Erasure     ErasureConfig   `yaml:"erasure"`
+	Lifecycle   LifecycleConfig `yaml:"lifecycle"`
 	Admin       AdminConfig     `yaml:"admin"`
 	Decisions   DecisionConfig  `yaml:"decisions"`
 	Limits      LimitsConfig    `yaml:"limits"`
@@ -183,6 +186,12 @@ type SubjectSpec struct {
 	Name string `yaml:"name"`
 	// Path is the JSON path for body, response_body and item sources.
 	Path string `yaml:"path"`
+	// OriginFrom is the JSON path of the response body where the backend
+	// says when it created the subject's data (e.g. created_at; for item
+	// subjects relative to the list, e.g. data.#.created_at). The first
+	// time gdprgate meets the subject it records that instant as the
+	// data's origin instead of "now".
+	OriginFrom string `yaml:"origin_from"`
 }
 
 // Route maps one backend route to what gdprgate must know of it.
@@ -247,7 +256,7 @@ var routeKeys = map[string]bool{
 	"comm_types": true, "subject": true, "fields": true, "actions": true, "exact_case": true,
 }
 
-var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true}
+var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true, "origin_from": true}
 
 // RedactionConfig chooses what replaces a hidden field.
 type RedactionConfig struct {
@@ -274,12 +283,44 @@ type BodyConfig struct {
 	UnseenAfter *int `yaml:"unseen_after"`
 }
 
-// WipeStep is one backend deletion call of a wipe.
+// WipeStep is one backend deletion call of a wipe or an erasure.
 type WipeStep struct {
 	Name   string `yaml:"name"`
 	Method string `yaml:"method"`
 	Path   string `yaml:"path"` // with {id}
 	Issue  bool   `yaml:"issue"`
+	// Body is a JSON body sent with the call (an erasure's PATCH nulling
+	// fields); "{id}" inside its strings is replaced by the subject id.
+	Body any `yaml:"body"`
+}
+
+// ErasureConfig lists the backend calls that delete one sensitivity's data
+// of a subject: steps.<entity>.<sensitivity id>.
+type ErasureConfig struct {
+	Steps map[string]map[string][]WipeStep `yaml:"steps"`
+	// Communications are the calls that delete one proof communication
+	// ("{id}" = the communication id) once its evidence's retention ended.
+	Communications []WipeStep `yaml:"communications"`
+}
+
+// LifecycleConfig tunes the lifecycle executor (internal/forget).
+type LifecycleConfig struct {
+	// Deletions is hold (default: lifecycle deletions wait for an
+	// approval) or auto.
+	Deletions string `yaml:"deletions"`
+	// MaxDeletionsPerChange refuses a register change that would create
+	// more deletions than this unless confirmed (default 100).
+	MaxDeletionsPerChange int `yaml:"max_deletions_per_change"`
+	// Sweeper runs a sweeper in this process (default true; one is active
+	// at a time across sidecars, by a lease in the store).
+	Sweeper *bool `yaml:"sweeper"`
+	// SweepInterval is how often the sweeper looks for due transitions
+	// (default 1s).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// Batch bounds the subjects processed per store round trip (default 1000).
+	Batch int `yaml:"batch"`
+	// LeaseTTL is how long a silent sweeper keeps the lease (default 15s).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // WipesConfig lists, per entity, the backend calls that delete a subject.
@@ -375,6 +416,23 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Wipes.Workers == 0 {
 		c.Wipes.Workers = 1
+	}
+	def(&c.Lifecycle.Deletions, "hold")
+	if c.Lifecycle.MaxDeletionsPerChange == 0 {
+		c.Lifecycle.MaxDeletionsPerChange = 100
+	}
+	if c.Lifecycle.Sweeper == nil {
+		on := true
+		c.Lifecycle.Sweeper = &on
+	}
+	if c.Lifecycle.SweepInterval == 0 {
+		c.Lifecycle.SweepInterval = time.Second
+	}
+	if c.Lifecycle.Batch == 0 {
+		c.Lifecycle.Batch = 1000
+	}
+	if c.Lifecycle.LeaseTTL == 0 {
+		c.Lifecycle.LeaseTTL = 15 * time.Second
 	}
 	if c.Admin.MaxBodyBytes == 0 {
 		c.Admin.MaxBodyBytes = 1 << 20
@@ -579,6 +637,22 @@ func (c *Config) Validate() error {
 			default:
 				add("%s: subject.from must be path, query, header, body, response_body or item (got %q)", where, s.From)
 			}
+			if o := s.OriginFrom; o != "" {
+				// The origin is read from the answer: for item subjects one
+				// per element of the same list as the id.
+				prefix, _, _ := strings.Cut(s.Path, "#")
+				each := 0
+				if s.From == FromItem {
+					each = 1
+				}
+				switch err := bodyPath(o, each); {
+				case err != nil:
+					add("%s: subject.origin_from: %v", where, err)
+				case s.From == FromItem && (!strings.HasPrefix(o, prefix+"#.") || strings.ContainsAny(o, "\\|@")):
+					// Items pair the id and the origin by plain dotted keys.
+					add("%s: subject.origin_from %q must be a plain path in the same list as subject.path %q (e.g. %s#.created_at)", where, o, s.Path, prefix)
+				}
+			}
 		} else if r.Kind != policy.KindWrite && len(r.Fields) > 0 {
 			add("%s: a route with fields needs a subject", where)
 		}
@@ -622,9 +696,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for entity, steps := range c.Wipes.Steps {
+	checkSteps := func(where string, steps []WipeStep) {
 		for i, s := range steps {
-			where := fmt.Sprintf("wipes.steps.%s[%d]", entity, i)
+			where := fmt.Sprintf("%s[%d]", where, i)
 			if s.Name == "" {
 				add("%s: name is required", where)
 			}
@@ -634,7 +708,36 @@ func (c *Config) Validate() error {
 			if !strings.HasPrefix(s.Path, "/") || !strings.Contains(s.Path, "{id}") {
 				add("%s: path must start with / and contain {id} (got %q)", where, s.Path)
 			}
+			if s.Body != nil {
+				if _, err := StepBody(s.Body); err != nil {
+					add("%s: body: %v", where, err)
+				}
+			}
 		}
+	}
+	for entity, steps := range c.Wipes.Steps {
+		checkSteps("wipes.steps."+entity, steps)
+	}
+	for entity, bySens := range c.Erasure.Steps {
+		for sens, steps := range bySens {
+			if len(steps) == 0 {
+				add("erasure.steps.%s.%s: give at least one step (a sensitivity without steps is reported not executable)", entity, sens)
+			}
+			checkSteps("erasure.steps."+entity+"."+sens, steps)
+		}
+	}
+	checkSteps("erasure.communications", c.Erasure.Communications)
+	if c.Lifecycle.Deletions != "hold" && c.Lifecycle.Deletions != "auto" {
+		add("lifecycle.deletions: must be hold or auto (got %q)", c.Lifecycle.Deletions)
+	}
+	if c.Lifecycle.MaxDeletionsPerChange < 0 {
+		add("lifecycle.max_deletions_per_change: must not be negative")
+	}
+	if c.Lifecycle.SweepInterval < 0 || c.Lifecycle.Batch < 0 || c.Lifecycle.Batch > 100000 {
+		add("lifecycle: sweep_interval must be positive and batch 1..100000")
+	}
+	if c.Lifecycle.LeaseTTL < time.Second || c.Lifecycle.LeaseTTL > time.Hour {
+		add("lifecycle.lease_ttl: must be between 1s and 1h (got %s)", c.Lifecycle.LeaseTTL)
 	}
 	for i, t := range c.Admin.Tokens {
 		if t.Name == "" || len(t.SHA256) != 64 {
@@ -686,6 +789,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// StepBody encodes a step's YAML body as JSON. Only JSON-compatible values
+// (maps with string keys, lists, scalars, null) are accepted.
+func StepBody(v any) ([]byte, error) {
+	b, err := json.Marshal(jsonable(v))
+	if err != nil {
+		return nil, fmt.Errorf("not expressible as JSON: %w", err)
+	}
+	return b, nil
+}
+
+// jsonable turns yaml.v3's map[string]any / map[any]any trees into values
+// encoding/json accepts (it refuses map[any]any).
+func jsonable(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[k] = jsonable(x)
+		}
+		return m
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[fmt.Sprint(k)] = jsonable(x)
+		}
+		return m
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = jsonable(x)
+		}
+		return out
+	}
+	return v
 }
 
 // templateKey makes routes that differ only by parameter names compare equal.

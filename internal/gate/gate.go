@@ -96,11 +96,6 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-	// OnObliviated is called (asynchronously, once per subject and
-	// process) when a decision finds a subject whose every bit is
-	// obliviated while GDPR is enforced: the lifecycle's wipe.
-	// An error lets a later decision try again.
-	OnObliviated func(ctx context.Context, ref model.SubjectRef) error
 }
 
 // Gate makes the decisions. It is safe for concurrent use.
@@ -122,8 +117,12 @@ type Gate struct {
 	tableMu sync.Mutex
 	table   atomic.Pointer[table]
 
-	onObliviated func(ctx context.Context, ref model.SubjectRef) error
-	obliviated   sync.Map // subjects already handed to onObliviated
+	// origins are the subjects whose origin this process is recording or
+	// recorded (until the store's invalidation reaches the cached facts),
+	// so that a burst of answers for a new subject writes once.
+	origins   sync.Map
+	originsN  atomic.Int64
+	originSem chan struct{}
 }
 
 // New builds a Gate.
@@ -136,7 +135,7 @@ func New(opts Options) (*Gate, error) {
 		hasher: opts.Hasher, log: opts.Logger, now: opts.Now,
 		sample: *opts.Config.Decisions.Sample,
 
-		onObliviated: opts.OnObliviated,
+		originSem: make(chan struct{}, 16),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -284,6 +283,8 @@ type Exchange struct {
 	subject model.SubjectRef
 	hasSubj bool
 	visible uint32
+	// origin is how the request-side subject's origin is recorded.
+	origin cache.OriginSource
 	// auditWrite: the request is a write to audit once it is allowed.
 	auditWrite bool
 	// changed are the mapped fields a write's body changes.
@@ -322,9 +323,16 @@ func (ex *Exchange) RouteName() string {
 }
 
 // NeedsBody reports whether the response body must be seen (and so
-// buffered): the route maps fields, or its subject is in the response.
+// buffered): the route maps fields, its subject is in the response, or the
+// backend's creation instant of a subject gdprgate has not recorded it for
+// is (origin_from).
 func (ex *Exchange) NeedsBody() bool {
-	return ex.Mapped() && ex.Verdict.Allow && (ex.route.fields != nil || ex.route.subjectIn != nil && ex.route.cfg.Subject.From == config.FromResponseBody)
+	if !ex.Mapped() || !ex.Verdict.Allow {
+		return false
+	}
+	r := ex.route
+	return r.fields != nil || r.subjectIn != nil && r.cfg.Subject.From == config.FromResponseBody ||
+		r.originIn != nil && ex.hasSubj && ex.origin < cache.OriginStated
 }
 
 // Warm reads the registers and compiles the route map against them, so
@@ -529,7 +537,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 					return badRequest(err)
 				}
 			}
-			if err := g.subjectFacts(ctx, &f, ex.subject, comm, project); err != nil {
+			src, err := g.subjectFacts(ctx, &f, ex.subject, comm, project)
+			ex.origin = src
+			if err != nil {
 				g.metrics.storeErrors.Inc()
 				g.log.Warn("store unavailable for a decision", "decision_id", ex.DecisionID, "err", err)
 			}
@@ -682,9 +692,11 @@ func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, _ []byte) e
 	return err
 }
 
-// subjectFacts fills f with the subject's facts. A store failure marks the
-// facts unavailable (the policy fails closed) and is returned for logging.
-func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.SubjectRef, comm uint32, project string) error {
+// subjectFacts fills f with the subject's facts and tells how its origin
+// is recorded. A store failure marks the facts unavailable (the policy
+// fails closed) and is returned for logging. It only reads: forgetting is
+// the lifecycle executor's (internal/forget), never a read's.
+func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.SubjectRef, comm uint32, project string) (cache.OriginSource, error) {
 	ctx, span := observe.Start(ctx, "store.facts")
 	defer span.End()
 	f.SubjectPresent = true
@@ -694,12 +706,10 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 		// Redact everything that could be redacted if a fail-open policy
 		// lets the request through.
 		f.Obliviated = ^uint32(0)
-		return err
+		// Unknown: an origin is not recorded on a guess.
+		return cache.OriginSet, err
 	}
 	st := &sf.State
-	if f.Enforced && !sf.Restricted && st.Obliviated != 0 && st.Gone() {
-		g.obliviate(ref)
-	}
 	f.SubjectKnown = sf.Known
 	f.Restricted = sf.Restricted
 	f.Active, f.Archived, f.Expired, f.Obliviated = st.Active, st.Archived, st.Expired, st.Obliviated
@@ -708,23 +718,7 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 	if comm != 0 {
 		f.CommPermitted = st.Permits(comm, project)
 	}
-	return nil
-}
-
-// obliviate hands a fully obliviated subject to the wipe machinery once.
-// The decision does not wait: the subject already answers 404.
-func (g *Gate) obliviate(ref model.SubjectRef) {
-	if g.onObliviated == nil {
-		return
-	}
-	if _, seen := g.obliviated.LoadOrStore(ref, struct{}{}); seen {
-		return
-	}
-	go func() {
-		if err := g.onObliviated(context.Background(), ref); err != nil {
-			g.obliviated.Delete(ref)
-		}
-	}()
+	return sf.Origin, nil
 }
 
 // decide asks the policy; req and rd are nil in the response stage.

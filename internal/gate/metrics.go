@@ -9,6 +9,10 @@ type metrics struct {
 	latency     *prometheus.HistogramVec
 	storeErrors prometheus.Counter
 	bodies      *prometheus.CounterVec
+	// originRecorded counts origins written (observed, stated);
+	// originIgnored origin_from values not used (missing, unparsable,
+	// future).
+	originRecorded, originIgnored *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdprgate_response_bodies_total", Help: "Response bodies by outcome (rewritten, passed, refused).",
 		}, []string{"outcome"}),
+		originRecorded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_origin_recorded_total", Help: "Subject origins recorded from 2xx answers, by source (observed: first seen; stated: the route's origin_from).",
+		}, []string{"source"}),
+		originIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_origin_ignored_total", Help: "origin_from values not used, by reason (missing, unparsable, future).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies)
+		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy"
@@ -64,6 +65,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 	}
 	if !ex.NeedsBody() || resp.Head || resp.Status == 204 || resp.Status == 304 || len(resp.Body) == 0 {
+		g.Observe(ex, resp.Status)
 		return Rewritten{SetHeaders: set, Reason: "no_body"}
 	}
 	r := ex.route
@@ -110,8 +112,12 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		f := ex.base
 		ref := model.SubjectRef{Entity: r.cfg.Subject.Entity, ID: string(id)}
-		if err := g.subjectFacts(ctx, &f, ref, 0, ""); err != nil {
+		src, err := g.subjectFacts(ctx, &f, ref, 0, "")
+		if err != nil {
 			g.metrics.storeErrors.Inc()
+		}
+		if ok2xx(resp.Status) {
+			g.noteOrigin(ref, src, body, r.originIn)
 		}
 		d, err := g.decide(ctx, f, nil, nil)
 		if err != nil {
@@ -129,8 +135,15 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
-		planner = &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
+		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
+		if ok2xx(resp.Status) {
+			defer func() { g.noteItemOrigins(r, ip.unrecorded, body) }()
+		}
+		planner = ip
 	default:
+		if ex.hasSubj && ok2xx(resp.Status) {
+			g.noteOrigin(ex.subject, ex.origin, body, r.originIn)
+		}
 		planner = redact.Fixed(ex.visible)
 	}
 	if r.fields == nil {
@@ -216,6 +229,9 @@ type itemPlanner struct {
 	base   policy.Facts
 	entity string
 	seen   map[string]uint32
+	// unrecorded are the subjects whose origin gdprgate may still learn
+	// from this answer, with how it is recorded now.
+	unrecorded map[string]cache.OriginSource
 }
 
 func (p *itemPlanner) Visible(id []byte) (uint32, error) {
@@ -224,8 +240,15 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	}
 	f := p.base
 	f.RouteKind = policy.KindList
-	if err := p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, ""); err != nil && !p.base.FailOpen {
+	src, err := p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, "")
+	if err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
+	}
+	if src < cache.OriginStated {
+		if p.unrecorded == nil {
+			p.unrecorded = map[string]cache.OriginSource{}
+		}
+		p.unrecorded[string(id)] = src
 	}
 	d, err := p.g.decide(p.ctx, f, nil, nil)
 	if err != nil {

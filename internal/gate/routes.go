@@ -30,6 +30,9 @@ type route struct {
 	fields *redact.Map
 	// subjectIn extracts the subject from a response body.
 	subjectIn *redact.Map
+	// originIn extracts the backend's creation instant of a single
+	// subject from a response body (subject.origin_from).
+	originIn *redact.Map
 	// bodyPaths are read from the request body (canon.BodyFields): the
 	// subject at bodySubject and the communication type at bodyComm (-1:
 	// not from the body).
@@ -69,6 +72,11 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 		if rc.CommType != "" {
 			r.comm = model.CommTypes[rc.CommType]
 		}
+		oi, err := compileOrigin(rc)
+		if err != nil {
+			return nil, fmt.Errorf("route %s (line %d): subject.origin_from: %w", rc.Name, rc.Line, err)
+		}
+		r.originIn = oi
 		if len(rc.Fields) > 0 {
 			spec := redact.Spec{HashKey: hashKey, ExactCase: rc.ExactCase}
 			if rc.Subject != nil && (rc.Subject.From == config.FromItem || rc.Subject.From == config.FromResponseBody) {

@@ -228,6 +228,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Add(ph.Key, ph.Value)
 	}
 	if !ex.NeedsBody() {
+		p.gate.Observe(ex, resp.StatusCode)
 		return nil
 	}
 	var body []byte

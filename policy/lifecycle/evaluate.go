@@ -253,11 +253,42 @@ func collect(dst []evInfo, ix *model.Index, list []model.Evidence, inherited boo
 			inherited: inherited,
 			leg:       leg,
 		}
-		if p.EvidencePeriodOffset != 0 {
-			e.expire = addDays(e.expire, p.EvidencePeriodOffset)
-			e.obliviate = addDays(e.obliviate, p.EvidencePeriodOffset)
-		}
+		// evidence_period_offset does not extend the data: it is how much
+		// longer the evidence record itself is kept (see Retention).
 		dst = append(dst, e)
 	}
 	return dst
+}
+
+// Retention is the instant from which an evidence record, and the proof
+// communications it names, may be purged: when its purpose forgets the data
+// the evidence covers (the earlier of the fixed obliviation time and the
+// evidence's origin, moved by renewal, plus the obliviation period), plus
+// the purpose's evidence_period_offset days. The manual: the offset is "the
+// number of days the ExpireAfter expiration action and ObliviateAfter are
+// [postponed] when referring to GdprEvidence (proof) communications and the
+// GdprEvidence record itself". ok is false when the record is kept: its
+// purpose never forgets, or the registers no longer know its legalisation or
+// purpose.
+func Retention(ix *model.Index, ev *model.Evidence) (time.Time, bool) {
+	if ix == nil {
+		return time.Time{}, false
+	}
+	leg := ix.Legalisations[ev.LegalisationID]
+	if leg == nil {
+		return time.Time{}, false
+	}
+	p := ix.Purposes[leg.PurposeID]
+	if p == nil {
+		return time.Time{}, false
+	}
+	o := ev.Origin.UnixNano()
+	if ev.RenewedAt != nil && p.RenewalType != "" && p.RenewalType != model.RenewalNone && ev.RenewedAt.UnixNano() > o {
+		o = ev.RenewedAt.UnixNano()
+	}
+	end := addDays(earliest(p.ObliviationTime, o, p.ObliviationPeriod), p.EvidencePeriodOffset)
+	if end == never {
+		return time.Time{}, false
+	}
+	return time.Unix(0, end).UTC(), true
 }

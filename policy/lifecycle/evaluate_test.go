@@ -183,9 +183,12 @@ func TestEvaluateBoundaries(t *testing.T) {
 		{"zero grace and null periods: obliviated at origin", origin, nil, 3, Obliviated},
 		{"null expiration: expired right after grace", origin, nil, 2, Expired},
 		{"evidence: archive exactly at origin+365d", origin.AddDate(0, 0, 365), []model.Evidence{ev("contract-care", origin)}, 1, Archived},
-		{"evidence: offset delays expiry (730+30) — still archived at 759d", origin.AddDate(0, 0, 759), []model.Evidence{ev("contract-care", origin)}, 1, Archived},
-		{"evidence: expired exactly at 730+30d", origin.AddDate(0, 0, 760), []model.Evidence{ev("contract-care", origin)}, 1, Expired},
-		{"evidence: obliviated exactly at 1095+30d", origin.AddDate(0, 0, 1125), []model.Evidence{ev("contract-care", origin)}, 1, Obliviated},
+		// The manual's EvidencePeriodOffset postpones ExpireAfter and
+		// ObliviateAfter "when referring to GdprEvidence (proof)
+		// communications and the GdprEvidence record itself" — not the data.
+		{"evidence_period_offset does not extend the data: archived one ns before 730d", origin.AddDate(0, 0, 730).Add(-1), []model.Evidence{ev("contract-care", origin)}, 1, Archived},
+		{"evidence_period_offset does not extend the data: expired exactly at 730d", origin.AddDate(0, 0, 730), []model.Evidence{ev("contract-care", origin)}, 1, Expired},
+		{"evidence_period_offset does not extend the data: obliviated exactly at 1095d", origin.AddDate(0, 0, 1095), []model.Evidence{ev("contract-care", origin)}, 1, Obliviated},
 		{"fixed time earlier than origin+period wins (archive)", now, []model.Evidence{ev("fixed-care", ago(45))}, 0, Archived},
 		{"fixed expiration earlier than origin+period wins", now.AddDate(0, 0, 100), []model.Evidence{ev("fixed-care", ago(45))}, 0, Expired},
 		{"fixed expiration later than origin+period: period wins", now.AddDate(0, 0, 99), []model.Evidence{ev("fixed-care", ago(450))}, 0, Expired},
@@ -321,5 +324,34 @@ func BenchmarkLifecycle(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = Evaluate(in, now)
+	}
+}
+
+// The manual: EvidencePeriodOffset is "the number of days the ExpireAfter
+// expiration action and ObliviateAfter are [postponed] when referring to
+// GdprEvidence (proof) communications and the GdprEvidence record itself":
+// the record is kept until the data's obliviation plus the offset.
+func TestRetentionIsDataObliviationPlusEvidencePeriodOffset(t *testing.T) {
+	ix := scenario(t)
+	origin := ago(100)
+	renewed := ago(10)
+	cases := []struct {
+		name string
+		ev   model.Evidence
+		want time.Time
+		ok   bool
+	}{
+		{"customer-care: 1095 days + 30 days offset", ev("contract-care", origin), origin.AddDate(0, 0, 1095+30), true},
+		{"marketing: 400 days, no offset", ev("marketing-consent", origin), origin.AddDate(0, 0, 400), true},
+		{"renewal moves the origin", func() model.Evidence { e := ev("contract-care", origin); e.RenewedAt = &renewed; return e }(), renewed.AddDate(0, 0, 1125), true},
+		{"unknown legalisation: kept", ev("gone", origin), time.Time{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := Retention(ix, &tc.ev)
+			if ok != tc.ok || !got.Equal(tc.want) {
+				t.Fatalf("Retention = %s, %v; want %s, %v", got, ok, tc.want, tc.ok)
+			}
+		})
 	}
 }

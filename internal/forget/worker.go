@@ -1,8 +1,14 @@
-// Package wipe executes WipeCtcAll requests: for a restricted data subject it
-// calls the backend's deletion routes, one step after another, until every
-// step is done.
+// Package forget is everything in gdprgate that deletes (DESIGN §5): the
+// worker executing deletion work (WipeCtcAll wipes, lifecycle erasures,
+// purges of proof communications), the sweeper that applies due lifecycle
+// transitions, the approvals of held deletions, the mass-deletion guard
+// shared by every sidecar, the preview of a register change and the due
+// report.
 //
-// A wipe is exactly-once in effect: each step is an idempotent HTTP call (2xx
+// # The worker
+//
+// For a deletion it calls the backend's routes, one step after another,
+// until every step is done. A wipe is exactly-once in effect: each step is an idempotent HTTP call (2xx
 // or 404 both mean "gone"), its progress is saved in the store after every
 // attempt, a step already done is never repeated, and a wipe whose worker
 // died is handed to another worker by the store's claim protocol (ClaimWipe
@@ -13,7 +19,7 @@
 // holds the whole wipe (status "suspended", not acked, so it is re-claimed
 // after MinIdle and re-checked), config.suspend_wipe_issue holds only the
 // steps marked Issue while the others run.
-package wipe
+package forget
 
 import (
 	"context"
@@ -28,7 +34,6 @@ import (
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
-	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // Step statuses (cache.WipeStep.Status).
@@ -39,51 +44,6 @@ const (
 	StepFailed    = "failed"
 	StepSkipped   = "skipped"
 )
-
-// Step is one deletion call of an entity's wipe plan.
-type Step struct {
-	Name   string `json:"name" yaml:"name"`
-	Method string `json:"method" yaml:"method"`
-	// Path is a template relative to the backend's base URL; "{id}" is
-	// replaced by the subject's id, escaped for where it stands (path
-	// segment before '?', query value after it).
-	Path string `json:"path" yaml:"path"`
-	// Issue marks a step deleting issues: held while
-	// config.suspend_wipe_issue is set.
-	Issue bool `json:"issue,omitempty" yaml:"issue,omitempty"`
-}
-
-// Plan maps an entity ("contact") to the steps that delete one of them with
-// everything related, in order.
-type Plan map[string][]Step
-
-// Expand returns the step's path for subject id, with the id escaped.
-func (s Step) Expand(id string) string {
-	p, q, hasQuery := strings.Cut(s.Path, "?")
-	p = strings.ReplaceAll(p, "{id}", url.PathEscape(id))
-	if !hasQuery {
-		return p
-	}
-	return p + "?" + strings.ReplaceAll(q, "{id}", url.QueryEscape(id))
-}
-
-// Steps returns the pending steps for ref under plan, as stored in a wipe
-// record; nil when the plan has no entry for ref.Entity.
-func Steps(plan Plan, ref model.SubjectRef) []cache.WipeStep {
-	steps, ok := plan[ref.Entity]
-	if !ok {
-		return nil
-	}
-	out := make([]cache.WipeStep, len(steps))
-	for i, s := range steps {
-		m := s.Method
-		if m == "" {
-			m = http.MethodDelete
-		}
-		out[i] = cache.WipeStep{Name: s.Name, Method: strings.ToUpper(m), Path: s.Expand(ref.ID), Status: StepPending}
-	}
-	return out
-}
 
 // Options configure a Worker. Store, Plan and Backend are required.
 type Options struct {
@@ -301,6 +261,9 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 // isIssue reports whether step i of a wipe is held by suspend_wipe_issue. The
 // record does not keep the flag, so it is looked up in the plan by name.
 func (w *Worker) isIssue(entity string, i int, st *cache.WipeStep) bool {
+	if st.Issue {
+		return true
+	}
 	steps := w.o.Plan[entity]
 	if i < len(steps) && steps[i].Name == st.Name {
 		return steps[i].Issue
@@ -368,9 +331,16 @@ func (w *Worker) runStep(ctx context.Context, rec *cache.WipeRecord, st *cache.W
 // call makes one backend call: 2xx and 404 (already gone) succeed, 5xx, 429,
 // 408 and network errors are transient, other answers permanent.
 func (w *Worker) call(ctx context.Context, st *cache.WipeStep) error {
-	req, err := http.NewRequestWithContext(ctx, st.Method, w.o.Backend+st.Path, nil)
+	var body io.Reader
+	if st.Body != "" {
+		body = strings.NewReader(st.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, st.Method, w.o.Backend+st.Path, body)
 	if err != nil {
 		return fmt.Errorf("%w: build request: %v", errPermanent, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := w.o.Client.Do(req)
 	if err != nil {

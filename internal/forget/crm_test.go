@@ -1,4 +1,4 @@
-package wipe
+package forget
 
 import (
 	"net/http/httptest"

@@ -1,0 +1,251 @@
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/forget"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// The manual's legalisation "Valid till … Period to which the legalization
+// may be used to create GdprEvidence": retirement is how a legalisation in
+// use goes out of service; deleting one that evidence still names is
+// refused, saying how many records and where.
+func TestDeletingALegalisationThatEvidenceNamesIsRefusedRetiringIsTheWayOut(t *testing.T) {
+	e := newEnv(t)
+	before := e.snapshot()
+	r := e.do("DELETE", "/v1/legalisations/contract-care", ScopeEditItems, "")
+	m := r.json(t)
+	if r.status != 409 || m["error"] != "in_use" || m["references"] != float64(1) || !strings.Contains(m["message"].(string), "legalisations/contract-care: 1 evidence records") || !strings.Contains(m["message"].(string), "retire_from") {
+		t.Fatalf("delete in use: %d %s", r.status, r.body)
+	}
+	// The whole register set without it: refused the same way.
+	ix, _ := e.store.Registers(context.Background())
+	regs := *ix.Registers
+	regs.Legalisations = nil
+	for _, l := range ix.Registers.Legalisations {
+		if l.ID != "contract-care" {
+			regs.Legalisations = append(regs.Legalisations, l)
+		}
+	}
+	b, _ := json.Marshal(regs)
+	if r := e.do("PUT", "/v1/registers", ScopeAdmin, string(b)); r.status != 409 || r.json(t)["error"] != "in_use" {
+		t.Fatalf("registers PUT without it: %d %s", r.status, r.body)
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatal("a refused delete changed something")
+	}
+	// Retiring it is accepted; and a legalisation nothing names can go.
+	r = e.do("PATCH", "/v1/legalisations/contract-care", ScopeEditItems, `{"retire_from":"2026-06-01T12:00:00Z"}`)
+	if r.status != 200 {
+		t.Fatalf("retire: %d %s", r.status, r.body)
+	}
+	if r := e.do("DELETE", "/v1/legalisations/future-program", ScopeEditItems, ""); r.status != 200 {
+		t.Fatalf("delete unused: %d %s", r.status, r.body)
+	}
+	// Purposes and categories named by legalisations: 409 with the count.
+	r = e.do("DELETE", "/v1/purposes/marketing", ScopeEditItems, "")
+	if m := r.json(t); r.status != 409 || m["references"] != float64(1) || !strings.Contains(m["message"].(string), "legalisations/marketing-consent") {
+		t.Fatalf("delete a purpose in use: %d %s", r.status, r.body)
+	}
+}
+
+func putSubjects(t *testing.T, e *env, n int, origin time.Time) {
+	t.Helper()
+	for i := range n {
+		ref := model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("s-%d", i)}
+		if err := e.store.PutSubject(context.Background(), model.Subject{Ref: ref, Origin: origin}, audit.Entry{Actor: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRegisterWriteDryRunPreviewsAndLargeChangesNeedConfirmation(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.MaxDeletionsPerChange = 3
+		ex, err := forget.NewExecutor(forget.ExecutorOptions{Store: o.Store, Hasher: o.Hasher, Clock: o.Clock, Plans: forget.Plans{
+			Wipe:  testPlan,
+			Erase: forget.Erasures{"contact": {"contact": {{Name: "fields", Method: "PATCH", Path: "/api/contacts/{id}", Body: []byte(`{"email":null}`)}}}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Forget = ex
+	})
+	putSubjects(t, e, 5, e.now.Add(-100*24*time.Hour))
+	// Contact data forgotten after 50 days instead of 730: 5 subjects (and
+	// c-1, covered by evidence, not).
+	change := `{"obliviation_period":50,"expiration_period":40}`
+	before := e.snapshot()
+	r := e.do("PATCH", "/v1/sensitivities/contact?dry_run=true", ScopeEditItems, change)
+	if r.status != 200 {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	var dry struct {
+		DryRun       bool                 `json:"dry_run"`
+		Preview      forget.ChangePreview `json:"preview"`
+		NeedsConfirm bool                 `json:"needs_confirm"`
+	}
+	if err := json.Unmarshal(r.body, &dry); err != nil {
+		t.Fatal(err)
+	}
+	if !dry.DryRun || !dry.NeedsConfirm || dry.Preview.Deletions.Erasures != 5 || dry.Preview.Bits["contact"]["active→obliviated"] != 5 || dry.Preview.Subjects != 6 {
+		t.Fatalf("preview = %+v", dry)
+	}
+	if e.snapshot() != before {
+		t.Fatal("a dry run changed something")
+	}
+	r = e.do("PATCH", "/v1/sensitivities/contact", ScopeEditItems, change)
+	if m := r.json(t); r.status != 409 || m["error"] != "confirmation_required" || m["preview"] == nil {
+		t.Fatalf("unconfirmed: %d %s", r.status, r.body)
+	}
+	if e.snapshot() != before {
+		t.Fatal("a refused change changed something")
+	}
+	if r := e.do("PATCH", "/v1/sensitivities/contact?confirm=true", ScopeEditItems, change); r.status != 200 {
+		t.Fatalf("confirmed: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Detail["deletions"] != "5" || a.Detail["confirmed"] != "true" {
+		t.Fatalf("audit = %+v", a)
+	}
+	// Changes that cannot move a subject (a role) need no preview.
+	if r := e.do("PATCH", "/v1/roles/agent", ScopeEditItems, `{"view_archived":true}`); r.status != 200 {
+		t.Fatalf("role change: %d %s", r.status, r.body)
+	}
+}
+
+func heldRecord(id, subject string, now time.Time) cache.WipeRecord {
+	return cache.WipeRecord{ID: id, Subject: model.SubjectRef{Entity: "contact", ID: subject}, Status: cache.WipeHeld, HeldFor: "approval",
+		Kind: cache.KindErasure, Bits: 0b1000, Reason: cache.ReasonLifecycle, CreatedAt: now, UpdatedAt: now,
+		Steps: []cache.WipeStep{{Name: "health", Method: "PATCH", Path: "/api/contacts/" + subject, Body: `{"health_notes":null}`, Status: "pending"}}}
+}
+
+func TestHeldDeletionsAreListedApprovedAndRejectedWithAuditAndGuard(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.WipesPerMinute = 2 })
+	ctx := context.Background()
+	for i := range 4 {
+		if err := e.store.EnqueueWipe(ctx, heldRecord(fmt.Sprintf("lc-%d", i), fmt.Sprintf("c-%d", i), e.now.Add(time.Duration(i)*time.Second)), audit.Entry{Actor: "lifecycle"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.do("GET", "/v1/deletions?state=held", ScopeWipe, "")
+	var list struct {
+		Deletions []deletionView `json:"deletions"`
+		Count     int            `json:"count"`
+	}
+	if json.Unmarshal(r.body, &list) != nil || r.status != 200 || list.Count != 4 || list.Deletions[0].ID != "lc-0" || list.Deletions[0].Sensitivities[0] != "health" {
+		t.Fatalf("held list: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/v1/deletions?state=gone", ScopeWipe, ""); r.status != 422 {
+		t.Fatalf("bad state: %d", r.status)
+	}
+	if r := e.do("POST", "/v1/deletions/lc-0/approve", ScopeExportEvidence, ""); r.status != 403 {
+		t.Fatalf("approve without the wipe scope: %d", r.status)
+	}
+	if r := e.do("POST", "/v1/deletions/lc-0/approve", ScopeWipe, ""); r.status != 200 || r.json(t)["deletion"].(map[string]any)["status"] != "queued" {
+		t.Fatalf("approve: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "deletion.approve" || a.Actor != "tok-wipe" || a.Object != "wipes/lc-0" || !strings.HasPrefix(a.Subject, "h:") {
+		t.Fatalf("audit = %+v", a)
+	}
+	if r := e.do("POST", "/v1/deletions/lc-0/approve", ScopeWipe, ""); r.status != 409 {
+		t.Fatalf("approve twice: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/deletions/lc-404/reject", ScopeWipe, ""); r.status != 404 {
+		t.Fatalf("reject unknown: %d %s", r.status, r.body)
+	}
+	// Bulk: two more would pass the guard of 2 per minute (1 used).
+	r = e.do("POST", "/v1/deletions:approve", ScopeWipe, `{"ids":["lc-1","lc-2"]}`)
+	if r.status != 429 || r.json(t)["error"] != "mass_deletion_guard" {
+		t.Fatalf("bulk beyond the guard: %d %s", r.status, r.body)
+	}
+	if hs, _ := e.store.HeldWipes(ctx, 0); len(hs) != 3 {
+		t.Fatalf("a refused bulk approval decided something: %d held", len(hs))
+	}
+	if r := e.do("POST", "/v1/deletions:approve", ScopeWipe, `{"ids":["lc-1","lc-2"],"confirm":true}`); r.status != 200 || r.json(t)["decided"] != float64(2) {
+		t.Fatalf("confirmed bulk: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/deletions:reject", ScopeWipe, `{"all":true}`); r.status != 200 || r.json(t)["decided"] != float64(1) {
+		t.Fatalf("reject all: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/deletions:reject", ScopeWipe, `{}`); r.status != 422 {
+		t.Fatalf("bulk without ids: %d", r.status)
+	}
+	r = e.do("GET", "/v1/deletions?state=rejected", ScopeWipe, "")
+	if json.Unmarshal(r.body, &list) != nil || list.Count != 1 || list.Deletions[0].DecidedBy != "tok-wipe" {
+		t.Fatalf("rejected list: %s", r.body)
+	}
+}
+
+func TestDueReportListsTransitionsWithBitsAndExecutability(t *testing.T) {
+	e := newEnv(t)
+	putSubjects(t, e, 1, e.now.Add(-170*24*time.Hour)) // contact archived at 180 d: in 10 days
+	r := e.do("GET", "/v1/reports/due?within=14d", ScopeExportEvidence, "")
+	if r.status != 200 {
+		t.Fatalf("due: %d %s", r.status, r.body)
+	}
+	var rep struct {
+		Subjects []forget.DueSubject `json:"subjects"`
+	}
+	if err := json.Unmarshal(r.body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var got *forget.DueSubject
+	for i := range rep.Subjects {
+		if rep.Subjects[i].Subject.ID == "s-0" {
+			got = &rep.Subjects[i]
+		}
+	}
+	if got == nil {
+		t.Fatalf("s-0 not in the report: %s", r.body)
+	}
+	var archived, pending bool
+	for _, tr := range got.Transitions {
+		if tr.Sensitivity == "contact" && tr.To == "archived" && tr.At.Equal(e.now.Add(10*24*time.Hour)) {
+			archived = true
+		}
+		// Health was obliviated at its origin; no erasure step exists in
+		// this configuration: pending and not executable.
+		if tr.Sensitivity == "health" && tr.Pending && tr.Executable != nil && !*tr.Executable {
+			pending = true
+		}
+	}
+	if !archived || !pending {
+		t.Fatalf("transitions = %+v", got.Transitions)
+	}
+	if r := e.do("GET", "/v1/reports/due?within=2y", ScopeExportEvidence, ""); r.status != 422 {
+		t.Fatalf("bad window: %d", r.status)
+	}
+	if r := e.do("GET", "/v1/reports/due", ScopeWipe, ""); r.status != 403 {
+		t.Fatalf("report without export_evidence: %d", r.status)
+	}
+	r = e.do("GET", "/v1/lifecycle", ScopeEditItems, "")
+	if m := r.json(t); r.status != 200 || m["deletions"] != "hold" || m["indexed_subjects"] != float64(2) {
+		t.Fatalf("lifecycle: %d %s", r.status, r.body)
+	}
+}
+
+func TestWipeDryRunListsTheCascade(t *testing.T) {
+	e := newEnv(t)
+	phone := model.SubjectRef{Entity: "phone_number", ID: "+420"}
+	parent := model.SubjectRef{Entity: "contact", ID: "c-1"}
+	if err := e.store.PutSubject(context.Background(), model.Subject{Ref: phone, Origin: e.now, Parent: &parent}, audit.Entry{Actor: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("POST", "/v1/wipes?dry_run=true", ScopeWipe, `{"entity":"contact","id":"c-1"}`)
+	m := r.json(t)
+	cascade, _ := m["cascade"].([]any)
+	if r.status != 200 || len(cascade) != 1 || cascade[0].(map[string]any)["subject"].(map[string]any)["entity"] != "phone_number" {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	if ws, _ := e.store.ListWipes(context.Background(), 0); len(ws) != 0 {
+		t.Fatal("a dry run queued something")
+	}
+}
