@@ -1,5 +1,5 @@
 # gdprgate — build, test, demo. `make test` installs what the tests need
-# (redis-server, nginx, caddy, curl) with apt-get when it is missing, so a fresh machine
+# (redis-server, nginx, caddy, curl, ca-certificates) with apt-get when it is missing, so a fresh machine
 # needs nothing by hand.
 
 GO        ?= go
@@ -10,12 +10,22 @@ REDIS_URL ?=
 # Packages with concurrency worth running under the race detector.
 RACE_PKGS ?= ./cache/... ./policy/... ./authz/... ./adminapi/... ./internal/... ./redact/... ./e2e/...
 
-.PHONY: all build test test-deps lint bench demo fuzz clean
+# Platforms of `make image`.
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: all build image test test-deps lint bench demo fuzz clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gdprgate
+
+# Container images of gdprgate and the example CRM, built without a Docker
+# daemon: an OCI layout in bin/image/oci and a docker-loadable tarball
+# bin/image/images.tar (see cmd/gdprgate-image; the Dockerfile builds the same
+# gdprgate image with Docker).
+image:
+	$(GO) run ./cmd/gdprgate-image --version $(VERSION) --platforms $(IMAGE_PLATFORMS) --out bin/image
 
 # Test tools the suites start for real (redis-server, nginx, caddy) and curl
 # for the README walk-through. Installed only when missing; a machine without
@@ -26,6 +36,7 @@ test-deps:
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	[ -f /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if command -v apt-get >/dev/null 2>&1; then \

@@ -129,3 +129,28 @@ func TestFlagBeatsEnvironmentBeatsConfigFile(t *testing.T) {
 		t.Fatalf("grpc %s (want the flag's), admin %s (want the variable's), listen %s (want the file's)", got.GRPCAddr, got.AdminAddr, got.Listen)
 	}
 }
+
+func TestRoutesSuggestWritesADraftThatLoads(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "routes.yaml")
+	code, _, errb := runArgs(t, "routes", "suggest", "--openapi", "../../internal/onboard/testdata/crm.yaml", "--entity", "contact", "--sensitivity", "special=art9", "-o", out)
+	if code != 0 || !strings.Contains(errb, "7 routes") {
+		t.Fatalf("exit %d\n%s", code, errb)
+	}
+	cfg, err := config.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range cfg.Routes {
+		if r.Name == "getContact" && r.Fields["health_notes"] != "art9" {
+			t.Errorf("fields %v", r.Fields)
+		}
+	}
+	code, _, errb = runArgs(t, "routes", "suggest", "--openapi", "../../internal/onboard/testdata/crm.yaml", "--sensitivity", "secret=x")
+	if code != 2 || !strings.Contains(errb, "--sensitivity") {
+		t.Fatalf("bad class: exit %d %s", code, errb)
+	}
+	code, _, errb = runArgs(t, "routes", "suggest")
+	if code != 2 || !strings.Contains(errb, "--openapi is required") {
+		t.Fatalf("no document: exit %d %s", code, errb)
+	}
+}

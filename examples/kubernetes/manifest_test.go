@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gdprgate/gdprgate/internal/ociimage"
 	"github.com/gdprgate/gdprgate/internal/yamlfile"
 )
 
@@ -203,5 +204,29 @@ func TestEnvoyBootstrapMatchesExample(t *testing.T) {
 	got := get(find(loadDocs(t), "ConfigMap", "envoy-bootstrap"), "data", "envoy.yaml")
 	if got != string(want) {
 		t.Error("ConfigMap envoy-bootstrap's envoy.yaml differs from examples/envoy/envoy.yaml; copy it over (indented by 4 spaces)")
+	}
+}
+
+// TestImagesAreTheOnesMakeImageBuilds keeps the manifest's gdprgate and CRM
+// images the names `make image` writes (cmd/gdprgate-image).
+func TestImagesAreTheOnesMakeImageBuilds(t *testing.T) {
+	want := map[string]string{
+		"gdprgate": ociimage.Gdprgate.Repository + ":" + ociimage.DefaultTag,
+		"crm":      ociimage.ExampleCRM.Repository + ":" + ociimage.DefaultTag,
+	}
+	seen := map[string]bool{}
+	for _, d := range loadDocs(t) {
+		for _, c := range list(get(d, "spec", "template", "spec", "containers")) {
+			name := fmt.Sprint(get(c, "name"))
+			if w, ok := want[name]; ok {
+				seen[name] = true
+				if img := get(c, "image"); img != w {
+					t.Errorf("container %s runs %v, make image builds %s", name, img, w)
+				}
+			}
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("containers found: %v, want %v", seen, want)
 	}
 }
