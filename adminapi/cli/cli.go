@@ -93,6 +93,7 @@ interruption --resume continues where the server's last answer left off.`,
 	cmdline.EnumVar(f, &iopt.progress, "progress", []string{"auto", "bar", "lines", "off"}, "progress display: a bar on a terminal, plain lines otherwise (auto)")
 	f.DurationVar(&iopt.interval, "progress-interval", 5*time.Second, "time between plain progress lines")
 	f.IntVar(&iopt.chunk, "chunk", 0, "records per request (default: the server's limit, at most 5000)")
+	f.IntVar(&iopt.show, "show-errors", 100, "print at most this many record errors (0: all); the summary counts them all")
 	cmdline.NoEnv(f, "resume")
 	cmd.AddCommand(imp)
 

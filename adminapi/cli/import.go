@@ -30,6 +30,7 @@ type importOptions struct {
 	progress string        // auto, bar, lines, off
 	interval time.Duration // between plain progress lines
 	chunk    int           // records per request; 0 = the server's limit, at most defaultChunk
+	show     int           // record errors printed at most (0: all)
 }
 
 // defaultChunk keeps requests short enough for a progress bar that moves and
@@ -73,6 +74,8 @@ type importRun struct {
 	maxBytes int64
 	st       importState
 	prog     *progress
+	shown    int   // record errors printed so far
+	hidden   int   // record errors not printed (past o.show)
 	hashed   int64 // bytes of the file hashed into hash so far
 	hash     hash.Hash
 	hashFile *os.File
@@ -201,6 +204,9 @@ func (c *client) importEvidence(ctx context.Context, path string, o importOption
 		return fmt.Errorf("%s: %w; the records before it were imported", path, readErr)
 	}
 	_ = os.Remove(o.state)
+	if run.hidden > 0 {
+		fmt.Fprintf(c.out, "(%d more record errors not shown: --show-errors 0 shows all)\n", run.hidden)
+	}
 	fmt.Fprintf(c.out, "import: %d records, %d stored, %d refused\n", run.st.Records, run.st.Stored, run.st.Errors)
 	if run.st.Errors > 0 {
 		return fmt.Errorf("import: %d record(s) refused (see the lines above)", run.st.Errors)
@@ -298,6 +304,11 @@ func (r *importRun) send(ctx context.Context, batch []record) error {
 // report prints one record's problem, above the progress bar if one is
 // drawn.
 func (r *importRun) report(msg string) {
+	if r.o.show > 0 && r.shown >= r.o.show {
+		r.hidden++
+		return
+	}
+	r.shown++
 	r.prog.clear()
 	fmt.Fprintln(r.c.out, msg)
 }
@@ -431,9 +442,11 @@ func ndjsonRecords(f io.Reader, offset int64, line int) func() (record, error) {
 				continue
 			}
 			var buf bytes.Buffer
-			if cerr := json.Compact(&buf, text); cerr != nil {
+			var probe json.RawMessage
+			if cerr := json.Unmarshal(text, &probe); cerr != nil {
 				return record{}, &lineError{line: line, end: offset, msg: "not JSON: " + syntaxMessage(cerr, text)}
 			}
+			_ = json.Compact(&buf, text)
 			if buf.Bytes()[0] != '{' {
 				return record{}, &lineError{line: line, end: offset, msg: "a record must be a JSON object"}
 			}

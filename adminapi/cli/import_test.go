@@ -95,7 +95,7 @@ func TestImportReportsBadLinesByNumberGoesOnAndNeverDuplicates(t *testing.T) {
 		lines = append(lines, rec(i))
 	}
 	lines[4] = ""          // line 5: blank, skipped
-	lines[6] = `{not json` // line 7
+	lines[6] = `{not json` // line 7, column 2
 	lines[11] = `{"subject":{"entity":"contact","id":"imp-11"},"legal_key":"MK","origin":"2026-01-01T00:00:00Z"}`
 	lines[19] = `42` // line 20
 	path := writeFile(t, "ev.ndjson", lines)
@@ -104,7 +104,7 @@ func TestImportReportsBadLinesByNumberGoesOnAndNeverDuplicates(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "3 record(s) refused") {
 			t.Fatalf("round %d: %v\n%s", round, err, out)
 		}
-		for _, want := range []string{"line 7: not JSON", "line 12: evidence_key: is obligatory", "line 20: a record must be a JSON object",
+		for _, want := range []string{"line 7: not JSON: invalid character 'n' looking for beginning of object key string (column 2)", "line 12: evidence_key: is obligatory", "line 20: a record must be a JSON object",
 			"import: 29 records, 26 stored, 3 refused"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("round %d: output lacks %q:\n%s", round, want, out)
@@ -119,6 +119,20 @@ func TestImportReportsBadLinesByNumberGoesOnAndNeverDuplicates(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".import-state"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a finished import leaves its state file: %v", err)
+	}
+}
+
+func TestImportShowsTheFirstErrorsAndCountsThemAll(t *testing.T) {
+	is := newImportServer(t, nil)
+	var lines []string
+	for i := 0; i < 30; i++ {
+		lines = append(lines, `{not json`)
+	}
+	path := writeFile(t, "bad.ndjson", lines)
+	out, err := runCLI(t, is.url, "import-evidence", "--progress", "off", "--show-errors", "5", path)
+	if err == nil || strings.Count(out, "not JSON") != 5 || !strings.Contains(out, "25 more record errors not shown") ||
+		!strings.Contains(out, "import: 30 records, 0 stored, 30 refused") {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }
 
