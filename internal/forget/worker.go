@@ -216,13 +216,12 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 		if err := w.save(ctx, &rec, cache.WipeRunning); err != nil {
 			return err
 		}
-		final, err := w.runStep(ctx, &rec, st)
+		final, err := w.runStep(ctx, &rec, st, subj)
 		if ctx.Err() != nil {
 			// Killed mid-step: whatever the backend did, the step is
 			// repeated by whoever resumes (the calls are idempotent).
 			return ctx.Err()
 		}
-		w.stepAudit(ctx, rec, *st, subj)
 		if err != nil && !final {
 			rec.Error = err.Error()
 			rec.Status = cache.WipeQueued
@@ -233,10 +232,9 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 		}
 		if err != nil {
 			rec.Error = fmt.Sprintf("step %q: %v", st.Name, err)
-			if serr := w.save(ctx, &rec, cache.WipeFailed); serr != nil {
+			if serr := w.save(ctx, &rec, cache.WipeFailed, w.finalEntry(rec, subj, "wipe.failed", cache.WipeFailed)); serr != nil {
 				return serr
 			}
-			w.finalAudit(ctx, rec, subj, "wipe.failed")
 			w.log.ErrorContext(ctx, "wipe failed", "wipe", rec.ID, "subject", subj, "step", st.Name, "err", err)
 			return w.o.Store.AckWipe(ctx, c)
 		}
@@ -250,10 +248,9 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 		return nil
 	}
 	rec.Error = ""
-	if err := w.save(ctx, &rec, cache.WipeDone); err != nil {
+	if err := w.save(ctx, &rec, cache.WipeDone, w.finalEntry(rec, subj, "wipe.done", cache.WipeDone)); err != nil {
 		return err
 	}
-	w.finalAudit(ctx, rec, subj, "wipe.done")
 	w.log.InfoContext(ctx, "wipe done", "wipe", rec.ID, "subject", subj)
 	return w.o.Store.AckWipe(ctx, c)
 }
@@ -276,12 +273,16 @@ func (w *Worker) isIssue(entity string, i int, st *cache.WipeStep) bool {
 	return false
 }
 
-func (w *Worker) save(ctx context.Context, rec *cache.WipeRecord, status string) error {
+// save stores the wipe's progress, with entries (its audit) in the same
+// write: a saved step or outcome is never left unaudited, and an outcome
+// whose save fails is neither stored nor audited (the claim is handed out
+// again and the idempotent step repeated).
+func (w *Worker) save(ctx context.Context, rec *cache.WipeRecord, status string, entries ...audit.Entry) error {
 	if status != "" {
 		rec.Status = status
 	}
 	rec.UpdatedAt = w.o.Clock()
-	if err := w.o.Store.SaveWipe(ctx, *rec); err != nil {
+	if err := w.o.Store.SaveWipe(ctx, *rec, entries...); err != nil {
 		return fmt.Errorf("save wipe %s: %w", rec.ID, err)
 	}
 	return nil
@@ -292,8 +293,9 @@ var errPermanent = errors.New("permanent failure")
 
 // runStep calls the backend until the step is done, a permanent error, or
 // MaxAttempts transient failures. final reports that err is permanent.
-// Progress is saved after every attempt.
-func (w *Worker) runStep(ctx context.Context, rec *cache.WipeRecord, st *cache.WipeStep) (final bool, err error) {
+// Progress is saved after every attempt; the last attempt's save carries the
+// step's audit entry.
+func (w *Worker) runStep(ctx context.Context, rec *cache.WipeRecord, st *cache.WipeStep, subj string) (final bool, err error) {
 	delay := w.o.Backoff
 	for attempt := 0; attempt < w.o.MaxAttempts; attempt++ {
 		if attempt > 0 {
@@ -315,7 +317,11 @@ func (w *Worker) runStep(ctx context.Context, rec *cache.WipeRecord, st *cache.W
 				st.Status = StepFailed
 			}
 		}
-		if serr := w.save(ctx, rec, ""); serr != nil {
+		var entries []audit.Entry
+		if err == nil || errors.Is(err, errPermanent) || attempt == w.o.MaxAttempts-1 {
+			entries = append(entries, w.stepEntry(*rec, *st, subj))
+		}
+		if serr := w.save(ctx, rec, "", entries...); serr != nil {
 			return false, serr
 		}
 		if err == nil {
@@ -358,7 +364,7 @@ func (w *Worker) call(ctx context.Context, st *cache.WipeStep) error {
 	}
 }
 
-func (w *Worker) stepAudit(ctx context.Context, rec cache.WipeRecord, st cache.WipeStep, subj string) {
+func (w *Worker) stepEntry(rec cache.WipeRecord, st cache.WipeStep, subj string) audit.Entry {
 	e := audit.Entry{
 		Time: w.o.Clock().UTC(), Actor: "system:" + w.o.Consumer, Action: "wipe.step",
 		Object: "wipes/" + rec.ID, Subject: subj,
@@ -367,19 +373,14 @@ func (w *Worker) stepAudit(ctx context.Context, rec cache.WipeRecord, st cache.W
 	if st.LastError != "" {
 		e.Detail["error"] = st.LastError
 	}
-	if _, err := w.o.Store.AppendAudit(ctx, e); err != nil {
-		w.log.ErrorContext(ctx, "audit wipe step failed", "wipe", rec.ID, "err", err)
-	}
+	return e
 }
 
-func (w *Worker) finalAudit(ctx context.Context, rec cache.WipeRecord, subj, action string) {
-	e := audit.Entry{
+func (w *Worker) finalEntry(rec cache.WipeRecord, subj, action, status string) audit.Entry {
+	return audit.Entry{
 		Time: w.o.Clock().UTC(), Actor: "system:" + w.o.Consumer, Action: action,
 		Object: "wipes/" + rec.ID, Subject: subj,
-		Detail: map[string]string{"status": rec.Status},
-	}
-	if _, err := w.o.Store.AppendAudit(ctx, e); err != nil {
-		w.log.ErrorContext(ctx, "audit wipe failed", "wipe", rec.ID, "err", err)
+		Detail: map[string]string{"status": status},
 	}
 }
 
