@@ -104,6 +104,20 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Body:       body,
 		Attributes: req.GetAttributes(),
 	}
+	// With with_request_body, Envoy marks every body it sends "true"
+	// (truncated: allow_partial_message) or "false", after dropping any
+	// copy the client sent (ext_authz check_request_utils.cc). No mark and
+	// no body: either there is none, or Envoy was not asked to send it —
+	// which only content-length can tell apart on HTTP/2 and HTTP/3, where
+	// a body needs no framing header.
+	switch headers["x-envoy-auth-partial-body"] {
+	case "true":
+		greq.BodyPartial = true
+	case "":
+		proto := h.GetProtocol()
+		greq.BodyUnseen = len(body) == 0 && headers["content-length"] == "" &&
+			(strings.HasPrefix(proto, "HTTP/2") || strings.HasPrefix(proto, "HTTP/3"))
+	}
 	ex := s.gate.Check(ctx, greq)
 	return checkResponse(ex, headers, s.gate.IdentityHeaders()), nil
 }
@@ -194,6 +208,10 @@ func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struc
 	md["decision_id"] = ex.DecisionID
 	if r := ex.RouteName(); r != "" {
 		md["route"] = r
+	}
+	if r := ex.Rectification(); r != nil {
+		// The ext_proc stream, which sees the backend's status, writes it.
+		md["rectify"] = r.Metadata()
 	}
 	meta, err := structpb.NewStruct(md)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -135,4 +136,70 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	})
+}
+
+// A write's body must reach gdprgate whole: Envoy marks the bodies it sends
+// with x-envoy-auth-partial-body, so a cut one, or one Envoy was not asked
+// to send (on HTTP/2 no content-length has to announce it), is refused; an
+// allowed write carries its pending audit entry to ext_proc in the dynamic
+// metadata.
+func TestWriteBodiesOverGRPC(t *testing.T) {
+	client := authv3.NewAuthorizationClient(server(t))
+	sup := map[string]string{"x-gdpr-roles": "supervisor", "content-type": "application/json"}
+	cases := []struct {
+		name   string
+		mod    func(*authv3.CheckRequest)
+		status int // 0: allowed
+		reason string
+	}{
+		{"whole body", nil, 0, ""},
+		{"cut body (allow_partial_message)", func(cr *authv3.CheckRequest) {
+			h := cr.Attributes.Request.Http
+			h.Headers["x-envoy-auth-partial-body"] = "true"
+			h.Body = h.Body[:10]
+		}, 413, "write_body_too_large"},
+		{"HTTP/2 body Envoy did not send", func(cr *authv3.CheckRequest) {
+			h := cr.Attributes.Request.Http
+			delete(h.Headers, "x-envoy-auth-partial-body")
+			delete(h.Headers, "content-length")
+			h.Body, h.Protocol = "", "HTTP/2"
+		}, 400, "write_body_unseen"},
+		{"HTTP/1.1 body Envoy did not send", func(cr *authv3.CheckRequest) {
+			h := cr.Attributes.Request.Http
+			delete(h.Headers, "x-envoy-auth-partial-body")
+			h.Body = ""
+		}, 400, "write_body_unseen"},
+		{"HTTP/2 write announced empty", func(cr *authv3.CheckRequest) {
+			h := cr.Attributes.Request.Http
+			delete(h.Headers, "x-envoy-auth-partial-body")
+			h.Headers["content-length"] = "0"
+			h.Body, h.Protocol = "", "HTTP/2"
+		}, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cr := checkRequest(t, "PUT", "/api/contacts/c-1", sup, `{"first_name":"New Name","health_notes":"x"}`)
+			if tc.mod != nil {
+				tc.mod(cr)
+			}
+			resp, err := client.Check(context.Background(), cr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.status == 0 {
+				if resp.GetOkResponse() == nil {
+					t.Fatalf("denied: %v", resp.GetDeniedResponse())
+				}
+				rect := resp.GetDynamicMetadata().GetFields()["rectify"].GetStructValue()
+				if tc.name == "whole body" && rect.GetFields()["fields"].GetStringValue() != "first_name,health_notes" {
+					t.Errorf("dynamic metadata %v", resp.GetDynamicMetadata())
+				}
+				return
+			}
+			d := resp.GetDeniedResponse()
+			if d == nil || int(d.GetStatus().GetCode()) != tc.status || !strings.Contains(d.GetBody(), tc.reason) {
+				t.Fatalf("got %v, want %d %s", resp, tc.status, tc.reason)
+			}
+		})
+	}
 }

@@ -147,6 +147,8 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 	st.status, _ = strconv.Atoi(st.respHdrs[":status"])
 	mut := &extprocv3.HeaderMutation{}
 	if st.ex != nil {
+		// A write the backend took is audited now (see gate.Responded).
+		s.gate.Responded(ctx, st.ex, st.status)
 		for k, v := range st.ex.Verdict.ResponseHeaders {
 			mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
 		}

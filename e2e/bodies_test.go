@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/andybalholm/brotli"
@@ -72,15 +73,47 @@ func awkwardBackend(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "application/json")
 		w.WriteHeader(404)
 		w.Write([]byte(`{"error":"not found"}`))
+	case "error-record-text":
+		// An error page can carry the record as well as a 2xx.
+		w.Header().Set("content-type", "text/html")
+		w.WriteHeader(409)
+		w.Write([]byte("<p>conflict with secret: Alice Example</p>"))
+	case "error-record-json":
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(409)
+		w.Write([]byte(`{"error":"conflict","secret":"Alice Example","public":1}`))
+	case "error-invalid":
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(500)
+		w.Write([]byte(`{"secret":"Alice Example",}`))
+	case "array":
+		w.Header().Set("content-type", "application/json")
+		w.Write([]byte(`[{"secret":"Alice Example"}]`))
+	case "case":
+		w.Header().Set("content-type", "application/json")
+		w.Write([]byte(`{"SECRET":"Alice Example","secre\u0074":"Alice Example","Nested":{"Secret":"Alice Example"},"public":1}`))
 	default:
 		if r.Method == "PUT" {
+			awkwardPuts.Add(1)
 			w.Header().Set("content-type", "application/json")
-			w.Write([]byte(`{"ok":true}`))
+			switch r.URL.Query().Get("put") {
+			case "reject":
+				w.WriteHeader(422)
+				w.Write([]byte(`{"error":"invalid"}`))
+			case "down":
+				w.WriteHeader(503)
+				w.Write([]byte(`{"error":"maintenance"}`))
+			default:
+				w.Write([]byte(`{"ok":true}`))
+			}
 			return
 		}
 		w.WriteHeader(400)
 	}
 }
+
+// awkwardPuts counts the PUTs the awkward backend received.
+var awkwardPuts atomic.Int64
 
 func newAwkwardStack(t *testing.T) *stack {
 	t.Helper()
@@ -133,8 +166,15 @@ func TestAwkwardBodies(t *testing.T) {
 		{"a body over the limit fails closed", call{path: "/things/c-2?case=large", roles: "agent"}, 502, "", "body_too_large"},
 		{"204 passes", call{path: "/things/c-2?case=nocontent", roles: "agent"}, 204, "", ""},
 		{"HEAD passes without a body", call{method: "HEAD", path: "/things/c-2?case=json", roles: "agent"}, 200, "", ""},
-		{"backend error page passes", call{path: "/things/c-2?case=error-text", roles: "agent"}, 500, "", ""},
+		{"a backend error page follows body.non_json (fail) like a 2xx", call{path: "/things/c-2?case=error-text", roles: "agent"}, 502, "", "body_not_json"},
+		{"an error page carrying the record is refused", call{path: "/things/c-2?case=error-record-text", roles: "agent"}, 502, "", "body_not_json"},
 		{"backend JSON error passes", call{path: "/things/c-2?case=error-json", roles: "agent"}, 404, `{"error":"not found"}`, ""},
+		{"a JSON error carrying the record is redacted", call{path: "/things/c-2?case=error-record-json", roles: "agent"}, 409,
+			`{"error":"conflict","secret":null,"public":1}`, ""},
+		{"invalid JSON of an error status fails closed", call{path: "/things/c-2?case=error-invalid", roles: "agent"}, 502, "", "body_not_json"},
+		{"a list where the route expects a record fails closed", call{path: "/things/c-2?case=array", roles: "agent"}, 502, "", "body_shape"},
+		{"keys in another case or escaped are redacted", call{path: "/things/c-2?case=case", roles: "agent"}, 200,
+			`{"SECRET":null,"secret":null,"Nested":{"Secret":null},"public":1}`, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

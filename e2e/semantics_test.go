@@ -193,7 +193,7 @@ func TestWritesNeedRights(t *testing.T) {
 	t.Run("a write whose body gdprgate cannot see is refused", func(t *testing.T) {
 		big := `{"health_notes":"x","tags":["` + strings.Repeat("a", 70<<10) + `"]}`
 		r := s.viaProxy(t, call{method: "PUT", path: "/api/contacts/c-1", roles: "agent", body: big})
-		if r.status != 400 || !strings.Contains(string(r.body), "write_body_unseen") {
+		if r.status != 413 || !strings.Contains(string(r.body), "write_body_too_large") {
 			t.Errorf("oversized write: %d %s", r.status, r.body)
 		}
 	})

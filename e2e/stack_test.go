@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/gdprgate/gdprgate/authz/envoytest"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/app"
@@ -27,6 +29,10 @@ type stack struct {
 	envoy   *envoytest.Envoy
 	proxy   string // base URL of gdprgate proxy
 	adminTS *httptest.Server
+	// grpc reaches gdprgate's ext_authz and ext_proc, upstream the backend:
+	// for tests that set up an Envoy of their own.
+	grpc     *grpc.ClientConn
+	upstream string
 }
 
 const adminToken = "e2e-admin-token"
@@ -71,7 +77,7 @@ func front(t *testing.T, sc *apptest.Scenario, upstream string, withBody func(me
 	}
 	ps := httptest.NewServer(p)
 	t.Cleanup(ps.Close)
-	return &stack{now: sc.Now, app: sc.App, envoy: env, proxy: ps.URL}
+	return &stack{now: sc.Now, app: sc.App, envoy: env, proxy: ps.URL, grpc: sc.GRPC(t), upstream: upstream}
 }
 
 // crmBodies are the requests whose body ext_authz must see, as

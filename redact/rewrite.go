@@ -53,8 +53,11 @@ type rewriter struct {
 	// quiet > 0: only validate and note matches (below a redacted value,
 	// or for Select); nothing is written and no planner is asked.
 	quiet int
-	// matched, when set, gets the bit of every field that selects a value.
+	// matched, when set, gets the bit of every field that selects a value
+	// (the rewriter's own words: the caller's slice is only written at the
+	// end, so that it need not escape to the heap).
 	matched []uint64
+	mbuf    []uint64
 }
 
 type pool struct {
@@ -66,7 +69,7 @@ func (p *pool) get() *rewriter {
 	if r, ok := p.p.Get().(*rewriter); ok {
 		return r
 	}
-	r := &rewriter{m: p.m, hit: make([]bool, len(p.m.fields))}
+	r := &rewriter{m: p.m, hit: make([]bool, len(p.m.fields)), mbuf: make([]uint64, p.m.MatchedWords())}
 	if len(p.m.hashKey) > 0 {
 		r.mac = newHMAC(p.m.hashKey)
 	}
@@ -78,6 +81,7 @@ func (p *pool) put(r *rewriter) {
 	r.res = Result{}
 	r.quiet = 0
 	clear(r.hit)
+	clear(r.mbuf)
 	p.p.Put(r)
 }
 
@@ -101,9 +105,14 @@ func (m *Map) RewriteMatched(dst, src []byte, p Planner, matched []uint64) (out 
 	defer m.pool.put(r)
 	r.src, r.depth, r.planner = src, 0, p
 	r.out, r.last = dst, 0
-	r.matched = matched
+	if matched != nil {
+		r.matched = r.mbuf
+	}
 	if err := r.run(); err != nil {
 		return dst, Result{}, err
+	}
+	for i := range matched {
+		matched[i] |= r.mbuf[i]
 	}
 	out = append(r.out, src[r.last:]...)
 	res = r.res
@@ -124,11 +133,11 @@ func (m *Map) RewriteMatched(dst, src []byte, p Planner, matched []uint64) (out 
 func (m *Map) Select(src []byte) ([]string, error) {
 	r := m.pool.get()
 	defer m.pool.put(r)
-	matched := make([]uint64, m.MatchedWords())
-	r.src, r.depth, r.quiet, r.matched = src, 0, 1, matched
+	r.src, r.depth, r.quiet, r.matched = src, 0, 1, r.mbuf
 	if err := r.run(); err != nil {
 		return nil, err
 	}
+	matched := r.mbuf
 	var out []string
 	for k, f := range m.sorted {
 		if matched[k>>6]&(1<<(k&63)) != 0 {

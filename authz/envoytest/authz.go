@@ -78,6 +78,9 @@ func (e *Envoy) buildCheckRequest(x *exchange) (*authv3.CheckRequest, *Response)
 		if _, seen := headers[kv.key]; seen {
 			continue
 		}
+		if kv.key == "x-envoy-auth-partial-body" {
+			continue // a client's copy is dropped (check_request_utils.cc)
+		}
 		headers[kv.key] = strings.Join(h.values(kv.key), ",")
 	}
 	path := valueOr(h, ":path", "/")
@@ -107,9 +110,11 @@ func (e *Envoy) buildCheckRequest(x *exchange) (*authv3.CheckRequest, *Response)
 				return nil, localReply(x.resp, "ext_authz", http.StatusRequestEntityTooLarge, "Payload Too Large", "request_payload_too_large")
 			}
 			body = body[:e.opts.MaxRequestBytes]
-			// Envoy marks a partial body with this header in the CheckRequest.
+			// Envoy marks every body it buffers in the CheckRequest's headers:
+			// "true" when cut, "false" when whole (check_request_utils.cc,
+			// setHttpRequest).
 			headers["x-envoy-auth-partial-body"] = "true"
-		} else if e.opts.AllowPartialMessage {
+		} else {
 			headers["x-envoy-auth-partial-body"] = "false"
 		}
 		if e.opts.PackAsBytes {

@@ -23,6 +23,9 @@
 //     false = overwrite); otherwise append_action, whose zero value APPEND_IF_EXISTS_OR_ADD
 //     adds a separate entry. headers_to_remove cannot remove host or ":" headers.
 //     OkHttpResponse.dynamic_metadata (deprecated) overrides CheckResponse.dynamic_metadata.
+//     With with_request_body, every buffered body is marked in the CheckRequest's headers
+//     with x-envoy-auth-partial-body "true" (cut to max_request_bytes) or "false", and a
+//     client's own copy of that header is dropped (check_request_utils.cc, setHttpRequest).
 //   - ext_proc ordering: a response of the wrong type for the pending phase is a
 //     *spurious message*. Envoy does not fail the request for it: it logs, closes the
 //     stream, marks processing complete and lets the request and response continue

@@ -206,6 +206,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 	a.Gate = g
+	a.closers = append(a.closers, func() {
+		// Rectification entries waiting for the store get one last try.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.Close(ctx)
+	})
 	if err := g.Warm(ctx); err != nil {
 		// Not fatal: registers may be loaded through the admin API later.
 		log.Error("route map not usable with the current registers", "err", err)

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +97,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// RectifyRetryFor is how long a rectification audit entry the store
+	// refused is retried before it is logged as lost (0: 10 minutes).
+	RectifyRetryFor time.Duration
 }
 
 // Gate makes the decisions. It is safe for concurrent use.
@@ -123,6 +127,12 @@ type Gate struct {
 	origins   sync.Map
 	originsN  atomic.Int64
 	originSem chan struct{}
+
+	// unseen watches each route's answers for mapped paths never seen;
+	// kept here so that a table rebuilt for new registers keeps counting.
+	unseen map[*config.Route]*unseen
+
+	rectifier *rectifier
 }
 
 // New builds a Gate.
@@ -152,6 +162,23 @@ func New(opts Options) (*Gate, error) {
 		}
 	}
 	g.metrics = newMetrics(opts.Registerer)
+	g.rectifier = newRectifier(g, opts.RectifyRetryFor)
+	g.unseen = map[*config.Route]*unseen{}
+	after := 0
+	if opts.Config.Body.UnseenAfter != nil {
+		after = *opts.Config.Body.UnseenAfter
+	}
+	for i := range opts.Config.Routes {
+		rc := &opts.Config.Routes[i]
+		paths := make([]string, 0, len(rc.Fields))
+		for p := range rc.Fields {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths) // the order of redact.Map.Paths
+		if u := newUnseen(rc.Name, paths, after); u != nil {
+			g.unseen[rc] = u
+		}
+	}
 	return g, nil
 }
 
@@ -184,6 +211,17 @@ type Request struct {
 	Protocol, RemoteAddr, LocalAddr string
 	// Metadata is Envoy's dynamic metadata (ext_proc's metadata_context).
 	Metadata *corev3.Metadata
+	// NoResponse: the front-end never sees the backend's answer (the HTTP
+	// authz mode), so a write's audit entry is written at the decision.
+	NoResponse bool
+	// BodyPartial: Body is only the first part of the request body (a
+	// front-end limit: Envoy's allow_partial_message, the proxy's
+	// body.max_request_bytes).
+	BodyPartial bool
+	// BodyUnseen: the request may carry a body the front-end did not pass
+	// (Envoy without with_request_body for the route, on HTTP/2 where no
+	// content-length announces it).
+	BodyUnseen bool
 }
 
 // HeaderGetter adapts net/http headers to Request.Header. A repeated
@@ -285,8 +323,9 @@ type Exchange struct {
 	visible uint32
 	// origin is how the request-side subject's origin is recorded.
 	origin cache.OriginSource
-	// auditWrite: the request is a write to audit once it is allowed.
-	auditWrite bool
+	// rect is an allowed write's audit entry, written when the backend
+	// has answered (Gate.Responded).
+	rect *Rectification
 	// changed are the mapped fields a write's body changes.
 	changed []string
 	// layer is a layered policy's state (nil otherwise: no cost per
@@ -364,6 +403,11 @@ func (g *Gate) routes(ix *model.Index) (*table, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, rs := range t.byMethod {
+		for _, r := range rs {
+			r.unseen = g.unseen[r.cfg]
+		}
+	}
 	g.table.Store(t)
 	return t, nil
 }
@@ -385,12 +429,16 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 	if ex.layer != nil {
 		ex.Verdict = g.layer(ctx, req, ex, ex.Verdict)
 	}
-	if ex.Verdict.Allow && ex.auditWrite {
-		if err := g.auditRectification(ctx, ex, req.Body); err != nil {
-			// A rectification that cannot be audited does not happen.
+	if r := ex.Rectification(); r != nil && req.NoResponse {
+		// The front-end never sees the answer: record the change now, and
+		// a change that cannot be audited does not happen.
+		if err := g.rectifier.append(ctx, r.entry(g.now(), "unseen")); err != nil {
 			g.log.Warn("rectification audit entry not written", "decision_id", ex.DecisionID, "err", err)
 			ex.Verdict = deny(503, "audit_unavailable", "the change cannot be audited right now")
+		} else {
+			g.metrics.rectify.WithLabelValues("written").Inc()
 		}
+		ex.rect = nil
 	}
 	if ex.Verdict.ResponseHeaders == nil {
 		ex.Verdict.ResponseHeaders = map[string]string{}
@@ -550,6 +598,16 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 			return v
 		}
 	}
+	if r.cfg.Kind == policy.KindWrite && req.ResponseOnly && len(r.writeFields) > 0 && rectifiedMethod(rd.method) {
+		// ext_proc: ext_authz read the body and left the entry to write
+		// once the backend answers. Without its metadata the change
+		// would go unaudited: stop the write before the backend.
+		ns := req.filterMetadata(authzNamespace)
+		if ns == nil {
+			return deny(500, "write_not_auditable", "gdprgate cannot audit this write: ext_proc must receive ext_authz's metadata (metadata_options.forwarding_namespaces)")
+		}
+		ex.rect = rectificationFrom(ns)
+	}
 	if ex.layer != nil {
 		ex.layer.facts = f
 	}
@@ -564,8 +622,8 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		}
 		return denial(d)
 	}
-	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(ex.changed) > 0 && (rd.method == "PUT" || rd.method == "PATCH") {
-		ex.auditWrite = true
+	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(ex.changed) > 0 && rectifiedMethod(rd.method) {
+		ex.rect = g.newRectification(ex)
 	}
 	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
 }
@@ -668,28 +726,6 @@ func (g *Gate) decideEntry(ctx context.Context, ex *Exchange, req *Request) (pol
 		pr = policyRequest(req, rd, g.now())
 	}
 	return g.engine.DecideEntry(ctx, f, pr)
-}
-
-// auditRectification records which mapped fields a write changes — names
-// only, never values — attributed to the caller (the CRM article's change
-// tracking). It is recorded when the write is allowed; the backend may still
-// refuse it.
-func (g *Gate) auditRectification(ctx context.Context, ex *Exchange, _ []byte) error {
-	changed := ex.changed // route.changedFields, sorted
-	if len(changed) == 0 {
-		return nil
-	}
-	actor := ex.caller.ID
-	if actor == "" {
-		actor = "roles:" + ex.caller.RoleKey()
-	}
-	e := audit.Entry{
-		Time: g.now(), Actor: actor, Action: "subject.rectify", Object: "routes/" + ex.route.cfg.Name,
-		Subject: g.hasher.Subject(ex.subject),
-		Detail:  map[string]string{"fields": strings.Join(changed, ","), "decision_id": ex.DecisionID},
-	}
-	_, err := g.store.AppendAudit(ctx, e)
-	return err
 }
 
 // subjectFacts fills f with the subject's facts and tells how its origin

@@ -13,6 +13,11 @@ type metrics struct {
 	// originIgnored origin_from values not used (missing, unparsable,
 	// future).
 	originRecorded, originIgnored *prometheus.CounterVec
+	unseen                        *prometheus.GaugeVec
+	// rectify counts rectification audit entries by result; rectifyPending
+	// is how many wait for a retry.
+	rectify        *prometheus.CounterVec
+	rectifyPending prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,9 +41,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		originIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdprgate_origin_ignored_total", Help: "origin_from values not used, by reason (missing, unparsable, future).",
 		}, []string{"reason"}),
+		unseen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gdprgate_route_field_unseen",
+			Help: "1 for a mapped field path that none of the route's first body.unseen_after successful JSON answers contained (a typo or a renamed backend field).",
+		}, []string{"route", "path"}),
+		rectify: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_rectification_audit_total",
+			Help: "Rectification audit entries by result: written, written_after_retry, not_applied (the backend refused the write), lost (given up on and logged at error level).",
+		}, []string{"result"}),
+		rectifyPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gdprgate_rectification_audit_pending",
+			Help: "Rectification audit entries the store refused, waiting for a retry.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored)
+		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending)
 	}
 	return m
 }

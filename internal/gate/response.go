@@ -71,8 +71,8 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	r := ex.route
 	ct := resp.Header("content-type")
 	if !isJSON(ct) {
-		if resp.Status >= 300 || g.cfg.Body.NonJSON == "pass" {
-			// Error pages of the backend and operators' explicit choice.
+		// Whatever the status: an error page can carry the record too.
+		if g.cfg.Body.NonJSON == "pass" {
 			g.metrics.bodies.WithLabelValues("passed_non_json").Inc()
 			return Rewritten{SetHeaders: set, Reason: "non_json_passed"}
 		}
@@ -97,18 +97,34 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		return g.refuse(502, "body_too_large", "the backend's answer is larger than gdprgate may check")
 	}
 
+	if !r.rootFits(body) {
+		// A list where the route map expects a record (or the reverse):
+		// no path would select anything, and the values would pass.
+		return g.refuse(502, "body_shape", "the backend's answer is not the JSON shape the route map describes")
+	}
+
 	var planner redact.Planner
 	switch {
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromResponseBody:
 		id, err := r.subjectIn.Subject(body)
 		if err != nil {
-			if errors.Is(err, redact.ErrSubjectNotFound) {
-				if resp.Status >= 300 {
-					return Rewritten{SetHeaders: set, Reason: "error_passed"}
-				}
+			if !errors.Is(err, redact.ErrSubjectNotFound) {
+				return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
+			}
+			if resp.Status < 300 {
 				return g.refuse(502, "subject_missing", "the backend's answer does not name its subject")
 			}
-			return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
+			// An error answer that names no subject: whoever it is about,
+			// every mapped field in it is hidden.
+			planner = redact.Fixed(0)
+			break
+		}
+		if r.fields == nil {
+			// Nothing to redact, but the decision rests on this id: it
+			// must be the only one (a client may read another).
+			if _, err := r.subjectIn.Select(body); err != nil {
+				return g.bodyError(err)
+			}
 		}
 		f := ex.base
 		ref := model.SubjectRef{Entity: r.cfg.Subject.Entity, ID: string(id)}
@@ -149,22 +165,29 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if r.fields == nil {
 		return Rewritten{SetHeaders: set, Reason: "no_fields"}
 	}
+	var (
+		out []byte
+		res redact.Result
+		err error
+	)
 	_, span := observe.Start(ctx, "redact.rewrite")
-	out, res, err := r.fields.Rewrite(make([]byte, 0, len(body)), body, planner)
+	if u := r.unseen; u.active() && resp.Status < 300 {
+		var words [4]uint64 // on the stack for routes of up to 256 fields
+		matched := words[:0]
+		if n := r.fields.MatchedWords(); n <= len(words) {
+			matched = words[:n]
+		} else {
+			matched = make([]uint64, n)
+		}
+		if out, res, err = r.fields.RewriteMatched(make([]byte, 0, len(body)), body, planner, matched); err == nil {
+			u.observe(matched, g.metrics.unseen, g.log)
+		}
+	} else {
+		out, res, err = r.fields.Rewrite(make([]byte, 0, len(body)), body, planner)
+	}
 	span.End()
 	if err != nil {
-		var pe *plannerError
-		switch {
-		case errors.As(err, &pe):
-			return g.refuse(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
-		case errors.Is(err, redact.ErrInvalidJSON):
-			if resp.Status >= 300 && g.cfg.Body.NonJSON == "pass" {
-				return Rewritten{SetHeaders: set, Reason: "error_passed"}
-			}
-			return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
-		default:
-			return g.refuse(502, "body_rejected", "the backend's answer could not be checked")
-		}
+		return g.bodyError(err)
 	}
 	g.metrics.bodies.WithLabelValues("rewritten").Inc()
 	if len(res.Redacted) > 0 {
@@ -181,6 +204,49 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		out = re
 	}
 	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: []string{"etag", "content-md5", "digest"}, Reason: "redacted"}
+}
+
+// bodyError refuses an answer the rewriter could not take, whatever its
+// status: invalid JSON under a JSON content type is refused like a 2xx.
+func (g *Gate) bodyError(err error) Rewritten {
+	var pe *plannerError
+	switch {
+	case errors.As(err, &pe):
+		return g.refuse(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
+	case errors.Is(err, redact.ErrInvalidJSON):
+		return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
+	case errors.Is(err, redact.ErrDuplicateSubject):
+		return g.refuse(502, "subject_ambiguous", "the backend's answer names its subject more than once")
+	default:
+		return g.refuse(502, "body_rejected", "the backend's answer could not be checked")
+	}
+}
+
+// rootFits reports whether the body's top-level value is one the route's
+// paths can reach: an object for paths that start with a key, an array for
+// paths that start with # (an index fits both). Scalars and null fit: no
+// path selects anything in them, and they carry no mapped field.
+func (r *route) rootFits(body []byte) bool {
+	m := r.fields
+	if m == nil {
+		m = r.subjectIn
+	}
+	if m == nil {
+		return true
+	}
+	obj, arr := m.Root()
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return obj
+		case '[':
+			return arr
+		}
+		return true
+	}
+	return true
 }
 
 // coverageHeaders are the policy's headers the response carries.

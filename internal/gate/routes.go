@@ -41,6 +41,9 @@ type route struct {
 	// writeFields are the mapped fields a write route's body may change
 	// (compileWriteFields); nil on other kinds.
 	writeFields []writeField
+	// unseen watches the answers for mapped paths they never contain
+	// (nil: off, or no fields). It outlives the table: see Gate.unseen.
+	unseen *unseen
 }
 
 // table is the compiled route map for one register version.

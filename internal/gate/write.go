@@ -17,6 +17,9 @@ func (g *Gate) writeFacts(r *route, req *Request, ex *Exchange, f *policy.Facts)
 	if len(r.writeFields) == 0 {
 		return Verdict{}, true
 	}
+	if req.BodyPartial || len(req.Body) > g.cfg.Body.MaxRequestBytes {
+		return deny(http.StatusRequestEntityTooLarge, "write_body_too_large", "the body of a write is larger than gdprgate may read to check and audit the fields it changes (body.max_request_bytes)"), false
+	}
 	if len(req.Body) == 0 {
 		if bodyAnnounced(req) {
 			return deny(http.StatusBadRequest, "write_body_unseen", "gdprgate must see the body of a write to check the fields it changes (it is too large, or the front-end does not send request bodies for this route)"), false
@@ -31,10 +34,11 @@ func (g *Gate) writeFacts(r *route, req *Request, ex *Exchange, f *policy.Facts)
 	return Verdict{}, true
 }
 
-// bodyAnnounced reports whether the request's headers announce a body.
+// bodyAnnounced reports whether the request's headers announce a body, or
+// the front-end could not tell.
 func bodyAnnounced(req *Request) bool {
 	cl := strings.TrimSpace(req.Header("content-length"))
-	return cl != "" && cl != "0" || req.Header("transfer-encoding") != ""
+	return cl != "" && cl != "0" || req.Header("transfer-encoding") != "" || req.BodyUnseen
 }
 
 // denyFields is a refused write: the policy's denial naming the fields

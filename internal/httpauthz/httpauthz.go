@@ -262,7 +262,7 @@ func (h *handler) original(r *http.Request) (*gate.Request, convention, error) {
 		}
 	}
 	header := gate.HeaderGetter(r.Header)
-	req := &gate.Request{Host: r.Host, Scheme: "http", Header: header, Headers: gate.HeaderMap(r.Header)}
+	req := &gate.Request{Host: r.Host, Scheme: "http", Header: header, Headers: gate.HeaderMap(r.Header), NoResponse: true}
 	if r.TLS != nil {
 		req.Scheme = "https"
 	}

@@ -90,6 +90,10 @@ func New(opts Options) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.log.Warn("proxy: upstream error", "err", err)
+			if ex, _ := r.Context().Value(ctxKey{}).(*gate.Exchange); ex != nil {
+				// The write may have reached the backend before it failed.
+				p.gate.Responded(r.Context(), ex, 0)
+			}
 			writeJSON(w, http.StatusBadGateway, []byte(`{"error":"upstream_unavailable","message":"the backend did not answer"}`), nil)
 		},
 		Transport: opts.Transport,
@@ -104,6 +108,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(ctx)
 	}
 	var body []byte
+	partial := false
 	if r.Body != nil && r.ContentLength != 0 && (r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH") {
 		b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.maxRequestBytes)+1))
 		if err != nil {
@@ -114,7 +119,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			body = b
 			r.Body = io.NopCloser(bytes.NewReader(b))
 		} else {
-			// Too large to inspect: forward it whole, undecided by its body.
+			// Too large to inspect: routes that must read it refuse it;
+			// others get it whole, undecided by its body.
+			partial = true
 			r.Body = struct {
 				io.Reader
 				io.Closer
@@ -130,15 +137,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		header, headers = p.hideIdentity(header, headers)
 	}
 	greq := &gate.Request{
-		Method:     r.Method,
-		Path:       r.URL.RequestURI(),
-		Host:       r.Host,
-		Scheme:     scheme,
-		Header:     header,
-		Headers:    headers,
-		Body:       body,
-		Protocol:   r.Proto,
-		RemoteAddr: r.RemoteAddr,
+		Method:      r.Method,
+		Path:        r.URL.RequestURI(),
+		Host:        r.Host,
+		Scheme:      scheme,
+		Header:      header,
+		Headers:     headers,
+		Body:        body,
+		BodyPartial: partial,
+		Protocol:    r.Proto,
+		RemoteAddr:  r.RemoteAddr,
 	}
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		greq.LocalAddr = la.String()
@@ -221,6 +229,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if ex == nil {
 		return nil
 	}
+	// A write the backend took is audited now (see gate.Responded).
+	p.gate.Responded(resp.Request.Context(), ex, resp.StatusCode)
 	for k, v := range ex.Verdict.ResponseHeaders {
 		resp.Header.Set(k, v)
 	}
