@@ -355,3 +355,11 @@ func hex4(b []byte) int {
 
 func utf16IsHigh(r rune) bool { return r >= 0xd800 && r < 0xdc00 }
 func utf16IsLow(r rune) bool  { return r >= 0xdc00 && r < 0xe000 }
+
+// Valid reports whether src is one strict RFC 8259 JSON document in UTF-8,
+// as Rewrite reads it.
+func Valid(src []byte) bool {
+	s := scanner{src: src}
+	i, err := s.value(s.ws(0))
+	return err == nil && s.ws(i) == len(src)
+}

@@ -154,3 +154,30 @@ func TestRoutesSuggestWritesADraftThatLoads(t *testing.T) {
 		t.Fatalf("no document: exit %d %s", code, errb)
 	}
 }
+
+func TestRoutesCheckShowsWhatEachPathSelects(t *testing.T) {
+	dir := t.TempDir()
+	sample := filepath.Join(dir, "contact.json")
+	if err := os.WriteFile(sample, []byte(`{"id":"c-1","first_name":"Alice","EMAIL":"a@x","addres":{"street":"x"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errb := runArgs(t, "routes", "check", "--config", "../../examples/crm/gdprgate.yaml", "--sample", sample, "--route", "contact")
+	if code != 1 || !strings.Contains(out, "ok       email") || !strings.Contains(out, "MISSING  address") || !strings.Contains(errb, "select nothing") {
+		t.Errorf("exit %d\n%s\n%s", code, out, errb)
+	}
+	code, _, errb = runArgs(t, "routes", "check", "--config", "../../examples/crm/gdprgate.yaml", "--sample", sample, "--route", "contcat")
+	if code != 2 || !strings.Contains(errb, "contact-list") {
+		t.Errorf("unknown route: exit %d %s", code, errb)
+	}
+	code, _, _ = runArgs(t, "routes", "check", "--config", "../../examples/crm/gdprgate.yaml")
+	if code != 2 {
+		t.Errorf("no sample: exit %d", code)
+	}
+	full := filepath.Join(dir, "issue.json")
+	if err := os.WriteFile(full, []byte(`{"id":"i-1","contact_id":"c-1","reporter_email":"r@x","notes":"n"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errb := runArgs(t, "routes", "check", "--config", "../../examples/crm/gdprgate.yaml", "--sample", full, "--route", "issue"); code != 0 {
+		t.Errorf("exit %d\n%s\n%s", code, out, errb)
+	}
+}

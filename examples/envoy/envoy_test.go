@@ -2,12 +2,19 @@ package envoy
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	"github.com/gdprgate/gdprgate/examples/crm"
+	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/yamlfile"
+	"github.com/gdprgate/gdprgate/policy"
 
 	"github.com/gdprgate/gdprgate/examples/envoy/bootstrapcheck"
 )
@@ -132,4 +139,91 @@ func TestCheckerCatchesFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every mapped route that reads its request body — each write, whose changed
+// fields gdprgate checks and audits, and each outbound route — must have
+// that body sent to ext_authz whole by the route Envoy picks for it.
+func TestEveryMappedBodyRouteSendsItsBody(t *testing.T) {
+	cfg, err := config.Parse(crm.GatewayConfigYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"envoy.yaml", "envoy-local.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := checkBootstrap(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m hcmv3.HttpConnectionManager
+		if err := bs.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&m); err != nil {
+			t.Fatal(err)
+		}
+		routes := m.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+		checked := 0
+		for _, rc := range cfg.Routes {
+			if rc.Kind != policy.KindWrite && rc.Kind != policy.KindOutbound {
+				continue
+			}
+			path := regexp.MustCompile(`\{[^}]*\}`).ReplaceAllString(rc.Path, "x")
+			r := pickRoute(t, routes, rc.Method, path)
+			if r == nil {
+				t.Errorf("%s: no Envoy route for %s %s", file, rc.Method, path)
+				continue
+			}
+			var per extauthzv3.ExtAuthzPerRoute
+			a := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+			if a == nil || a.UnmarshalTo(&per) != nil || per.GetCheckSettings().GetWithRequestBody() == nil ||
+				per.GetCheckSettings().GetWithRequestBody().GetAllowPartialMessage() {
+				t.Errorf("%s: route %q (%s %s) does not send its whole body to ext_authz", file, rc.Name, rc.Method, path)
+			}
+			checked++
+		}
+		if checked < 3 {
+			t.Fatalf("only %d body routes checked", checked)
+		}
+	}
+}
+
+// pickRoute is the first route whose prefix or path and :method header
+// matcher accept the request, as Envoy's router picks it.
+func pickRoute(t *testing.T, routes []*routev3.Route, method, path string) *routev3.Route {
+	t.Helper()
+	for _, r := range routes {
+		mt := r.GetMatch()
+		switch {
+		case mt.GetPrefix() != "":
+			if !strings.HasPrefix(path, mt.GetPrefix()) {
+				continue
+			}
+		case mt.GetPath() != "":
+			if path != mt.GetPath() {
+				continue
+			}
+		default:
+			t.Fatalf("route match %v: only prefix and path are read here", mt)
+		}
+		ok := true
+		for _, h := range mt.GetHeaders() {
+			if h.GetName() != ":method" {
+				t.Fatalf("header matcher %v: only :method is read here", h)
+			}
+			sm := h.GetStringMatch()
+			switch {
+			case sm.GetExact() != "":
+				ok = ok && sm.GetExact() == method
+			case sm.GetSafeRegex() != nil:
+				ok = ok && regexp.MustCompile(`^(?:`+sm.GetSafeRegex().GetRegex()+`)$`).MatchString(method)
+			default:
+				t.Fatalf("header matcher %v: only exact and safe_regex are read here", h)
+			}
+		}
+		if ok {
+			return r
+		}
+	}
+	return nil
 }
