@@ -353,3 +353,20 @@ func TestProjectHeaderIgnoredUnderJWT(t *testing.T) {
 		t.Errorf("trusted, repeated project header: %d %s, want 400 ambiguous_header", ex.Verdict.Status, ex.Verdict.Reason)
 	}
 }
+
+// TestResponsePlanOfAnUnseenFormOverride: ext_proc never has the request
+// body; a form POST to a path mapped for GET is planned as that GET (the
+// request decision was made with the body, or refused), so an override in
+// the body cannot get the answer out unredacted.
+func TestResponsePlanOfAnUnseenFormOverride(t *testing.T) {
+	s := newSideDoors(t)
+	h := map[string]string{"x-gdpr-roles": "agent", "content-type": "application/x-www-form-urlencoded", "content-length": "11"}
+	ex := s.g.Check(context.Background(), &gate.Request{Method: "POST", Path: "/api/contacts/c-2", ResponseOnly: true,
+		Header: func(n string) string { return h[n] }})
+	if !ex.Verdict.Allow || ex.RouteName() != "contact" {
+		t.Fatalf("allow %v route %q (%s), want the contact route's plan", ex.Verdict.Allow, ex.RouteName(), ex.Verdict.Reason)
+	}
+	if got := s.contactAs(t, ex, "c-2"); got["first_name"] != nil {
+		t.Errorf("archived Bob in clear: %v", got["first_name"])
+	}
+}
