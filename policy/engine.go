@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	// default such a policy is refused, at start and on reload: deleting
 	// the test file must not be the way a broken policy goes live.
 	AllowUntested bool
+	// Publish, when set, receives every policy installed from Dir (or the
+	// embedded default) with its compiler and serving sources, so that
+	// OPA's plugins (decision-log mask rules) see the same policy.
+	Publish func(ctx context.Context, c *ast.Compiler, sources map[string]string) error
 }
 
 // Engine evaluates the request policy. It is safe for concurrent use.
@@ -53,6 +58,8 @@ type Engine struct {
 	// refused is why Reload last refused the files on disk; nil while the
 	// files are the ones serving.
 	refused atomic.Pointer[error]
+	// bundles is set when the policy comes from OPA bundles.
+	bundles *bundleState
 }
 
 // generation is a policy with its memos; all are replaced atomically.
@@ -102,6 +109,11 @@ func (e *Engine) newGeneration(c *compiled) *generation {
 }
 
 func (e *Engine) install(c *compiled) {
+	if e.opts.Publish != nil && c.compiler != nil {
+		if err := e.opts.Publish(context.Background(), c.compiler, c.sources); err != nil {
+			e.log.Warn("policy not published to OPA's plugins; their mask rules may lag", "err", err)
+		}
+	}
 	if !c.memoisable {
 		e.log.Warn("GDPR decision reads request attributes: decisions are not memoised", "why", c.why)
 	}
@@ -142,6 +154,9 @@ func (e *Engine) EntryMaySetMask() bool { return e.cur.Load().policy.entryMask }
 // deadline and cancellation.
 func (e *Engine) Decide(ctx context.Context, f Facts, req *Request) (Decision, error) {
 	g := e.cur.Load()
+	if g.policy.unavailable {
+		return Decision{}, ErrNoPolicy
+	}
 	if g.memo != nil {
 		if d, ok := g.memo.get(&f); ok {
 			e.metrics.memoHits.Inc()
@@ -205,6 +220,7 @@ func (e *Engine) eval(ctx context.Context, q rego.PreparedEvalQuery, name string
 	if err != nil {
 		return Decision{}, fmt.Errorf("evaluate policy: %s: %w", name, err)
 	}
+	d.Result = rs[0].Expressions[0].Value
 	return d, nil
 }
 

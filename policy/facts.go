@@ -108,6 +108,8 @@ type Decision struct {
 	RequestHeadersToRemove []string       `json:"-"`
 	Body                   string         `json:"-"`
 	DynamicMetadata        map[string]any `json:"-"`
+	// Result is the policy's result as it returned it (decision logs).
+	Result any `json:"-"`
 }
 
 // Result shapes a policy may return.

@@ -385,3 +385,18 @@ func scalarOrMessage(fd protoreflect.FieldDescriptor, v protoreflect.Value) ast.
 }
 
 func maskTerm(m uint32) *ast.Term { return ast.IntNumberTerm(int(m)) }
+
+// InputJSON is the input the policy sees for f and req, as a JSON value
+// (for decision logs).
+func InputJSON(f *Facts, req *Request) (map[string]any, error) {
+	v, err := buildInput(f, req)
+	if err != nil {
+		return nil, err
+	}
+	j, err := ast.JSON(v)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := j.(map[string]any)
+	return m, nil
+}

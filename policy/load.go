@@ -16,6 +16,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	defaultpolicy "github.com/gdprgate/gdprgate/rego"
@@ -167,6 +168,15 @@ type compiled struct {
 	entryMask   bool
 	entryPath   string
 	fingerprint [32]byte
+	// compiler and sources are the serving policy (published to OPA's
+	// plugins); nil for bundles, which OPA's store already holds.
+	compiler *ast.Compiler
+	sources  map[string]string
+	// bundles are the active bundles' revisions (decision logs).
+	bundles map[string]string
+	// unavailable: no policy yet (bundles not activated); every decision
+	// fails, closed.
+	unavailable bool
 }
 
 // compilePolicy parses, compiles and tests files and prepares the decision
@@ -212,6 +222,13 @@ func compilePolicy(ctx context.Context, files []sourceFile, path string, allowUn
 		return nil, err
 	}
 	cp.fingerprint = fingerprint(files)
+	cp.compiler = c
+	cp.sources = make(map[string]string, len(serving))
+	for _, f := range files {
+		if !isTestFile(f.name) {
+			cp.sources[f.name] = string(f.src)
+		}
+	}
 	return cp, nil
 }
 
@@ -273,12 +290,18 @@ func addDefaultDecision(all, serving map[string]*ast.Module) error {
 // prepare prepares the GDPR decision and the entry point on a compiled
 // policy and analyses which of them can be memoised. store holds the data
 // documents (bundles); nil is an empty store.
-func prepare(ctx context.Context, c *ast.Compiler, store storage.Store, entryRef ast.Ref) (*compiled, error) {
+func prepare(ctx context.Context, c *ast.Compiler, store storage.Store, entryRef ast.Ref, txn ...storage.Transaction) (*compiled, error) {
 	cp := &compiled{layered: !entryRef.Equal(decisionRef), entryPath: entryRef.String()}
 	query := func(ref ast.Ref) (rego.PreparedEvalQuery, error) {
 		opts := []func(*rego.Rego){rego.ParsedQuery(ast.NewBody(ast.NewExpr(ast.NewTerm(ref)))), rego.Compiler(c)}
-		if store != nil {
-			opts = append(opts, rego.Store(store))
+		if store == nil {
+			store = inmem.New()
+		}
+		opts = append(opts, rego.Store(store))
+		if len(txn) > 0 {
+			// Inside the activation's write transaction: preparing must
+			// not open another.
+			opts = append(opts, rego.Transaction(txn[0]))
 		}
 		pq, err := rego.New(opts...).PrepareForEval(ctx)
 		if err != nil {
@@ -465,12 +488,21 @@ func at(loc *ast.Location, what string) string {
 // runTests runs every test_ rule of modules, reporting like `opa test`.
 // failed lists "file:line: package.rule: FAIL|ERROR" for each failing test.
 func runTests(ctx context.Context, modules map[string]*ast.Module, w io.Writer, verbose bool) (passed int, failed []string, err error) {
-	ch, err := tester.NewRunner().
+	return runTestsIn(ctx, modules, nil, nil, w, verbose)
+}
+
+// runTestsIn runs the tests against the data of store as txn sees it (a
+// bundle's data during its activation); nil store is no data.
+func runTestsIn(ctx context.Context, modules map[string]*ast.Module, store storage.Store, txn storage.Transaction, w io.Writer, verbose bool) (passed int, failed []string, err error) {
+	r := tester.NewRunner().
 		SetDefaultRegoVersion(ast.RegoV1).
 		SetModules(modules).
 		CapturePrintOutput(true).
-		EnableTracing(verbose).
-		RunTests(ctx, nil)
+		EnableTracing(verbose)
+	if store != nil {
+		r = r.SetStore(store)
+	}
+	ch, err := r.RunTests(ctx, txn)
 	if err != nil {
 		return 0, nil, fmt.Errorf("compile policy tests: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -32,6 +33,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/identity"
 	"github.com/gdprgate/gdprgate/internal/observe"
+	"github.com/gdprgate/gdprgate/internal/opa"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -53,6 +55,8 @@ type Options struct {
 	// DisableSweeper runs no lifecycle sweeper here (tests drive
 	// App.Sweeper.Pass themselves).
 	DisableSweeper bool
+	// DecisionLogOutput receives console decision logs (nil: stdout).
+	DecisionLogOutput io.Writer
 }
 
 // App is a running gdprgate.
@@ -70,6 +74,8 @@ type App struct {
 	// due lifecycle transitions (one active across sidecars).
 	Forget  *forget.Executor
 	Sweeper *forget.Sweeper
+	// OPA runs OPA's plugins (bundles, decision logs); nil without `opa:`.
+	OPA *opa.Runtime
 
 	// closers release what New started besides the store, last first.
 	closers  []func()
@@ -155,12 +161,52 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 
-	eng, err := policy.New(ctx, policy.Options{Dir: cfg.PolicyDir, Path: cfg.Policy.Path, Logger: log, Registerer: reg,
-		AllowUntested: cfg.PolicyAllowUntested})
-	if err != nil {
-		return fail(fmt.Errorf("policy: %w", err))
+	var rt *opa.Runtime
+	var err error
+	if len(cfg.OPA) > 0 {
+		host, _ := os.Hostname()
+		rt, err = opa.New(opa.Options{Config: cfg.OPA, ID: fmt.Sprintf("gdprgate-%s-%d", host, os.Getpid()),
+			Logger: log, Console: opts.DecisionLogOutput, Registerer: reg})
+		if err != nil {
+			return fail(err)
+		}
+		a.OPA = rt
+	}
+	popts := policy.Options{Dir: cfg.PolicyDir, Path: cfg.Policy.Path, Logger: log, Registerer: reg,
+		AllowUntested: cfg.PolicyAllowUntested}
+	var eng *policy.Engine
+	if rt.HasBundles() {
+		// The policy comes from the bundle server: OPA's bundle plugin
+		// downloads and verifies it, the engine vets it in the activation.
+		if eng, err = policy.NewForBundles(popts, rt.Store, nil); err != nil {
+			return fail(fmt.Errorf("policy: %w", err))
+		}
+		a.closers = append(a.closers, eng.Close)
+		rt.Manager.RegisterCompilerTrigger(eng.BundleActivated)
+	}
+	if rt != nil {
+		if err := rt.Start(ctx); err != nil {
+			return fail(err)
+		}
+		a.closers = append(a.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			rt.Stop(sctx)
+		})
+		if !rt.HasBundles() {
+			popts.Publish = rt.Publish
+		}
+	}
+	if eng == nil {
+		if eng, err = policy.New(ctx, popts); err != nil {
+			return fail(fmt.Errorf("policy: %w", err))
+		}
 	}
 	a.Engine = eng
+	var dlog *observe.DecisionLog
+	if p := rt.DecisionLogs(); p != nil {
+		dlog = observe.NewDecisionLog(p, cmpOr(cfg.Policy.Path, policy.DefaultPath), cfg.Decisions.ClearHeaders, eng.Bundles)
+	}
 
 	idOpts := identity.Options{RolesHeader: cfg.Identity.RolesHeader, CallerHeader: cfg.Identity.CallerHeader, TrustRolesHeader: true}
 	if j := cfg.Identity.JWT; j != nil {
@@ -201,7 +247,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 	a.Forget = exec
-	g, err := gate.New(gate.Options{Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
+	g, err := gate.New(gate.Options{DecisionLog: dlog, Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
 	if err != nil {
 		return fail(err)
 	}
@@ -336,6 +382,16 @@ func (a *App) ready(ctx context.Context) []adminapi.ReadyCheck {
 			" were refused; the previous policy keeps serving: " + err.Error()}
 	}
 	checks := []adminapi.ReadyCheck{rm, pc}
+	if a.OPA.HasBundles() {
+		bc := adminapi.ReadyCheck{Name: "bundles", OK: true}
+		if problems := a.OPA.BundleProblems(); len(problems) > 0 {
+			bc = adminapi.ReadyCheck{Name: "bundles", Reason: strings.Join(problems, "; ")}
+			// A bundle that failed an update while an older revision
+			// serves is reported, but the sidecar stays ready.
+			bc.OK = a.Engine.Ready() == nil && !strings.Contains(bc.Reason, "not activated yet")
+		}
+		checks = append(checks, bc)
+	}
 	if err := a.Identity.Ready(ctx); err != nil {
 		checks = append(checks, adminapi.ReadyCheck{Name: "jwks", Reason: err.Error()})
 	}
@@ -381,4 +437,11 @@ func (a *App) runClosers() {
 		a.closers[i]()
 	}
 	a.closers = nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -30,6 +30,8 @@ type Options struct {
 	Logger *slog.Logger
 	// WipeWorker runs the wipe workers (off by default).
 	WipeWorker bool
+	// DecisionLogOutput receives console decision logs (nil: stdout).
+	DecisionLogOutput io.Writer
 	// Now fixes the clock (zero: the current second).
 	Now time.Time
 	// Clock, when set, is gdprgate's clock instead of the fixed Now (the
@@ -77,6 +79,7 @@ func New(tb testing.TB, opts Options) *Scenario {
 	a, err := app.New(context.Background(), cfg, app.Options{
 		SeedData: crm.RegistersYAML, SeedTime: now, Now: clock,
 		Logger: log, DisableWipeWorker: !opts.WipeWorker, DisableSweeper: !opts.Sweeper,
+		DecisionLogOutput: opts.DecisionLogOutput,
 	})
 	if err != nil {
 		tb.Fatalf("apptest: build gdprgate: %v", err)

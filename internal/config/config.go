@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gdprgate/gdprgate/internal/identity"
+	"github.com/gdprgate/gdprgate/internal/opa"
 	"github.com/gdprgate/gdprgate/internal/yamlfile"
 	"github.com/gdprgate/gdprgate/policy"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -36,8 +37,11 @@ type Config struct {
 	PolicyDir     string `yaml:"policy_dir"`
 	Seed          string `yaml:"seed"`
 
-	Policy      PolicyConfig    `yaml:"policy"`
-	Tracing     TracingConfig   `yaml:"tracing"`
+	Policy  PolicyConfig  `yaml:"policy"`
+	Tracing TracingConfig `yaml:"tracing"`
+	// OPA is OPA's own configuration (services, keys, labels, bundles,
+	// decision_logs, status), run by OPA's plugins inside gdprgate.
+	OPA         map[string]any  `yaml:"opa"`
 	Store       StoreConfig     `yaml:"store"`
 	Identity    IdentityConfig  `yaml:"identity"`
 	Routes      []Route         `yaml:"routes"`
@@ -353,6 +357,9 @@ type DecisionConfig struct {
 	Sample *float64 `yaml:"sample"`
 	// SubjectInClear logs raw subject ids instead of keyed hashes.
 	SubjectInClear bool `yaml:"subject_in_clear"`
+	// ClearHeaders are request headers whose values OPA-shaped decision
+	// logs keep (x-request-id, say); every other header value is masked.
+	ClearHeaders []string `yaml:"clear_headers"`
 }
 
 // LimitsConfig bounds what gdprgate accepts from a request.
@@ -543,6 +550,11 @@ func (c *Config) Validate() error {
 	}
 	if e := c.Identity.EnvoyJWT; e != nil && strings.TrimSpace(e.PayloadKey) == "" {
 		add("identity.envoy_jwt.payload_key: required (jwt_authn's payload_in_metadata)")
+	}
+	if err := opa.Validate(c.OPA); err != nil {
+		add("opa: %v", err)
+	} else if _, bundles := c.OPA["bundles"]; bundles && c.PolicyDir != "" {
+		add("opa.bundles and policy_dir (--policy) both give the policy: choose one")
 	}
 	if _, err := policy.PathRef(c.Policy.Path); err != nil {
 		add("policy.path: %v", err)

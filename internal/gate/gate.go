@@ -28,6 +28,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	opametrics "github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -87,12 +88,15 @@ func IsOwnHeader(name string) bool {
 
 // Options wires a Gate.
 type Options struct {
-	Config   *config.Config
-	Store    cache.Store
-	Engine   *policy.Engine
-	Identity *identity.Verifier
-	Hasher   audit.Hasher
-	Logger   *slog.Logger
+	// DecisionLog, when set, receives every request decision in OPA's
+	// decision-log event shape.
+	DecisionLog *observe.DecisionLog
+	Config      *config.Config
+	Store       cache.Store
+	Engine      *policy.Engine
+	Identity    *identity.Verifier
+	Hasher      audit.Hasher
+	Logger      *slog.Logger
 	// Registerer receives the decision metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Now is the clock (nil: time.Now).
@@ -133,6 +137,8 @@ type Gate struct {
 	unseen map[*config.Route]*unseen
 
 	rectifier *rectifier
+	// dlog sends OPA-shaped decision logs (nil: not configured).
+	dlog *observe.DecisionLog
 }
 
 // New builds a Gate.
@@ -146,6 +152,7 @@ func New(opts Options) (*Gate, error) {
 		sample: *opts.Config.Decisions.Sample,
 
 		originSem: make(chan struct{}, 16),
+		dlog:      opts.DecisionLog,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -334,6 +341,12 @@ type Exchange struct {
 }
 
 type layerState struct {
+	// layered: the policy's entry point is not the GDPR decision.
+	layered bool
+	// result is the policy's result and metrics the decision's timers,
+	// for the decision log.
+	result  any
+	metrics opametrics.Metrics
 	// rd is the request's canonical reading (nil: unreadable).
 	rd *reading
 	// facts are the facts the request decision saw.
@@ -422,11 +435,15 @@ func (g *Gate) decisionID() string {
 func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 	start := time.Now()
 	ex := &Exchange{DecisionID: g.decisionID()}
-	if g.engine.Layered() {
-		ex.layer = &layerState{}
+	if layered := g.engine.Layered(); layered || g.dlog != nil {
+		ex.layer = &layerState{layered: layered}
+		if g.dlog != nil {
+			ex.layer.metrics = opametrics.New()
+			ex.layer.metrics.Timer(opametrics.ServerHandler).Start()
+		}
 	}
 	ex.Verdict = g.check(ctx, req, ex)
-	if ex.layer != nil {
+	if ex.layer != nil && ex.layer.layered {
 		ex.Verdict = g.layer(ctx, req, ex, ex.Verdict)
 	}
 	if r := ex.Rectification(); r != nil && req.NoResponse {
@@ -462,7 +479,44 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 		}
 	}
 	g.logDecision(ctx, ex, stage, time.Since(start))
+	if g.dlog != nil && !req.ResponseOnly && g.sampled() {
+		g.logOPA(ctx, ex, req, stage)
+	}
 	return ex
+}
+
+// sampled applies decisions.sample.
+func (g *Gate) sampled() bool { return g.sample >= 1 || rand.Float64() < g.sample }
+
+// logOPA sends the decision to OPA's decision-log plugin: the input the
+// policy saw (built now if the decision came from the memo), its result
+// and gdprgate's verdict.
+func (g *Gate) logOPA(ctx context.Context, ex *Exchange, req *Request, stage string) {
+	l := ex.layer
+	l.metrics.Timer(opametrics.ServerHandler).Stop()
+	var f *policy.Facts
+	if ex.Mapped() {
+		f = &l.facts
+	}
+	input, err := policy.InputJSON(f, policyRequest(req, l.rd, g.now()))
+	if err != nil {
+		input = nil
+	}
+	custom := map[string]any{
+		"stage": stage, "route": ex.RouteName(), "allowed": ex.Verdict.Allow,
+		"reason": ex.Verdict.Reason, "http_status": ex.Verdict.Status, "roles": ex.caller.RoleKey(),
+	}
+	e := observe.Event{DecisionID: ex.DecisionID, Input: input, Result: l.result, Metrics: l.metrics, Custom: custom}
+	if ex.hasSubj {
+		e.SubjectID, e.SubjectHash = ex.subject.ID, g.subjectLabel(ex.subject)
+		custom["subject"] = e.SubjectHash
+	}
+	if l.result == nil {
+		// Decided before the policy ran (unmapped, unreadable, 401):
+		// gdprgate's verdict is the result.
+		e.Result = map[string]any{"allowed": ex.Verdict.Allow, "http_status": ex.Verdict.Status, "reason": ex.Verdict.Reason}
+	}
+	g.dlog.Log(ctx, e)
 }
 
 func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
@@ -616,6 +670,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		return g.policyFailure(ex, err)
 	}
 	ex.visible = d.VisibleMask
+	if ex.layer != nil {
+		ex.layer.result = d.Result
+	}
 	if !d.Allow {
 		if d.DeniedMask != 0 && len(ex.changed) > 0 {
 			return denyFields(d, r.deniedFields(ex.changed, d.DeniedMask))
@@ -684,6 +741,7 @@ func (g *Gate) layer(ctx context.Context, req *Request, ex *Exchange, v Verdict)
 	if err != nil {
 		return g.policyFailure(ex, err)
 	}
+	ex.layer.result = d.Result
 	if !d.Allow {
 		ex.visible = 0
 		return denial(d)
