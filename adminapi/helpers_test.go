@@ -20,7 +20,7 @@ import (
 )
 
 // Test tokens, one per scope; the token text is its scope.
-var testTokens = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory}
+var testTokens = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory, ScopeGdprPermission}
 
 var testPlan = forget.Plan{"contact": {
 	{Name: "contact", Method: "DELETE", Path: "/api/contacts/{id}"},

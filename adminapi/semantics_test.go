@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,4 +138,87 @@ func TestEvidenceCreatedAtIsTheServersInstant(t *testing.T) {
 			t.Fatalf("re-import stored %d records, had %d", len(rec.Evidence), n)
 		}
 	})
+}
+
+// The manual's RenewalType "Explicit - Manual (if the agent has rights)":
+// the admin API renews by hand with the gdpr_permission scope; each renewal
+// moves the origin and is audited.
+func TestExplicitRenewalNeedsGdprPermission(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/v1/evidence", ScopeEditEvidence, `{"subject":{"entity":"contact","id":"c-1"},"legal_key":"MK","evidence_key":"web-9","origin":"2026-02-01T00:00:00Z"}`)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	path := "/v1/evidence/contact/c-1/" + id + "/renew"
+	if r = e.do("POST", path, ScopeEditEvidence, ""); r.status != 403 {
+		t.Fatalf("renewal with edit_evidence only: %d %s", r.status, r.body)
+	}
+	if r = e.do("POST", path, ScopeGdprPermission, ""); r.status != 200 || r.json(t)["renewed_at"] != e.now.Format(time.RFC3339) {
+		t.Fatalf("renewal: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "evidence.renew" || a.Detail["renewal"] != "explicit" || a.Actor != "tok-gdpr_permission" {
+		t.Fatalf("renewal audit: %+v", a)
+	}
+	// customer-care renews automatically (by communications), not by hand.
+	if r = e.do("POST", "/v1/evidence/contact/c-1/ev-1/renew", ScopeGdprPermission, ""); r.status != 422 || !strings.Contains(string(r.body), "renewal_type") {
+		t.Fatalf("renewing an auto purpose by hand: %d %s", r.status, r.body)
+	}
+	if r = e.do("POST", "/v1/evidence/contact/c-1/ev-nope/renew", ScopeGdprPermission, ""); r.status != 404 {
+		t.Fatalf("renewing missing evidence: %d %s", r.status, r.body)
+	}
+	// A consent that expired is not brought back by a renewal.
+	r = e.do("POST", "/v1/evidence", ScopeEditEvidence, `{"subject":{"entity":"contact","id":"c-1"},"legal_key":"MK","evidence_key":"old-1","origin":"2025-01-01T00:00:00Z"}`)
+	if r.status != 201 {
+		t.Fatalf("create old consent: %d %s", r.status, r.body)
+	}
+	old := r.json(t)["id"].(string)
+	if r = e.do("POST", "/v1/evidence/contact/c-1/"+old+"/renew", ScopeGdprPermission, ""); r.status != 409 {
+		t.Fatalf("renewing lapsed evidence: %d %s", r.status, r.body)
+	}
+}
+
+// The rules table, dry run: "Scenario selection table", evaluated by "Rank",
+// "Terminate – A flag that should not continue to the next rule"; with no
+// rule, the manual's GdprDefaultSensitivity.
+func TestRulesDryRunSaysWhichRuleACommunicationHits(t *testing.T) {
+	e := newEnv(t)
+	r := e.do("POST", "/v1/rules:evaluate", ScopeEditItems, `{"channel":"InboundCall"}`)
+	if r.status != 200 {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	var got struct {
+		Matched []struct {
+			ID string `json:"id"`
+		} `json:"matched"`
+		Sensitivity uint32 `json:"sensitivity"`
+		Default     bool   `json:"default_sensitivity"`
+		Evidence    []struct {
+			LegalisationID string             `json:"legalisation_id"`
+			Recorded       bool               `json:"recorded"`
+			Problems       []model.FieldError `json:"problems"`
+		} `json:"evidence"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil {
+		t.Fatal(err)
+	}
+	// The test registers' one rule matches any channel and names
+	// marketing-consent, whose evidence key no communication gives.
+	if len(got.Matched) != 1 || got.Matched[0].ID != "r-marketing" || got.Sensitivity != 2 || got.Default {
+		t.Fatalf("dry run: %s", r.body)
+	}
+	if len(got.Evidence) != 1 || got.Evidence[0].Recorded || len(got.Evidence[0].Problems) != 1 || got.Evidence[0].Problems[0].Field != "evidence_key" {
+		t.Fatalf("dry run evidence: %s", r.body)
+	}
+	// Without rules the default sensitivity applies.
+	if r = e.do("DELETE", "/v1/rules/r-marketing", ScopeEditItems, ""); r.status != 200 {
+		t.Fatalf("delete rule: %d %s", r.status, r.body)
+	}
+	r = e.do("POST", "/v1/rules:evaluate", ScopeEditItems, `{"channel":"InboundCall"}`)
+	if err := json.Unmarshal(r.body, &got); err != nil || !got.Default || got.Sensitivity != 2 || len(got.Matched) != 0 {
+		t.Fatalf("dry run without rules: %s", r.body)
+	}
+	if r = e.do("POST", "/v1/rules:evaluate", ScopeEditItems, `{"chanel":"x"}`); r.status != 400 {
+		t.Fatalf("unknown attribute: %d %s", r.status, r.body)
+	}
 }

@@ -47,9 +47,13 @@ const (
 	// created_by and renewed_at (an import of historical records); without
 	// it the server sets them. Every such record is audited as history.
 	ScopeImportHistory = "import_history"
+	// ScopeGdprPermission is the manual's GdprPermission: renew evidence of
+	// purposes whose renewal_type is explicit ("Manual (if the agent has
+	// rights)").
+	ScopeGdprPermission = "gdpr_permission"
 )
 
-var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory}
+var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory, ScopeGdprPermission}
 
 // Token is one admin credential. Only the SHA-256 of the bearer token is
 // configured, never the token itself (see HashToken).
@@ -240,6 +244,8 @@ func (s *Server) buildRoutes() {
 	add("POST", "/v1/evidence", ScopeEditEvidence, "Store one evidence record", "EvidenceInput", s.handleEvidenceCreate)
 	add("GET", "/v1/evidence", ScopeExportEvidence, "Evidence of one subject (?entity=&id=)", "", s.handleEvidenceList)
 	add("DELETE", "/v1/evidence/{entity}/{id}/{evidence_id}", ScopeEditEvidence, "Revoke one evidence record", "", s.handleEvidenceRevoke)
+	add("POST", "/v1/evidence/{entity}/{id}/{evidence_id}/renew", ScopeGdprPermission, "Renew one evidence record of an explicit purpose (moves its origin to now)", "", s.handleEvidenceRenew)
+	add("POST", "/v1/rules:evaluate", ScopeEditItems, "Dry run: which rules a communication with these attributes hits, its sensitivity and the evidence it would record", "CommunicationAttributes", s.handleRulesEvaluate)
 	add("POST", "/v1/evidence:import", ScopeEditEvidence, "Bulk import (NDJSON or JSON array; ?atomic=true)", "EvidenceInput", s.handleImport)
 	add("GET", "/v1/evidence:import", ScopeEditEvidence, "The limits of one import request (records, bytes), for clients that send a large file in chunks", "", s.handleImportLimits)
 

@@ -32,6 +32,9 @@ type stream struct {
 	head     bool
 	status   int
 	respHdrs map[string]string
+	// reqHdrs are the request headers, kept when the response plan needs
+	// the request body too (a communication route).
+	reqHdrs map[string]string
 }
 
 // Process answers Envoy's ext_proc stream: one message per phase Envoy was
@@ -87,7 +90,7 @@ func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.Processin
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return s.responseBody(ctx, st, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_RequestBody:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+		return s.requestBody(ctx, st, r.RequestBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
@@ -133,13 +136,55 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.Ht
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
 		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
 	}}}
-	// Only routes with something to redact have their answer buffered.
-	if st.ex.NeedsBody() {
+	// Only routes with something to redact have their answer buffered. A
+	// communication route's plan needs the request body as well: the
+	// processor asks for it and decides again with it.
+	switch {
+	case st.ex.NeedsRequestBody():
+		st.reqHdrs = hdrs
+		resp.ModeOverride = &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED,
+			ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
+	case st.ex.NeedsBody():
 		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
-	} else {
+	default:
 		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_NONE}
 	}
 	return resp
+}
+
+// requestBody is the request body a communication route's plan asked for:
+// the response plan is made again with it.
+func (s *Server) requestBody(ctx context.Context, st *stream, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	empty := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	if st.reqHdrs == nil || !st.ex.NeedsRequestBody() {
+		return empty
+	}
+	if !b.GetEndOfStream() {
+		return immediate(502, []byte(`{"error":"body_not_buffered","message":"gdprgate needs the request body of this route whole (request_body_mode BUFFERED)"}`), st.ex.DecisionID, nil)
+	}
+	hdrs := st.reqHdrs
+	st.ex = s.gate.Check(ctx, &gate.Request{
+		Method:       hdrs[":method"],
+		Path:         hdrs[":path"],
+		Host:         hdrs[":authority"],
+		Scheme:       hdrs[":scheme"],
+		Header:       func(name string) string { return hdrs[name] },
+		Headers:      func() map[string]string { return hdrs },
+		Body:         b.GetBody(),
+		ResponseOnly: true,
+		Metadata:     st.metadata,
+	})
+	v := &st.ex.Verdict
+	if !v.Allow {
+		return immediate(v.Status, v.Body, st.ex.DecisionID, v.ResponseHeaders)
+	}
+	mut := &extprocv3.HeaderMutation{}
+	if sens := v.UpstreamHeaders[gate.HeaderCommSensitivity]; sens != "" {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(gate.HeaderCommSensitivity, sens))
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{
+		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
+	}}}
 }
 
 func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {

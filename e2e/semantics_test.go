@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // admin calls the admin API with the stack's admin token.
@@ -197,4 +200,222 @@ func TestWritesNeedRights(t *testing.T) {
 			t.Errorf("oversized write: %d %s", r.status, r.body)
 		}
 	})
+}
+
+// evidenceOf lists a subject's stored evidence.
+func (s *stack) evidenceOf(t *testing.T, id string) []model.Evidence {
+	t.Helper()
+	rec, err := s.app.Store.Subject(t.Context(), model.SubjectRef{Entity: "contact", ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Evidence
+}
+
+// The manual's "Authorization" button without backend code: a request that
+// creates a communication record is matched against the GDPR rules table
+// ("Scenario selection table", evaluated by "Rank", stopped by "Terminate" —
+// "A flag that should not continue to the next rule"); the rules give the
+// communication its sensitivity ("Which sensitivity to add") and the
+// legalisation whose proof gdprgate records ("The proof of which
+// legalization to add") once the backend answered, with the new record as
+// the evidence's communication (CommIdObligatory: "a link to at least one
+// communication (IC / OC / M / CH)").
+func TestCommunicationRecordsTheRulesEvidence(t *testing.T) {
+	for _, via := range []string{"envoy", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			s := newStack(t, "")
+			do := func(c call) result {
+				if via == "envoy" {
+					return s.viaEnvoy(t, c)
+				}
+				return s.viaProxy(t, c)
+			}
+			// Dan has no evidence: red, bit 2 expired.
+			if r := do(call{path: "/api/contacts/c-4", roles: "agent"}); r.header.Get("x-gdpr-coverage") != "red" {
+				t.Fatalf("Dan before: %q", r.header.Get("x-gdpr-coverage"))
+			}
+			r := do(call{method: "POST", path: "/api/calls", roles: "agent", body: `{"contact_id":"c-4","direction":"inbound","topic":"care","notes":"Asked about delivery."}`})
+			if r.status != 201 {
+				t.Fatalf("log call: %d %s", r.status, r.body)
+			}
+			var created struct{ ID string }
+			_ = json.Unmarshal(r.body, &created)
+			if got := r.header.Get("x-gdpr-comm-sensitivity"); got != "2" {
+				t.Errorf("x-gdpr-comm-sensitivity %q, want 2 (inbound-care: contact)", got)
+			}
+			evs := s.evidenceOf(t, "c-4")
+			if len(evs) != 1 || evs[0].LegalisationID != "contract-care" || len(evs[0].CommIDs) != 1 || evs[0].CommIDs[0] != created.ID || !evs[0].CreatedAt.Equal(s.now) {
+				t.Fatalf("Dan's evidence after the call: %+v (call %s)", evs, created.ID)
+			}
+			if got := r.header.Get("x-gdpr-evidence"); got != evs[0].ID {
+				t.Errorf("x-gdpr-evidence %q, want %s", got, evs[0].ID)
+			}
+			if r.header.Get("x-gdpr-coverage") == "" && via == "proxy" {
+				t.Logf("no coverage header on the call answer")
+			}
+			// The evidence works at once: Dan is blue and his bit 2 active.
+			st, vis := s.contactVisible(t, call{path: "/api/contacts/c-4", roles: "agent"})
+			if st != 200 || vis != 7 {
+				t.Errorf("Dan after the call: %d visible %04b, want bits 0-2", st, vis)
+			}
+			if c := do(call{path: "/api/contacts/c-4", roles: "agent"}).header.Get("x-gdpr-coverage"); c != "blue" {
+				t.Errorf("Dan's colour after the call: %q", c)
+			}
+			audited := false
+			entries, _, _ := s.app.Store.Audit(t.Context(), "", 10000)
+			for _, e := range entries {
+				if e.Action == "evidence.communication" && e.Detail["rules"] == "inbound-care" {
+					audited = true
+					if strings.Contains(fmt.Sprint(e), "c-4") {
+						t.Errorf("audit entry names the subject in clear: %+v", e)
+					}
+				}
+			}
+			if !audited {
+				t.Error("the communication's evidence is not audited")
+			}
+
+			cases := []struct {
+				name, roles, body string
+				sensitivity       string
+				evidence, refused string
+				evidenceOn        string
+			}{
+				{"a rule whose legalisation needs an evidence key: refused, named", "agent",
+					`{"contact_id":"c-8","direction":"inbound","topic":"newsletter"}`, "2", "none", "marketing-consent:evidence_key", "c-8"},
+				{"a rule without a legalisation adds only its sensitivity (health-topic)", "agent",
+					`{"contact_id":"c-9","direction":"inbound","topic":"health"}`, "8", "none", "", "c-9"},
+				{"no rule matches: default_sensitivity", "agent",
+					`{"contact_id":"c-9","direction":"inbound","topic":"weather"}`, "2", "none", "", "c-9"},
+				{"a caller without edit_evidence records nothing", "marketer",
+					`{"contact_id":"c-8","direction":"inbound","topic":"care"}`, "2", "none", "contract-care:not_permitted", "c-8"},
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					before := len(s.evidenceOf(t, tc.evidenceOn))
+					r := do(call{method: "POST", path: "/api/calls", roles: tc.roles, body: tc.body})
+					if r.status != 201 {
+						t.Fatalf("%d %s", r.status, r.body)
+					}
+					if got := r.header.Get("x-gdpr-comm-sensitivity"); got != tc.sensitivity {
+						t.Errorf("x-gdpr-comm-sensitivity %q, want %q", got, tc.sensitivity)
+					}
+					if got := r.header.Get("x-gdpr-evidence"); got != tc.evidence {
+						t.Errorf("x-gdpr-evidence %q, want %q", got, tc.evidence)
+					}
+					if got := r.header.Get("x-gdpr-evidence-refused"); got != tc.refused {
+						t.Errorf("x-gdpr-evidence-refused %q, want %q", got, tc.refused)
+					}
+					if after := len(s.evidenceOf(t, tc.evidenceOn)); after != before {
+						t.Errorf("evidence %d -> %d, want unchanged", before, after)
+					}
+				})
+			}
+			t.Run("a call the backend refuses records nothing", func(t *testing.T) {
+				r := do(call{method: "POST", path: "/api/calls", roles: "agent", body: `{"contact_id":"c-8","direction":"sideways","topic":"care"}`})
+				if r.status != 400 || r.header.Get("x-gdpr-evidence") != "" || len(s.evidenceOf(t, "c-8")) != 0 {
+					t.Errorf("%d %q, evidence %v", r.status, r.header.Get("x-gdpr-evidence"), s.evidenceOf(t, "c-8"))
+				}
+			})
+			t.Run("a wiped or forgotten subject's call is refused like its reads", func(t *testing.T) {
+				r := do(call{method: "POST", path: "/api/calls", roles: "agent", body: `{"contact_id":"c-5","direction":"inbound","topic":"care"}`})
+				if r.status != 404 {
+					t.Errorf("call for Eve: %d %s", r.status, r.body)
+				}
+			})
+		})
+	}
+}
+
+// The manual's RenewalType, the purposes' "origin" offset: "NULL - Cannot,
+// Explicit - Manual (if the agent has rights), Implicit - When every IC / OC
+// / M / CH record is marked as IsRenewal, Auto - When every IC / OC / M / CH
+// communication record is acquired". Each renewal moves the evidence's
+// origin to now and is audited; lapsed evidence is not brought back.
+func TestCommunicationsRenewEvidence(t *testing.T) {
+	for _, via := range []string{"envoy", "proxy"} {
+		t.Run(via, func(t *testing.T) {
+			s := newStack(t, "")
+			do := func(c call) result {
+				if via == "envoy" {
+					return s.viaEnvoy(t, c)
+				}
+				return s.viaProxy(t, c)
+			}
+			renewedAt := func(contact, evID string) bool {
+				for _, e := range s.evidenceOf(t, contact) {
+					if e.ID == evID {
+						return e.RenewedAt != nil && e.RenewedAt.Equal(s.now)
+					}
+				}
+				t.Fatalf("%s has no evidence %s", contact, evID)
+				return false
+			}
+			logCall := func(roles, body string) result {
+				t.Helper()
+				r := do(call{method: "POST", path: "/api/calls", roles: roles, body: body})
+				if r.status != 201 {
+					t.Fatalf("log call: %d %s", r.status, r.body)
+				}
+				return r
+			}
+
+			// Auto: any call with Bob renews his archived customer-care
+			// evidence: his data is active again.
+			if _, vis := s.contactVisible(t, call{path: "/api/contacts/c-2", roles: "agent"}); vis != 0 {
+				t.Fatalf("Bob before: visible %04b", vis)
+			}
+			r := logCall("marketer", `{"contact_id":"c-2","direction":"outbound","topic":"follow-up"}`)
+			if got := r.header.Get("x-gdpr-renewed"); got != "ev-c2-care" || !renewedAt("c-2", "ev-c2-care") {
+				t.Errorf("auto renewal of Bob: x-gdpr-renewed %q", got)
+			}
+			if _, vis := s.contactVisible(t, call{path: "/api/contacts/c-2", roles: "agent"}); vis != 7 {
+				t.Errorf("Bob after the call: visible %04b, want bits 0-2 active again", vis)
+			}
+
+			// Implicit: only a call marked as a renewal renews Frank's
+			// service-info consent; his customer-care evidence is under a
+			// retired legalisation and is not extended.
+			logCall("agent", `{"contact_id":"c-6","direction":"inbound","topic":"billing"}`)
+			if renewedAt("c-6", "ev-c6-service") || renewedAt("c-6", "ev-c6-legit") {
+				t.Errorf("an unmarked call renewed Frank's evidence: %+v", s.evidenceOf(t, "c-6"))
+			}
+			logCall("agent", `{"contact_id":"c-6","direction":"inbound","topic":"billing","is_renewal":true}`)
+			if !renewedAt("c-6", "ev-c6-service") || renewedAt("c-6", "ev-c6-legit") {
+				t.Errorf("implicit renewal of Frank: %+v", s.evidenceOf(t, "c-6"))
+			}
+
+			// Explicit: a marked call renews Alice's marketing consent only
+			// when the caller has gdpr_permission (the supervisor).
+			logCall("agent", `{"contact_id":"c-1","direction":"inbound","topic":"billing","is_renewal":true}`)
+			if renewedAt("c-1", "ev-c1-mkt") {
+				t.Error("an agent without gdpr_permission renewed an explicit purpose")
+			}
+			logCall("supervisor", `{"contact_id":"c-1","direction":"inbound","topic":"billing","is_renewal":true}`)
+			if !renewedAt("c-1", "ev-c1-mkt") {
+				t.Error("a supervisor's marked call did not renew Alice's marketing consent")
+			}
+
+			// Lapsed evidence stays lapsed: Carol's consent expired.
+			logCall("supervisor", `{"contact_id":"c-3","direction":"inbound","topic":"billing","is_renewal":true}`)
+			if renewedAt("c-3", "ev-c3-mkt") {
+				t.Error("an expired consent was renewed")
+			}
+
+			n := 0
+			entries, _, _ := s.app.Store.Audit(t.Context(), "", 10000)
+			for _, e := range entries {
+				if e.Action == "evidence.renew" {
+					n++
+					if e.Detail["renewal"] == "" || e.Detail["evidence"] == "" {
+						t.Errorf("renewal audit entry without its type or records: %+v", e)
+					}
+				}
+			}
+			if n != 4 {
+				t.Errorf("%d evidence.renew audit entries, want 4 (Bob; Frank marked; both of Alice's calls)", n)
+			}
+		})
+	}
 }

@@ -81,10 +81,11 @@ func front(t *testing.T, sc *apptest.Scenario, upstream string, withBody func(me
 }
 
 // crmBodies are the requests whose body ext_authz must see, as
-// examples/envoy/envoy.yaml configures it: outbound communications (the
-// subject is in the body) and writes (the fields they change).
+// examples/envoy/envoy.yaml configures it (by method): outbound
+// communications and communications (the subject is in the body) and
+// writes (the fields they change).
 func crmBodies(method, path string) bool {
-	return strings.HasPrefix(path, "/api/outbound/") || method == "PUT" || method == "PATCH"
+	return method == "POST" || method == "PUT" || method == "PATCH"
 }
 
 func newRedisStack(t *testing.T) *stack {

@@ -11,6 +11,11 @@ const (
 	KindExport   = "export"
 	KindWrite    = "write"
 	KindOutbound = "outbound"
+	// KindCommunication: the request creates a communication record
+	// (inbound or outbound call, message, chat): the rules table gives its
+	// sensitivity and the evidence gdprgate records once the backend
+	// answered 2xx.
+	KindCommunication = "communication"
 	KindUnmapped = "unmapped"
 )
 

@@ -451,3 +451,43 @@ test_reads_ignore_write_mask if {
 	d := authz.decision with input as object.union(base, {"write": {"mask": 8}})
 	d.allow
 }
+
+# j. Roles' GDPR permissions on communication routes. The manual's
+# EditGdprEvidence lets a caller's communications record the rules' evidence;
+# RenewalType "Explicit - Manual (if the agent has rights)": GdprPermission
+# lets a communication marked as a renewal renew explicit purposes.
+
+with_comm(caller) := object.union(base, {"route": {"kind": "communication", "comm_type": ""}, "caller": caller})
+
+test_communication_records_evidence_only_with_edit_evidence if {
+	d := authz.decision with input as with_comm(object.union(agent, {"edit_evidence": true}))
+	d.allow
+	d.record_evidence == true
+	d.renew_explicit == false
+	e := authz.decision with input as with_comm(agent)
+	e.allow
+	e.record_evidence == false
+}
+
+test_explicit_renewal_needs_gdpr_permission if {
+	d := authz.decision with input as with_comm(object.union(supervisor, {"gdpr_permission": true}))
+	d.renew_explicit == true
+}
+
+test_reads_record_no_evidence if {
+	d := authz.decision with input as with_caller(object.union(agent, {"edit_evidence": true, "gdpr_permission": true}))
+	d.record_evidence == false
+	d.renew_explicit == false
+}
+
+test_communication_with_a_wiped_subject_not_found if {
+	d := authz.decision with input as object.union(with_comm(object.union(agent, {"edit_evidence": true})), {"subject": object.union(alice, {"restricted": true})})
+	d.status == 404
+}
+
+test_degraded_communication_records_nothing if {
+	i := object.union(with_comm(object.union(agent, {"edit_evidence": true, "gdpr_permission": true})), {"store": {"unavailable": true}, "config": {"gdpr_enforced": true, "fail_open": true}})
+	d := authz.decision with input as i
+	d.record_evidence == false
+	d.renew_explicit == false
+}

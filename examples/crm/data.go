@@ -43,6 +43,11 @@ type Call struct {
 	StartedAt string `json:"started_at"`
 	DurationS int    `json:"duration_s"`
 	Notes     string `json:"notes"`
+	// Topic and IsRenewal are set on calls logged through POST /api/calls
+	// (the agent's topic of the call, and whether the customer renewed a
+	// consent on it).
+	Topic     string `json:"topic,omitempty"`
+	IsRenewal bool   `json:"is_renewal,omitempty"`
 }
 
 // Issue is a support ticket raised about a contact.
@@ -130,15 +135,15 @@ func seedData(now time.Time) ([]Contact, []Call, []Issue) {
 		return ""
 	}
 	calls := []Call{
-		{"call-1", "c-1", "inbound", phone("c-1"), at(now, 90, 10*time.Hour), 312, "Asked about invoice; mentioned penicillin allergy."},
-		{"call-2", "c-1", "outbound", phone("c-1"), at(now, 40, 14*time.Hour), 95, "Callback: invoice corrected."},
-		{"call-3", "c-1", "inbound", phone("c-1"), at(now, 5, 9*time.Hour), 48, "Address change."},
-		{"call-4", "c-2", "inbound", phone("c-2"), at(now, 480, 11*time.Hour), 600, "Complaint after knee surgery delay."},
-		{"call-5", "c-2", "outbound", phone("c-2"), at(now, 400, 16*time.Hour), 120, "Follow-up on complaint."},
-		{"call-6", "c-7", "inbound", phone("c-7"), at(now, 55, 8*time.Hour), 200, "Migraine, asked to be called later."},
-		{"call-7", "c-7", "outbound", phone("c-7"), at(now, 54, 15*time.Hour), 75, "Callback as requested."},
-		{"call-8", "c-7", "inbound", phone("c-7"), at(now, 20, 13*time.Hour), 410, "Requested erasure of all data."},
-		{"call-9", "c-11", "outbound", phone("c-11"), at(now, 100, 10*time.Hour), 180, "Post-operative check scheduled."},
+		{"call-1", "c-1", "inbound", phone("c-1"), at(now, 90, 10*time.Hour), 312, "Asked about invoice; mentioned penicillin allergy.", "", false},
+		{"call-2", "c-1", "outbound", phone("c-1"), at(now, 40, 14*time.Hour), 95, "Callback: invoice corrected.", "", false},
+		{"call-3", "c-1", "inbound", phone("c-1"), at(now, 5, 9*time.Hour), 48, "Address change.", "", false},
+		{"call-4", "c-2", "inbound", phone("c-2"), at(now, 480, 11*time.Hour), 600, "Complaint after knee surgery delay.", "", false},
+		{"call-5", "c-2", "outbound", phone("c-2"), at(now, 400, 16*time.Hour), 120, "Follow-up on complaint.", "", false},
+		{"call-6", "c-7", "inbound", phone("c-7"), at(now, 55, 8*time.Hour), 200, "Migraine, asked to be called later.", "", false},
+		{"call-7", "c-7", "outbound", phone("c-7"), at(now, 54, 15*time.Hour), 75, "Callback as requested.", "", false},
+		{"call-8", "c-7", "inbound", phone("c-7"), at(now, 20, 13*time.Hour), 410, "Requested erasure of all data.", "", false},
+		{"call-9", "c-11", "outbound", phone("c-11"), at(now, 100, 10*time.Hour), 180, "Post-operative check scheduled.", "", false},
 	}
 	issues := []Issue{
 		{"i-1", "c-1", "Wrong invoice", "Contact c-1 was billed twice in March.", "alice.archer@example.com", "closed"},

@@ -20,11 +20,11 @@ func TestRegistersYAMLParsesWithScenarioCounts(t *testing.T) {
 	}{
 		{"sensitivities", len(seed.Sensitivities), 4},
 		{"categories", len(seed.Categories), 4},
-		{"purposes", len(seed.Purposes), 3},
-		{"legalisations", len(seed.Legalisations), 5},
+		{"purposes", len(seed.Purposes), 4},
+		{"legalisations", len(seed.Legalisations), 6},
 		{"roles", len(seed.Roles), 4},
 		{"subjects", len(seed.Subjects), len(ContactIDs) + 1},
-		{"evidence", len(seed.Evidence), 15},
+		{"evidence", len(seed.Evidence), 16},
 	}
 	for _, c := range counts {
 		if c.got != c.want {
@@ -144,8 +144,8 @@ func TestRegistersYAMLRefusesInvalidEvidence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			data := string(RegistersYAML) + "  - " + tc.row + "\n"
 			_, err := model.ParseSeed([]byte(data), now)
-			if err == nil || !strings.Contains(err.Error(), "evidence[15]."+tc.wantField) {
-				t.Fatalf("ParseSeed error = %v, want one on evidence[15].%s", err, tc.wantField)
+			if err == nil || !strings.Contains(err.Error(), "evidence[16]."+tc.wantField) {
+				t.Fatalf("ParseSeed error = %v, want one on evidence[16].%s", err, tc.wantField)
 			}
 		})
 	}

@@ -63,6 +63,7 @@ type Server struct {
 	deleteCalls map[string]int
 	patches     int
 	requests    []string
+	nextCall    int
 }
 
 // New returns a CRM whose data set's times are relative to now (c-1 was
@@ -94,6 +95,7 @@ func New(now time.Time) *Server {
 	s.mux.HandleFunc("GET /api/contacts/{id}/export", s.export)
 	s.mux.HandleFunc("GET /api/issues/{id}", s.getIssue)
 	s.mux.HandleFunc("DELETE /api/issues", s.deleteIssues)
+	s.mux.HandleFunc("POST /api/calls", s.logCall)
 	s.mux.HandleFunc("POST /api/outbound/calls", s.outboundHandler("call", "campaign", "adhoc", "callback"))
 	s.mux.HandleFunc("POST /api/outbound/emails", s.outboundHandler("email", "campaign", "adhoc"))
 	// JSON 404 for unknown paths; per method so that a known path with the
@@ -468,6 +470,46 @@ func (s *Server) getIssue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	notFound(w)
+}
+
+// logCall records a call an agent handled (the contact centre's call
+// record): 201 with the new call, whose id the CRM chooses.
+func (s *Server) logCall(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ContactID string `json:"contact_id"`
+		Direction string `json:"direction"`
+		Phone     string `json:"phone"`
+		Topic     string `json:"topic"`
+		DurationS int    `json:"duration_s"`
+		Notes     string `json:"notes"`
+		IsRenewal bool   `json:"is_renewal"`
+	}
+	if err := decodeBody(w, r, &req); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if req.ContactID == "" || req.Direction != "inbound" && req.Direction != "outbound" {
+		badRequest(w, "contact_id and direction (inbound or outbound) are required")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.contacts[req.ContactID]
+	if !ok {
+		notFound(w)
+		return
+	}
+	if req.Phone == "" {
+		req.Phone = c.Phone
+	}
+	s.nextCall++
+	call := Call{
+		ID: fmt.Sprintf("call-n%d", s.nextCall), ContactID: req.ContactID, Direction: req.Direction, Phone: req.Phone,
+		StartedAt: time.Now().UTC().Format(time.RFC3339), DurationS: req.DurationS, Notes: req.Notes,
+		Topic: req.Topic, IsRenewal: req.IsRenewal,
+	}
+	s.calls = append(s.calls, call)
+	writeJSON(w, http.StatusCreated, call)
 }
 
 func (s *Server) outboundHandler(channel string, types ...string) http.HandlerFunc {

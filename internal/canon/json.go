@@ -18,7 +18,8 @@ const (
 type Field struct {
 	Found bool
 	Kind  byte
-	// Value is a string's decoded text or a number's literal.
+	// Value is a string's decoded text, a number's literal, or true, false
+	// or null (KindOther); "" for an object or an array.
 	Value string
 }
 
@@ -127,11 +128,11 @@ func (r *jsonReader) value(mask uint64, depth int) error {
 		kind = KindNumber
 		err = r.number()
 	case c == 't':
-		err = r.literal("true")
+		str, err = "true", r.literal("true")
 	case c == 'f':
-		err = r.literal("false")
+		str, err = "false", r.literal("false")
 	case c == 'n':
-		err = r.literal("null")
+		str, err = "null", r.literal("null")
 	default:
 		return r.bad("unexpected character")
 	}

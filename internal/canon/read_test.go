@@ -207,7 +207,7 @@ func TestBodyFieldsNestedAndIndexedPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Field{{true, KindString, "c-1"}, {true, KindString, "c-2"}, {true, KindOther, ""}, {true, KindOther, ""}}
+	want := []Field{{true, KindString, "c-1"}, {true, KindString, "c-2"}, {true, KindOther, "true"}, {true, KindOther, ""}}
 	for i := range want {
 		if f[i] != want[i] {
 			t.Errorf("path %d: %+v, want %+v", i, f[i], want[i])

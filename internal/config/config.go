@@ -222,9 +222,70 @@ type Route struct {
 	// byte for byte after unescaping; by default they are matched
 	// case-insensitively ("HEALTH_NOTES" like "health_notes").
 	ExactCase bool `yaml:"exact_case"`
+	// Communication says, for a communication route, where the values the
+	// rules table and the evidence need are.
+	Communication *CommunicationSpec `yaml:"communication"`
 
 	// Line is the route's line in the config file, for error messages.
 	Line int `yaml:"-"`
+}
+
+// ValueSpec says where a communication route reads one value: from the
+// request (path parameter, query parameter, header, JSON body), from the
+// backend's JSON answer (response_body, for the new record's id), or a
+// constant (value). values maps what was read to what the rules compare
+// ({inbound: InboundCall}); a value it does not map is unknown.
+type ValueSpec struct {
+	From   string            `yaml:"from"`
+	Name   string            `yaml:"name"`
+	Path   string            `yaml:"path"`
+	Value  string            `yaml:"value"`
+	Values map[string]string `yaml:"values"`
+}
+
+// CommunicationSpec is a communication route's reading of the manual's
+// rule conditions and of what the evidence it creates needs.
+type CommunicationSpec struct {
+	// ID is the communication record's id, put in the evidence's comm_ids
+	// (usually from: response_body, the record the backend created).
+	ID *ValueSpec `yaml:"id"`
+	// Phone is the communication's phone number: the subject of the
+	// evidence when the registers' identity_entity is phone_number.
+	Phone *ValueSpec `yaml:"phone"`
+	// Reference fills the evidence's reference.
+	Reference *ValueSpec `yaml:"reference"`
+	// The rule conditions of the manual's GDPR rules table.
+	Channel        *ValueSpec `yaml:"channel"`
+	ProjectID      *ValueSpec `yaml:"project_id"`
+	LanguageID     *ValueSpec `yaml:"language_id"`
+	PhonebookID    *ValueSpec `yaml:"phonebook_id"`
+	OutboundListID *ValueSpec `yaml:"outbound_list_id"`
+	TopicID        *ValueSpec `yaml:"topic_id"`
+	SubtopicID     *ValueSpec `yaml:"subtopic_id"`
+	// Renewal is the record's IsRenewal flag (true, "true" or 1): the
+	// communication renews the subject's evidence of "implicit" purposes
+	// (and of "explicit" ones when the policy allows the caller).
+	Renewal *ValueSpec `yaml:"renewal"`
+	// AutoRenewal: every communication on this route renews the subject's
+	// evidence of "auto" purposes (the manual: "When every IC / OC / M /
+	// CH communication record is acquired").
+	AutoRenewal bool `yaml:"auto_renewal"`
+}
+
+// Conditions lists the rule-condition values by their rule field name.
+func (c *CommunicationSpec) Conditions() map[string]*ValueSpec {
+	return map[string]*ValueSpec{
+		"channel": c.Channel, "project_id": c.ProjectID, "language_id": c.LanguageID,
+		"phonebook_id": c.PhonebookID, "outbound_list_id": c.OutboundListID,
+		"topic_id": c.TopicID, "subtopic_id": c.SubtopicID,
+	}
+}
+
+// values lists every value spec of c by its key.
+func (c *CommunicationSpec) values() map[string]*ValueSpec {
+	m := c.Conditions()
+	m["id"], m["phone"], m["reference"], m["renewal"] = c.ID, c.Phone, c.Reference, c.Renewal
+	return m
 }
 
 // UnmarshalYAML keeps the route's line number for validation messages.
@@ -243,6 +304,22 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 					}
 				}
 			}
+			if k.Value == "communication" && v.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(v.Content); j += 2 {
+					ck, cv := v.Content[j], v.Content[j+1]
+					if !communicationKeys[ck.Value] {
+						return fmt.Errorf("line %d: field %s not found in type config.CommunicationSpec", ck.Line, ck.Value)
+					}
+					if cv.Kind != yaml.MappingNode {
+						continue
+					}
+					for m := 0; m+1 < len(cv.Content); m += 2 {
+						if vk := cv.Content[m]; !valueKeys[vk.Value] {
+							return fmt.Errorf("line %d: field %s not found in type config.ValueSpec", vk.Line, vk.Value)
+						}
+					}
+				}
+			}
 		}
 	}
 	type plain Route
@@ -258,7 +335,16 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 var routeKeys = map[string]bool{
 	"name": true, "method": true, "path": true, "kind": true, "comm_type": true, "comm_type_from": true,
 	"comm_types": true, "subject": true, "fields": true, "actions": true, "exact_case": true,
+	"communication": true,
 }
+
+var communicationKeys = map[string]bool{
+	"id": true, "phone": true, "reference": true, "channel": true, "project_id": true,
+	"language_id": true, "phonebook_id": true, "outbound_list_id": true, "topic_id": true,
+	"subtopic_id": true, "renewal": true, "auto_renewal": true,
+}
+
+var valueKeys = map[string]bool{"from": true, "name": true, "path": true, "value": true, "values": true}
 
 var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true, "origin_from": true}
 
@@ -493,7 +579,7 @@ func Load(path string) (*Config, error) {
 var (
 	paramSeg = regexp.MustCompile(`^\{[A-Za-z_][A-Za-z0-9_]*\}$`)
 	actions  = map[string]bool{"null": true, "remove": true, "mask": true, "hash": true}
-	kinds    = map[string]bool{policy.KindRead: true, policy.KindList: true, policy.KindExport: true, policy.KindWrite: true, policy.KindOutbound: true}
+	kinds    = map[string]bool{policy.KindRead: true, policy.KindList: true, policy.KindExport: true, policy.KindWrite: true, policy.KindOutbound: true, policy.KindCommunication: true}
 	methods  = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
 )
 
@@ -602,7 +688,7 @@ func (c *Config) Validate() error {
 		}
 		seen[key] = i
 		if !kinds[r.Kind] {
-			add("%s: kind must be read, list, export, write or outbound (got %q)", where, r.Kind)
+			add("%s: kind must be read, list, export, write, outbound or communication (got %q)", where, r.Kind)
 		}
 		if r.Kind == policy.KindOutbound {
 			switch {
@@ -670,6 +756,19 @@ func (c *Config) Validate() error {
 		}
 		if r.Kind == policy.KindOutbound && (r.Subject == nil || r.Subject.From == FromResponseBody || r.Subject.From == FromItem) {
 			add("%s: an outbound route's subject must come from the request (path, query, header or body)", where)
+		}
+		if r.Kind == policy.KindCommunication && (r.Subject == nil || r.Subject.From == FromResponseBody || r.Subject.From == FromItem) {
+			add("%s: a communication route's subject must come from the request (path, query, header or body)", where)
+		}
+		switch {
+		case r.Kind == policy.KindCommunication && r.Communication == nil:
+			add("%s: a communication route needs communication: {id: …} (where the new record's id is)", where)
+		case r.Kind != policy.KindCommunication && r.Communication != nil:
+			add("%s: communication: is for kind: communication only", where)
+		case r.Communication != nil:
+			validateCommunication(r.Communication, params, func(format string, args ...any) {
+				add("%s: communication.%s", where, fmt.Sprintf(format, args...))
+			})
 		}
 		if r.CommTypeFrom != "" {
 			if err := bodyPath(r.CommTypeFrom, 0); err != nil {
@@ -792,6 +891,49 @@ func bodyPath(p string, each int) error {
 		return fmt.Errorf("path %q: needs exactly one # for the list's items (e.g. data.#.id)", p)
 	}
 	return nil
+}
+
+// validateCommunication checks a communication route's value specs: the id
+// may come from the backend's answer, every other value from the request.
+func validateCommunication(c *CommunicationSpec, params map[string]bool, add func(format string, args ...any)) {
+	if c.ID == nil {
+		add("id is required (where the communication record's id is, e.g. {from: response_body, path: id})")
+	}
+	vals := c.values()
+	for _, key := range sortedKeys(vals) {
+		v := vals[key]
+		if v == nil {
+			continue
+		}
+		if v.Value != "" {
+			if v.From != "" || v.Name != "" || v.Path != "" {
+				add("%s: give value (a constant) or from, not both", key)
+			}
+			continue
+		}
+		switch v.From {
+		case FromBody:
+			if err := bodyPath(v.Path, 0); err != nil {
+				add("%s.path: %v", key, err)
+			}
+		case FromResponseBody:
+			if key != "id" {
+				add("%s: only id may come from the response (the rules are matched before the backend answers)", key)
+			} else if err := bodyPath(v.Path, 0); err != nil {
+				add("%s.path: %v", key, err)
+			}
+		case FromPath:
+			if !params[v.Name] {
+				add("%s.name %q is not a {parameter} of the path", key, v.Name)
+			}
+		case FromQuery, FromHeader:
+			if v.Name == "" {
+				add("%s.name is required for from: %s", key, v.From)
+			}
+		default:
+			add("%s.from must be body, path, query, header or response_body (id only), or give value (got %q)", key, v.From)
+		}
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

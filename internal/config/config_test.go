@@ -58,6 +58,13 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"negative id bound", "limits: {max_id_bytes: -1}\n", "limits.max_id_bytes"},
 		{"bad trusted source", "identity: {trusted_sources: [10.0.0.0/8, lan]}\n", "identity.trusted_sources[1]"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
+		{"communication without its spec", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n", "needs communication: {id: …}"},
+		{"communication without id", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n    communication: {channel: {value: InboundCall}}\n", "communication.id is required"},
+		{"communication condition from the response", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n    communication: {id: {from: response_body, path: id}, topic_id: {from: response_body, path: topic}}\n", "only id may come from the response"},
+		{"communication value with both value and from", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n    communication: {id: {from: response_body, path: id}, channel: {value: X, from: body, path: c}}\n", "give value (a constant) or from"},
+		{"communication unknown key", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n    communication: {id: {from: response_body, path: id}, chanel: {value: X}}\n", `unknown field "chanel"`},
+		{"communication subject from the response", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: response_body, path: contact_id}\n    communication: {id: {from: response_body, path: id}}\n", "subject must come from the request"},
+		{"communication spec on a read", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    communication: {id: {from: path, name: id}}\n", "for kind: communication only"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

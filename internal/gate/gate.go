@@ -54,10 +54,21 @@ const (
 	HeaderCoverageBits = "x-gdpr-coverage-bits"
 	HeaderRedacted     = "x-gdpr-redacted"
 	HeaderDecisionID   = "x-gdpr-decision-id"
+	// HeaderCommSensitivity is a communication's sensitivity mask (decimal)
+	// from the rules table, or the registers' default_sensitivity.
+	HeaderCommSensitivity = "x-gdpr-comm-sensitivity"
+	// HeaderEvidence lists the evidence ids a communication recorded;
+	// HeaderEvidenceRefused the legalisations it could not record evidence
+	// for, with the reason ("marketing-consent:evidence_key");
+	// HeaderRenewed the evidence ids it renewed.
+	HeaderEvidence        = "x-gdpr-evidence"
+	HeaderEvidenceRefused = "x-gdpr-evidence-refused"
+	HeaderRenewed         = "x-gdpr-renewed"
 )
 
 // Forgeable lists the response-only headers stripped from client requests.
-var Forgeable = []string{HeaderCoverage, HeaderCoverageBits, HeaderRedacted, HeaderDecisionID}
+var Forgeable = []string{HeaderCoverage, HeaderCoverageBits, HeaderRedacted, HeaderDecisionID,
+	HeaderCommSensitivity, HeaderEvidence, HeaderEvidenceRefused, HeaderRenewed}
 
 // OwnHeaderPrefix starts every header gdprgate reads or sets. A client's
 // copies never reach the backend: every front-end strips them upstream
@@ -219,7 +230,9 @@ type Request struct {
 	// Metadata is Envoy's dynamic metadata (ext_proc's metadata_context).
 	Metadata *corev3.Metadata
 	// NoResponse: the front-end never sees the backend's answer (the HTTP
-	// authz mode), so a write's audit entry is written at the decision.
+	// authz mode), so a write's audit entry is written at the decision, and
+	// a communication route (whose evidence comes from the answer) is
+	// refused.
 	NoResponse bool
 	// BodyPartial: Body is only the first part of the request body (a
 	// front-end limit: Envoy's allow_partial_message, the proxy's
@@ -335,6 +348,11 @@ type Exchange struct {
 	rect *Rectification
 	// changed are the mapped fields a write's body changes.
 	changed []string
+	// comm is a communication route's plan (nil on other kinds).
+	comm *commPlan
+	// needsRequestBody: the response plan of a communication route needs
+	// the request body (ext_proc must ask for it).
+	needsRequestBody bool
 	// layer is a layered policy's state (nil otherwise: no cost per
 	// request for the default policy).
 	layer *layerState
@@ -384,8 +402,13 @@ func (ex *Exchange) NeedsBody() bool {
 	}
 	r := ex.route
 	return r.fields != nil || r.subjectIn != nil && r.cfg.Subject.From == config.FromResponseBody ||
-		r.originIn != nil && ex.hasSubj && ex.origin < cache.OriginStated
+		r.originIn != nil && ex.hasSubj && ex.origin < cache.OriginStated || ex.comm != nil
 }
+
+// NeedsRequestBody reports whether the response plan needs the request
+// body (a communication route whose values are in it): ext_proc then asks
+// Envoy for it and calls Check again with it.
+func (ex *Exchange) NeedsRequestBody() bool { return ex != nil && ex.needsRequestBody }
 
 // Warm reads the registers and compiles the route map against them, so
 // that a mismatch is reported at start and fail-open has a route map even
@@ -598,10 +621,16 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	// Where is the subject?
 	f := ex.base
 	var comm uint32 = r.comm
+	var body []canon.Field
 	if s := r.cfg.Subject; s != nil {
-		var body []canon.Field
 		if len(r.bodyPaths) > 0 {
-			if req.ResponseOnly {
+			if req.ResponseOnly && len(req.Body) == 0 {
+				if r.cfg.Kind == policy.KindCommunication {
+					// Its response work (the evidence) needs the body's
+					// values: the processor asks for the request body.
+					ex.needsRequestBody = true
+					return Verdict{Allow: true, Reason: "request_body_needed"}
+				}
 				// Routes whose subject is in the request body have no
 				// response work; ext_authz decided with the body.
 				return Verdict{Allow: true, Reason: "request_body_subject"}
@@ -662,6 +691,16 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 		}
 		ex.rect = rectificationFrom(ns)
 	}
+	if r.cfg.Kind == policy.KindCommunication {
+		if req.NoResponse {
+			return deny(501, "communication_needs_response_stage", "a communication route records evidence from the backend's answer: protect it with Envoy (ext_authz and ext_proc) or gdprgate proxy")
+		}
+		plan, err := g.planCommunication(ix, r, &rd, req, param, body, ex)
+		if err != nil {
+			return badRequest(err)
+		}
+		ex.comm = plan
+	}
 	if ex.layer != nil {
 		ex.layer.facts = f
 	}
@@ -673,6 +712,9 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	if ex.layer != nil {
 		ex.layer.result = d.Result
 	}
+	if ex.comm != nil {
+		ex.comm.record, ex.comm.renewExplicit = d.Allow && d.RecordEvidence, d.Allow && d.RenewExplicit
+	}
 	if !d.Allow {
 		if d.DeniedMask != 0 && len(ex.changed) > 0 {
 			return denyFields(d, r.deniedFields(ex.changed, d.DeniedMask))
@@ -682,7 +724,16 @@ func (g *Gate) check(ctx context.Context, req *Request, ex *Exchange) Verdict {
 	if r.cfg.Kind == policy.KindWrite && ex.hasSubj && len(ex.changed) > 0 && rectifiedMethod(rd.method) {
 		ex.rect = g.newRectification(ex)
 	}
-	return Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+	v := Verdict{Allow: true, Status: 200, Reason: orDefault(d.Reason, "allowed"), UpstreamHeaders: copyHeaders(d.Headers), ResponseHeaders: d.Headers}
+	if ex.comm != nil {
+		// The communication's sensitivity, for a backend that records it
+		// and for the agent's UI.
+		sens := strconv.FormatUint(uint64(ex.comm.sensitivity), 10)
+		v.UpstreamHeaders[HeaderCommSensitivity] = sens
+		v.ResponseHeaders = copyHeaders(d.Headers)
+		v.ResponseHeaders[HeaderCommSensitivity] = sens
+	}
+	return v
 }
 
 // policyFailure denies a request the policy could not decide: 400 when the

@@ -47,6 +47,18 @@ type Rewritten struct {
 func (g *Gate) Rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
 	start := time.Now()
 	out := g.rewrite(ctx, ex, resp)
+	if ex.comm != nil {
+		// What the backend created is recorded whatever becomes of its
+		// answer on the way back.
+		if h := g.recordCommunication(ctx, ex, resp); len(h) > 0 {
+			if out.SetHeaders == nil {
+				out.SetHeaders = map[string]string{}
+			}
+			for k, v := range h {
+				out.SetHeaders[k] = v
+			}
+		}
+	}
 	result := "allow"
 	reason := out.Reason
 	if out.Replace {

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"math/bits"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,11 @@ type route struct {
 	// unseen watches the answers for mapped paths they never contain
 	// (nil: off, or no fields). It outlives the table: see Gate.unseen.
 	unseen *unseen
+	// commBody are the communication values read from the request body:
+	// their index in bodyPaths by value key ("channel"); commIDPath is
+	// where the record's id is in the backend's answer (nil: not there).
+	commBody   map[string]int
+	commIDPath []string
 }
 
 // table is the compiled route map for one register version.
@@ -136,12 +142,30 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			r.bodyComm = len(r.bodyPaths)
 			r.bodyPaths = append(r.bodyPaths, canon.BodyPath(rc.CommTypeFrom))
 		}
+		if c := rc.Communication; c != nil {
+			r.commBody = map[string]int{}
+			for key, v := range commValues(c) {
+				switch {
+				case v.Value != "":
+				case v.From == config.FromBody:
+					r.commBody[key] = len(r.bodyPaths)
+					r.bodyPaths = append(r.bodyPaths, canon.BodyPath(v.Path))
+				case v.From == config.FromResponseBody && key == "id":
+					r.commIDPath = canon.BodyPath(v.Path)
+				}
+			}
+		}
 		t.byMethod[rc.Method] = append(t.byMethod[rc.Method], r)
 	}
 	return t, nil
 }
 
-// resolveBit turns a sensitivity id or a bit number into a bit.
+// PhoneNumberSensitivity is the sensitivity name a route map gives phone
+// number fields: the registers' config.phone_number_sensitivity.
+const PhoneNumberSensitivity = "phone_number"
+
+// resolveBit turns a sensitivity id, a bit number or phone_number into a
+// bit.
 func resolveBit(ix *model.Index, s string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		if n < 0 || n > model.MaxBit {
@@ -150,6 +174,16 @@ func resolveBit(ix *model.Index, s string) (int, error) {
 		return n, nil
 	}
 	sens, ok := ix.Sensitivities[s]
+	if !ok && s == PhoneNumberSensitivity {
+		// The manual's GdprSensivityOfPhoneNumbers: the sensitivity of
+		// phone numbers, "the value from the table Sensitivity > List,
+		// column Bit mask".
+		m := ix.Registers.Config.PhoneNumberSensitivity
+		if m == 0 || m&(m-1) != 0 {
+			return 0, fmt.Errorf("fields mapped to %s need config.phone_number_sensitivity to be one sensitivity's mask (it is %d)", PhoneNumberSensitivity, m)
+		}
+		return bits.TrailingZeros32(m), nil
+	}
 	if !ok {
 		return 0, fmt.Errorf("no sensitivity %q in the registers", s)
 	}
@@ -223,4 +257,23 @@ func splitPath(p string) []string {
 		return nil
 	}
 	return strings.Split(p, "/")
+}
+
+// pathParam is the value of the template's {name} in a canonical path the
+// route matched ("" when the template has no such parameter).
+func (r *route) pathParam(path, name string) string {
+	idx := -1
+	for j, seg := range splitPath(r.cfg.Path) {
+		if seg == "{"+name+"}" {
+			idx = j
+		}
+	}
+	if idx < 0 {
+		return ""
+	}
+	segs := splitPath(path)
+	if idx >= len(segs) {
+		return ""
+	}
+	return segs[idx]
 }

@@ -238,6 +238,10 @@ func (r *Registers) Validate() error {
 	}
 	if extra := r.Config.PhoneNumberSensitivity &^ defined; extra != 0 {
 		e.add("config.phone_number_sensitivity", "names bits with no sensitivity defined (mask %#x)", extra)
+	} else if m := r.Config.PhoneNumberSensitivity; m&(m-1) != 0 {
+		// The manual: "the value from the table Sensitivity > List,
+		// column Bit mask" — one sensitivity's mask (0: GDPR not used).
+		e.add("config.phone_number_sensitivity", "must be the bit mask of one sensitivity, or 0 (got %d)", m)
 	}
 	return e.err()
 }
