@@ -10,7 +10,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Routes) != 9 || c.Routes[0].Line == 0 {
+	if len(c.Routes) != 10 || c.Routes[0].Line == 0 {
 		t.Fatalf("routes %d, first line %d", len(c.Routes), c.Routes[0].Line)
 	}
 	if got := len(c.Wipes.Steps["contact"]); got != 3 {
