@@ -16,7 +16,7 @@ const (
 	// sensitivity and the evidence gdprgate records once the backend
 	// answered 2xx.
 	KindCommunication = "communication"
-	KindUnmapped = "unmapped"
+	KindUnmapped      = "unmapped"
 )
 
 // Facts is everything the default policy decides on. It is comparable and is
