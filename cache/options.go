@@ -27,6 +27,19 @@ type Options struct {
 	// HealthInterval is how often a remote store is pinged to detect loss of
 	// contact and recovery. Default 1s.
 	HealthInterval time.Duration
+	// WaitReplicas, when positive, makes the Redis store acknowledge a
+	// write that must survive a failover (evidence, wipes, restrictions,
+	// registers, subjects) only once that many replicas confirmed it
+	// (Redis WAIT, bounded by WaitTimeout, default 1s). A write the
+	// replicas did not confirm in time returns ErrUnavailable: it may or
+	// may not have been kept, and the caller retries (every such write is
+	// idempotent). 0 acknowledges on the primary's word.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+	// Buckets is the number of subject buckets per shard tag when the
+	// Redis store creates a new layout (default 512, sized for about ten
+	// million subjects); an existing store keeps its own.
+	Buckets int
 	// Registerer receives the cache metrics; nil registers nothing. The
 	// global default registry is never used implicitly.
 	Registerer prometheus.Registerer
@@ -52,6 +65,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 500 * time.Millisecond
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = time.Second
 	}
 	if o.HealthInterval <= 0 {
 		o.HealthInterval = time.Second

@@ -183,6 +183,11 @@ type Store interface {
 	// invalidation. It never writes: a subject with no recorded origin is
 	// evaluated from now (Facts.Origin = OriginNone).
 	Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (Facts, error)
+	// FactsMany is Facts for several subjects (a list answer's items), in
+	// refs' order: the locally cached ones at once, the others in one
+	// round trip to the backing store (two when some inherit from a
+	// parent not read recently).
+	FactsMany(ctx context.Context, refs []model.SubjectRef, now time.Time) ([]Facts, error)
 	// Subject returns everything stored for ref (Known=false when nothing).
 	Subject(ctx context.Context, ref model.SubjectRef) (SubjectRecord, error)
 	// PutSubject creates or replaces a subject's metadata (origin, parent),
@@ -197,7 +202,7 @@ type Store interface {
 	// Children lists the subjects whose parent is ref.
 	Children(ctx context.Context, ref model.SubjectRef) ([]model.SubjectRef, error)
 
-	// PutEvidence stores a batch atomically (all or nothing). Records must be
+	// PutEvidence stores a batch, all or nothing. Records must be
 	// validated by the caller. A record whose (legalisation_id, evidence_key)
 	// already exists replaces that record (idempotent re-import); records
 	// without an id get one. It returns the stored records. A subject with
@@ -288,8 +293,15 @@ type Store interface {
 	// AppendAudit appends an entry on its own and returns its id.
 	AppendAudit(ctx context.Context, e audit.Entry) (string, error)
 	// Audit reads entries after the id after ("" = from the start), oldest
-	// first, at most limit, and the id to continue from.
+	// first (by the instant they were written), at most limit (0: all),
+	// and the id to continue from. Ids are opaque cursors. A write that
+	// spans shards of a sharded store leaves one entry per shard, each
+	// with Detail "parts" (how many) and "part_records".
 	Audit(ctx context.Context, after string, limit int) ([]audit.Entry, string, error)
+	// TrimAudit removes every entry up to and including the id through
+	// (one that Audit returned) and reports how many it removed: the
+	// audit retention trims what it exported, by id.
+	TrimAudit(ctx context.Context, through string) (int64, error)
 
 	// Ping checks the backing store.
 	Ping(ctx context.Context) error

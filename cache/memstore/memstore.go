@@ -41,8 +41,11 @@ type Store struct {
 	// wake is closed (and replaced) whenever a wipe is queued, waking
 	// blocked claimers.
 	wake   chan struct{}
-	audit  []audit.Entry
-	closed bool
+	audit []audit.Entry
+	// auditBase is how many entries TrimAudit removed: entry n (its id is
+	// "<n>-0") is audit[n-1-auditBase].
+	auditBase int
+	closed    bool
 
 	// due is the due index: subject → score (see cache.Due); dueMark
 	// numbers the recompute marks writes leave.
@@ -120,13 +123,24 @@ func (s *Store) Local() *cache.Local { return s.local }
 
 // appendAudit assigns e an id in stream order; s.mu must be held.
 func (s *Store) appendAudit(e audit.Entry) string {
-	e.ID = strconv.Itoa(len(s.audit)+1) + "-0"
+	e.ID = strconv.Itoa(s.auditBase+len(s.audit)+1) + "-0"
 	if e.Time.IsZero() {
 		e.Time = s.opts.Clock().UTC()
 	}
 	e.Detail = cloneMap(e.Detail)
 	s.audit = append(s.audit, e)
 	return e.ID
+}
+
+// auditNumber reads an entry id ("<n>-0"; a sharded store's "<n>-0.<s>"
+// is accepted too).
+func auditNumber(id string) (int, error) {
+	id, _, _ = strings.Cut(id, ".")
+	n, err := strconv.Atoi(strings.TrimSuffix(id, "-0"))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("audit: invalid cursor %q", id)
+	}
+	return n, nil
 }
 
 func (s *Store) check(ctx context.Context) error {
@@ -224,6 +238,19 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 	f := cache.ComputeFacts(s.index, rec, src, inherited, now)
 	s.local.Put(ref, parent, f, gen)
 	return f, nil
+}
+
+// FactsMany returns the facts of each subject, in order.
+func (s *Store) FactsMany(ctx context.Context, refs []model.SubjectRef, now time.Time) ([]cache.Facts, error) {
+	out := make([]cache.Facts, len(refs))
+	for i, ref := range refs {
+		f, err := s.Facts(ctx, ref, now)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = f
+	}
+	return out, nil
 }
 
 // record is what is stored for ref, with the origin resolved: PutSubject's
@@ -800,11 +827,11 @@ func (s *Store) Audit(ctx context.Context, after string, limit int) ([]audit.Ent
 	}
 	start := 0
 	if after != "" {
-		n, err := strconv.Atoi(strings.TrimSuffix(after, "-0"))
-		if err != nil || n < 0 {
-			return nil, "", fmt.Errorf("audit: invalid cursor %q", after)
+		n, err := auditNumber(after)
+		if err != nil {
+			return nil, "", err
 		}
-		start = min(n, len(s.audit))
+		start = min(max(n-s.auditBase, 0), len(s.audit))
 	}
 	end := len(s.audit)
 	if limit > 0 {
@@ -820,6 +847,23 @@ func (s *Store) Audit(ctx context.Context, after string, limit int) ([]audit.Ent
 		next = out[len(out)-1].ID
 	}
 	return out, next, nil
+}
+
+// TrimAudit removes the entries up to and including through.
+func (s *Store) TrimAudit(ctx context.Context, through string) (int64, error) {
+	n, err := auditNumber(through)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	k := min(max(n-s.auditBase, 0), len(s.audit))
+	s.audit = append([]audit.Entry(nil), s.audit[k:]...)
+	s.auditBase += k
+	return int64(k), nil
 }
 
 func cloneMap(m map[string]string) map[string]string {

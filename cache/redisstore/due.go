@@ -1,11 +1,13 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,194 +16,320 @@ import (
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
-func parseScore(v string) float64 {
-	switch v {
-	case "inf", "+inf":
-		return cache.NoTransition
-	}
-	f, _ := strconv.ParseFloat(v, 64)
-	return f
+// The lifecycle index: each subject's due score is the first six bytes of
+// its record, and each tag's zset {T}:due scores every non-empty bucket
+// with the lowest score of its subjects (kept low by every write, raised
+// lazily: a bucket found with nothing due has its score recomputed).
+
+// fixBucketScript sets a bucket's score to the lowest score of its indexed
+// subjects (removing an empty bucket). KEYS due, bucket; ARGV bucket number.
+var fixBucketScript = redis.NewScript(`local vals = redis.call('HVALS', KEYS[2])
+if #vals == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) return 0 end
+local low = nil
+for _, v in ipairs(vals) do
+  if #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 then
+    local sc = struct.unpack('>i6', v)
+    if low == nil or sc < low then low = sc end
+  end
+end
+if low == nil or low >= 140737488355327 then low = '+inf' end
+redis.call('ZADD', KEYS[1], low, ARGV[1])
+return 1`)
+
+// dueEntry is an indexed subject found in a bucket.
+type dueEntry struct {
+	member string
+	score  int64
+	tag    int
 }
 
-func dueOf(z redis.Z) (cache.Due, bool) {
-	m, _ := z.Member.(string)
-	ref, err := cache.ParseSubjectMember(m)
-	if err != nil {
-		return cache.Due{}, false
-	}
-	return cache.Due{Ref: ref, Score: z.Score}, true
-}
-
-// Due lists subjects due at or before until, earliest first.
-func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	zs, err := s.c.ZRangeByScoreWithScores(ctx, keyDue, &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(until.UnixMilli(), 10), Count: int64(max(limit, 0)),
-	}).Result()
-	if err != nil {
-		return nil, s.fail("due", err)
-	}
-	out := make([]cache.Due, 0, len(zs))
-	for _, z := range zs {
-		if d, ok := dueOf(z); ok {
-			out = append(out, d)
+// bucketEntries lists a bucket's indexed subjects.
+func bucketEntries(tag int, vals map[string]string) []dueEntry {
+	out := make([]dueEntry, 0, len(vals))
+	for m, v := range vals {
+		if !indexed(v) {
+			continue
 		}
+		out = append(out, dueEntry{member: m, score: readScore([]byte(v)), tag: tag})
+	}
+	return out
+}
+
+func (s *Store) dueRefs(ctx context.Context, es []dueEntry) ([]cache.Due, error) {
+	sym := s.sym.current()
+	out := make([]cache.Due, 0, len(es))
+	for _, e := range es {
+		ref, err := parseMember(sym, e.member)
+		if err != nil {
+			t, lerr := s.sym.load(ctx, s.c)
+			if lerr != nil {
+				return nil, lerr
+			}
+			sym = t
+			if ref, err = parseMember(sym, e.member); err != nil {
+				return nil, fmt.Errorf("due: %w", err)
+			}
+		}
+		out = append(out, cache.Due{Ref: ref, Score: dueScore(e.score)})
 	}
 	return out, nil
 }
 
-// ScanDue walks the due index with ZSCAN.
+// Due lists subjects due at or before until, earliest first within what is
+// read. Every tag holding due buckets contributes a share of limit, so the
+// order across tags is approximate when more than limit are due; the
+// sweeper's repeated calls see them all.
+func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	defer cancel()
+	if limit <= 0 {
+		limit = 1000
+	}
+	max := strconv.FormatInt(until.UnixMilli(), 10)
+	p := s.c.Pipeline()
+	counts := make([]*redis.IntCmd, numTags)
+	for t := range numTags {
+		counts[t] = p.ZCount(ctx, keyDue(t), "-inf", max)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, s.fail("due", err)
+	}
+	var tags []int
+	for t, c := range counts {
+		if c.Val() > 0 {
+			tags = append(tags, t)
+		}
+	}
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	share := int64(limit/len(tags) + 1)
+	p = s.c.Pipeline()
+	ranges := make([]*redis.ZSliceCmd, len(tags))
+	for i, t := range tags {
+		ranges[i] = p.ZRangeByScoreWithScores(ctx, keyDue(t), &redis.ZRangeBy{Min: "-inf", Max: max, Count: share})
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, s.fail("due", err)
+	}
+	type bk struct{ tag, bucket int }
+	var buckets []bk
+	for i, t := range tags {
+		for _, z := range ranges[i].Val() {
+			m, _ := z.Member.(string)
+			b, err := strconv.Atoi(m)
+			if err == nil {
+				buckets = append(buckets, bk{t, b})
+			}
+		}
+	}
+	p = s.c.Pipeline()
+	vals := make([]*redis.MapStringStringCmd, len(buckets))
+	for i, b := range buckets {
+		vals[i] = p.HGetAll(ctx, keyBucket(b.tag, b.bucket))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, s.fail("due", err)
+	}
+	untilMS := until.UnixMilli()
+	var due []dueEntry
+	var fix []call
+	for i, b := range buckets {
+		n := 0
+		for _, e := range bucketEntries(b.tag, vals[i].Val()) {
+			if e.score <= untilMS {
+				due = append(due, e)
+				n++
+			}
+		}
+		if n == 0 {
+			// The bucket's score was lower than its subjects' (raised by a
+			// sweep commit since): recompute it.
+			fix = append(fix, call{fixBucketScript, []string{keyDue(b.tag), keyBucket(b.tag, b.bucket)}, []any{b.bucket}})
+		}
+	}
+	if len(fix) > 0 {
+		if _, err := s.run(ctx, fix...); err != nil {
+			return nil, s.fail("due: raise bucket scores", err)
+		}
+	}
+	slices.SortFunc(due, func(a, b dueEntry) int {
+		return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.member, b.member))
+	})
+	if len(due) > limit {
+		due = due[:limit]
+	}
+	return s.dueRefs(ctx, due)
+}
+
+// ScanDue walks every indexed subject, tag by tag (ZSCAN over the tag's
+// buckets, so each subject present throughout is returned at least once).
+// The cursor is "<tag>:<zscan cursor>".
 func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.Due, string, error) {
-	var cur uint64
+	tag, zc := 0, uint64(0)
 	if cursor != "" {
-		c, err := strconv.ParseUint(cursor, 10, 64)
-		if err != nil {
+		a, b, ok := strings.Cut(cursor, ":")
+		t, err1 := strconv.Atoi(a)
+		c, err2 := strconv.ParseUint(b, 10, 64)
+		if !ok || err1 != nil || err2 != nil || t < 0 || t >= numTags {
 			return nil, "", fmt.Errorf("scan due: invalid cursor %q", cursor)
 		}
-		cur = c
+		tag, zc = t, c
 	}
 	if count <= 0 {
 		count = 100
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
 	defer cancel()
-	kv, next, err := s.c.ZScan(ctx, keyDue, cur, "", int64(count)).Result()
-	if err != nil {
-		return nil, "", s.fail("scan due", err)
-	}
-	out := make([]cache.Due, 0, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		ref, err := cache.ParseSubjectMember(kv[i])
-		if err != nil {
-			continue
+	// A window of tags per round trip: small tags are read whole.
+	const window = 32
+	var entries []dueEntry
+	for len(entries) < count && tag < numTags {
+		end := min(tag+window, numTags)
+		p := s.c.Pipeline()
+		scans := make([]*redis.ScanCmd, end-tag)
+		for t := tag; t < end; t++ {
+			c := uint64(0)
+			if t == tag {
+				c = zc
+			}
+			scans[t-tag] = p.ZScan(ctx, keyDue(t), c, "", int64(max(count, 64)))
 		}
-		out = append(out, cache.Due{Ref: ref, Score: parseScore(kv[i+1])})
-	}
-	nc := ""
-	if next != 0 {
-		nc = strconv.FormatUint(next, 10)
-	}
-	return out, nc, nil
-}
-
-// DueCount counts indexed subjects and those due at or before until.
-func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	p := s.c.Pipeline()
-	total := p.ZCard(ctx, keyDue)
-	due := p.ZCount(ctx, keyDue, "-inf", strconv.FormatInt(until.UnixMilli(), 10))
-	if _, err := p.Exec(ctx); err != nil {
-		return 0, 0, s.fail("due count", err)
-	}
-	return int(total.Val()), int(due.Val()), nil
-}
-
-// Snapshots reads the subjects in one pipelined round trip, and their
-// parents' evidence in a second one when some have parents.
-func (s *Store) Snapshots(ctx context.Context, refs []model.SubjectRef) ([]cache.Snapshot, error) {
-	if len(refs) == 0 {
-		return nil, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(refs))*100*time.Microsecond)
-	defer cancel()
-	p := s.c.Pipeline()
-	cmds := make([]subjectCmds, len(refs))
-	for i, ref := range refs {
-		cmds[i] = queueSubject(ctx, p, ref, true)
-	}
-	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.fail("snapshots", err)
-	}
-	out := make([]cache.Snapshot, len(refs))
-	parents := map[model.SubjectRef]*redis.MapStringStringCmd{}
-	var pp redis.Pipeliner
-	for i, ref := range refs {
-		d, err := cmds[i].decode()
-		if err != nil {
-			return nil, fmt.Errorf("snapshots: %w", err)
+		if _, err := p.Exec(ctx); err != nil {
+			return nil, "", s.fail("scan due", err)
 		}
-		rec, src := d.record(ref)
-		out[i] = cache.Snapshot{Record: rec, Origin: src, Applied: d.applied}
-		if par := rec.Subject.Parent; par != nil {
-			if _, ok := parents[*par]; !ok {
-				if pp == nil {
-					pp = s.c.Pipeline()
+		type bk struct{ tag, bucket int }
+		var buckets []bk
+		nextTag, nextC := end, uint64(0)
+		for t := tag; t < end; t++ {
+			kv, c := scans[t-tag].Val()
+			for i := 0; i+1 < len(kv); i += 2 {
+				if b, err := strconv.Atoi(kv[i]); err == nil {
+					buckets = append(buckets, bk{t, b})
 				}
-				parents[*par] = pp.HGetAll(ctx, keyEvidence(*par))
+			}
+			if c != 0 {
+				// This tag is not finished: continue it next time, and
+				// drop what later tags of the window returned.
+				nextTag, nextC = t, c
+				break
 			}
 		}
-	}
-	if pp == nil {
-		return out, nil
-	}
-	if _, err := pp.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.fail("snapshots: parents", err)
-	}
-	decoded := map[model.SubjectRef][]model.Evidence{}
-	for ref, c := range parents {
-		evs, err := decodeEvidence(c.Val())
-		if err != nil {
-			return nil, fmt.Errorf("snapshots: parent: %w", err)
+		p = s.c.Pipeline()
+		vals := make([]*redis.MapStringStringCmd, len(buckets))
+		for i, b := range buckets {
+			vals[i] = p.HGetAll(ctx, keyBucket(b.tag, b.bucket))
 		}
-		decoded[ref] = evs
-	}
-	for i := range out {
-		if par := out[i].Record.Subject.Parent; par != nil {
-			out[i].Inherited = decoded[*par]
+		if len(buckets) > 0 {
+			if _, err := p.Exec(ctx); err != nil {
+				return nil, "", s.fail("scan due", err)
+			}
 		}
+		for i, b := range buckets {
+			entries = append(entries, bucketEntries(b.tag, vals[i].Val())...)
+		}
+		tag, zc = nextTag, nextC
 	}
-	return out, nil
+	ds, err := s.dueRefs(ctx, entries)
+	if err != nil {
+		return nil, "", err
+	}
+	if tag >= numTags {
+		return ds, "", nil
+	}
+	return ds, strconv.Itoa(tag) + ":" + strconv.FormatUint(zc, 10), nil
 }
 
-// commitScript applies one sweep update when the subject's due score is
-// still the one read. KEYS[1] due, KEYS[2] the subject's swept key; ARGV
-// member, expected score, next score, applied state.
-var commitScript = redis.NewScript(`local function num(v)
-  if v == 'inf' or v == '+inf' then return math.huge end
-  return tonumber(v)
-end
-local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not cur or num(cur) ~= num(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[4])
-return 1`)
+// DueCount counts indexed subjects (exactly) and those due at or before
+// until (exactly up to a few thousand buckets due, then a lower bound).
+func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	defer cancel()
+	p := s.c.Pipeline()
+	totals := make([]*redis.StringCmd, numTags)
+	for t := range numTags {
+		totals[t] = p.HGet(ctx, keyMeta(t), "n")
+	}
+	if _, err := p.Exec(ctx); err != nil && !isNil(err) {
+		return 0, 0, s.fail("due count", err)
+	}
+	total := 0
+	for _, c := range totals {
+		n, _ := c.Int()
+		total += n
+	}
+	ds, err := s.Due(ctx, until, 100000)
+	if err != nil {
+		return 0, 0, err
+	}
+	return total, len(ds), nil
+}
 
-// CommitSweep applies the updates whose due score is unchanged, one small
-// script per subject, pipelined.
+// CommitSweep applies each update whose subject's due score is still the
+// one the sweeper read (compare-and-set on the whole record: any write in
+// between also changed the score).
 func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool, error) {
 	if len(us) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(us))*100*time.Microsecond)
 	defer cancel()
-	run := func() ([]*redis.Cmd, error) {
-		p := s.c.Pipeline()
-		cmds := make([]*redis.Cmd, len(us))
-		for i, u := range us {
-			cmds[i] = commitScript.EvalSha(ctx, p, []string{keyDue, keySwept(u.Ref)},
-				cache.SubjectMember(u.Ref), cache.FormatScore(u.Expect), cache.FormatScore(u.Next), formatApplied(u.Applied))
-		}
-		_, err := p.Exec(ctx)
-		return cmds, err
+	refs := make([]model.SubjectRef, len(us))
+	for i, u := range us {
+		refs[i] = u.Ref
 	}
-	cmds, err := run()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err := commitScript.Load(ctx, s.c).Err(); err != nil {
-			return nil, s.fail("commit sweep: load script", err)
-		}
-		cmds, err = run()
-	}
+	recs, err := s.readMap(ctx, refs)
 	if err != nil {
 		return nil, s.fail("commit sweep", err)
 	}
+	byTag := map[int]*part{}
+	var parts []*part
+	which := map[model.SubjectRef]int{}
+	for i, u := range us {
+		st := recs[u.Ref]
+		if !indexed(st.inline) || st.rec.score != scoreOf(u.Expect) {
+			continue
+		}
+		if _, dup := which[u.Ref]; dup {
+			continue
+		}
+		which[u.Ref] = i
+		r := cloneRecord(st.rec)
+		r.score, r.applied = scoreOf(u.Next), u.Applied
+		p := byTag[st.tag]
+		if p == nil {
+			p = &part{tag: st.tag}
+			byTag[st.tag] = p
+			parts = append(parts, p)
+		}
+		p.changes = append(p.changes, &change{cur: st, rec: r})
+	}
 	ok := make([]bool, len(us))
-	for i, c := range cmds {
-		n, _ := c.Int()
-		ok[i] = n == 1
+	if len(parts) == 0 {
+		return ok, nil
+	}
+	// One script per subject: a subject written meanwhile fails alone.
+	var single []*part
+	for _, p := range parts {
+		for _, c := range p.changes {
+			single = append(single, &part{tag: p.tag, changes: []*change{c}})
+		}
+	}
+	res := s.writeParts(ctx, s.sym.current(), single)
+	for i, r := range res {
+		if r.err == nil {
+			ok[which[single[i].changes[0].cur.ref]] = true
+			continue
+		}
+		if !errorsIsConflict(r.err) {
+			return nil, s.fail("commit sweep", r.err)
+		}
 	}
 	return ok, nil
+}
+
+func errorsIsConflict(err error) bool {
+	return err != nil && strings.Contains(err.Error(), errCASConflict.Error())
 }
 
 // Recompute is the progress of re-indexing after a register change.
@@ -209,7 +337,7 @@ func (s *Store) Recompute(ctx context.Context) (cache.RecomputeProgress, error) 
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	raw, err := s.c.HGet(ctx, keyRecompute, "p").Bytes()
-	if errors.Is(err, redis.Nil) {
+	if isNil(err) {
 		return cache.RecomputeProgress{}, nil
 	}
 	if err != nil {
@@ -234,11 +362,11 @@ func (s *Store) SaveRecompute(ctx context.Context, p cache.RecomputeProgress) er
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := saveRecomputeScript.Run(ctx, s.c, []string{keyRecompute}, strconv.FormatInt(p.Version, 10), b).Int()
+	out, err := s.run(ctx, call{saveRecomputeScript, []string{keyRecompute}, []any{strconv.FormatInt(p.Version, 10), b}})
 	if err != nil {
 		return s.fail("save recompute", err)
 	}
-	if n == 0 {
+	if n, _ := out[0].(int64); n == 0 {
 		return fmt.Errorf("save recompute: %w: registers version %d is no longer the one being recomputed", cache.ErrConflict, p.Version)
 	}
 	return nil
@@ -266,10 +394,11 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := acquireScript.Run(ctx, s.c, []string{keyLease(name)}, holder, ttl.Milliseconds()).Int()
+	out, err := s.run(ctx, call{acquireScript, []string{keyLease(name)}, []any{holder, ttl.Milliseconds()}})
 	if err != nil {
 		return false, s.fail("acquire lease", err)
 	}
+	n, _ := out[0].(int64)
 	return n == 1, nil
 }
 
@@ -277,7 +406,7 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := releaseScript.Run(ctx, s.c, []string{keyLease(name)}, holder).Err(); err != nil {
+	if _, err := s.run(ctx, call{releaseScript, []string{keyLease(name)}, []any{holder}}); err != nil {
 		return s.fail("release lease", err)
 	}
 	return nil
@@ -306,12 +435,15 @@ func (s *Store) AdmitDeletions(ctx context.Context, n, limit int, window time.Du
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	res, err := guardScript.Run(ctx, s.c, []string{keyGuard}, at.UnixMilli(), window.Milliseconds(), limit, n, conf, cache.NewID("")).Int64Slice()
+	out, err := s.run(ctx, call{guardScript, []string{keyGuard}, []any{at.UnixMilli(), window.Milliseconds(), limit, n, conf, cache.NewID("")}})
 	if err != nil {
 		return false, 0, s.fail("mass-deletion guard", err)
 	}
+	res, _ := out[0].([]any)
 	if len(res) != 2 {
-		return false, 0, fmt.Errorf("mass-deletion guard: unexpected reply %v", res)
+		return false, 0, fmt.Errorf("mass-deletion guard: unexpected reply %v", out[0])
 	}
-	return res[0] == 1, int(res[1]), nil
+	ok, _ := res[0].(int64)
+	c, _ := res[1].(int64)
+	return ok == 1, int(c), nil
 }

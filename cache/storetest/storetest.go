@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -100,6 +101,37 @@ func auditAll(t *testing.T, s cache.Store) []audit.Entry {
 		t.Fatalf("Audit: %v", err)
 	}
 	return es
+}
+
+// batchEntries checks the audit entries of one batch write of records
+// records: one entry, or on a sharded store one per shard the batch
+// touched, each saying how many shards ("parts") and how many of the
+// batch's records it holds ("part_records").
+func batchEntries(t *testing.T, es []audit.Entry, action string, records int) {
+	t.Helper()
+	if len(es) == 0 {
+		t.Fatalf("no %s entry for the batch", action)
+	}
+	sum := 0
+	for _, e := range es {
+		if e.Action != action {
+			t.Fatalf("audit = %+v, want only %s entries for the batch", es, action)
+		}
+		if len(es) == 1 && e.Detail["parts"] == "" {
+			return
+		}
+		if e.Detail["parts"] != strconv.Itoa(len(es)) {
+			t.Fatalf("audit = %+v: a batch in %d parts, each entry must say so", es, len(es))
+		}
+		n, err := strconv.Atoi(e.Detail["part_records"])
+		if err != nil {
+			t.Fatalf("audit entry %+v has no part_records", e)
+		}
+		sum += n
+	}
+	if sum != records {
+		t.Fatalf("audit = %+v: parts hold %d records, the batch had %d", es, sum, records)
+	}
 }
 
 func mustFacts(t *testing.T, s cache.Store, ref model.SubjectRef, now time.Time) cache.Facts {
@@ -317,10 +349,7 @@ func testPutEvidence(t *testing.T, newStore func(*testing.T) cache.Store) {
 			t.Fatalf("stored evidence %+v differs from %+v", e, out[1])
 		}
 	}
-	es := auditAll(t, s)
-	if len(es) != 2 || es[1].Action != "evidence.create" {
-		t.Fatalf("audit = %+v, want one evidence.create for the batch", es)
-	}
+	batchEntries(t, auditAll(t, s)[1:], "evidence.create", 3)
 }
 
 func testReimport(t *testing.T, newStore func(*testing.T) cache.Store) {

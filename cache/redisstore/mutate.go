@@ -1,0 +1,391 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// auditLua defines audit(key, entry): append the entry to a stream under an
+// id of microsecond resolution (<ms>-<µs within the ms × 1000>, or the
+// next free one), so that merging the tags' streams orders entries by the
+// instant they were written; "" appends nothing.
+const auditLua = `local function audit(key, e)
+  if e == '' then return '' end
+  local t = redis.call('TIME')
+  local us = tonumber(t[2])
+  local ms = tonumber(t[1]) * 1000 + math.floor(us / 1000)
+  local seq = (us % 1000) * 1000
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if last[1] then
+    local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
+    lms, lseq = tonumber(lms), tonumber(lseq)
+    if lms > ms or (lms == ms and lseq >= seq) then ms, seq = lms, lseq + 1 end
+  end
+  local id = string.format('%.0f-%.0f', ms, seq)
+  local r = redis.pcall('XADD', key, id, 'e', e)
+  if type(r) == 'table' and r.err then r = redis.call('XADD', key, '*', 'e', e) end
+  return r
+end
+`
+
+// writeScript replaces the records of subjects of one tag when each is
+// still the one read, then counts, audits, bumps the epoch and publishes.
+//
+//	KEYS: 1 meta, 2 due, 3 audit, 4 evcount, then per subject its bucket and overflow key
+//	ARGV: 1 n, 2 entry ("" none), 3 channel, 4 message members, 5 tag, 6 k,
+//	      7.. k pairs (legalisation, delta), then per subject 8 values:
+//	      member, old inline, old overflow, new inline ("" deletes),
+//	      new overflow, "m" for a fresh recompute mark, bucket number,
+//	      change of the indexed-subject count (-1, 0, 1)
+var writeScript = redis.NewScript(auditLua + `
+local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
+local base = 6 + 2 * k
+for i = 1, n do
+  local a = base + (i - 1) * 8
+  local old = ARGV[a + 2]
+  if (redis.call('HGET', KEYS[3 + 2 * i], ARGV[a + 1]) or '') ~= old then return {0, i} end
+  -- A record inline has no overflow key; a stub's overflow must be the one read.
+  if #old > 6 and bit.band(string.byte(old, 7), 1) == 1 and (redis.call('GET', KEYS[4 + 2 * i]) or '') ~= ARGV[a + 3] then return {0, i} end
+end
+local marks, dn, nm = {}, 0, 0
+for i = 1, n do
+  if ARGV[base + (i - 1) * 8 + 6] == 'm' then nm = nm + 1 end
+end
+-- One range of fresh recompute marks for the whole part.
+local mark = 0
+if nm > 0 then mark = redis.call('HINCRBY', KEYS[1], 'duemark', nm) - nm end
+for i = 1, n do
+  local a = base + (i - 1) * 8
+  local bk, ok = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local old, new, newO = ARGV[a + 2], ARGV[a + 4], ARGV[a + 5]
+  if new == '' then
+    if old ~= '' then
+      redis.call('HDEL', bk, ARGV[a + 1])
+      if redis.call('EXISTS', bk) == 0 then redis.call('ZREM', KEYS[2], ARGV[a + 7]) end
+    end
+  else
+    if ARGV[a + 6] == 'm' then
+      mark = mark + 1
+      new = struct.pack('>i6', -mark) .. string.sub(new, 7)
+    end
+    redis.call('HSET', bk, ARGV[a + 1], new)
+    local sc = struct.unpack('>i6', new)
+    if sc >= 140737488355327 then sc = '+inf' end
+    redis.call('ZADD', KEYS[2], 'LT', sc, ARGV[a + 7])
+  end
+  dn = dn + tonumber(ARGV[a + 8])
+  marks[i] = string.sub(new, 1, 6)
+  if newO == '' then
+    if ARGV[a + 3] ~= '' then redis.call('DEL', ok) end
+  else
+    redis.call('SET', ok, newO)
+  end
+end
+if dn ~= 0 then redis.call('HINCRBY', KEYS[1], 'n', dn) end
+for j = 1, k do
+  redis.call('HINCRBY', KEYS[4], ARGV[5 + 2 * j], ARGV[6 + 2 * j])
+end
+local id = audit(KEYS[3], ARGV[2])
+local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
+return {1, id, marks}`)
+
+// markScript gives subjects of one tag fresh recompute marks, if they have
+// a record: the children of a subject written in another tag.
+//
+//	KEYS: 1 meta, 2 due, then per subject its bucket; ARGV: tag, channel,
+//	message members, then per subject member and bucket number
+var markScript = redis.NewScript(`local n = #KEYS - 2
+for i = 1, n do
+  local v = redis.call('HGET', KEYS[2 + i], ARGV[2 + 2 * i])
+  if v then
+    local m = redis.call('HINCRBY', KEYS[1], 'duemark', 1)
+    redis.call('HSET', KEYS[2 + i], ARGV[2 + 2 * i], struct.pack('>i6', -m) .. string.sub(v, 7))
+    redis.call('ZADD', KEYS[2], 'LT', -m, ARGV[3 + 2 * i])
+  end
+end
+local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. ' ' .. e .. ' s ' .. ARGV[3])
+return e`)
+
+// change is one subject's new record in a write.
+type change struct {
+	cur *stored
+	// rec is the new record; nil deletes it.
+	rec *record
+	// mark gives the subject a fresh recompute mark (every write of a
+	// subject's data does; the sweeper's commit sets its score instead).
+	mark bool
+}
+
+// part is a write to the subjects of one tag: atomic with its audit entry.
+type part struct {
+	tag     int
+	changes []*change
+	entry   *audit.Entry
+	evcount map[string]int64
+	// notify are extra subjects whose cached facts the write changes
+	// (children in the same tag); the changed subjects are notified anyway.
+	notify []model.SubjectRef
+	// records counts the batch records the part holds (audit detail).
+	records int
+}
+
+// errCASConflict: a record changed between read and write; re-read.
+var errCASConflict = errors.New("record changed concurrently")
+
+// partResult is the outcome of one part.
+type partResult struct {
+	err     error // nil: written
+	auditID string
+	// scores are the due scores the records were written with.
+	scores []int64
+}
+
+// writeParts runs every part (each one script, atomic) in one round trip
+// per node.
+func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) []partResult {
+	res := make([]partResult, len(parts))
+	calls := make([]call, 0, len(parts))
+	idx := make([]int, 0, len(parts))
+	for i, p := range parts {
+		c, err := s.partCall(sym, p)
+		if err != nil {
+			res[i].err = err
+			continue
+		}
+		calls = append(calls, c)
+		idx = append(idx, i)
+	}
+	out, errs := s.runEach(ctx, calls...)
+	for k, i := range idx {
+		if errs[k] != nil {
+			res[i].err = errs[k]
+			continue
+		}
+		a, _ := out[k].([]any)
+		if ok, info := scriptStatus(out[k]); !ok {
+			res[i].err = fmt.Errorf("%w (subject %s of the part)", errCASConflict, info)
+			continue
+		}
+		if len(a) > 1 {
+			res[i].auditID, _ = a[1].(string)
+		}
+		if len(a) > 2 {
+			ms, _ := a[2].([]any)
+			for _, m := range ms {
+				if b, ok := m.(string); ok && len(b) == scoreLen {
+					res[i].scores = append(res[i].scores, readScore([]byte(b)))
+				}
+			}
+		}
+	}
+	return res
+}
+
+func (s *Store) partCall(sym symbolTable, p *part) (call, error) {
+	keys := make([]string, 0, 4+2*len(p.changes))
+	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
+	entry := ""
+	if p.entry != nil {
+		e, err := encodeEntry(*p.entry, s.opts.Clock())
+		if err != nil {
+			return call{}, err
+		}
+		entry = e
+	}
+	notify := make([]model.SubjectRef, 0, len(p.changes)+len(p.notify))
+	for _, c := range p.changes {
+		notify = append(notify, c.cur.ref)
+	}
+	notify = append(notify, p.notify...)
+	args := make([]any, 0, 6+2*len(p.evcount)+8*len(p.changes))
+	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
+	var ev []any
+	for leg, d := range p.evcount {
+		if d != 0 {
+			ev = append(ev, leg, d)
+		}
+	}
+	args = append(args, len(ev)/2)
+	args = append(args, ev...)
+	for _, c := range p.changes {
+		keys = append(keys, keyBucket(p.tag, c.cur.bucket), keyOverflow(p.tag, c.cur.member))
+		newInline, newOverflow := "", ""
+		if c.rec != nil && c.rec.exists() {
+			full, err := encodeRecord(c.rec, sym)
+			if err != nil {
+				return call{}, err
+			}
+			newInline, newOverflow = splitRecord(full)
+		}
+		m := ""
+		if c.mark {
+			m = "m"
+		}
+		d := 0
+		if indexed(c.cur.inline) {
+			d--
+		}
+		if indexed(newInline) {
+			d++
+		}
+		args = append(args, c.cur.member, c.cur.inline, c.cur.overflow, newInline, newOverflow, m, c.cur.bucket, d)
+	}
+	return call{writeScript, keys, args}, nil
+}
+
+// sameBody reports whether the stored value is the record rec would
+// write, apart from the due score (a retry after an answer was lost finds
+// its own write there, with the mark the script gave it).
+func sameBody(st *stored, rec *record, sym symbolTable) bool {
+	want := []byte(nil)
+	if rec != nil && rec.exists() {
+		full, err := encodeRecord(rec, sym)
+		if err != nil {
+			return false
+		}
+		want = full[headerLen:]
+	}
+	got := []byte(nil)
+	if st.inline != "" {
+		if st.inline[scoreLen]&flagStub != 0 {
+			if len(st.overflow) >= headerLen {
+				got = []byte(st.overflow[headerLen:])
+			}
+		} else {
+			got = []byte(st.inline[headerLen:])
+		}
+	}
+	return bytes.Equal(want, got)
+}
+
+// mutation builds the parts of a write from the records as read. It is
+// called again with the subjects of the parts whose records changed
+// meanwhile, so it must build each tag's part from that tag's records
+// alone.
+type mutation func(recs map[model.SubjectRef]*stored) ([]*part, error)
+
+// mutate reads refs, builds the write and runs it, re-reading and
+// rebuilding the parts that met a concurrent change (compare-and-set),
+// a bounded number of times. It returns the parts written, or an error
+// with the parts written before it (a multi-part write to roll back).
+func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) ([]*part, []partResult, error) {
+	sym, err := s.sym.intern(ctx, s.c, names)
+	if err != nil {
+		return nil, nil, s.fail("symbols", err)
+	}
+	var done []*part
+	var doneRes []partResult
+	todo := refs
+	for attempt := 0; ; attempt++ {
+		recs, err := s.readMapWith(ctx, todo, false)
+		if err != nil {
+			return done, doneRes, err
+		}
+		parts, err := build(recs)
+		if err != nil {
+			return done, doneRes, err
+		}
+		if len(parts) == 0 {
+			return done, doneRes, nil
+		}
+		res := s.writeParts(ctx, sym, parts)
+		var again []model.SubjectRef
+		var firstErr error
+		for i, r := range res {
+			switch {
+			case r.err == nil:
+				done = append(done, parts[i])
+				doneRes = append(doneRes, r)
+			case errors.Is(r.err, errCASConflict):
+				for _, c := range parts[i].changes {
+					again = append(again, c.cur.ref)
+				}
+			default:
+				if firstErr == nil {
+					firstErr = r.err
+				}
+			}
+		}
+		if firstErr != nil {
+			return done, doneRes, firstErr
+		}
+		if len(again) == 0 {
+			return done, doneRes, nil
+		}
+		if attempt >= 8 || ctx.Err() != nil {
+			return done, doneRes, fmt.Errorf("%w: subjects kept changing, retry", cache.ErrConflict)
+		}
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+		todo = again
+	}
+}
+
+// group splits subjects by tag, keeping the order of first appearance.
+func groupByTag(sts []*stored) [][]*stored {
+	var out [][]*stored
+	at := map[int]int{}
+	for _, st := range sts {
+		i, ok := at[st.tag]
+		if !ok {
+			i = len(out)
+			at[st.tag] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], st)
+	}
+	return out
+}
+
+// markChildren gives the children of written subjects (which live in other
+// tags) fresh recompute marks and notifies their caches. It runs after the
+// parents' writes: an interruption between delays a child's lifecycle
+// recompute until its own due instant, it never shows anything.
+func (s *Store) markChildren(ctx context.Context, children []model.SubjectRef) error {
+	if len(children) == 0 {
+		return nil
+	}
+	sym := s.sym.current()
+	byTag := map[int][]model.SubjectRef{}
+	var tags []int
+	for _, c := range children {
+		p := subjectPlace(c, s.buckets)
+		if _, ok := byTag[p.tag]; !ok {
+			tags = append(tags, p.tag)
+		}
+		byTag[p.tag] = append(byTag[p.tag], c)
+	}
+	calls := make([]call, 0, len(tags))
+	for _, t := range tags {
+		keys := []string{keyMeta(t), keyDue(t)}
+		args := []any{strconv.Itoa(t), channel, refList(byTag[t])}
+		for _, c := range byTag[t] {
+			m, err := member(sym, c)
+			if err != nil {
+				continue // an entity never stored: no record to mark
+			}
+			p := subjectPlace(c, s.buckets)
+			keys = append(keys, keyBucket(t, p.bucket))
+			args = append(args, m, p.bucket)
+		}
+		calls = append(calls, call{markScript, keys, args})
+	}
+	if _, err := s.run(ctx, calls...); err != nil {
+		return s.fail("mark children", err)
+	}
+	return nil
+}
+
+// isNil reports a missing key or field.
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
