@@ -40,7 +40,7 @@ type Store struct {
 	nextMsg int64
 	// wake is closed (and replaced) whenever a wipe is queued, waking
 	// blocked claimers.
-	wake   chan struct{}
+	wake  chan struct{}
 	audit []audit.Entry
 	// auditBase is how many entries TrimAudit removed: entry n (its id is
 	// "<n>-0") is audit[n-1-auditBase].
