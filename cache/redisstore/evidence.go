@@ -40,31 +40,65 @@ import (
 // subject may take the key over: far longer than any write may take.
 func (s *Store) claimTakeover() time.Duration { return max(10*time.Second, 20*s.opts.Timeout) }
 
-// An index value is the claim instant (6 bytes, unix ms), the record id's
-// length (2 bytes) and id, then the subject's member.
+// An index value is the claim instant (6 bytes, unix ms; 0 when no write
+// is in flight), the record id and the subject's member (each with a
+// 2-byte length), then, while a write is in flight, the members of the
+// subjects the key is moving away from (each with a 2-byte length): a
+// writer taking over a dead writer's claim must clean those too.
 type indexEntry struct {
 	claimMS int64
 	id      string
 	member  string
+	from    []string
 }
 
 func (e indexEntry) encode() string {
-	b := make([]byte, 8, 8+len(e.id)+len(e.member))
+	b := make([]byte, 6, 10+len(e.id)+len(e.member))
 	putScore(b, e.claimMS)
-	binary.BigEndian.PutUint16(b[6:], uint16(len(e.id)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.id)))
 	b = append(b, e.id...)
-	return string(append(b, e.member...))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.member)))
+	b = append(b, e.member...)
+	for _, f := range e.from {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+		b = append(b, f...)
+	}
+	return string(b)
 }
 
 func decodeIndexEntry(v string) (indexEntry, error) {
-	if len(v) < 8 {
+	var e indexEntry
+	if len(v) < 6 {
+		return e, errCorrupt
+	}
+	e.claimMS = readScore([]byte(v))
+	rest := v[6:]
+	next := func() (string, bool) {
+		if len(rest) < 2 {
+			return "", false
+		}
+		n := int(binary.BigEndian.Uint16([]byte(rest[:2])))
+		if len(rest) < 2+n {
+			return "", false
+		}
+		s := rest[2 : 2+n]
+		rest = rest[2+n:]
+		return s, true
+	}
+	var ok1, ok2 bool
+	e.id, ok1 = next()
+	e.member, ok2 = next()
+	if !ok1 || !ok2 {
 		return indexEntry{}, errCorrupt
 	}
-	n := int(binary.BigEndian.Uint16([]byte(v[6:8])))
-	if len(v) < 8+n {
-		return indexEntry{}, errCorrupt
+	for rest != "" {
+		f, ok := next()
+		if !ok {
+			return indexEntry{}, errCorrupt
+		}
+		e.from = append(e.from, f)
 	}
-	return indexEntry{claimMS: readScore([]byte(v)), id: v[8 : 8+n], member: v[8+n:]}, nil
+	return e, nil
 }
 
 // indexField is a key's field in its index bucket.
@@ -79,28 +113,45 @@ func indexField(sym symbolTable, legalisation, key string) (string, error) {
 
 // claimScript claims keys of one tag. KEYS the index buckets; ARGV now
 // (ms), takeover (ms), then per key: bucket (KEYS index), field, member,
-// id for a new key. It returns per key {status, id, previous value}:
-// 1 claimed (new, or already the subject's), 2 claimed away from the
-// subject in the previous value, 0 conflict.
+// id for a new key. Per key it returns {status, id, previous value}:
+// 1 claimed, 0 conflict (a write for another subject is in flight). The
+// claim lists the subjects the key must be removed from: the previous
+// holder if it is another subject, and, when the previous claim was never
+// released (its writer died, or is this very subject's other writer), the
+// subjects that claim was moving the key away from.
 var claimScript = redis.NewScript(`local now, takeover = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function part(v, at)
+  local n = struct.unpack('>H', v, at)
+  return string.sub(v, at + 2, at + 1 + n), at + 2 + n
+end
 local out = {}
 for i = 3, #ARGV, 4 do
   local k, f, m = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]
   local cur = redis.call('HGET', k, f)
-  local id, status = ARGV[i + 3], 1
+  local id, status, from = ARGV[i + 3], 1, {}
   if cur then
-    local n = struct.unpack('>H', cur, 7)
-    id = string.sub(cur, 9, 8 + n)
-    if string.sub(cur, 9 + n) ~= m then
-      status = 2
-      local at = struct.unpack('>i6', cur)
+    local at = struct.unpack('>i6', cur)
+    local cm, pos
+    id, pos = part(cur, 7)
+    cm, pos = part(cur, pos)
+    if cm ~= m then
       if at > 0 and now - at < takeover then status = 0 end
+      from[#from + 1] = cm
+    end
+    if at > 0 then
+      while pos <= #cur do
+        local fm
+        fm, pos = part(cur, pos)
+        if fm ~= m then from[#from + 1] = fm end
+      end
     end
   else
     cur = ''
   end
   if status ~= 0 then
-    redis.call('HSET', k, f, struct.pack('>i6', now) .. struct.pack('>H', #id) .. id .. m)
+    local v = struct.pack('>i6', now) .. struct.pack('>H', #id) .. id .. struct.pack('>H', #m) .. m
+    for _, fm in ipairs(from) do v = v .. struct.pack('>H', #fm) .. fm end
+    redis.call('HSET', k, f, v)
   end
   out[#out + 1] = {status, id, cur}
 end
@@ -122,14 +173,15 @@ end
 return out`)
 
 // dropKeyScript deletes index fields that still point to the given
-// subject and record id. KEYS the index buckets; ARGV per field: bucket,
-// field, id, member.
+// record id and subject with no write in flight. KEYS the index buckets;
+// ARGV per field: bucket, field, id, member.
 var dropKeyScript = redis.NewScript(`for i = 1, #ARGV, 4 do
   local k = KEYS[tonumber(ARGV[i])]
   local cur = redis.call('HGET', k, ARGV[i + 1])
-  if cur then
+  if cur and struct.unpack('>i6', cur) == 0 then
     local n = struct.unpack('>H', cur, 7)
-    if string.sub(cur, 9, 8 + n) == ARGV[i + 2] and string.sub(cur, 9 + n) == ARGV[i + 3] then
+    local m = struct.unpack('>H', cur, 9 + n)
+    if string.sub(cur, 9, 8 + n) == ARGV[i + 2] and string.sub(cur, 11 + n, 10 + n + m) == ARGV[i + 3] then
       redis.call('HDEL', k, ARGV[i + 1])
     end
   end
@@ -215,10 +267,10 @@ type keyTarget struct {
 	subject  model.SubjectRef // the last record of the batch with the key wins
 	given    string           // the id that record came with, if any
 	id       string
-	member   string            // the subject's bucket member
-	from     *model.SubjectRef // a subject the key moves away from
-	old      string            // the index value before the claim
-	claimed  string            // the value claimed
+	member   string             // the subject's bucket member
+	from     []model.SubjectRef // subjects the key moves away from
+	old      string             // the index value before the claim
+	claimed  string             // the value claimed
 }
 
 // PutEvidence stores a batch: atomic per subject, all or nothing in the end
@@ -232,7 +284,8 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(evs))*50*time.Microsecond)
+	// A batch gets the store timeout plus time in proportion to its size.
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(evs))*200*time.Microsecond)
 	defer cancel()
 	sym, err := s.sym.intern(ctx, s.c, evidenceNames(evs))
 	if err != nil {
@@ -256,9 +309,7 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	}
 	var sources []model.SubjectRef
 	for _, k := range order {
-		if t := targets[k]; t.from != nil {
-			sources = append(sources, *t.from)
-		}
+		sources = append(sources, targets[k].from...)
 	}
 	for i := range out {
 		if out[i].EvidenceKey != "" {
@@ -395,18 +446,31 @@ func (s *Store) claimKeys(ctx context.Context, sym symbolTable, evs []model.Evid
 		}
 		t.id, _ = r[1].(string)
 		t.old, _ = r[2].(string)
-		t.claimed = indexEntry{claimMS: now, id: t.id, member: t.member}.encode()
 		claimed = append(claimed, k)
-		if status == 2 {
+		var from []string
+		if t.old != "" {
 			old, err := decodeIndexEntry(t.old)
 			if err != nil {
 				return nil, nil, fmt.Errorf("put evidence: index entry: %w", err)
 			}
-			from, err := parseMember(sym, old.member)
+			if old.member != t.member {
+				from = append(from, old.member)
+			}
+			if old.claimMS != 0 {
+				for _, f := range old.from {
+					if f != t.member {
+						from = append(from, f)
+					}
+				}
+			}
+		}
+		t.claimed = indexEntry{claimMS: now, id: t.id, member: t.member, from: from}.encode()
+		for _, f := range from {
+			ref, err := parseMember(sym, f)
 			if err != nil {
 				return nil, nil, fmt.Errorf("put evidence: index entry: %w", err)
 			}
-			t.from = &from
+			t.from = append(t.from, ref)
 		}
 	}
 	if conflict != "" {
@@ -459,49 +523,52 @@ func (s *Store) removeMoved(recs map[model.SubjectRef]*stored, targets map[strin
 	var parts []*part
 	for _, k := range order {
 		t := targets[k]
-		if t.from == nil {
-			continue
+		for _, from := range t.from {
+			s.removeKey(recs[from], t, byTag, &parts, entry)
 		}
-		st := recs[*t.from]
-		if st == nil {
-			continue
-		}
-		var ch *change
-		p := byTag[st.tag]
-		if p != nil {
-			for _, c := range p.changes {
-				if c.cur == st {
-					ch = c
-				}
-			}
-		}
-		r := st.rec
-		if ch != nil {
-			r = ch.rec
-		}
-		i := slices.IndexFunc(r.evidence, func(e model.Evidence) bool {
-			return e.ID == t.id && e.LegalisationID == t.leg && e.EvidenceKey == t.key
-		})
-		if i < 0 {
-			continue
-		}
-		if ch == nil {
-			ch = &change{cur: st, rec: cloneRecord(st.rec), mark: true}
-			if p == nil {
-				e := entry
-				if e.Detail["parts"] != "" {
-					e.Detail = withDetail(e.Detail, "part_records", "0")
-				}
-				p = &part{tag: st.tag, entry: &e, evcount: map[string]int64{}}
-				byTag[st.tag] = p
-				parts = append(parts, p)
-			}
-			p.changes = append(p.changes, ch)
-		}
-		ch.rec.evidence = slices.Delete(ch.rec.evidence, i, i+1)
-		p.evcount[t.leg]--
 	}
 	return parts
+}
+
+// removeKey removes t's record from the subject st, adding to the parts.
+func (s *Store) removeKey(st *stored, t *keyTarget, byTag map[int]*part, parts *[]*part, entry audit.Entry) {
+	if st == nil {
+		return
+	}
+	var ch *change
+	p := byTag[st.tag]
+	if p != nil {
+		for _, c := range p.changes {
+			if c.cur == st {
+				ch = c
+			}
+		}
+	}
+	r := st.rec
+	if ch != nil {
+		r = ch.rec
+	}
+	i := slices.IndexFunc(r.evidence, func(e model.Evidence) bool {
+		return e.LegalisationID == t.leg && e.EvidenceKey == t.key
+	})
+	if i < 0 {
+		return
+	}
+	if ch == nil {
+		ch = &change{cur: st, rec: cloneRecord(st.rec), mark: true}
+		if p == nil {
+			e := entry
+			if e.Detail["parts"] != "" {
+				e.Detail = withDetail(e.Detail, "part_records", "0")
+			}
+			p = &part{tag: st.tag, entry: &e, evcount: map[string]int64{}}
+			byTag[st.tag] = p
+			*parts = append(*parts, p)
+		}
+		p.changes = append(p.changes, ch)
+	}
+	ch.rec.evidence = slices.Delete(ch.rec.evidence, i, i+1)
+	p.evcount[t.leg]--
 }
 
 // applyEvidence builds the parts writing the batch's records, and lists the

@@ -66,11 +66,7 @@ func (s *Store) runEach(ctx context.Context, calls ...call) ([]any, []error) {
 	}
 	loaded := false
 	for attempt := 0; ; attempt++ {
-		if s.opts.WaitReplicas > 0 {
-			s.runWaiting(ctx, calls, pending, out, errs)
-		} else {
-			s.runPipelined(ctx, calls, pending, out, errs)
-		}
+		s.runNodes(ctx, calls, pending, out, errs)
 		// Retry only calls that certainly did not run: the script was
 		// unknown to the node, or the slot had moved.
 		var again []int
@@ -103,19 +99,6 @@ func (s *Store) runEach(ctx context.Context, calls ...call) ([]any, []error) {
 	}
 }
 
-func (s *Store) runPipelined(ctx context.Context, calls []call, idx []int, out []any, errs []error) {
-	p := s.c.Pipeline()
-	cmds := make([]*redis.Cmd, len(idx))
-	for k, i := range idx {
-		c := calls[i]
-		cmds[k] = c.script.EvalSha(ctx, p, c.keys, c.args...)
-	}
-	_, _ = p.Exec(ctx) // each command carries its own outcome
-	for k, i := range idx {
-		out[i], errs[i] = cmds[k].Result()
-	}
-}
-
 // isReply reports whether err is a Redis reply to one command (the
 // others of the pipeline ran) rather than a failure of the exchange.
 func isReply(err error) bool {
@@ -123,8 +106,12 @@ func isReply(err error) bool {
 	return errors.As(err, &rerr) && !errors.Is(err, redis.ErrClosed)
 }
 
-// runWaiting runs each node's calls on one connection, then WAIT.
-func (s *Store) runWaiting(ctx context.Context, calls []call, idx []int, out []any, errs []error) {
+// runNodes runs each node's calls in one pipeline, the nodes in parallel;
+// with WaitReplicas, on one connection followed by WAIT. It does not use
+// the cluster client's pipeline: when one node fails, that one retries and
+// then marks every command of the pipeline failed, including those other
+// nodes executed — and a multi-part write must know which parts ran.
+func (s *Store) runNodes(ctx context.Context, calls []call, idx []int, out []any, errs []error) {
 	type group struct {
 		node *redis.Client
 		idx  []int
@@ -145,27 +132,40 @@ func (s *Store) runWaiting(ctx context.Context, calls []call, idx []int, out []a
 		}
 		g.idx = append(g.idx, i)
 	}
+	wait := s.opts.WaitReplicas > 0
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conn := g.node.Conn()
-			defer conn.Close()
 			cmds := make([]*redis.Cmd, len(g.idx))
-			var wait *redis.Cmd
-			_, _ = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+			var waitCmd *redis.Cmd
+			fill := func(p redis.Pipeliner) error {
 				for k, i := range g.idx {
 					c := calls[i]
 					cmds[k] = c.script.EvalSha(ctx, p, c.keys, c.args...)
 				}
-				wait = p.Do(ctx, "wait", s.opts.WaitReplicas, s.opts.WaitTimeout.Milliseconds())
+				if wait {
+					waitCmd = p.Do(ctx, "wait", s.opts.WaitReplicas, s.opts.WaitTimeout.Milliseconds())
+				}
 				return nil
-			})
-			n, werr := wait.Int64()
+			}
+			if wait {
+				// WAIT counts the writes of its own connection.
+				conn := g.node.Conn()
+				defer conn.Close()
+				_, _ = conn.Pipelined(ctx, fill)
+			} else {
+				_, _ = g.node.Pipelined(ctx, fill)
+			}
+			var n int64
+			var werr error
+			if wait {
+				n, werr = waitCmd.Int64()
+			}
 			for k, i := range g.idx {
 				out[i], errs[i] = cmds[k].Result()
-				if errs[i] == nil && (werr != nil || n < int64(s.opts.WaitReplicas)) {
+				if wait && errs[i] == nil && (werr != nil || n < int64(s.opts.WaitReplicas)) {
 					errs[i] = fmt.Errorf("%w: %d of %d replicas confirmed the write within %s (%v)",
 						cache.ErrUnavailable, n, s.opts.WaitReplicas, s.opts.WaitTimeout, werr)
 				}

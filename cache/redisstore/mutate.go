@@ -43,13 +43,17 @@ end
 //
 //	KEYS: 1 meta, 2 due, 3 audit, 4 evcount, then per subject its bucket and overflow key
 //	ARGV: 1 n, 2 entry ("" none), 3 channel, 4 message members, 5 tag, 6 k,
-//	      7.. k pairs (legalisation, delta), then per subject 8 values:
+//	      7 deadline (unix ms: a script reaching Redis later, say from the
+//	      socket buffer of a server that was frozen, changes nothing),
+//	      8.. k pairs (legalisation, delta), then per subject 8 values:
 //	      member, old inline, old overflow, new inline ("" deletes),
 //	      new overflow, "m" for a fresh recompute mark, bucket number,
 //	      change of the indexed-subject count (-1, 0, 1)
 var writeScript = redis.NewScript(auditLua + `
 local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
-local base = 6 + 2 * k
+local base = 7 + 2 * k
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[7]) then return {-1} end
 for i = 1, n do
   local a = base + (i - 1) * 8
   local old = ARGV[a + 2]
@@ -93,7 +97,7 @@ for i = 1, n do
 end
 if dn ~= 0 then redis.call('HINCRBY', KEYS[1], 'n', dn) end
 for j = 1, k do
-  redis.call('HINCRBY', KEYS[4], ARGV[5 + 2 * j], ARGV[6 + 2 * j])
+  redis.call('HINCRBY', KEYS[4], ARGV[6 + 2 * j], ARGV[7 + 2 * j])
 end
 local id = audit(KEYS[3], ARGV[2])
 local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -156,16 +160,26 @@ type partResult struct {
 // per node.
 func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) []partResult {
 	res := make([]partResult, len(parts))
+	// A script that reaches Redis after the caller gave up must not run:
+	// the caller may have rolled the other parts back. The margin covers
+	// clock differences between this host and the Redis servers.
+	deadline := time.Now().Add(2*s.opts.Timeout + time.Second)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.Add(s.opts.Timeout + time.Second)
+	}
 	calls := make([]call, 0, len(parts))
 	idx := make([]int, 0, len(parts))
 	for i, p := range parts {
-		c, err := s.partCall(sym, p)
+		c, err := s.partCall(sym, p, deadline)
 		if err != nil {
 			res[i].err = err
 			continue
 		}
 		calls = append(calls, c)
 		idx = append(idx, i)
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite()
 	}
 	out, errs := s.runEach(ctx, calls...)
 	for k, i := range idx {
@@ -174,6 +188,10 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 			continue
 		}
 		a, _ := out[k].([]any)
+		if len(a) > 0 && a[0] == int64(-1) {
+			res[i].err = fmt.Errorf("%w: the write reached Redis after its deadline and was not applied", cache.ErrUnavailable)
+			continue
+		}
 		if ok, info := scriptStatus(out[k]); !ok {
 			res[i].err = fmt.Errorf("%w (subject %s of the part)", errCASConflict, info)
 			continue
@@ -193,7 +211,7 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 	return res
 }
 
-func (s *Store) partCall(sym symbolTable, p *part) (call, error) {
+func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, error) {
 	keys := make([]string, 0, 4+2*len(p.changes))
 	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
 	entry := ""
@@ -217,7 +235,7 @@ func (s *Store) partCall(sym symbolTable, p *part) (call, error) {
 			ev = append(ev, leg, d)
 		}
 	}
-	args = append(args, len(ev)/2)
+	args = append(args, len(ev)/2, deadline.UnixMilli())
 	args = append(args, ev...)
 	for _, c := range p.changes {
 		keys = append(keys, keyBucket(p.tag, c.cur.bucket), keyOverflow(p.tag, c.cur.member))

@@ -113,6 +113,9 @@ type Store struct {
 
 	hints parentHints
 
+	// beforeWrite, when set (tests), runs before each write round trip.
+	beforeWrite func()
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	pubsub *redis.PubSub

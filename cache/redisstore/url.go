@@ -29,6 +29,7 @@ func newClient(raw string, timeout time.Duration) (redis.UniversalClient, error)
 		}
 		opt.ContextTimeoutEnabled = true
 		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
+		opt.MaxRetries = noRetries
 		return redis.NewClient(opt), nil
 	case "redis-cluster", "rediss-cluster":
 		hosts := strings.Split(u.Host, ",")
@@ -45,13 +46,14 @@ func newClient(raw string, timeout time.Duration) (redis.UniversalClient, error)
 		}
 		opt.ContextTimeoutEnabled = true
 		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
+		opt.MaxRetries = noRetries
 		return redis.NewClusterClient(opt), nil
 	case "redis-sentinel", "rediss-sentinel":
 		master := strings.Trim(u.Path, "/")
 		if master == "" {
 			return nil, fmt.Errorf("redis sentinel url: the master name is required as the path (redis-sentinel://h1:26379,h2:26379/mymaster)")
 		}
-		opt := &redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(u.Host, ","), ContextTimeoutEnabled: true}
+		opt := &redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(u.Host, ","), ContextTimeoutEnabled: true, MaxRetries: noRetries}
 		bound(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout, timeout)
 		q := u.Query()
 		opt.SentinelAddrs = append(opt.SentinelAddrs, q["addr"]...)
@@ -75,6 +77,11 @@ func newClient(raw string, timeout time.Duration) (redis.UniversalClient, error)
 		return nil, fmt.Errorf("redis url: unsupported scheme %q (want redis, rediss, unix, redis-sentinel or redis-cluster)", u.Scheme)
 	}
 }
+
+// noRetries turns go-redis's own retries off: a script whose answer was
+// lost may have run, and the store's compare-and-set loops are the ones
+// that know how to try again safely.
+const noRetries = -1
 
 // bound sets every unset socket timeout to d.
 func bound(dial, read, write, pool *time.Duration, d time.Duration) {

@@ -223,6 +223,9 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"ClaimWaitsForEnqueue", testClaimBlocks},
 		{"UnrestrictLiftsRestriction", testUnrestrict},
 		{"AuditPages", testAuditPaging},
+		{"AuditReadsInWriteOrderAcrossSubjects", testAuditOrder},
+		{"AuditTrimsThroughAnID", testAuditTrim},
+		{"FactsManyMatchesFacts", testFactsMany},
 		{"LoadSeedOnlyIntoEmptyStore", testLoadSeed},
 		{"PingAnswers", testPing},
 	}
@@ -1418,5 +1421,125 @@ func testPing(t *testing.T, newStore func(*testing.T) cache.Store) {
 	s := newStore(t)
 	if err := s.Ping(ctxT(t)); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testAuditOrder(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	// Writes to many subjects (on a sharded store, many shards) one after
+	// the other read back in the order they were made.
+	var want []string
+	for i := range 12 {
+		ref := model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("order-%d", i)}
+		e := entry("subject.put")
+		e.Object = fmt.Sprint(i)
+		if err := s.PutSubject(ctx, model.Subject{Ref: ref, Origin: T0}, e); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e.Object)
+		if i%3 == 0 {
+			a := entry("test.append")
+			a.Object = fmt.Sprintf("a%d", i)
+			if _, err := s.AppendAudit(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, a.Object)
+		}
+	}
+	es := auditAll(t, s)[1:]
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Object)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit order %v, want %v", got, want)
+	}
+	// Paging one by one gives the same sequence.
+	cursor, n := auditAll(t, s)[0].ID, 0
+	for {
+		page, next, err := s.Audit(ctx, cursor, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if page[0].Object != want[n] {
+			t.Fatalf("page %d = %s, want %s", n, page[0].Object, want[n])
+		}
+		cursor, n = next, n+1
+	}
+	if n != len(want) {
+		t.Fatalf("paging read %d entries, want %d", n, len(want))
+	}
+}
+
+func testAuditTrim(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	for i := range 6 {
+		ref := model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("trim-%d", i)}
+		if err := s.PutSubject(ctx, model.Subject{Ref: ref, Origin: T0}, entry("subject.put")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es := auditAll(t, s)
+	if len(es) != 7 {
+		t.Fatalf("%d entries, want 7", len(es))
+	}
+	n, err := s.TrimAudit(ctx, es[3].ID)
+	if err != nil || n != 4 {
+		t.Fatalf("TrimAudit through the 4th entry = %d, %v; want 4 removed", n, err)
+	}
+	left := auditAll(t, s)
+	if len(left) != 3 || left[0].ID != es[4].ID || left[2].ID != es[6].ID {
+		t.Fatalf("after trimming: %+v, want the last three", left)
+	}
+	// A cursor at a trimmed entry still pages on from there.
+	page, _, err := s.Audit(ctx, es[1].ID, 10)
+	if err != nil || len(page) != 3 || page[0].ID != es[4].ID {
+		t.Fatalf("Audit after a trimmed id = %+v, %v", page, err)
+	}
+	if n, err := s.TrimAudit(ctx, es[3].ID); err != nil || n != 0 {
+		t.Fatalf("trimming again = %d, %v; want nothing removed", n, err)
+	}
+	if _, err := s.TrimAudit(ctx, "not-an-id"); err == nil {
+		t.Fatal("TrimAudit accepted an invalid id")
+	}
+}
+
+func testFactsMany(t *testing.T, newStore func(*testing.T) cache.Store) {
+	s, _ := seeded(t, newStore)
+	ctx := ctxT(t)
+	if err := s.PutSubject(ctx, model.Subject{Ref: phone, Origin: *at(-40), Parent: &alice}, entry("subject.put")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutEvidence(ctx, []model.Evidence{ev(alice, "contract-care", "", -100), ev(bob, "marketing-consent", "k", -10)}, entry("evidence.create")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnqueueWipe(ctx, wipe("w-1", bob, T0), entry("wipe.request")); err != nil {
+		t.Fatal(err)
+	}
+	unknown := model.SubjectRef{Entity: "contact", ID: "c-404"}
+	refs := []model.SubjectRef{phone, alice, bob, unknown, alice}
+	// Once cold, once with some cached: the same answers as Facts.
+	for round := range 2 {
+		fs, err := s.FactsMany(ctx, refs, T0)
+		if err != nil || len(fs) != len(refs) {
+			t.Fatalf("round %d: FactsMany = %d facts, %v", round, len(fs), err)
+		}
+		for i, ref := range refs {
+			one := mustFacts(t, s, ref, T0)
+			if !sameState(fs[i].State, one.State) || fs[i].Known != one.Known || fs[i].Restricted != one.Restricted || fs[i].Origin != one.Origin {
+				t.Fatalf("round %d: FactsMany[%d] (%s) = %+v, Facts = %+v", round, i, ref.ID, fs[i], one)
+			}
+		}
+		if !fs[2].Restricted || fs[3].Known || !fs[0].Known || fs[0].State.CoveredInherited == 0 {
+			t.Fatalf("round %d: FactsMany = %+v", round, fs)
+		}
+	}
+	if fs, err := s.FactsMany(ctx, nil, T0); err != nil || len(fs) != 0 {
+		t.Fatalf("FactsMany(nil) = %v, %v", fs, err)
 	}
 }

@@ -63,6 +63,17 @@ func StartCluster3x3(t testing.TB) *Cluster {
 	return c
 }
 
+// StartClusterWith starts a cluster shaped by opts; stopped by t.Cleanup.
+func StartClusterWith(t testing.TB, opts ClusterOptions) *Cluster {
+	t.Helper()
+	c, err := newCluster(t.TempDir(), opts, t.Fatalf)
+	if err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 // NewCluster starts a cluster outside any test (TestMain); Close stops it
 // and removes its files.
 func NewCluster(opts ClusterOptions) (*Cluster, error) {

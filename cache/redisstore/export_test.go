@@ -1,0 +1,44 @@
+package redisstore
+
+import (
+	"context"
+	"testing"
+
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// ClaimForTest claims an evidence key for ref now, as a writer that died
+// before writing would leave it.
+func ClaimForTest(t *testing.T, s *Store, legalisation, key string, ref model.SubjectRef) {
+	t.Helper()
+	ctx := context.Background()
+	sym, err := s.sym.intern(ctx, s.c, []symName{{symEntity, ref.Entity}, {symLegalisation, legalisation}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := indexField(sym, legalisation, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := member(sym, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.runIndex(ctx, claimScript, []any{s.opts.Clock().UnixMilli(), s.claimTakeover().Milliseconds()},
+		[]indexOp{{keyPlace(legalisation, key, s.buckets), f, []any{m, "ev-dead"}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// GlobalMasterForTest is the address of the master serving the global slot.
+func GlobalMasterForTest(t *testing.T, s *Store) string {
+	t.Helper()
+	n, err := s.nodeFor(context.Background(), keyRegisters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Options().Addr
+}
+
+// BeforeWriteForTest makes f run before every write round trip.
+func BeforeWriteForTest(s *Store, f func()) { s.beforeWrite = f }
