@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -539,4 +541,8 @@ func splitRecord(full []byte) (inline, overflow string) {
 // nothing else is known of).
 func indexed(inline string) bool {
 	return len(inline) > headerLen && inline[headerLen]&^hasChildren != 0
+}
+
+func sortByID(evs []model.Evidence) {
+	slices.SortFunc(evs, func(a, b model.Evidence) int { return strings.Compare(a.ID, b.ID) })
 }

@@ -132,6 +132,12 @@ func randUint64() uint64 { return rand.Uint64() }
 // checks it answers and holds layout 2 (creating it in an empty store),
 // subscribes to invalidations and starts the health loop.
 func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
+	return open(ctx, url, opts, false)
+}
+
+// open is New; a migration (migrating) may open a store that still holds
+// layout 1 keys next to the layout 2 it writes.
+func open(ctx context.Context, url string, opts cache.Options, migrating bool) (*Store, error) {
 	opts = opts.WithDefaults()
 	c, err := newClient(url, opts.Timeout)
 	if err != nil {
@@ -158,7 +164,7 @@ func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 	if err := c.Ping(pctx).Err(); err != nil {
 		return fail(fmt.Errorf("redis: %w: %v", cache.ErrUnavailable, err))
 	}
-	if err := s.openLayout(pctx); err != nil {
+	if err := s.openLayout(pctx, migrating); err != nil {
 		return fail(err)
 	}
 	if _, err := s.sym.load(pctx, c); err != nil {
@@ -190,7 +196,7 @@ func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 
 // openLayout reads the layout marker, creating it in an empty store and
 // refusing a store of layout 1.
-func (s *Store) openLayout(ctx context.Context) error {
+func (s *Store) openLayout(ctx context.Context, migrating bool) error {
 	m, err := s.c.HGetAll(ctx, keyLayout).Result()
 	if err != nil {
 		return s.fail("read layout", err)
@@ -210,7 +216,7 @@ func (s *Store) openLayout(ctx context.Context) error {
 	if err != nil {
 		return s.fail("read layout", err)
 	}
-	if n > 0 {
+	if n > 0 && !migrating {
 		return fmt.Errorf("redis store: %w", ErrOldLayout)
 	}
 	b := s.opts.Buckets

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gdprgate/gdprgate/internal/cmdline"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/testredis"
 	"github.com/gdprgate/gdprgate/internal/version"
 )
 
@@ -179,5 +180,19 @@ func TestRoutesCheckShowsWhatEachPathSelects(t *testing.T) {
 	}
 	if code, out, errb := runArgs(t, "routes", "check", "--config", "../../examples/crm/gdprgate.yaml", "--sample", full, "--route", "issue"); code != 0 {
 		t.Errorf("exit %d\n%s\n%s", code, out, errb)
+	}
+}
+
+func TestStoreMigrateChecksItsFlagsAndReports(t *testing.T) {
+	if code, _, errb := runArgs(t, "store", "migrate"); code != 2 || !strings.Contains(errb, "--from-url") {
+		t.Fatalf("without --from-url: exit %d, %s", code, errb)
+	}
+	if code, _, errb := runArgs(t, "store", "migrate", "--from-url", "redis://a:1", "--to-url", "redis://b:1", "--delete-old"); code != 2 || !strings.Contains(errb, "in-place") {
+		t.Fatalf("--delete-old into another Redis: exit %d, %s", code, errb)
+	}
+	srv := testredis.Start(t)
+	code, out, errb := runArgs(t, "store", "migrate", "--from-url", srv.URL(), "--quiet")
+	if code != 0 || !strings.Contains(out, `"from_layout": "1"`) || !strings.Contains(out, `"in_place": true`) {
+		t.Fatalf("in-place migration of an empty store: exit %d\n%s\n%s", code, out, errb)
 	}
 }

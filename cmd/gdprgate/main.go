@@ -41,6 +41,7 @@ func register(parent string, build func() *cobra.Command) {
 var groups = []struct{ name, short string }{
 	{"policy", "Rego policy tools (policy test)"},
 	{"routes", "route map tools: check a route map, suggest one from an OpenAPI document"},
+	{"store", "store tools: migrate a Redis store into the sharded key layout"},
 }
 
 func newRoot() *cobra.Command {

@@ -121,6 +121,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	sopts := cache.Options{
 		MaxSubjects:  cfg.Store.MaxSubjects,
 		MaxBytes:     cfg.Store.MaxCacheBytes,
+		WaitReplicas: cfg.Store.WaitReplicas,
+		WaitTimeout:  cfg.Store.WaitTimeout,
+		Buckets:      cfg.Store.Buckets,
 		MaxStaleness: cfg.Store.MaxStaleness,
 		Timeout:      cfg.Store.Timeout,
 		Registerer:   reg,

@@ -89,7 +89,14 @@ type StoreConfig struct {
 	// caller's choice, so entries are counted by size too).
 	MaxCacheBytes int64         `yaml:"max_cache_bytes"`
 	MaxStaleness  time.Duration `yaml:"max_staleness"`
-	Timeout       time.Duration `yaml:"timeout"`
+	// WaitReplicas makes a Redis write count as done only once that many
+	// replicas confirmed it (Redis WAIT, bounded by WaitTimeout): the
+	// writes that must survive a failover (evidence, wipes, registers).
+	WaitReplicas int           `yaml:"wait_replicas"`
+	WaitTimeout  time.Duration `yaml:"wait_timeout"`
+	// Buckets per shard tag when the Redis store is created (sizing).
+	Buckets int           `yaml:"buckets"`
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // IdentityConfig says where callers' roles come from.
@@ -621,8 +628,14 @@ func (c *Config) Validate() error {
 	if c.Store.MaxCacheBytes < 0 {
 		add("store.max_cache_bytes: must be positive (got %d)", c.Store.MaxCacheBytes)
 	}
-	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 {
-		add("store.max_staleness, store.timeout: must be positive durations")
+	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 || c.Store.WaitTimeout < 0 {
+		add("store.max_staleness, store.timeout, store.wait_timeout: must be positive durations")
+	}
+	if c.Store.WaitReplicas < 0 || c.Store.WaitReplicas > 16 {
+		add("store.wait_replicas: must be 0..16 (got %d)", c.Store.WaitReplicas)
+	}
+	if c.Store.Buckets < 0 || c.Store.Buckets > 1<<20 {
+		add("store.buckets: must be 1..1048576 (got %d)", c.Store.Buckets)
 	}
 	if j := c.Identity.JWT; j != nil {
 		for _, u := range j.JWKSURLs {
