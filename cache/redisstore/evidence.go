@@ -792,6 +792,51 @@ func (s *Store) RevokeEvidence(ctx context.Context, ref model.SubjectRef, id str
 	return nil
 }
 
+// RenewEvidence moves the origin of existing evidence records to at.
+func (s *Store) RenewEvidence(ctx context.Context, ref model.SubjectRef, ids []string, at time.Time, entry audit.Entry) ([]model.Evidence, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("renew evidence: %w", cache.ErrNotFound)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	at = at.UTC()
+	var out []model.Evidence
+	var children []model.SubjectRef
+	_, _, err := s.mutate(ctx, entityNames(ref), []model.SubjectRef{ref}, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
+		st := recs[ref]
+		r := cloneRecord(st.rec)
+		out = out[:0]
+		for _, id := range ids {
+			i := slices.IndexFunc(r.evidence, func(e model.Evidence) bool { return e.ID == id })
+			if i < 0 {
+				continue // revoked meanwhile: a renewal never recreates
+			}
+			if ev := &r.evidence[i]; ev.RenewedAt == nil || ev.RenewedAt.Before(at) {
+				t := at
+				ev.RenewedAt = &t
+			}
+			out = append(out, r.evidence[i])
+		}
+		if len(out) == 0 {
+			return nil, cache.ErrNotFound
+		}
+		children = r.children
+		e := entry
+		return []*part{{tag: st.tag, changes: []*change{{cur: st, rec: r, mark: true}}, entry: &e}}, nil
+	})
+	if err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			return nil, fmt.Errorf("renew evidence: %w", err)
+		}
+		return nil, s.fail("renew evidence", err)
+	}
+	s.local.Invalidate(ref)
+	if err := s.markChildren(ctx, children); err != nil {
+		s.log.Warn("evidence renewed; marking inheriting subjects for recompute failed", "err", err)
+	}
+	return out, nil
+}
+
 // EvidenceByKey finds evidence by its legalisation and evidence_key.
 func (s *Store) EvidenceByKey(ctx context.Context, legalisationID, evidenceKey string) (model.Evidence, error) {
 	ctx, cancel := s.ctx(ctx)

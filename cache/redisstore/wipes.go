@@ -151,7 +151,10 @@ func (s *Store) restrict(ctx context.Context, ws []cache.WipeRecord) (func(conte
 			}
 			r := cloneRecord(st.rec)
 			r.restriction = by[ref]
-			c := &change{cur: st, rec: r, mark: true}
+			// Published, not marked due: a restriction only stops deletions,
+			// and the sweeper committing the lifecycle wipe it just created
+			// must not find its own write in the way.
+			c := &change{cur: st, rec: r}
 			written[ref] = c
 			p := byTag[st.tag]
 			if p == nil {
@@ -177,7 +180,7 @@ func (s *Store) restrict(ctx context.Context, ws []cache.WipeRecord) (func(conte
 				if c == nil || !sameBody(st, c.rec, sym) {
 					continue
 				}
-				parts = append(parts, &part{tag: st.tag, changes: []*change{{cur: st, rec: c.cur.rec, mark: true}}})
+				parts = append(parts, &part{tag: st.tag, changes: []*change{{cur: st, rec: c.cur.rec}}})
 			}
 			return parts, nil
 		})
@@ -287,19 +290,37 @@ func (s *Store) wipesByID(ctx context.Context, ids []string, op string) ([]cache
 	return out, nil
 }
 
-// SaveWipe records a wipe's progress.
-func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord) error {
+// saveWipeScript replaces an existing wipe record and appends its audit
+// entries: KEYS wipe, global audit; ARGV record, entries.
+var saveWipeScript = redis.NewScript(auditLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #ARGV do audit(KEYS[2], ARGV[i]) end
+return {1}`)
+
+func init() { scripts = append(scripts, saveWipeScript) }
+
+// SaveWipe records a wipe's progress, with its audit entries atomically.
+func (s *Store) SaveWipe(ctx context.Context, w cache.WipeRecord, entries ...audit.Entry) error {
 	b, err := json.Marshal(w)
 	if err != nil {
 		return fmt.Errorf("save wipe: encode: %w", err)
 	}
+	args := []any{b}
+	for _, e := range entries {
+		je, err := encodeEntry(e, s.opts.Clock())
+		if err != nil {
+			return fmt.Errorf("save wipe: %w", err)
+		}
+		args = append(args, je)
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	ok, err := s.c.SetXX(ctx, keyWipe(w.ID), b, 0).Result()
+	out, err := s.run(ctx, call{saveWipeScript, []string{keyWipe(w.ID), keyGAudit}, args})
 	if err != nil {
 		return s.fail("save wipe", err)
 	}
-	if !ok {
+	if ok, _ := scriptStatus(out[0]); !ok {
 		return fmt.Errorf("save wipe: %w", cache.ErrNotFound)
 	}
 	return nil
