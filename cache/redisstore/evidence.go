@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -342,10 +343,10 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 
 	// 2. Keys moving away: removed from their old subjects first.
 	if len(sources) > 0 {
-		parts, res, err := s.mutate(ctx, nil, sources, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
+		parts, maybe, err := s.mutate(ctx, nil, sources, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
 			return s.removeMoved(recs, targets, order, entry), nil
 		})
-		undo.add(parts, res)
+		undo.add(parts, maybe)
 		if err != nil {
 			return fail(err)
 		}
@@ -357,12 +358,12 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 		subjects = append(subjects, ev.Subject)
 	}
 	var children []model.SubjectRef
-	parts, res, err := s.mutate(ctx, nil, subjects, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
+	parts, maybe, err := s.mutate(ctx, nil, subjects, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
 		ps, ch := s.applyEvidence(recs, out, evs, targets, met, entry)
 		children = ch
 		return ps, nil
 	})
-	undo.add(parts, res)
+	undo.add(parts, maybe)
 	if err != nil {
 		return fail(err)
 	}
@@ -677,19 +678,23 @@ func (s *Store) dropKeys(ctx context.Context, sym symbolTable, evs []model.Evide
 	return err
 }
 
-// rollback undoes the parts of a failed multi-part write that did run:
-// each record still as written goes back to what it was, with an audit
-// entry "<action>.rollback"; the key claims go back to what they were.
+// rollback undoes the parts of a failed multi-part write that ran (or may
+// have: their answer was lost): each record still as written goes back to
+// what it was, with an audit entry "<action>.rollback"; the key claims go
+// back to what they were. Tags are rolled back independently, so that a
+// tag whose master is unreachable does not keep the others from it.
 type rollback struct {
 	s            *Store
 	entry        audit.Entry
 	parts        []*part
+	maybe        []*part
 	replacedKeys []model.Evidence
 }
 
-func (u *rollback) add(parts []*part, res []partResult) {
-	u.parts = append(u.parts, parts...)
-	for _, p := range parts {
+func (u *rollback) add(written, maybe []*part) {
+	u.parts = append(u.parts, written...)
+	u.maybe = append(u.maybe, maybe...)
+	for _, p := range written {
 		for _, c := range p.changes {
 			// Keys whose record a given id replaced under another key.
 			for _, old := range c.cur.rec.evidence {
@@ -712,48 +717,58 @@ func (u *rollback) run(ctx context.Context, targets map[string]*keyTarget, order
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.Timeout)
 	defer cancel()
 	sym := s.sym.current()
-	want := map[model.SubjectRef]*change{}
-	var refs []model.SubjectRef
-	for _, p := range u.parts {
+	byTag := map[int]map[model.SubjectRef]*change{}
+	for _, p := range append(slices.Clone(u.parts), u.maybe...) {
+		m := byTag[p.tag]
+		if m == nil {
+			m = map[model.SubjectRef]*change{}
+			byTag[p.tag] = m
+		}
 		for _, c := range p.changes {
-			want[c.cur.ref] = c
-			refs = append(refs, c.cur.ref)
+			m[c.cur.ref] = c
 		}
 	}
-	if len(refs) > 0 {
-		_, _, err := s.mutate(ctx, nil, refs, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
-			byTag := map[int]*part{}
-			var parts []*part
-			for ref, st := range recs {
-				c := want[ref]
-				if !sameBody(st, c.rec, sym) {
-					continue // changed since: leave it
-				}
-				p := byTag[st.tag]
-				if p == nil {
-					e := u.entry
-					e.Action += ".rollback"
-					p = &part{tag: st.tag, entry: &e, evcount: map[string]int64{}}
-					byTag[st.tag] = p
-					parts = append(parts, p)
-				}
-				p.changes = append(p.changes, &change{cur: st, rec: c.cur.rec, mark: true})
-				for _, ev := range st.rec.evidence {
-					p.evcount[ev.LegalisationID]--
-				}
-				for _, ev := range c.cur.rec.evidence {
-					p.evcount[ev.LegalisationID]++
-				}
+	var wg sync.WaitGroup
+	for tag, want := range byTag {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			refs := make([]model.SubjectRef, 0, len(want))
+			for r := range want {
+				refs = append(refs, r)
 			}
-			return parts, nil
-		})
-		if err != nil {
-			s.log.Error("a failed write could not be rolled back; the subjects named in its audit entries may hold part of it", "action", u.entry.Action, "err", err)
-		}
-		for _, r := range refs {
-			s.local.Invalidate(r)
-		}
+			_, _, err := s.mutate(ctx, nil, refs, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
+				e := u.entry
+				e.Action += ".rollback"
+				p := &part{tag: tag, entry: &e, evcount: map[string]int64{}}
+				for ref, st := range recs {
+					c := want[ref]
+					if !sameBody(st, c.rec, sym) {
+						continue // not written, or changed since: leave it
+					}
+					p.changes = append(p.changes, &change{cur: st, rec: c.cur.rec, mark: true})
+					for _, ev := range st.rec.evidence {
+						p.evcount[ev.LegalisationID]--
+					}
+					for _, ev := range c.cur.rec.evidence {
+						p.evcount[ev.LegalisationID]++
+					}
+				}
+				if len(p.changes) == 0 {
+					return nil, nil
+				}
+				return []*part{p}, nil
+			})
+			if err != nil {
+				s.log.Error("a failed write could not be rolled back in one shard; the subjects named in its audit entries may hold part of it",
+					"action", u.entry.Action, "tag", tag, "err", err)
+			}
+			for _, r := range refs {
+				s.local.Invalidate(r)
+			}
+		}()
 	}
+	wg.Wait()
 	s.undoClaims(ctx, targets, order)
 }
 

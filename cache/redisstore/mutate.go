@@ -296,27 +296,27 @@ type mutation func(recs map[model.SubjectRef]*stored) ([]*part, error)
 
 // mutate reads refs, builds the write and runs it, re-reading and
 // rebuilding the parts that met a concurrent change (compare-and-set),
-// a bounded number of times. It returns the parts written, or an error
-// with the parts written before it (a multi-part write to roll back).
-func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) ([]*part, []partResult, error) {
+// a bounded number of times. It returns the parts written and, when it
+// fails, the parts whose outcome is unknown (sent, no answer): a
+// multi-part write rolls both back (a part that did not run is left
+// alone: the rollback compares before it writes).
+func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) (written, maybe []*part, err error) {
 	sym, err := s.sym.intern(ctx, s.c, names)
 	if err != nil {
 		return nil, nil, s.fail("symbols", err)
 	}
-	var done []*part
-	var doneRes []partResult
 	todo := refs
 	for attempt := 0; ; attempt++ {
 		recs, err := s.readMapWith(ctx, todo, false)
 		if err != nil {
-			return done, doneRes, err
+			return written, maybe, err
 		}
 		parts, err := build(recs)
 		if err != nil {
-			return done, doneRes, err
+			return written, maybe, err
 		}
 		if len(parts) == 0 {
-			return done, doneRes, nil
+			return written, maybe, nil
 		}
 		res := s.writeParts(ctx, sym, parts)
 		var again []model.SubjectRef
@@ -324,26 +324,26 @@ func (s *Store) mutate(ctx context.Context, names []symName, refs []model.Subjec
 		for i, r := range res {
 			switch {
 			case r.err == nil:
-				done = append(done, parts[i])
-				doneRes = append(doneRes, r)
+				written = append(written, parts[i])
 			case errors.Is(r.err, errCASConflict):
 				for _, c := range parts[i].changes {
 					again = append(again, c.cur.ref)
 				}
 			default:
+				maybe = append(maybe, parts[i])
 				if firstErr == nil {
 					firstErr = r.err
 				}
 			}
 		}
 		if firstErr != nil {
-			return done, doneRes, firstErr
+			return written, maybe, firstErr
 		}
 		if len(again) == 0 {
-			return done, doneRes, nil
+			return written, maybe, nil
 		}
 		if attempt >= 8 || ctx.Err() != nil {
-			return done, doneRes, fmt.Errorf("%w: subjects kept changing, retry", cache.ErrConflict)
+			return written, maybe, fmt.Errorf("%w: subjects kept changing, retry", cache.ErrConflict)
 		}
 		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 		todo = again
