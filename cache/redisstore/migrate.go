@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -154,8 +155,10 @@ type migration struct {
 	rep *MigrateReport
 }
 
-// scanKeys calls fn with every key matching pattern, on every master.
+// scanKeys calls fn with every key matching pattern, on every master; the
+// calls never overlap (masters are scanned in parallel).
 func scanKeys(ctx context.Context, c redis.UniversalClient, pattern string, fn func(ctx context.Context, node redis.Cmdable, keys []string) error) error {
+	var mu sync.Mutex
 	each := func(ctx context.Context, node *redis.Client) error {
 		var cur uint64
 		for {
@@ -164,7 +167,10 @@ func scanKeys(ctx context.Context, c redis.UniversalClient, pattern string, fn f
 				return err
 			}
 			if len(keys) > 0 {
-				if err := fn(ctx, node, keys); err != nil {
+				mu.Lock()
+				err := fn(ctx, node, keys)
+				mu.Unlock()
+				if err != nil {
 					return err
 				}
 			}
