@@ -13,6 +13,23 @@
 //
 //	gdprgate-load --import 1000000 --admin-url http://127.0.0.1:9192 --redis-url redis://127.0.0.1:6379
 //	gdprgate-load --uniform-subjects 1000000 --requests 200000 --redis-url redis://127.0.0.1:6379
+//
+// --mode extproc makes whole ext_proc exchanges as Envoy does (request headers, response
+// headers, the answer's body in the body mode Envoy ends up with) with a generated contact
+// list of --body-bytes, forwarding ext_authz's metadata (taken from a Check made for each
+// request beforehand). --mode proxy GETs through an HTTP proxy; --serve-backend runs the
+// static backend it proxies to and --serve-plainproxy the plain httputil.ReverseProxy it is
+// compared with. --baseline names the baseline server (allow-all, plain proxy): the two are
+// measured in alternating rounds of one run and compared as ratios. --period/--blocks
+// stream a generated list of any size and check every answer byte for byte against the
+// buffered rewrite; --peak-rss reports the server's peak resident set during the run.
+//
+//	gdprgate-load --serve-backend 127.0.0.1:8181 &
+//	gdprgate-load --serve-plainproxy 127.0.0.1:8182 --upstream http://127.0.0.1:8181 &
+//	gdprgate-load --mode proxy --target http://127.0.0.1:8180 --server-pid $GP \
+//	    --baseline http://127.0.0.1:8182 --baseline-pid $PP --body-bytes 1000000 --concurrency 16
+//	gdprgate-load --mode extproc --target 127.0.0.1:9191 --server-pid $G --body-bytes 10000 \
+//	    --baseline 127.0.0.1:9393 --baseline-pid $A
 package main
 
 import (
@@ -22,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -48,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gdprgate-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		target      = fs.String("target", "127.0.0.1:9191", "Authorization gRPC server (host:port or unix:/path); loopback only")
+		target      = fs.String("target", "127.0.0.1:9191", "gRPC server (host:port or unix:/path), or for --mode proxy the proxy's http://host:port; loopback only")
 		concurrency = fs.Int("concurrency", 32, "concurrent Check streams (goroutines)")
 		requests    = fs.Int("requests", 20000, fmt.Sprintf("total Checks to send (max %d)", loadgen.MaxRequests))
 		duration    = fs.Duration("duration", 10*time.Second, fmt.Sprintf("maximum wall time (capped at %s)", loadgen.MaxDuration))
@@ -62,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		uniform     = fs.Int("uniform-subjects", 0, "instead of the scenario, GET <path-prefix><id-prefix><n> for n drawn uniformly from [0, N): with N above the server's cache size most Checks miss it")
 		pathPrefix  = fs.String("path-prefix", "/api/contacts/", "uniform load: the route the subject id is appended to")
 		idPrefix    = fs.String("id-prefix", "u-", "uniform load and import: subject ids are <id-prefix><n>")
-		roles       = fs.String("roles", "agent", "uniform load: the caller's roles header")
+		roles       = fs.String("roles", "agent", "uniform, extproc and proxy load: the caller's roles header")
 		importN     = fs.Int("import", 0, fmt.Sprintf("instead of Checks, import N evidence records (one per subject <id-prefix><n>) through the admin API (max %d)", loadgen.MaxImportRecords))
 		adminURL    = fs.String("admin-url", "http://127.0.0.1:9192", "import: the admin API (loopback only)")
 		adminToken  = fs.String("admin-token", os.Getenv("GDPRGATE_ADMIN_TOKEN"), "import: bearer token with the edit_evidence scope (default $GDPRGATE_ADMIN_TOKEN)")
@@ -72,7 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		legalKey    = fs.String("legal-key", "LK-CARE", "import: the records' legal_key")
 		evKeys      = fs.Bool("evidence-keys", false, "import: give every record an evidence_key (imp-<n>)")
 		redisURL    = fs.String("redis-url", "", "redis:// or redis-cluster:// URL: report Redis memory and keys before and after the run")
+		mode        = fs.String("mode", "check", "check (ext_authz Checks), extproc (ext_proc exchanges) or proxy (HTTP GETs through a proxy)")
+		m           = modeFlags{}
 	)
+	m.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -93,6 +114,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if served, err := m.serve(ctx, stdout); served || err != nil {
+		if err != nil {
+			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	switch *mode {
+	case "check":
+	case "extproc", "proxy":
+		common := runFlags{target: *target, concurrency: *concurrency, requests: *requests, duration: *duration,
+			warmup: *warmup, timeout: *timeout, serverPID: *serverPID, roles: *roles, asJSON: *asJSON}
+		return m.run(ctx, *mode, common, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "gdprgate-load: --mode must be check, extproc or proxy (got %q)\n", *mode)
+		return 2
 	}
 	var memBefore *loadgen.RedisMemory
 	if *redisURL != "" {
@@ -150,6 +188,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			cfg.Scenario = reqs
 		}
+		if m.baseline != "" {
+			return m.compareChecks(ctx, cfg, *asJSON, stdout, stderr)
+		}
 		rep, err := loadgen.Run(ctx, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
@@ -204,9 +245,10 @@ func serveAllowAll(ctx context.Context, addr string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32))
 	allowall.Register(s)
-	fmt.Fprintf(stdout, "allowall: serving envoy.service.auth.v3.Authorization on %s (pid %d)\n", lis.Addr(), os.Getpid())
+	allowall.RegisterProcessor(s)
+	fmt.Fprintf(stdout, "allowall: serving envoy.service.auth.v3.Authorization and envoy.service.ext_proc.v3.ExternalProcessor on %s (pid %d)\n", lis.Addr(), os.Getpid())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lis) }()
 	select {

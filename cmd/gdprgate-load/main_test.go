@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/gdprgate/gdprgate/internal/loadgen"
 	"github.com/gdprgate/gdprgate/internal/loadgen/allowall"
 )
 
@@ -25,6 +27,7 @@ func startAllowAll(t *testing.T) string {
 	}
 	s := grpc.NewServer()
 	allowall.Register(s)
+	allowall.RegisterProcessor(s)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()
@@ -87,5 +90,44 @@ func TestServeAllowAllStopsWithTheContext(t *testing.T) {
 	}
 	if code := run(ctx, []string{"--serve-allowall", "198.51.100.1:9393"}, &out, &errb); code != 1 {
 		t.Errorf("non-loopback serve address: exit %d", code)
+	}
+}
+
+func TestProxyModeComparesWithTheBaselineInRounds(t *testing.T) {
+	backend := httptest.NewServer(loadgen.NewBackend())
+	defer backend.Close()
+	plain, err := loadgen.NewPlainProxy(backend.URL, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := httptest.NewServer(plain), httptest.NewServer(plain)
+	defer a.Close()
+	defer b.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"--mode", "proxy", "--target", a.URL, "--baseline", b.URL, "--rounds", "2",
+		"--requests", "40", "--concurrency", "2", "--warmup", "2", "--body-bytes", "3000", "--json"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Candidate, Baseline struct{ Requests, Bytes int64 }
+		Ratios              map[string]float64
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Candidate.Requests != 40 || rep.Baseline.Requests != 40 ||
+		rep.Candidate.Bytes == 0 || rep.Ratios["throughput"] == 0 {
+		t.Fatalf("report %s: %v", out.String(), err)
+	}
+}
+
+func TestExtProcModeAgainstTheAllowAllProcessor(t *testing.T) {
+	addr := startAllowAll(t)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"--mode", "extproc", "--target", addr, "--authz-metadata=false",
+		"--requests", "20", "--concurrency", "2", "--body-mode", "streamed", "--blocks", "5", "--period", "10", "--chunk-bytes", "999"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "requests    20 (allowed 20") || !strings.Contains(out.String(), "answers ") {
+		t.Errorf("report %s", out.String())
 	}
 }

@@ -1,6 +1,10 @@
-// Package loadgen is a bounded ext_authz Check load generator for loopback targets. It
-// measures client-side latency and, given the server's PID, the server's CPU time per
-// Check read from /proc — the figure behind gdprgate's "µs of server CPU per Check" target.
+// Package loadgen is a bounded load generator for loopback targets: ext_authz Checks,
+// whole ext_proc exchanges as Envoy makes them (any body size and body mode), and HTTP
+// GETs through a proxy, with the static backend and the plain reverse proxy that proxy
+// runs compare against. It measures client-side latency and, given the server's PID, the
+// server's CPU time per request read from /proc — the figure behind gdprgate's "µs of
+// server CPU per Check" target — and its peak resident set. Interleave alternates a
+// candidate and a baseline in one run, the only comparison that holds on a shared machine.
 //
 // Every run is bounded twice (a request count and a wall-clock duration) and refuses
 // non-loopback targets, because it is meant for a shared development machine, not for
@@ -12,10 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -81,6 +82,18 @@ type Report struct {
 	ClientCPUPerRequest float64 `json:"client_cpu_us_per_request"`
 	// CPUTick is the /proc accounting resolution, which bounds the CPU figures' accuracy.
 	CPUTick time.Duration `json:"cpu_tick_ns"`
+
+	// Bytes are the answer bytes received (ext_proc and proxy runs).
+	Bytes int64 `json:"bytes,omitempty"`
+	// MBps is Bytes per second of wall time, in MB (10^6 bytes).
+	MBps float64 `json:"mb_per_second,omitempty"`
+	// MBPerServerCPUSecond is Bytes per second of the server's CPU time, in MB.
+	MBPerServerCPUSecond float64 `json:"mb_per_server_cpu_second,omitempty"`
+	// ServerPeakRSS is the server's peak resident set (VmHWM) after the run, in bytes.
+	ServerPeakRSS int64 `json:"server_peak_rss_bytes,omitempty"`
+
+	// lats are the latency samples, kept so that rounds can be merged.
+	lats []time.Duration
 }
 
 func (c *Config) normalise() error {
@@ -146,107 +159,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		next[w] = func(int64) *authv3.CheckRequest { return gen() }
 	}
-
-	for i := 0; i < cfg.Warmup; i++ {
-		cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		_, _ = client.Check(cctx, next[0](int64(i)))
-		cancel()
-	}
-
-	var serverBefore, clientBefore time.Duration
-	if cfg.ServerPID > 0 {
-		v, err := ProcessCPU(cfg.ServerPID)
+	return workload{
+		Concurrency: cfg.Concurrency, Requests: cfg.Requests, Duration: cfg.Duration,
+		Warmup: cfg.Warmup, Timeout: cfg.Timeout, ServerPID: cfg.ServerPID,
+	}.run(ctx, func(ctx context.Context, w int, i int64) (bool, int64, error) {
+		resp, err := client.Check(ctx, next[w](i))
 		if err != nil {
-			return nil, fmt.Errorf("loadgen: server CPU: %w", err)
+			return false, 0, err
 		}
-		serverBefore = v
-	}
-	clientBefore, clientErr := ProcessCPU(0)
-
-	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
-	defer stop()
-	var (
-		issued  atomic.Int64
-		allowed atomic.Int64
-		denied  atomic.Int64
-		errs    atomic.Int64
-		mu      sync.Mutex
-		samples []string
-		lats    = make([][]time.Duration, cfg.Concurrency)
-		wg      sync.WaitGroup
-	)
-	perWorker := cfg.Requests/cfg.Concurrency + 1
-	start := time.Now()
-	for w := 0; w < cfg.Concurrency; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			local := make([]time.Duration, 0, perWorker)
-			for runCtx.Err() == nil {
-				i := issued.Add(1) - 1
-				if i >= int64(cfg.Requests) {
-					break
-				}
-				// In-flight Checks are not cancelled by the run's end: a cut-off call
-				// would count as an error that the server did not make.
-				cctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-				t0 := time.Now()
-				resp, err := client.Check(cctx, next[w](i))
-				local = append(local, time.Since(t0))
-				cancel()
-				switch {
-				case err != nil:
-					errs.Add(1)
-					mu.Lock()
-					if len(samples) < 5 && !slices.Contains(samples, err.Error()) {
-						samples = append(samples, err.Error())
-					}
-					mu.Unlock()
-				case resp.GetStatus().GetCode() == 0:
-					allowed.Add(1)
-				default:
-					denied.Add(1)
-				}
-			}
-			lats[w] = local
-		}(w)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-
-	rep := &Report{
-		Allowed: allowed.Load(), Denied: denied.Load(), Errors: errs.Load(),
-		ErrorSamples: samples, Elapsed: elapsed, CPUTick: clockTick,
-	}
-	rep.Requests = rep.Allowed + rep.Denied + rep.Errors
-	if elapsed > 0 {
-		rep.Throughput = float64(rep.Requests) / elapsed.Seconds()
-	}
-	all := make([]time.Duration, 0, rep.Requests)
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	slices.Sort(all)
-	rep.P50, rep.P90, rep.P99 = quantile(all, 0.50), quantile(all, 0.90), quantile(all, 0.99)
-	if len(all) > 0 {
-		rep.Max = all[len(all)-1]
-	}
-	if cfg.ServerPID > 0 {
-		after, err := ProcessCPU(cfg.ServerPID)
-		if err != nil {
-			return rep, fmt.Errorf("loadgen: server CPU after the run: %w", err)
-		}
-		rep.ServerCPU = after - serverBefore
-		if rep.Requests > 0 {
-			rep.ServerCPUPerRequest = float64(rep.ServerCPU.Nanoseconds()) / 1e3 / float64(rep.Requests)
-		}
-	}
-	if clientErr == nil && rep.Requests > 0 {
-		if after, err := ProcessCPU(0); err == nil {
-			rep.ClientCPUPerRequest = float64((after - clientBefore).Nanoseconds()) / 1e3 / float64(rep.Requests)
-		}
-	}
-	return rep, nil
+		return resp.GetStatus().GetCode() == 0, 0, nil
+	})
 }
 
 // quantile returns the nearest-rank quantile of sorted durations.

@@ -50,3 +50,41 @@ func parseStatCPU(stat string) (time.Duration, error) {
 	}
 	return time.Duration(ut+st) * clockTick, nil
 }
+
+// PeakRSS returns process pid's peak resident set size (VmHWM in
+// /proc/PID/status) in bytes.
+func PeakRSS(pid int) (int64, error) {
+	path := "/proc/" + strconv.Itoa(pid) + "/status"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("%s: unexpected VmHWM line %q", path, line)
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: VmHWM %q: %w", path, f[0], err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("%s: no VmHWM line", path)
+}
+
+// ResetPeakRSS starts process pid's VmHWM afresh from its current resident
+// set (writing 5 to /proc/PID/clear_refs, Linux 4.0 and later), so that a
+// run reports its own peak rather than the process's lifetime one. It needs
+// the right to write that file (the process's owner, or root).
+func ResetPeakRSS(pid int) error {
+	path := "/proc/" + strconv.Itoa(pid) + "/clear_refs"
+	if err := os.WriteFile(path, []byte("5"), 0); err != nil {
+		return fmt.Errorf("reset peak RSS: %w", err)
+	}
+	return nil
+}

@@ -28,6 +28,24 @@ latency     p50 %s  p90 %s  p99 %s  max %s
 			return fmt.Errorf("write report: %w", err)
 		}
 	}
+	if r.Bytes > 0 {
+		if _, err := fmt.Fprintf(w, "answers     %d bytes, %.1f MB/s", r.Bytes, r.MBps); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		if r.MBPerServerCPUSecond > 0 {
+			if _, err := fmt.Fprintf(w, ", %.1f MB per second of server CPU", r.MBPerServerCPUSecond); err != nil {
+				return fmt.Errorf("write report: %w", err)
+			}
+		}
+		if _, err := fmt.Fprintln(w); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	if r.ServerPeakRSS > 0 {
+		if _, err := fmt.Fprintf(w, "server RSS  peak %.1f MiB (VmHWM)\n", float64(r.ServerPeakRSS)/(1<<20)); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
 	for _, s := range r.ErrorSamples {
 		if _, err := fmt.Fprintf(w, "error       %s\n", s); err != nil {
 			return fmt.Errorf("write report: %w", err)
