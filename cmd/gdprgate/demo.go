@@ -128,6 +128,11 @@ Try it (Ctrl-C stops everything):
   curl -s -i -H 'x-gdpr-roles: agent' %[1]s/api/contacts/c-5
   curl -s -i -H 'x-gdpr-roles: marketer' -H 'content-type: application/json' -d '{"contact_id":"c-4","type":"campaign"}' %[1]s/api/outbound/calls
 
+  # an agent logs Dan's customer-care call: the rules table gives it its
+  # sensitivity and gdprgate records contract-care evidence for Dan
+  curl -s -i -H 'x-gdpr-roles: agent' -H 'content-type: application/json' -d '{"contact_id":"c-4","direction":"inbound","topic":"care"}' %[1]s/api/calls
+  curl -s -H 'authorization: Bearer %[4]s' -H 'content-type: application/json' -d '{"channel":"InboundCall","topic_id":"care"}' %[2]s/v1/rules:evaluate
+
   # what gdprgate knows about Bob
   curl -s -H 'authorization: Bearer %[4]s' %[2]s/v1/subjects/contact/c-2
 
