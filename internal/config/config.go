@@ -41,11 +41,15 @@ type Config struct {
 	Tracing TracingConfig `yaml:"tracing"`
 	// OPA is OPA's own configuration (services, keys, labels, bundles,
 	// decision_logs, status), run by OPA's plugins inside gdprgate.
-	OPA         map[string]any  `yaml:"opa"`
-	Store       StoreConfig     `yaml:"store"`
-	Identity    IdentityConfig  `yaml:"identity"`
-	Routes      []Route         `yaml:"routes"`
-	Unmapped    string          `yaml:"unmapped"` // allow (default) or deny
+	OPA      map[string]any `yaml:"opa"`
+	Store    StoreConfig    `yaml:"store"`
+	Identity IdentityConfig `yaml:"identity"`
+	Routes   []Route        `yaml:"routes"`
+	Unmapped string         `yaml:"unmapped"` // allow (default) or deny
+	// Mode is enforce (default) or shadow: decide, redact in a dry run and
+	// log what would have happened, but let requests and bodies through.
+	// A route's own mode overrides it.
+	Mode        string          `yaml:"mode"`
 	Redaction   RedactionConfig `yaml:"redaction"`
 	Body        BodyConfig      `yaml:"body"`
 	Wipes       WipesConfig     `yaml:"wipes"`
@@ -66,6 +70,12 @@ type Config struct {
 	// HashKey is read from the environment variable named by HashKeyEnv.
 	HashKey []byte `yaml:"-"`
 }
+
+// Modes.
+const (
+	ModeEnforce = "enforce"
+	ModeShadow  = "shadow"
+)
 
 // PolicyConfig says which rule decides.
 type PolicyConfig struct {
@@ -232,6 +242,8 @@ type Route struct {
 	// Communication says, for a communication route, where the values the
 	// rules table and the evidence need are.
 	Communication *CommunicationSpec `yaml:"communication"`
+	// Mode overrides the top-level mode for this route ("" inherits).
+	Mode string `yaml:"mode"`
 
 	// Line is the route's line in the config file, for error messages.
 	Line int `yaml:"-"`
@@ -342,7 +354,7 @@ func (r *Route) UnmarshalYAML(n *yaml.Node) error {
 var routeKeys = map[string]bool{
 	"name": true, "method": true, "path": true, "kind": true, "comm_type": true, "comm_type_from": true,
 	"comm_types": true, "subject": true, "fields": true, "actions": true, "exact_case": true,
-	"communication": true,
+	"communication": true, "mode": true,
 }
 
 var communicationKeys = map[string]bool{
@@ -479,6 +491,7 @@ func (c *Config) applyDefaults() {
 	def(&c.AdminAddr, "127.0.0.1:9192")
 	def(&c.Listen, "127.0.0.1:8080")
 	def(&c.Unmapped, "allow")
+	def(&c.Mode, ModeEnforce)
 	def(&c.Identity.RolesHeader, "x-gdpr-roles")
 	def(&c.Identity.CallerHeader, "x-gdpr-caller")
 	def(&c.Identity.ModeHeader, "x-gdpr-mode")
@@ -598,6 +611,14 @@ func (c *Config) Validate() error {
 	c.Listeners.validate(add)
 	if c.Unmapped != "allow" && c.Unmapped != "deny" {
 		add("unmapped: must be allow or deny (got %q)", c.Unmapped)
+	}
+	if c.Mode != ModeEnforce && c.Mode != ModeShadow {
+		add("mode: must be enforce or shadow (got %q)", c.Mode)
+	}
+	for i, r := range c.Routes {
+		if r.Mode != "" && r.Mode != ModeEnforce && r.Mode != ModeShadow {
+			add("routes[%d] (line %d): mode must be enforce or shadow (got %q)", i, r.Line, r.Mode)
+		}
 	}
 	if !actions[c.Redaction.Default] {
 		add("redaction.default: must be null, remove, mask or hash (got %q)", c.Redaction.Default)

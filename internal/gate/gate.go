@@ -356,7 +356,19 @@ type Exchange struct {
 	// layer is a layered policy's state (nil otherwise: no cost per
 	// request for the default policy).
 	layer *layerState
+	// shadow is set in shadow mode: what enforcement would have done.
+	shadow *shadowState
 }
+
+type shadowState struct {
+	wouldDeny bool
+	status    int
+	reason    string
+}
+
+// Shadow reports whether the exchange runs in shadow mode (decided and
+// redacted in a dry run only).
+func (ex *Exchange) Shadow() bool { return ex != nil && ex.shadow != nil }
 
 type layerState struct {
 	// layered: the policy's entry point is not the GDPR decision.
@@ -480,6 +492,9 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 		}
 		ex.rect = nil
 	}
+	if g.shadowed(ex) {
+		g.shadowVerdict(ex, req)
+	}
 	if ex.Verdict.ResponseHeaders == nil {
 		ex.Verdict.ResponseHeaders = map[string]string{}
 	}
@@ -508,6 +523,37 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 	return ex
 }
 
+// shadowed reports whether the request's route (or, unmapped, the whole
+// gate) runs in shadow mode.
+func (g *Gate) shadowed(ex *Exchange) bool {
+	if ex.route != nil && ex.route.cfg.Mode != "" {
+		return ex.route.cfg.Mode == config.ModeShadow
+	}
+	return g.cfg.Mode == config.ModeShadow
+}
+
+// shadowVerdict lets the request through as it is: a denial is recorded
+// (metric, log, decision log) as what enforcement would have done; an
+// allowed request loses only gdprgate's response headers, so the client
+// sees what it would without gdprgate. The response is redacted in a dry
+// run (Rewrite).
+func (g *Gate) shadowVerdict(ex *Exchange, req *Request) {
+	ex.shadow = &shadowState{}
+	v := ex.Verdict
+	if !v.Allow {
+		ex.shadow.wouldDeny, ex.shadow.status, ex.shadow.reason = true, v.Status, v.Reason
+		if !req.ResponseOnly {
+			g.metrics.shadow.WithLabelValues(ex.RouteName(), "would_deny", v.Reason).Inc()
+			g.log.Info("shadow: request would be denied", "decision_id", ex.DecisionID, "route", ex.RouteName(),
+				"status", v.Status, "reason", v.Reason)
+		}
+		// As opa-envoy-plugin's dry-run: an empty allow.
+		ex.Verdict = Verdict{Allow: true, Status: 200, Reason: "shadow"}
+		return
+	}
+	ex.Verdict.ResponseHeaders = nil
+}
+
 // sampled applies decisions.sample.
 func (g *Gate) sampled() bool { return g.sample >= 1 || rand.Float64() < g.sample }
 
@@ -528,6 +574,12 @@ func (g *Gate) logOPA(ctx context.Context, ex *Exchange, req *Request, stage str
 	custom := map[string]any{
 		"stage": stage, "route": ex.RouteName(), "allowed": ex.Verdict.Allow,
 		"reason": ex.Verdict.Reason, "http_status": ex.Verdict.Status, "roles": ex.caller.RoleKey(),
+	}
+	if sh := ex.shadow; sh != nil {
+		custom["mode"] = config.ModeShadow
+		if sh.wouldDeny {
+			custom["would"] = map[string]any{"allowed": false, "http_status": sh.status, "reason": sh.reason}
+		}
 	}
 	e := observe.Event{DecisionID: ex.DecisionID, Input: input, Result: l.result, Metrics: l.metrics, Custom: custom}
 	if ex.hasSubj {

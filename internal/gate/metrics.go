@@ -18,6 +18,9 @@ type metrics struct {
 	// is how many wait for a retry.
 	rectify        *prometheus.CounterVec
 	rectifyPending prometheus.Gauge
+	// shadow counts what shadow mode let through: would_deny,
+	// would_redact, would_refuse.
+	shadow *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,13 +52,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gdprgate_rectification_audit_total",
 			Help: "Rectification audit entries by result: written, written_after_retry, not_applied (the backend refused the write), lost (given up on and logged at error level).",
 		}, []string{"result"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_shadow_total",
+			Help: "Shadow mode: requests and responses let through that enforcement would have changed, by route, outcome (would_deny, would_redact, would_refuse) and reason.",
+		}, []string{"route", "outcome", "reason"}),
 		rectifyPending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gdprgate_rectification_audit_pending",
 			Help: "Rectification audit entries the store refused, waiting for a retry.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending)
+		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow)
 	}
 	return m
 }

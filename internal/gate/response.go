@@ -66,7 +66,37 @@ func (g *Gate) Rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	}
 	g.metrics.decisions.WithLabelValues("response", result, reason).Inc()
 	g.metrics.latency.WithLabelValues("response").Observe(time.Since(start).Seconds())
+	if ex.Shadow() {
+		return g.shadowRewrite(ctx, ex, out)
+	}
 	return out
+}
+
+// shadowRewrite records what the rewrite would have done and lets the
+// backend's answer through unchanged.
+func (g *Gate) shadowRewrite(ctx context.Context, ex *Exchange, out Rewritten) Rewritten {
+	var would map[string]any
+	switch {
+	case ex.shadow.wouldDeny:
+		// Enforcing, the backend would not have answered at all: counted
+		// once, as would_deny.
+		return Rewritten{Reason: "shadow"}
+	case out.Replace:
+		g.metrics.shadow.WithLabelValues(ex.RouteName(), "would_refuse", out.Reason).Inc()
+		would = map[string]any{"replaced": true, "http_status": out.Status, "reason": out.Reason}
+	case out.Modified:
+		fields := out.SetHeaders[HeaderRedacted]
+		g.metrics.shadow.WithLabelValues(ex.RouteName(), "would_redact", out.Reason).Inc()
+		would = map[string]any{"redacted": strings.Split(fields, ",")}
+	default:
+		return Rewritten{Reason: out.Reason}
+	}
+	g.log.Info("shadow: response would be changed", "decision_id", ex.DecisionID, "route", ex.RouteName(), "would", would)
+	if g.dlog != nil && g.sampled() {
+		g.dlog.Log(ctx, observe.Event{DecisionID: ex.DecisionID, Result: would, Custom: map[string]any{
+			"stage": "response", "route": ex.RouteName(), "mode": config.ModeShadow, "would": would}})
+	}
+	return Rewritten{Reason: "shadow"}
 }
 
 func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
