@@ -44,6 +44,12 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
 	st := &stream{}
 	defer func() {
+		// A write whose answer this stream never saw (Envoy not set to
+		// send response headers, the stream cut) may still have reached
+		// the backend: its audit entry is written, the outcome unknown.
+		if st.ex != nil {
+			s.gate.Responded(ctx, st.ex, 0)
+		}
 		if st.span != nil {
 			st.span.End()
 		}

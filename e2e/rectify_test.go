@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
 	"github.com/gdprgate/gdprgate/authz/envoytest"
 	"github.com/gdprgate/gdprgate/internal/audit"
 )
@@ -157,6 +159,31 @@ func TestEnvoyWithoutWhatTheAuditNeedsRefusesWrites(t *testing.T) {
 		{"allow_partial_message cuts the body", func(o *envoytest.Options) { o.AllowPartialMessage, o.MaxRequestBytes = true, 16 }, 413, "write_body_too_large"},
 		{"ext_authz metadata not forwarded to ext_proc", func(o *envoytest.Options) { o.ForwardAuthzMetadata = false }, 500, "write_not_auditable"},
 	}
+	t.Run("ext_proc never sent the answer: recorded as unknown", func(t *testing.T) {
+		opts := grpcConn()
+		opts.DisallowModeOverride = true
+		opts.ProcessingMode = envoytest.DefaultProcessingMode()
+		opts.ProcessingMode.ResponseHeaderMode = extprocfilterv3.ProcessingMode_SKIP
+		opts.ProcessingMode.ResponseBodyMode = extprocfilterv3.ProcessingMode_NONE
+		env := envoytest.New(opts)
+		t.Cleanup(env.Close)
+		before := len(base.rectifications(t))
+		resp, err := env.Do(context.Background(), call{method: "PUT", path: "/things/c-1", roles: "supervisor", body: `{"secret":"New Name"}`}.request(t, "http://gateway.local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != 200 {
+			t.Fatalf("%d %s", resp.Status, resp.Body)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(base.rectifications(t)) == before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // the stream's end reaches gdprgate after the answer
+		}
+		got := base.rectifications(t)[before:]
+		if len(got) != 1 || got[0].Detail["status"] != "unknown" {
+			t.Fatalf("entries %+v", got)
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := grpcConn()
