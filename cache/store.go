@@ -298,6 +298,8 @@ type Store interface {
 	// spans shards of a sharded store leaves one entry per shard, each
 	// with Detail "parts" (how many) and "part_records".
 	Audit(ctx context.Context, after string, limit int) ([]audit.Entry, string, error)
+	// AuditCount is the number of entries in the audit trail.
+	AuditCount(ctx context.Context) (int64, error)
 	// TrimAudit removes every entry up to and including the id through
 	// (one that Audit returned) and reports how many it removed: the
 	// audit retention trims what it exported, by id.

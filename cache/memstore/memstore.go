@@ -849,6 +849,16 @@ func (s *Store) Audit(ctx context.Context, after string, limit int) ([]audit.Ent
 	return out, next, nil
 }
 
+// AuditCount is the number of entries in the audit trail.
+func (s *Store) AuditCount(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	return int64(len(s.audit)), nil
+}
+
 // TrimAudit removes the entries up to and including through.
 func (s *Store) TrimAudit(ctx context.Context, through string) (int64, error) {
 	n, err := auditNumber(through)

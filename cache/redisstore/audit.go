@@ -205,6 +205,25 @@ func (s *Store) fetchAudit(ctx context.Context, hs []*auditHead, count int64) er
 	return nil
 }
 
+// AuditCount is the number of entries of every stream.
+func (s *Store) AuditCount(ctx context.Context) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	p := s.c.Pipeline()
+	cmds := make([]*redis.IntCmd, globalStream+1)
+	for q := range cmds {
+		cmds[q] = p.XLen(ctx, streamKey(q))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return 0, s.fail("audit count", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
 // TrimAudit removes every entry up to and including the cursor through
 // (an entry id or a cursor returned by Audit) and returns how many.
 // Exporters trim what they exported, by id, never by count alone.

@@ -1488,11 +1488,17 @@ func testAuditTrim(t *testing.T, newStore func(*testing.T) cache.Store) {
 	if len(es) != 7 {
 		t.Fatalf("%d entries, want 7", len(es))
 	}
+	if c, err := s.AuditCount(ctx); err != nil || c != 7 {
+		t.Fatalf("AuditCount = %d, %v; want 7", c, err)
+	}
 	n, err := s.TrimAudit(ctx, es[3].ID)
 	if err != nil || n != 4 {
 		t.Fatalf("TrimAudit through the 4th entry = %d, %v; want 4 removed", n, err)
 	}
 	left := auditAll(t, s)
+	if c, _ := s.AuditCount(ctx); c != 3 {
+		t.Fatalf("AuditCount after trimming = %d, want 3", c)
+	}
 	if len(left) != 3 || left[0].ID != es[4].ID || left[2].ID != es[6].ID {
 		t.Fatalf("after trimming: %+v, want the last three", left)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/gdprgate/gdprgate/cache/memstore"
 	"github.com/gdprgate/gdprgate/cache/redisstore"
 	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/auditretention"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/internal/gate"
@@ -305,6 +306,26 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 			defer a.wg.Done()
 			if err := sw.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("lifecycle sweeper stopped", "err", err)
+			}
+		}()
+	}
+	if cfg.Audit.Enabled() {
+		token := ""
+		if cfg.Audit.Export.TokenEnv != "" {
+			token = os.Getenv(cfg.Audit.Export.TokenEnv)
+		}
+		ret, err := auditretention.New(auditretention.Options{Store: store, MaxAge: cfg.Audit.Retention.MaxAge,
+			MaxEntries: cfg.Audit.Retention.MaxEntries, Interval: cfg.Audit.Retention.Interval,
+			File: cfg.Audit.Export.File, URL: cfg.Audit.Export.URL, Token: token, Clock: now, Logger: log, Registerer: reg})
+		if err != nil {
+			cancel()
+			return fail(err)
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := ret.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("audit retention stopped", "err", err)
 			}
 		}()
 	}

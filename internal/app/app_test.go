@@ -10,8 +10,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -207,4 +209,36 @@ func metricValue(m *dto.Metric) float64 { return m.GetGauge().GetValue() }
 
 func testAudit() audit.Entry {
 	return audit.Entry{Actor: "test", Action: "config.replace", Object: "config"}
+}
+
+// TestAuditRetentionRunsInTheServer: with audit.retention configured, the
+// server exports the entries beyond the bound to the file and trims them.
+func TestAuditRetentionRunsInTheServer(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "audit.ndjson")
+	sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) {
+		cfg.Audit.Retention.MaxEntries = 1
+		cfg.Audit.Retention.Interval = 20 * time.Millisecond
+		cfg.Audit.Export.File = file
+	}})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := sc.App.Store.AppendAudit(ctx, audit.Entry{Actor: "t", Action: "test", Object: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n, err := sc.App.Store.AuditCount(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(file)
+		if n == 1 && strings.Contains(string(b), `"object":"1"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit entries %d, export file %q: retention did not run", n, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -55,6 +55,7 @@ type Config struct {
 	Wipes       WipesConfig     `yaml:"wipes"`
 	Erasure     ErasureConfig   `yaml:"erasure"`
 	Lifecycle   LifecycleConfig `yaml:"lifecycle"`
+	Audit       AuditConfig     `yaml:"audit"`
 	Admin       AdminConfig     `yaml:"admin"`
 	Decisions   DecisionConfig  `yaml:"decisions"`
 	Limits      LimitsConfig    `yaml:"limits"`
@@ -412,6 +413,37 @@ type ErasureConfig struct {
 	Communications []WipeStep `yaml:"communications"`
 }
 
+// AuditConfig bounds the audit trail in the store: entries past the
+// retention are exported (file and/or HTTP sink), then trimmed.
+type AuditConfig struct {
+	Retention AuditRetention `yaml:"retention"`
+	Export    AuditExport    `yaml:"export"`
+}
+
+// AuditRetention says which entries the store keeps.
+type AuditRetention struct {
+	// MaxAge: entries older are exported and trimmed (0: no age limit).
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxEntries: the oldest entries beyond this count are exported and
+	// trimmed (0: no limit).
+	MaxEntries int64 `yaml:"max_entries"`
+	// Interval between retention passes (default 1m).
+	Interval time.Duration `yaml:"interval"`
+}
+
+// AuditExport is where entries go before they are trimmed.
+type AuditExport struct {
+	// File is appended NDJSON (one entry per line, fsynced).
+	File string `yaml:"file"`
+	// URL receives POSTs of NDJSON; a 2xx answer counts as exported.
+	URL string `yaml:"url"`
+	// TokenEnv names the environment variable holding a bearer token for URL.
+	TokenEnv string `yaml:"token_env"`
+}
+
+// Enabled reports whether a retention is configured.
+func (a AuditConfig) Enabled() bool { return a.Retention.MaxAge > 0 || a.Retention.MaxEntries > 0 }
+
 // LifecycleConfig tunes the lifecycle executor (internal/forget).
 type LifecycleConfig struct {
 	// Deletions is hold (default: lifecycle deletions wait for an
@@ -651,6 +683,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 || c.Store.WaitTimeout < 0 {
 		add("store.max_staleness, store.timeout, store.wait_timeout: must be positive durations")
+	}
+	if c.Audit.Retention.MaxAge < 0 || c.Audit.Retention.MaxEntries < 0 || c.Audit.Retention.Interval < 0 {
+		add("audit.retention: max_age, max_entries and interval must be positive")
+	}
+	if c.Audit.Enabled() && c.Audit.Export.File == "" && c.Audit.Export.URL == "" {
+		add("audit.retention: entries are exported before they are trimmed: set audit.export.file or audit.export.url")
+	}
+	if u := c.Audit.Export.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("audit.export.url: must be an http(s) URL (got %q)", u)
+		}
 	}
 	if c.Store.WaitReplicas < 0 || c.Store.WaitReplicas > 16 {
 		add("store.wait_replicas: must be 0..16 (got %d)", c.Store.WaitReplicas)

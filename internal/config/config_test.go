@@ -39,6 +39,8 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"fields without subject", "routes:\n  - {method: GET, path: /a, kind: read, fields: {email: 1}}\n", "needs a subject"},
 		{"bad action", "redaction: {default: shred}\n", "redaction.default"},
 		{"negative cache budget", "store: {max_cache_bytes: -1}\n", "store.max_cache_bytes"},
+		{"audit retention without export", "audit: {retention: {max_age: 720h}}\n", "exported before they are trimmed"},
+		{"audit export to a non-http url", "audit: {retention: {max_entries: 10}, export: {url: \"ftp://x\"}}\n", "audit.export.url"},
 		{"field path ending with #", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {tags.#: contact}\n", `routes[0] (line 2): fields: path "tags.#": a path cannot end with #`},
 		{"field path with a query", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"data.#(id==1).email\": contact}\n", "queries (#(...)) are not supported"},
 		{"field path with a modifier", "routes:\n  - method: GET\n    path: /a/{id}\n    kind: read\n    subject: {entity: contact, from: path, name: id}\n    fields: {\"data.@reverse\": contact}\n", "modifiers (@...) are not supported"},
