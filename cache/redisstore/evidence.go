@@ -728,23 +728,44 @@ func (u *rollback) run(ctx context.Context, targets map[string]*keyTarget, order
 			m[c.cur.ref] = c
 		}
 	}
+	// One rollback per master, in parallel: a master that cannot be
+	// reached fails alone.
+	byNode := map[string][]int{}
+	for tag := range byTag {
+		addr := "single"
+		if node, err := s.nodeFor(ctx, keyMeta(tag)); err == nil {
+			addr = node.Options().Addr
+		}
+		byNode[addr] = append(byNode[addr], tag)
+	}
 	var wg sync.WaitGroup
-	for tag, want := range byTag {
+	for _, tags := range byNode {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			refs := make([]model.SubjectRef, 0, len(want))
-			for r := range want {
-				refs = append(refs, r)
+			want := map[model.SubjectRef]*change{}
+			var refs []model.SubjectRef
+			for _, tag := range tags {
+				for r, c := range byTag[tag] {
+					want[r] = c
+					refs = append(refs, r)
+				}
 			}
 			_, _, err := s.mutate(ctx, nil, refs, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
-				e := u.entry
-				e.Action += ".rollback"
-				p := &part{tag: tag, entry: &e, evcount: map[string]int64{}}
+				parts := map[int]*part{}
+				var out []*part
 				for ref, st := range recs {
 					c := want[ref]
 					if !sameBody(st, c.rec, sym) {
 						continue // not written, or changed since: leave it
+					}
+					p := parts[st.tag]
+					if p == nil {
+						e := u.entry
+						e.Action += ".rollback"
+						p = &part{tag: st.tag, entry: &e, evcount: map[string]int64{}}
+						parts[st.tag] = p
+						out = append(out, p)
 					}
 					p.changes = append(p.changes, &change{cur: st, rec: c.cur.rec, mark: true})
 					for _, ev := range st.rec.evidence {
@@ -754,14 +775,11 @@ func (u *rollback) run(ctx context.Context, targets map[string]*keyTarget, order
 						p.evcount[ev.LegalisationID]++
 					}
 				}
-				if len(p.changes) == 0 {
-					return nil, nil
-				}
-				return []*part{p}, nil
+				return out, nil
 			})
 			if err != nil {
-				s.log.Error("a failed write could not be rolled back in one shard; the subjects named in its audit entries may hold part of it",
-					"action", u.entry.Action, "tag", tag, "err", err)
+				s.log.Error("a failed write could not be rolled back on one master; the subjects named in its audit entries may hold part of it",
+					"action", u.entry.Action, "tags", len(tags), "err", err)
 			}
 			for _, r := range refs {
 				s.local.Invalidate(r)
