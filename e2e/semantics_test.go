@@ -151,8 +151,11 @@ func TestCoverageColoursPerSensitivity(t *testing.T) {
 	})
 }
 
-// Writes need rights: a write may change a mapped field only when the
-// caller may see it now — its sensitivity in the caller's mask and active,
+// Writes need rights. The manual gives agents their GDPR rights in the
+// agent profile ("Viewing GDPR expiration records", "Viewing GDPR archived
+// records") and the GdprSensitivity role "Categories of sensitivity of
+// displayed data"; gdprgate reads them for writes too: a write may change a
+// mapped field only when the caller may see it now — its sensitivity in the caller's mask and active,
 // or archived/expired when the caller may view those (in archive mode for
 // archived) — and a refused write names the fields, never their values.
 func TestWritesNeedRights(t *testing.T) {

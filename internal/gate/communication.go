@@ -200,10 +200,12 @@ func (g *Gate) recordCommunication(ctx context.Context, ex *Exchange, resp *Resp
 	for _, leg := range p.result.Legalisations {
 		if !p.record {
 			refused = append(refused, leg+":not_permitted")
+			g.metrics.commEvidence.WithLabelValues("not_permitted").Inc()
 			continue
 		}
 		if id == "" {
 			refused = append(refused, leg+":comm_ids")
+			g.metrics.commEvidence.WithLabelValues("refused").Inc()
 			continue
 		}
 		ev := model.Evidence{
@@ -214,6 +216,7 @@ func (g *Gate) recordCommunication(ctx context.Context, ex *Exchange, resp *Resp
 		}
 		if err := ix.ValidateEvidence(&ev); err != nil {
 			refused = append(refused, leg+":"+refusedFields(err))
+			g.metrics.commEvidence.WithLabelValues("refused").Inc()
 			continue
 		}
 		created = append(created, ev)
@@ -228,9 +231,12 @@ func (g *Gate) recordCommunication(ctx context.Context, ex *Exchange, resp *Resp
 				"comm_sensitivity": strconv.FormatUint(uint64(p.sensitivity), 10), "decision_id": ex.DecisionID,
 			},
 		}
-		stored, err := g.store.PutEvidence(ctx, created, entry)
-		if err != nil {
-			g.commFailed(ex, "store evidence", err, out)
+		stored, ok := g.commRetry.put(ctx, created, entry)
+		if !ok {
+			// Queued for retries (or logged as lost): the header says it
+			// is not recorded yet.
+			g.metrics.storeErrors.Inc()
+			out[HeaderEvidence] = "pending"
 			return out
 		}
 		for _, ev := range stored {
@@ -257,6 +263,7 @@ func (g *Gate) recordCommunication(ctx context.Context, ex *Exchange, resp *Resp
 // communication, so the answer stands; the header and the log say so.
 func (g *Gate) commFailed(ex *Exchange, what string, err error, out map[string]string) {
 	g.metrics.storeErrors.Inc()
+	g.metrics.commEvidence.WithLabelValues("lost").Add(float64(len(ex.comm.result.Legalisations)))
 	g.log.Error("communication: evidence not recorded", "decision_id", ex.DecisionID, "route", ex.route.cfg.Name, "step", what, "err", err)
 	out[HeaderEvidence] = "failed"
 }

@@ -148,6 +148,7 @@ type Gate struct {
 	unseen map[*config.Route]*unseen
 
 	rectifier *rectifier
+	commRetry *commRetry
 	// dlog sends OPA-shaped decision logs (nil: not configured).
 	dlog *observe.DecisionLog
 }
@@ -181,6 +182,7 @@ func New(opts Options) (*Gate, error) {
 	}
 	g.metrics = newMetrics(opts.Registerer)
 	g.rectifier = newRectifier(g, opts.RectifyRetryFor)
+	g.commRetry = newCommRetry(g, opts.RectifyRetryFor)
 	g.unseen = map[*config.Route]*unseen{}
 	after := 0
 	if opts.Config.Body.UnseenAfter != nil {

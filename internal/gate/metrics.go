@@ -21,6 +21,8 @@ type metrics struct {
 	// shadow counts what shadow mode let through: would_deny,
 	// would_redact, would_refuse.
 	shadow *prometheus.CounterVec
+	// commEvidence counts evidence records of communications by result.
+	commEvidence *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,9 +62,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gdprgate_rectification_audit_pending",
 			Help: "Rectification audit entries the store refused, waiting for a retry.",
 		}),
+		commEvidence: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_communication_evidence_total",
+			Help: "Evidence records of communication routes by result: recorded, recorded_after_retry, refused (an obligatory field or the legalisation's status), not_permitted (the caller may not record evidence), lost (given up on and logged at error level).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow)
+		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow, m.commEvidence)
 	}
 	return m
 }

@@ -287,4 +287,7 @@ func (q *rectifier) log(level slog.Level, msg string, e audit.Entry, err error, 
 // Close writes the rectification entries still waiting for a retry, within
 // ctx, and logs those it cannot (see the rectification audit above). Call
 // it when gdprgate stops, after the front-ends.
-func (g *Gate) Close(ctx context.Context) { g.rectifier.close(ctx) }
+func (g *Gate) Close(ctx context.Context) {
+	g.rectifier.close(ctx)
+	g.commRetry.close(ctx)
+}
