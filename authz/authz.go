@@ -189,8 +189,14 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 		}
 	}
 	ok.HeadersToRemove = append(ok.HeadersToRemove, add.RemoveHeaders...)
-	for k, val := range v.ResponseHeaders {
-		ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
+	// Envoy adds these after ext_proc has answered (ext_authz encodes
+	// last). On a route whose answer says whom it is about, the coverage
+	// headers are the answer's subject's, which only ext_proc knows: it
+	// sets them.
+	if !ex.ConfirmsSubject() {
+		for k, val := range v.ResponseHeaders {
+			ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
+		}
 	}
 	ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, policyHeaders(add.AddResponseHeaders)...)
 	return &authv3.CheckResponse{

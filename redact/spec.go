@@ -769,6 +769,10 @@ func (m *Map) Paths() []string {
 // callers refuse it.
 func (m *Map) Root() (object, array bool) { return m.rootObj, m.rootArr }
 
+// PerElement reports whether the subject path has a "#": every element of
+// that array states its own subject.
+func (m *Map) PerElement() bool { return m.perElement }
+
 // MatchedWords is the length of the bit set RewriteMatched fills.
 func (m *Map) MatchedWords() int { return (len(m.fields) + 63) / 64 }
 

@@ -64,13 +64,31 @@ type Server struct {
 	patches     int
 	requests    []string
 	nextCall    int
+
+	// foldIDs and formatSuffix make record lookups lenient, like many
+	// real backends (see CaseInsensitiveIDs, FormatSuffix).
+	foldIDs, formatSuffix bool
 }
+
+// An Option changes how the CRM behaves.
+type Option func(*Server)
+
+// CaseInsensitiveIDs makes the CRM find a contact under any letter case of
+// its id, as a database with a case-insensitive collation (MySQL's default,
+// SQL Server's) does: GET /api/contacts/C-2 answers contact c-2. The answer
+// carries the stored id.
+func CaseInsensitiveIDs() Option { return func(s *Server) { s.foldIDs = true } }
+
+// FormatSuffix makes the CRM read a ".json" suffix of an id as the answer's
+// format, as Rails routes do: GET /api/contacts/c-2.json answers contact
+// c-2.
+func FormatSuffix() Option { return func(s *Server) { s.formatSuffix = true } }
 
 // New returns a CRM whose data set's times are relative to now (c-1 was
 // created at now-100d, …; see ContactAges). Formatting drops sub-second
 // precision, so pass a now truncated to the second when comparing times
 // exactly with a seed loaded for the same now.
-func New(now time.Time) *Server {
+func New(now time.Time, opts ...Option) *Server {
 	contacts, calls, issues := seedData(now)
 	s := &Server{
 		mux:         http.NewServeMux(),
@@ -79,6 +97,9 @@ func New(now time.Time) *Server {
 		issues:      issues,
 		deleted:     map[string]int{},
 		deleteCalls: map[string]int{},
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	for i := range contacts {
 		c := contacts[i]
@@ -272,7 +293,7 @@ func intParam(r *http.Request, name string, def int) (int, error) {
 func (s *Server) getContact(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.contacts[r.PathValue("id")]
+	_, c, ok := s.find(r.PathValue("id"))
 	if !ok {
 		notFound(w)
 		return
@@ -280,11 +301,34 @@ func (s *Server) getContact(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, cloneContact(c))
 }
 
+// find looks a contact up by the id a request gives, and returns its
+// stored id. Exact unless an Option makes it lenient. The caller holds mu.
+func (s *Server) find(id string) (string, *Contact, bool) {
+	if c, ok := s.contacts[id]; ok {
+		return id, c, true
+	}
+	if s.formatSuffix {
+		if base, ok := strings.CutSuffix(id, ".json"); ok {
+			if c, ok := s.contacts[base]; ok {
+				return base, c, true
+			}
+			id = base
+		}
+	}
+	if s.foldIDs {
+		for _, stored := range s.order {
+			if strings.EqualFold(stored, id) {
+				return stored, s.contacts[stored], true
+			}
+		}
+	}
+	return "", nil, false
+}
+
 func (s *Server) putContact(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.contacts[id]
+	id, c, ok := s.find(r.PathValue("id"))
 	if !ok {
 		notFound(w)
 		return
@@ -311,10 +355,9 @@ func (s *Server) putContact(w http.ResponseWriter, r *http.Request) {
 // patchContact applies a JSON merge patch (RFC 7396): members present
 // replace the field, null clears it (what gdprgate's erasure steps send).
 func (s *Server) patchContact(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.contacts[id]
+	id, c, ok := s.find(r.PathValue("id"))
 	if !ok {
 		notFound(w)
 		return
@@ -392,10 +435,10 @@ func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getCalls(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.contacts[id]; !ok {
+	id, _, ok := s.find(r.PathValue("id"))
+	if !ok {
 		notFound(w)
 		return
 	}
@@ -444,10 +487,9 @@ func without[T any](items []T, drop func(T) bool) ([]T, bool) {
 }
 
 func (s *Server) export(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.contacts[id]
+	id, c, ok := s.find(r.PathValue("id"))
 	if !ok {
 		notFound(w)
 		return
@@ -536,11 +578,12 @@ func (s *Server) outboundHandler(channel string, types ...string) http.HandlerFu
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.contacts[req.ContactID]; !ok {
+		id, _, ok := s.find(req.ContactID)
+		if !ok {
 			notFound(w)
 			return
 		}
-		o := Outbound{ID: fmt.Sprintf("ob-%d", len(s.outbound)+1), Channel: channel, ContactID: req.ContactID, Type: req.Type}
+		o := Outbound{ID: fmt.Sprintf("ob-%d", len(s.outbound)+1), Channel: channel, ContactID: id, Type: req.Type}
 		s.outbound = append(s.outbound, o)
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "queued", "id": o.ID, "contact_id": o.ContactID, "type": o.Type})
 	}

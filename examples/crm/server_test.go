@@ -306,3 +306,37 @@ func TestDataSetIsDeterministic(t *testing.T) {
 		t.Error("c-2 and c-7 need calls and issues")
 	}
 }
+
+// TestLenientIDsFindTheStoredRecord: with the options, the CRM finds a
+// contact the way many real backends do, and answers with the stored id;
+// without them, only the exact id.
+func TestLenientIDsFindTheStoredRecord(t *testing.T) {
+	strict := New(testNow)
+	lenient := New(testNow, CaseInsensitiveIDs(), FormatSuffix())
+	for _, target := range []string{"/api/contacts/C-2", "/api/contacts/c-2.json", "/api/contacts/C-2.json"} {
+		if code, _ := do(t, strict, "GET", target, ""); code != 404 {
+			t.Errorf("strict %s: %d, want 404", target, code)
+		}
+		code, b := do(t, lenient, "GET", target, "")
+		if code != 200 || b["id"] != "c-2" || b["first_name"] != "Bob" {
+			t.Errorf("lenient %s: %d %v, want Bob as c-2", target, code, b)
+		}
+	}
+	code, b := do(t, lenient, "GET", "/api/contacts/C-2/calls", "")
+	if data, _ := b["data"].([]any); code != 200 || len(data) != 2 || data[0].(map[string]any)["contact_id"] != "c-2" {
+		t.Errorf("lenient calls of C-2: %d %v", code, b)
+	}
+	code, b = do(t, lenient, "GET", "/api/contacts/c-2.json/export", "")
+	if c, _ := b["contact"].(map[string]any); code != 200 || c["id"] != "c-2" {
+		t.Errorf("lenient export of c-2.json: %d %v", code, b)
+	}
+	if code, b := do(t, lenient, "PATCH", "/api/contacts/C-2", `{"first_name":"Robert"}`); code != 200 || b["id"] != "c-2" {
+		t.Errorf("lenient PATCH C-2: %d %v", code, b)
+	}
+	if c, _ := lenient.Contact("c-2"); c.FirstName != "Robert" {
+		t.Errorf("PATCH C-2 did not change c-2: %+v", c)
+	}
+	if code, b := do(t, lenient, "POST", "/api/outbound/calls", `{"contact_id":"C-4","type":"campaign"}`); code != 202 || b["contact_id"] != "c-4" {
+		t.Errorf("lenient outbound to C-4: %d %v", code, b)
+	}
+}

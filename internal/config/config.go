@@ -214,6 +214,32 @@ type SubjectSpec struct {
 	// time gdprgate meets the subject it records that instant as the
 	// data's origin instead of "now".
 	OriginFrom string `yaml:"origin_from"`
+	// Confirm is the JSON path of the answer where the backend states the
+	// id of the subject it answered about (e.g. id; data.#.contact_id when
+	// every item of a list states it), for subjects read from the request.
+	// A backend may find a record under another spelling of its id (case,
+	// a format suffix, leading zeros, an e-mail): when the answer's id
+	// differs from the request's, the answer is judged for both subjects
+	// and shows only what both allow; a denial of the answer's subject
+	// replaces the answer. A 2xx JSON answer without it is refused (502).
+	Confirm string `yaml:"confirm"`
+	// IDPattern is a regular expression (Go syntax, matched against the
+	// whole id) that ids read from the request must match, else 400: the
+	// backend's canonical spelling of its ids. It guards what the answer
+	// cannot: writes and outbound calls act before they answer.
+	IDPattern string `yaml:"id_pattern"`
+}
+
+// IDRegexp compiles IDPattern anchored at both ends (nil when unset).
+func (s *SubjectSpec) IDRegexp() (*regexp.Regexp, error) {
+	if s == nil || s.IDPattern == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(`\A(?:` + s.IDPattern + `)\z`)
+	if err != nil {
+		return nil, fmt.Errorf("id_pattern: %w", err)
+	}
+	return re, nil
 }
 
 // Route maps one backend route to what gdprgate must know of it.
@@ -366,7 +392,8 @@ var communicationKeys = map[string]bool{
 
 var valueKeys = map[string]bool{"from": true, "name": true, "path": true, "value": true, "values": true}
 
-var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true, "origin_from": true}
+var subjectKeys = map[string]bool{"entity": true, "from": true, "name": true, "path": true, "origin_from": true,
+	"confirm": true, "id_pattern": true}
 
 // RedactionConfig chooses what replaces a hidden field.
 type RedactionConfig struct {
@@ -828,6 +855,28 @@ func (c *Config) Validate() error {
 					add("%s: subject.origin_from %q must be a plain path in the same list as subject.path %q (e.g. %s#.created_at)", where, o, s.Path, prefix)
 				}
 			}
+			requestSide := s.From == FromPath || s.From == FromQuery || s.From == FromHeader || s.From == FromBody
+			if c := s.Confirm; c != "" {
+				// The answer states whom it is about: one value, or one per
+				// element of a list (every item states it).
+				switch err := bodyPath(c, strings.Count(c, "#")); {
+				case !requestSide:
+					add("%s: subject.confirm is for subjects read from the request (path, query, header, body); from: %s already reads the answer", where, s.From)
+				case r.Kind == policy.KindOutbound:
+					add("%s: subject.confirm: an outbound route acts before it answers; guard its ids with subject.id_pattern", where)
+				case strings.Count(c, "#") > 1:
+					add("%s: subject.confirm %q: at most one # (every item of one list)", where, c)
+				case err != nil:
+					add("%s: subject.confirm: %v", where, err)
+				}
+			}
+			if s.IDPattern != "" {
+				if !requestSide {
+					add("%s: subject.id_pattern is for subjects read from the request (path, query, header, body)", where)
+				} else if _, err := s.IDRegexp(); err != nil {
+					add("%s: subject.%v", where, err)
+				}
+			}
 		} else if r.Kind != policy.KindWrite && len(r.Fields) > 0 {
 			add("%s: a route with fields needs a subject", where)
 		}
@@ -867,6 +916,11 @@ func (c *Config) Validate() error {
 			if s := r.Subject; s != nil && (s.From == FromItem || s.From == FromResponseBody) {
 				spec.SubjectPath = s.Path
 				subjectOK = bodyPath(s.Path, strings.Count(s.Path, "#")) == nil // else reported above
+			} else if s != nil && s.Confirm != "" {
+				// The confirming id is read like a response subject: no
+				// field may hide it, and with a # every field is an item's.
+				spec.SubjectPath = s.Confirm
+				subjectOK = strings.Count(s.Confirm, "#") <= 1 && bodyPath(s.Confirm, strings.Count(s.Confirm, "#")) == nil
 			}
 			for _, p := range sortedKeys(r.Fields) {
 				spec.Fields = append(spec.Fields, redact.FieldSpec{Path: p})

@@ -136,3 +136,54 @@ func TestTrustedSources(t *testing.T) {
 		t.Errorf("default limits.max_id_bytes %d", d.Limits.MaxIDBytes)
 	}
 }
+
+// TestSubjectConfirmAndIDPattern: confirm and id_pattern are for subjects
+// read from the request; confirm reads the answer like a response subject.
+func TestSubjectConfirmAndIDPattern(t *testing.T) {
+	route := func(kind, subject, fields string) string {
+		y := "routes:\n  - method: GET\n    path: /a/{id}\n    kind: " + kind + "\n    subject: " + subject + "\n"
+		if kind == "outbound" {
+			y = strings.Replace(y, "kind: outbound", "kind: outbound\n    comm_type: adhoc_oc", 1)
+		}
+		if fields != "" {
+			y += "    fields: " + fields + "\n"
+		}
+		return y
+	}
+	bad := []struct{ name, yaml, want string }{
+		{"confirm on an item subject", route("list", "{entity: contact, from: item, path: data.#.id, confirm: data.#.id}", ""), "subject.confirm is for subjects read from the request"},
+		{"confirm on a response subject", route("read", "{entity: contact, from: response_body, path: contact_id, confirm: id}", ""), "already reads the answer"},
+		{"confirm on an outbound route", route("outbound", "{entity: contact, from: body, path: contact_id, confirm: contact_id}", ""), "acts before it answers"},
+		{"confirm with two #", route("read", "{entity: contact, from: path, name: id, confirm: data.#.x.#.id}", ""), "at most one #"},
+		{"confirm with a wildcard", route("read", "{entity: contact, from: path, name: id, confirm: i*}", ""), "no * or ?"},
+		{"a field hiding the confirming id", route("read", "{entity: contact, from: path, name: id, confirm: contact.id}", "{contact: contact}"), "may contain the subject path"},
+		{"a field outside the confirming list", route("read", "{entity: contact, from: path, name: id, confirm: data.#.contact_id}", "{total: contact}"), `not under the subject's array "data.#"`},
+		{"a bad id_pattern", route("read", "{entity: contact, from: path, name: id, id_pattern: \"c-[0-9\"}", ""), "subject.id_pattern: error parsing regexp"},
+		{"id_pattern on an item subject", route("list", "{entity: contact, from: item, path: data.#.id, id_pattern: c-.*}", ""), "subject.id_pattern is for subjects read from the request"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	c, err := Parse([]byte(route("read", `{entity: contact, from: path, name: id, confirm: data.#.contact_id, id_pattern: "c-[0-9]+"}`, "{data.#.phone: contact}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := c.Routes[0].Subject.IDRegexp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Anchored at both ends, whatever the pattern says.
+	for id, want := range map[string]bool{"c-2": true, "c-12": true, "C-2": false, "c-2.json": false, "xc-2": false, "c-2\n": false} {
+		if re.MatchString(id) != want {
+			t.Errorf("id_pattern c-[0-9]+ on %q: %v, want %v", id, !want, want)
+		}
+	}
+	if re, _ := (&SubjectSpec{IDPattern: "a|b"}).IDRegexp(); re.MatchString("ab") || !re.MatchString("b") {
+		t.Errorf("an alternation is anchored as a whole")
+	}
+}

@@ -407,15 +407,16 @@ func (ex *Exchange) RouteName() string {
 }
 
 // NeedsBody reports whether the response body must be seen (and so
-// buffered): the route maps fields, its subject is in the response, or the
-// backend's creation instant of a subject gdprgate has not recorded it for
-// is (origin_from).
+// buffered): the route maps fields, its subject is in the response or
+// confirmed by it (subject.confirm), or the backend's creation instant of a
+// subject gdprgate has not recorded it for is (origin_from).
 func (ex *Exchange) NeedsBody() bool {
 	if !ex.Mapped() || !ex.Verdict.Allow {
 		return false
 	}
 	r := ex.route
 	return r.fields != nil || r.subjectIn != nil && r.cfg.Subject.From == config.FromResponseBody ||
+		r.confirmIn != nil && ex.hasSubj ||
 		r.originIn != nil && ex.hasSubj && ex.origin < cache.OriginStated || ex.comm != nil
 }
 

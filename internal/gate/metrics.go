@@ -23,6 +23,9 @@ type metrics struct {
 	shadow *prometheus.CounterVec
 	// commEvidence counts evidence records of communications by result.
 	commEvidence *prometheus.CounterVec
+	// confirm counts answers of subject.confirm routes that did not
+	// confirm the request's subject, by route and result.
+	confirm *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,9 +69,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gdprgate_communication_evidence_total",
 			Help: "Evidence records of communication routes by result: recorded, recorded_after_retry, refused (an obligatory field or the legalisation's status), not_permitted (the caller may not record evidence), lost (given up on and logged at error level).",
 		}, []string{"result"}),
+		confirm: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_subject_unconfirmed_total",
+			Help: "Answers of routes with subject.confirm that did not confirm the request's subject id, by route and result: alias (about another id: shown as both allow), denied (about a subject the caller may not see: replaced by the denial), missing (a 2xx without the id: refused).",
+		}, []string{"route", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow, m.commEvidence)
+		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow, m.commEvidence,
+			m.confirm)
 	}
 	return m
 }

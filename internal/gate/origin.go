@@ -39,6 +39,11 @@ func (g *Gate) Observe(ex *Exchange, status int) {
 	if ex == nil || !ex.Mapped() || !ex.hasSubj || !ex.Verdict.Allow || !ok2xx(status) {
 		return
 	}
+	if ex.route.confirmIn != nil {
+		// An answer that does not state its subject (no body, HEAD) does
+		// not prove that the request's spelling of the id is one.
+		return
+	}
 	g.noteOrigin(ex.subject, ex.origin, nil, nil)
 }
 

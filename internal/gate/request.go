@@ -146,8 +146,19 @@ func (g *Gate) subjectID(r *route, rd *reading, req *Request, param string, body
 	if err := canon.ID(id, g.cfg.Limits.MaxIDBytes); err != nil {
 		return "", err
 	}
+	if r.idPattern != nil && !r.idPattern.MatchString(id) {
+		// Another spelling of an id may reach the same record (a backend
+		// that looks ids up case-insensitively, strips a format suffix or
+		// leading zeros) while gdprgate would judge a subject never seen.
+		return "", errNotCanonical
+	}
 	return id, nil
 }
+
+// errNotCanonical refuses a request id the route's subject.id_pattern does
+// not admit.
+var errNotCanonical = &canon.Error{Reason: "subject_id_not_canonical",
+	Message: "the subject id is not spelled the way the backend spells its ids"}
 
 // isInteger accepts the one spelling every parser reads as the same
 // integer: no fraction, exponent, sign or leading zero.

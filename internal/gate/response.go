@@ -146,6 +146,8 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	}
 
 	var planner redact.Planner
+	m := r.fields
+	var cp *confirmPlanner
 	switch {
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromResponseBody:
 		id, err := r.subjectIn.Subject(body)
@@ -198,13 +200,18 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 			defer func() { g.noteItemOrigins(r, ip.unrecorded, body) }()
 		}
 		planner = ip
+	case r.confirmIn != nil && ex.hasSubj:
+		// The answer says whom it is about (confirm.go): read with the
+		// confirming path as its subject, in the rewrite's one pass.
+		cp = &confirmPlanner{ctx: ctx, g: g, ex: ex}
+		planner, m = cp, r.confirmIn
 	default:
 		if ex.hasSubj && ok2xx(resp.Status) {
 			g.noteOrigin(ex.subject, ex.origin, body, r.originIn)
 		}
 		planner = redact.Fixed(ex.visible)
 	}
-	if r.fields == nil {
+	if m == nil {
 		return Rewritten{SetHeaders: set, Reason: "no_fields"}
 	}
 	var (
@@ -216,18 +223,28 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if u := r.unseen; u.active() && resp.Status < 300 {
 		var words [4]uint64 // on the stack for routes of up to 256 fields
 		matched := words[:0]
-		if n := r.fields.MatchedWords(); n <= len(words) {
+		if n := m.MatchedWords(); n <= len(words) {
 			matched = words[:n]
 		} else {
 			matched = make([]uint64, n)
 		}
-		if out, res, err = r.fields.RewriteMatched(make([]byte, 0, len(body)), body, planner, matched); err == nil {
+		if out, res, err = m.RewriteMatched(make([]byte, 0, len(body)), body, planner, matched); err == nil {
 			u.observe(matched, g.metrics.unseen, g.log)
 		}
 	} else {
-		out, res, err = r.fields.Rewrite(make([]byte, 0, len(body)), body, planner)
+		out, res, err = m.Rewrite(make([]byte, 0, len(body)), body, planner)
 	}
 	span.End()
+	var stale []string // coverage headers of a subject the answer is not about
+	if cp != nil {
+		var rw *Rewritten
+		if rw, stale = g.confirmOutcome(ex, cp, err, resp, body, set); rw != nil {
+			return *rw
+		}
+		if r.fields == nil {
+			return Rewritten{SetHeaders: set, RemoveHeaders: stale, Reason: "confirmed"}
+		}
+	}
 	if err != nil {
 		return g.bodyError(err)
 	}
@@ -236,7 +253,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		set[HeaderRedacted] = strings.Join(res.Redacted, ",")
 	}
 	if res.Values == 0 {
-		return Rewritten{SetHeaders: set, Reason: "nothing_redacted"}
+		return Rewritten{SetHeaders: set, RemoveHeaders: stale, Reason: "nothing_redacted"}
 	}
 	if enc != "" && enc != "identity" {
 		re, err := redact.Encode(enc, out)
@@ -245,7 +262,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		out = re
 	}
-	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: []string{"etag", "content-md5", "digest"}, Reason: "redacted"}
+	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: append([]string{"etag", "content-md5", "digest"}, stale...), Reason: "redacted"}
 }
 
 // bodyError refuses an answer the rewriter could not take, whatever its
@@ -272,6 +289,9 @@ func (r *route) rootFits(body []byte) bool {
 	m := r.fields
 	if m == nil {
 		m = r.subjectIn
+	}
+	if m == nil {
+		m = r.confirmIn
 	}
 	if m == nil {
 		return true

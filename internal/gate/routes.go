@@ -3,6 +3,7 @@ package gate
 import (
 	"fmt"
 	"math/bits"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,13 @@ type route struct {
 	fields *redact.Map
 	// subjectIn extracts the subject from a response body.
 	subjectIn *redact.Map
+	// confirmIn reads the answer of a route whose subject comes from the
+	// request and is confirmed by the answer (subject.confirm): the field
+	// map compiled with the confirming path as its subject path, or only
+	// that path when the route maps no fields (nil: no confirm).
+	confirmIn *redact.Map
+	// idPattern is subject.id_pattern (nil: any id).
+	idPattern *regexp.Regexp
 	// originIn extracts the backend's creation instant of a single
 	// subject from a response body (subject.origin_from).
 	originIn *redact.Map
@@ -86,6 +94,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			return nil, fmt.Errorf("route %s (line %d): subject.origin_from: %w", rc.Name, rc.Line, err)
 		}
 		r.originIn = oi
+		var fieldSpec redact.Spec
 		if len(rc.Fields) > 0 {
 			spec := redact.Spec{HashKey: hashKey, ExactCase: rc.ExactCase}
 			if rc.Subject != nil && (rc.Subject.From == config.FromItem || rc.Subject.From == config.FromResponseBody) {
@@ -123,9 +132,25 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 				return nil, fmt.Errorf("route %q (line %d): %w", rc.Name, rc.Line, err)
 			}
 			r.fields = m
+			fieldSpec = spec
 			if rc.Kind == policy.KindWrite {
 				r.writeFields = compileWriteFields(bits)
 			}
+		}
+		if s := rc.Subject; s != nil && s.Confirm != "" {
+			spec := redact.Spec{SubjectPath: s.Confirm, ExactCase: rc.ExactCase}
+			if r.fields != nil {
+				spec = fieldSpec
+				spec.SubjectPath = s.Confirm
+			}
+			m, err := redact.Compile(spec)
+			if err != nil {
+				return nil, fmt.Errorf("route %q (line %d) subject.confirm: %w", rc.Name, rc.Line, err)
+			}
+			r.confirmIn = m
+		}
+		if r.idPattern, err = rc.Subject.IDRegexp(); err != nil {
+			return nil, fmt.Errorf("route %q (line %d) subject: %w", rc.Name, rc.Line, err)
 		}
 		if s := rc.Subject; s != nil && s.From == config.FromResponseBody {
 			m, err := redact.Compile(redact.Spec{SubjectPath: s.Path, ExactCase: rc.ExactCase})

@@ -205,6 +205,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, seen := h.warned.LoadOrStore(ex.RouteName(), true); !seen {
 			h.log.Warn("http authz: route needs response redaction, which this mode cannot do; its responses pass unredacted (use ext_proc or gdprgate proxy)",
 				"route", ex.RouteName())
+			if ex.SpellingUnguarded() {
+				h.log.Warn("http authz: route's subject is confirmed from the answer (subject.confirm), which this mode never sees; another spelling of an id that the backend accepts (C-2 for c-2) is judged as a subject never seen: give the route subject.id_pattern",
+					"route", ex.RouteName())
+			}
 		}
 	}
 	hdr := w.Header()

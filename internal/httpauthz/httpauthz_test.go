@@ -199,3 +199,33 @@ func TestAllowOnRouteNeedingRedactionWarnsOncePerRoute(t *testing.T) {
 		t.Errorf("the warning does not name the route:\n%s", logs.String())
 	}
 }
+
+// TestConfirmedRoutesInThisMode: the HTTP authz mode never sees the answer,
+// so subject.confirm cannot apply here (a documented limit): another
+// spelling of an id is allowed as a subject never seen, and a warning
+// says so once per route. subject.id_pattern does apply.
+func TestConfirmedRoutesInThisMode(t *testing.T) {
+	sc := newScenario(t)
+	var logs strings.Builder
+	h := New(sc.gate, Options{PathPrefix: "/authz", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	do := func(method, path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(`{"first_name":"Robert"}`))
+		req.Header.Set("X-Gdpr-Roles", "supervisor")
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for _, path := range []string{"/authz/api/contacts/C-2", "/authz/api/contacts/c-2.json"} {
+		if rec := do("GET", path); rec.Code != 200 {
+			t.Errorf("GET %s = %d; the limit is documented as an allow", path, rec.Code)
+		}
+	}
+	if n := strings.Count(logs.String(), "subject.id_pattern"); n != 1 || !strings.Contains(logs.String(), "route=contact\n") {
+		t.Errorf("warnings about unconfirmed subjects = %d, want 1 naming the route:\n%s", n, logs.String())
+	}
+	// The example's write routes admit only canonical ids.
+	if rec := do("PATCH", "/authz/api/contacts/C-2"); rec.Code != 400 || rec.Result().Header.Get(HeaderReason) != "subject_id_not_canonical" {
+		t.Errorf("PATCH C-2 = %d %s, want 400 subject_id_not_canonical", rec.Code, rec.Result().Header.Get(HeaderReason))
+	}
+}

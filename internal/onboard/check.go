@@ -102,6 +102,10 @@ func checkRoute(rc *config.Route, sample []byte) (CheckResult, bool, error) {
 	if s := rc.Subject; s != nil && (s.From == config.FromItem || s.From == config.FromResponseBody) {
 		subject = s.Path
 		spec.SubjectPath = s.Path
+	} else if s != nil && s.Confirm != "" {
+		// Where the answer states whom it is about (subject.confirm).
+		subject = s.Confirm
+		spec.SubjectPath = s.Confirm
 	}
 	if len(spec.Fields) == 0 && subject == "" {
 		return res, false, nil

@@ -45,7 +45,8 @@ func TestCheckFindsEveryPathOfTheRightRoute(t *testing.T) {
 	if err := rep.Write(&out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "11 of 11 paths select a value") || strings.Contains(out.String(), "MISSING") {
+	// The eleven fields and where the answer states its subject (confirm).
+	if !strings.Contains(out.String(), "12 of 12 paths select a value") || !strings.Contains(out.String(), "ok       subject id") || strings.Contains(out.String(), "MISSING") {
 		t.Errorf("report:\n%s", out.String())
 	}
 }
@@ -68,6 +69,7 @@ func TestCheckNamesThePathsThatSelectNothing(t *testing.T) {
 		{"keys in another case are found", `{"EMAIL":"a","Health_Notes":"b"}`, "contact", []string{"select nothing"}, []string{"ok       email", "ok       health_notes"}},
 		{"a subject named twice", `{"contact_id":"c-1","CONTACT_ID":"c-8","reporter_email":"x","notes":"y"}`, "issue",
 			[]string{"names its subject (contact_id) more than once"}, nil},
+		{"an answer that does not state its subject", `{"email":"a"}`, "contact", []string{"select nothing"}, []string{"MISSING  subject id", "ok       email"}},
 		{"the list route's subject and fields", `{"data":[{"id":"c-1","email":"a"}]}`, "contact-list", []string{"select nothing"}, []string{"ok       subject data.#.id", "ok       data.#.email", "MISSING  data.#.phone"}},
 		{"every route, the sample matching one in part", `{"email":"a"}`, "", []string{"route contact:", "route contact-update:"}, []string{"not this route's answer"}},
 		{"every route, the sample matching none", `{"nothing":"here"}`, "", []string{"no route's paths select anything"}, nil},

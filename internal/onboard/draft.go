@@ -67,6 +67,9 @@ func (d *Draft) YAML(sens map[Class]string) []byte {
 			if s.Path != "" {
 				fmt.Fprintf(&b, "      path: %s\n", q(s.Path))
 			}
+			if s.Confirm != "" {
+				fmt.Fprintf(&b, "      confirm: %s\n", q(s.Confirm))
+			}
 		}
 		if len(r.Fields) > 0 {
 			b.WriteString("    fields:\n")

@@ -56,7 +56,10 @@ type Subject struct {
 	From   string // path, query, header, body, response_body, item
 	Name   string // path parameter
 	Path   string // JSON path (body, response_body, item)
-	Reason string
+	// Confirm is where the answer states whom it is about (subject.confirm)
+	// for a subject read from the path.
+	Confirm string
+	Reason  string
 }
 
 // Route is one drafted route.
@@ -455,9 +458,29 @@ func (s *suggester) subjectAndFields(r *Route, body *openapi3.Schema, param, col
 				Reason: "the item holds a person's data and {" + param + "} names it"}
 		}
 	}
+	if sub := r.Subject; sub != nil && sub.From == "path" && !request && root != nil {
+		if c, why := confirmPath(body, root); c != "" {
+			sub.Confirm = c
+			sub.Reason += "; " + why
+		}
+	}
 	if root != nil {
 		s.walk(r, root, prefix, personBody || personColl, 0, map[*openapi3.Schema]bool{})
 	}
+}
+
+// confirmPath finds where an answer states whom it is about: the record's
+// own id, or a person reference in every item of its list.
+func confirmPath(body, root *openapi3.Schema) (path, why string) {
+	if id := idProperty(root); id != "" {
+		return id, "the answer's " + id + " confirms it (confirm)"
+	}
+	if lp, item := listWrapper(body); item != nil {
+		if p, _ := personRef(item, ""); p != "" {
+			return joinPath(lp, p), "every item's " + p + " confirms it (confirm)"
+		}
+	}
+	return "", ""
 }
 
 // schemaEntity guesses an entity name from a schema's title.
@@ -594,7 +617,7 @@ func (s *suggester) walk(r *Route, sch *openapi3.Schema, prefix string, person b
 			childPerson := personWords[singular(strings.ToLower(name))] || s.looksPersonal(elem)
 			s.walk(r, elem, path+".#", childPerson, depth+1, seen)
 		default:
-			if r.Subject != nil && (r.Subject.Path == path || r.Subject.From == "path" && name == "id" && prefix == "") {
+			if r.Subject != nil && (r.Subject.Path == path || r.Subject.Confirm == path || r.Subject.From == "path" && name == "id" && prefix == "") {
 				continue // the subject's own id
 			}
 			if path == "#" || strings.HasSuffix(path, ".#") {

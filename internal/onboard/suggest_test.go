@@ -75,6 +75,12 @@ func TestSuggestDraftsTheCRMsRouteMap(t *testing.T) {
 			}
 		}
 	}
+	// Where a person's own route answers, the answer confirms whom.
+	for name, want := range map[string]string{"getContact": "id", "listContactCalls": "data.#.contact_id", "updateContact": ""} {
+		if got := route(t, cfg, name).Subject.Confirm; got != want {
+			t.Errorf("%s: confirm %q, want %q", name, got, want)
+		}
+	}
 	// The address object is proposed whole, not field by field.
 	if _, ok := route(t, cfg, "getContact").Fields["address.street"]; ok {
 		t.Error("address proposed field by field")

@@ -19,19 +19,24 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to serve the CRM on")
+	lenient := flag.Bool("lenient-ids", false, "find contacts like many real backends do: ids in any letter case, and a .json format suffix (C-2, c-2.json)")
 	flag.Parse()
-	if err := run(*listen); err != nil {
+	var opts []crm.Option
+	if *lenient {
+		opts = append(opts, crm.CaseInsensitiveIDs(), crm.FormatSuffix())
+	}
+	if err := run(*listen, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "crm:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen string) error {
+func run(listen string, opts []crm.Option) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv := &http.Server{
 		Addr:              listen,
-		Handler:           crm.New(time.Now().UTC().Truncate(time.Second)),
+		Handler:           crm.New(time.Now().UTC().Truncate(time.Second), opts...),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)
