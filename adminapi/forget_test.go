@@ -249,3 +249,22 @@ func TestWipeDryRunListsTheCascade(t *testing.T) {
 		t.Fatal("a dry run queued something")
 	}
 }
+
+// An evidence import may carry the subject's origin (when the system that
+// created the data says so): it becomes the subject's origin unless an
+// operator set one; a future one is refused.
+func TestEvidenceImportCarriesTheSubjectsOrigin(t *testing.T) {
+	e := newEnv(t)
+	body := `{"subject":{"entity":"contact","id":"c-77"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","subject_origin":"2026-03-01T00:00:00Z"}`
+	if r := e.do("POST", "/v1/evidence:import", ScopeEditEvidence, body, "Content-Type: application/x-ndjson"); r.status != 200 {
+		t.Fatalf("import: %d %s", r.status, r.body)
+	}
+	rec, _ := e.store.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: "c-77"})
+	if !rec.Subject.Origin.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) || rec.Evidence[0].SubjectOrigin != nil {
+		t.Fatalf("subject after import = %+v", rec)
+	}
+	future := `{"subject":{"entity":"contact","id":"c-78"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","subject_origin":"2027-01-01T00:00:00Z"}`
+	if r := e.do("POST", "/v1/evidence", ScopeEditEvidence, future); r.status != 422 || !strings.Contains(string(r.body), "subject_origin") {
+		t.Fatalf("future subject_origin: %d %s", r.status, r.body)
+	}
+}

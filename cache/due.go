@@ -135,8 +135,12 @@ type SweepUpdate struct {
 	// if it is unchanged.
 	Expect float64
 	// Next is the subject's new due score (DueScore).
-	Next    float64
-	Applied Applied
+	Next float64
+	// Applied is stored when AppliedChanged (most sweeps change nothing
+	// there: not writing it saves a write, and an absent record is the
+	// zero Applied).
+	Applied        Applied
+	AppliedChanged bool
 }
 
 // RecomputeProgress is the re-indexing of every subject after a register

@@ -129,7 +129,7 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 			continue
 		}
 		s.due[u.Ref] = u.Next
-		if sub := s.subjects[u.Ref]; sub != nil {
+		if sub := s.subjects[u.Ref]; sub != nil && u.AppliedChanged {
 			sub.applied = u.Applied
 		}
 		ok[i] = true

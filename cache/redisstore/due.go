@@ -295,7 +295,10 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 		}
 		which[u.Ref] = i
 		r := cloneRecord(st.rec)
-		r.score, r.applied = scoreOf(u.Next), u.Applied
+		r.score = scoreOf(u.Next)
+		if u.AppliedChanged {
+			r.applied = u.Applied
+		}
 		p := byTag[st.tag]
 		if p == nil {
 			p = &part{tag: st.tag}

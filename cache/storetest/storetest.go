@@ -800,8 +800,8 @@ func testCommitSweep(t *testing.T, newStore func(*testing.T) cache.Store) {
 	}
 	next := cache.DueScore(T0.Add(20 * 24 * time.Hour))
 	ok, err := s.CommitSweep(ctx, []cache.SweepUpdate{
-		{Ref: alice, Expect: byRef[alice].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}},
-		{Ref: bob, Expect: byRef[bob].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}},
+		{Ref: alice, Expect: byRef[alice].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}, AppliedChanged: true},
+		{Ref: bob, Expect: byRef[bob].Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}, AppliedChanged: true},
 		{Ref: phone, Expect: 0, Next: next},
 	})
 	if err != nil || !reflect.DeepEqual(ok, []bool{true, false, false}) {
@@ -823,7 +823,8 @@ func testCommitSweep(t *testing.T, newStore func(*testing.T) cache.Store) {
 	}
 	// No next transition: kept in the index (a register change finds it),
 	// never due.
-	ok, err = s.CommitSweep(ctx, []cache.SweepUpdate{{Ref: alice, Expect: next, Next: cache.NoTransition, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}}})
+	// An unchanged applied state need not be written: it stays.
+	ok, err = s.CommitSweep(ctx, []cache.SweepUpdate{{Ref: alice, Expect: next, Next: cache.NoTransition}})
 	if err != nil || !ok[0] {
 		t.Fatalf("CommitSweep(no transition) = %v, %v", ok, err)
 	}
@@ -836,6 +837,14 @@ func testCommitSweep(t *testing.T, newStore func(*testing.T) cache.Store) {
 	snaps, err := s.Snapshots(ctx, []model.SubjectRef{alice})
 	if err != nil || snaps[0].Applied != (cache.Applied{Obliviated: 0b1000, Round: 1}) {
 		t.Fatalf("Snapshots applied = %+v, %v", snaps, err)
+	}
+	// Back to zero: the record goes (absent is zero).
+	ok, err = s.CommitSweep(ctx, []cache.SweepUpdate{{Ref: alice, Expect: cache.NoTransition, Next: next, AppliedChanged: true}})
+	if err != nil || !ok[0] {
+		t.Fatalf("CommitSweep(zero applied) = %v, %v", ok, err)
+	}
+	if snaps, _ := s.Snapshots(ctx, []model.SubjectRef{alice}); snaps[0].Applied != (cache.Applied{}) {
+		t.Fatalf("applied after reset = %+v", snaps[0].Applied)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -34,6 +35,9 @@ type SweeperOptions struct {
 	// MaxBatches bounds one pass (default 100): a long backlog is worked
 	// off in passes, renewing the lease in between.
 	MaxBatches int
+	// Workers split a batch so that reading, deciding and committing
+	// overlap (default 4).
+	Workers int
 	Logger     *slog.Logger
 }
 
@@ -86,6 +90,9 @@ func NewSweeper(o SweeperOptions) (*Sweeper, error) {
 	}
 	if o.MaxBatches <= 0 {
 		o.MaxBatches = 100
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
 	}
 	if o.Logger == nil {
 		o.Logger = o.Executor.o.Logger
@@ -244,11 +251,43 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// process applies the transitions of one batch.
+// process applies the transitions of one batch, split among the workers:
+// the subjects are distinct, so their work is independent.
 func (s *Sweeper) process(ctx context.Context, ix *model.Index, ds []cache.Due, res *PassResult) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	n := min(s.o.Workers, (len(ds)+99)/100)
+	if n <= 1 {
+		return s.processPart(ctx, ix, ds, res)
+	}
+	size := (len(ds) + n - 1) / n
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for start := 0; start < len(ds); start += size {
+		part := ds[start:min(start+size, len(ds))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r PassResult
+			err := s.processPart(ctx, ix, part, &r)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Processed += r.Processed
+			res.Committed += r.Committed
+			res.Retried += r.Retried
+			if err != nil && first == nil {
+				first = err
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// processPart applies the transitions of some subjects of a batch.
+func (s *Sweeper) processPart(ctx context.Context, ix *model.Index, ds []cache.Due, res *PassResult) error {
 	refs := make([]model.SubjectRef, len(ds))
 	for i, d := range ds {
 		refs[i] = d.Ref
@@ -268,6 +307,11 @@ func (s *Sweeper) process(ctx context.Context, ix *model.Index, ds []cache.Due, 
 		snap := &snaps[i]
 		st := cache.ComputeFacts(ix, snap.Record, snap.Origin, snap.Inherited, now).State
 		next := st.Next
+		if snap.Record.Restriction != "" {
+			// Wiped: its transitions ask for nothing more (lifting the
+			// restriction marks it due again).
+			next = time.Time{}
+		}
 		w := s.e.Decide(ix, snap, &st)
 		if w.Any() {
 			if err := s.e.Create(ctx, ix, refs[i], w); err != nil {
@@ -297,7 +341,8 @@ func (s *Sweeper) process(ctx context.Context, ix *model.Index, ds []cache.Due, 
 		if len(expired) > 0 {
 			purges = append(purges, purge{refs[i], expired})
 		}
-		updates = append(updates, cache.SweepUpdate{Ref: refs[i], Expect: ds[i].Score, Next: cache.DueScore(next), Applied: w.Applied})
+		updates = append(updates, cache.SweepUpdate{Ref: refs[i], Expect: ds[i].Score, Next: cache.DueScore(next),
+			Applied: w.Applied, AppliedChanged: w.Applied != snap.Applied})
 	}
 	ok, err := s.st.CommitSweep(ctx, updates)
 	if err != nil {

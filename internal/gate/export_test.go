@@ -1,0 +1,4 @@
+package gate
+
+// ParseInstant exposes parseInstant to the external tests.
+var ParseInstant = parseInstant
