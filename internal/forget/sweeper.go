@@ -38,7 +38,7 @@ type SweeperOptions struct {
 	// Workers split a batch so that reading, deciding and committing
 	// overlap (default 4).
 	Workers int
-	Logger     *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Sweeper applies due lifecycle transitions: one sweeper is active at a
