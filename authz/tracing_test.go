@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
@@ -18,6 +21,7 @@ import (
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/internal/proxy"
 )
 
@@ -164,5 +168,26 @@ func TestTracesJoinEnvoysTraceAndReachOTLP(t *testing.T) {
 	waitSpans(t, r, proxyTrace, "proxy", "policy.decide", "redact.rewrite")
 	if tp, _ := backendTrace.Load("/api/contacts/c-3"); !strings.Contains(tp.(string), proxyTrace) {
 		t.Errorf("backend got traceparent %q, want trace %s", tp, proxyTrace)
+	}
+}
+
+// BenchmarkCheckTraced is BenchmarkCheck with tracing on: every Check
+// creates its spans (joined to the request's traceparent) and hands them
+// to a batching exporter that discards them.
+func BenchmarkCheckTraced(b *testing.B) {
+	tr := observe.NewTracing(sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter())))
+	defer func() { _ = tr.Shutdown(context.Background()) }()
+	client := authv3.NewAuthorizationClient(server(b))
+	req := checkRequest(b, "GET", "/api/contacts/c-1", map[string]string{"x-gdpr-roles": "agent", "user-agent": "bench", "x-request-id": "r",
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "")
+	ctx := context.Background()
+	if _, err := client.Check(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Check(ctx, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
