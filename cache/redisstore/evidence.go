@@ -288,7 +288,7 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	// A batch gets the store timeout plus time in proportion to its size.
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(evs))*200*time.Microsecond)
 	defer cancel()
-	sym, err := s.sym.intern(ctx, s.c, evidenceNames(evs))
+	sym, err := s.sym.intern(ctx, s.run, evidenceNames(evs))
 	if err != nil {
 		return nil, s.fail("put evidence: symbols", err)
 	}

@@ -12,7 +12,7 @@ import (
 func ClaimForTest(t *testing.T, s *Store, legalisation, key string, ref model.SubjectRef) {
 	t.Helper()
 	ctx := context.Background()
-	sym, err := s.sym.intern(ctx, s.c, []symName{{symEntity, ref.Entity}, {symLegalisation, legalisation}})
+	sym, err := s.sym.intern(ctx, s.run, []symName{{symEntity, ref.Entity}, {symLegalisation, legalisation}})
 	if err != nil {
 		t.Fatal(err)
 	}

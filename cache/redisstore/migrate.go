@@ -484,7 +484,7 @@ func (m *migration) putIndex(ctx context.Context, ents []indexPut) error {
 	for _, e := range ents {
 		names = append(names, symName{symLegalisation, e.leg}, symName{symEntity, e.ref.Entity})
 	}
-	sym, err := m.dst.sym.intern(ctx, m.dst.c, names)
+	sym, err := m.dst.sym.intern(ctx, m.dst.run, names)
 	if err != nil {
 		return fmt.Errorf("migrate: symbols: %w", err)
 	}

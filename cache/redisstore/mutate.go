@@ -301,7 +301,7 @@ type mutation func(recs map[model.SubjectRef]*stored) ([]*part, error)
 // multi-part write rolls both back (a part that did not run is left
 // alone: the rollback compares before it writes).
 func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) (written, maybe []*part, err error) {
-	sym, err := s.sym.intern(ctx, s.c, names)
+	sym, err := s.sym.intern(ctx, s.run, names)
 	if err != nil {
 		return nil, nil, s.fail("symbols", err)
 	}

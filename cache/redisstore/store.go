@@ -223,20 +223,27 @@ func (s *Store) openLayout(ctx context.Context, migrating bool) error {
 	if b <= 0 {
 		b = defaultBuckets
 	}
-	// HSETNX: two sidecars creating the layout at once agree on the first.
-	if err := s.c.HSetNX(ctx, keyLayout, "version", layoutVersion).Err(); err != nil {
-		return s.fail("create layout", err)
-	}
-	if err := s.c.HSetNX(ctx, keyLayout, "buckets", b).Err(); err != nil {
-		return s.fail("create layout", err)
-	}
-	got, err := s.c.HGet(ctx, keyLayout, "buckets").Int()
+	// Two sidecars creating the layout at once agree on the first; a
+	// layout lost in a failover would make every record unreadable: WAIT.
+	out, err := s.run(ctx, call{layoutScript, []string{keyLayout}, []any{layoutVersion, b}})
 	if err != nil {
 		return s.fail("create layout", err)
 	}
-	s.buckets = got
+	got, _ := out[0].(int64)
+	if got <= 0 {
+		return fmt.Errorf("redis store: layout has an invalid bucket count %v", out[0])
+	}
+	s.buckets = int(got)
 	return nil
 }
+
+// layoutScript creates the layout marker unless it exists and returns the
+// bucket count.
+var layoutScript = redis.NewScript(`redis.call('HSETNX', KEYS[1], 'version', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'buckets', ARGV[2])
+return tonumber(redis.call('HGET', KEYS[1], 'buckets'))`)
+
+func init() { scripts = append(scripts, layoutScript) }
 
 // Buckets is the number of subject buckets per tag of this store.
 func (s *Store) Buckets() int { return s.buckets }

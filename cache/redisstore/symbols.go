@@ -96,8 +96,9 @@ end
 return out`)
 
 // intern makes sure every name has a code and returns the table holding
-// them.
-func (s *symbols) intern(ctx context.Context, c redis.UniversalClient, names []symName) (*symTab, error) {
+// them. run executes the script (with the store's WAIT: a code records use
+// must survive a failover as surely as the records).
+func (s *symbols) intern(ctx context.Context, run func(context.Context, ...call) ([]any, error), names []symName) (*symTab, error) {
 	t := s.current()
 	var missing []symName
 	seen := map[symName]bool{}
@@ -117,9 +118,17 @@ func (s *symbols) intern(ctx context.Context, c redis.UniversalClient, names []s
 	for _, n := range missing {
 		args = append(args, string([]byte{n.kind, 0})+n.name)
 	}
-	codes, err := internScript.Run(ctx, c, []string{keySymbols}, args...).Int64Slice()
+	out, err := run(ctx, call{internScript, []string{keySymbols}, args})
 	if err != nil {
 		return nil, err
+	}
+	raw, _ := out[0].([]any)
+	if len(raw) != len(missing) {
+		return nil, fmt.Errorf("redisstore: symbol codes: unexpected reply %v", out[0])
+	}
+	codes := make([]int64, len(raw))
+	for i, v := range raw {
+		codes[i], _ = v.(int64)
 	}
 	old := s.current()
 	nt := &symTab{gen: old.gen, byName: make(map[symName]uint64, len(old.byName)+len(missing)), byCode: make(map[uint64]symName, len(old.byCode)+len(missing))}

@@ -165,10 +165,11 @@ func (c *Cluster) URL() string { return "redis-cluster://" + strings.Join(c.Addr
 
 // clusterNode is one line of CLUSTER NODES.
 type clusterNode struct {
-	addr   string
-	master bool
-	failed bool
-	slots  int
+	id, masterID string
+	addr         string
+	master       bool
+	failed       bool
+	slots        int
 }
 
 // nodesView asks any live node for CLUSTER NODES.
@@ -190,7 +191,7 @@ func (c *Cluster) nodesView() ([]clusterNode, error) {
 				continue
 			}
 			addr, _, _ := strings.Cut(f[1], "@")
-			n := clusterNode{addr: addr, master: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
+			n := clusterNode{id: f[0], masterID: f[3], addr: addr, master: strings.Contains(f[2], "master"), failed: strings.Contains(f[2], "fail")}
 			for _, r := range f[8:] {
 				if strings.HasPrefix(r, "[") { // a slot being migrated
 					continue
@@ -222,6 +223,32 @@ func (c *Cluster) Masters() []*Server {
 	var out []*Server
 	for _, n := range view {
 		if !n.master || n.failed || n.slots == 0 {
+			continue
+		}
+		for _, s := range c.Nodes {
+			if s.Addr() == n.addr && s.running() {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// ReplicasOf are the running nodes replicating master.
+func (c *Cluster) ReplicasOf(master *Server) []*Server {
+	view, err := c.nodesView()
+	if err != nil {
+		return nil
+	}
+	id := ""
+	for _, n := range view {
+		if n.addr == master.Addr() {
+			id = n.id
+		}
+	}
+	var out []*Server
+	for _, n := range view {
+		if n.master || n.masterID != id || id == "" {
 			continue
 		}
 		for _, s := range c.Nodes {
