@@ -458,15 +458,31 @@ func (s *suggester) subjectAndFields(r *Route, body *openapi3.Schema, param, col
 				Reason: "the item holds a person's data and {" + param + "} names it"}
 		}
 	}
+	if root != nil {
+		s.walk(r, root, prefix, personBody || personColl, 0, map[*openapi3.Schema]bool{})
+	}
 	if sub := r.Subject; sub != nil && sub.From == "path" && !request && root != nil {
-		if c, why := confirmPath(body, root); c != "" {
+		if c, why := confirmPath(body, root); c != "" && confirmCovers(c, r.Fields) {
 			sub.Confirm = c
 			sub.Reason += "; " + why
 		}
 	}
-	if root != nil {
-		s.walk(r, root, prefix, personBody || personColl, 0, map[*openapi3.Schema]bool{})
+}
+
+// confirmCovers reports whether a confirm path can judge every field: one
+// read in a list's items ("calls.#.contact_id") says nothing about fields
+// outside that list, and gdprgate refuses such a route map.
+func confirmCovers(confirm string, fields []Field) bool {
+	i := strings.Index(confirm, "#")
+	if i < 0 {
+		return true
 	}
+	for _, f := range fields {
+		if !strings.HasPrefix(f.Path, confirm[:i+1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // confirmPath finds where an answer states whom it is about: the record's
@@ -474,6 +490,9 @@ func (s *suggester) subjectAndFields(r *Route, body *openapi3.Schema, param, col
 func confirmPath(body, root *openapi3.Schema) (path, why string) {
 	if id := idProperty(root); id != "" {
 		return id, "the answer's " + id + " confirms it (confirm)"
+	}
+	if p, _ := personRef(root, ""); p != "" && !strings.Contains(p, "#") {
+		return p, "the answer's " + p + " confirms it (confirm)"
 	}
 	if lp, item := listWrapper(body); item != nil {
 		if p, _ := personRef(item, ""); p != "" {

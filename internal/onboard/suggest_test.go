@@ -61,7 +61,7 @@ func TestSuggestDraftsTheCRMsRouteMap(t *testing.T) {
 		{"getContact", "read", "path", "id", map[string]string{"email": "contact", "address": "contact", "health_notes": "health", "birth_year": "significant", "ip_address": "auxiliary", "customer_number": "auxiliary", "first_name": "contact"}},
 		{"listContacts", "list", "item", "data.#.id", map[string]string{"data.#.email": "contact", "data.#.sex": "significant"}},
 		{"listContactCalls", "read", "path", "id", map[string]string{"data.#.phone": "contact"}},
-		{"exportContact", "export", "path", "id", map[string]string{"income_category": "significant"}},
+		{"exportContact", "export", "path", "id", map[string]string{"contact.income_category": "significant", "calls.#.phone": "contact"}},
 		{"updateContact", "write", "path", "id", map[string]string{"last_name": "contact"}},
 		{"startCall", "outbound", "body", "contact_id", nil},
 	} {
@@ -76,7 +76,7 @@ func TestSuggestDraftsTheCRMsRouteMap(t *testing.T) {
 		}
 	}
 	// Where a person's own route answers, the answer confirms whom.
-	for name, want := range map[string]string{"getContact": "id", "listContactCalls": "data.#.contact_id", "updateContact": ""} {
+	for name, want := range map[string]string{"getContact": "id", "listContactCalls": "data.#.contact_id", "exportContact": "contact.id", "updateContact": ""} {
 		if got := route(t, cfg, name).Subject.Confirm; got != want {
 			t.Errorf("%s: confirm %q, want %q", name, got, want)
 		}
