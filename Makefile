@@ -1,6 +1,6 @@
 # gdprgate — build, test, demo. `make test` installs what the tests need
-# (redis-server, nginx, caddy, curl, ca-certificates) with apt-get when it is missing, so a fresh machine
-# needs nothing by hand.
+# (redis-server, nginx, caddy, curl, ca-certificates, chromium) with apt-get when it is missing, so a
+# fresh machine needs nothing by hand.
 
 GO        ?= go
 BIN       ?= bin/gdprgate
@@ -27,15 +27,17 @@ build:
 image:
 	$(GO) run ./cmd/gdprgate-image --version $(VERSION) --platforms $(IMAGE_PLATFORMS) --out bin/image
 
-# Test tools the suites start for real (redis-server, nginx, caddy) and curl
-# for the README walk-through. Installed only when missing; a machine without
-# apt-get must provide them itself.
+# Test tools the suites start for real (redis-server, nginx, caddy, chromium
+# for the admin console's browser tests) and curl for the README walk-through.
+# Installed only when missing; a machine without apt-get must provide them
+# itself.
 test-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v caddy >/dev/null 2>&1 || missing="$$missing caddy"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
 	[ -f /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

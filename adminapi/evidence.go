@@ -536,6 +536,17 @@ type bitView struct {
 	// Coverage is the bit's colour: evidence in force now on the subject
 	// (blue), inherited (green), or none (red).
 	Coverage string `json:"coverage"`
+	// Since is when the bit entered its current state (null: since the
+	// timeline's start).
+	Since *time.Time `json:"since"`
+	// NextTransition is the bit's next change of state (null: none).
+	NextTransition *bitTransition `json:"next_transition"`
+	// Transitions are the bit's changes of state from the subject's data
+	// origin on (see TimelineFrom), past and future, with today's
+	// registers and evidence.
+	Transitions []bitTransition `json:"transitions"`
+	// Evidence are the records whose legalisation covers the bit.
+	Evidence []bitEvidence `json:"evidence"`
 }
 
 type grantView struct {
@@ -546,21 +557,30 @@ type grantView struct {
 }
 
 type subjectView struct {
-	Subject          model.SubjectRef  `json:"subject"`
-	Known            bool              `json:"known"`
-	Origin           *time.Time        `json:"origin"`
-	Parent           *model.SubjectRef `json:"parent,omitempty"`
-	Restricted       bool              `json:"restricted"`
-	Restriction      string            `json:"restriction,omitempty"`
-	Coverage         string            `json:"coverage"`
-	Bits             []bitView         `json:"bits"`
-	NextTransition   *time.Time        `json:"next_transition"`
-	Grants           []grantView       `json:"grants"`
-	Evidence         []model.Evidence  `json:"evidence"`
-	Inherited        []model.Evidence  `json:"inherited_evidence,omitempty"`
-	RegistersVersion int64             `json:"registers_version"`
-	Stale            bool              `json:"stale,omitempty"`
-	At               time.Time         `json:"at"`
+	Subject        model.SubjectRef  `json:"subject"`
+	Known          bool              `json:"known"`
+	Origin         *time.Time        `json:"origin"`
+	Parent         *model.SubjectRef `json:"parent,omitempty"`
+	Restricted     bool              `json:"restricted"`
+	Restriction    string            `json:"restriction,omitempty"`
+	Coverage       string            `json:"coverage"`
+	Bits           []bitView         `json:"bits"`
+	NextTransition *time.Time        `json:"next_transition"`
+	Grants         []grantView       `json:"grants"`
+	Evidence       []model.Evidence  `json:"evidence"`
+	Inherited      []model.Evidence  `json:"inherited_evidence,omitempty"`
+	// IdleEvidence are the records (own or inherited) that cover no bit,
+	// each with the reason.
+	IdleEvidence []idleEvidence `json:"idle_evidence,omitempty"`
+	// TimelineFrom is where the bits' transitions start: the data origin
+	// (now for a subject the store does not know).
+	TimelineFrom time.Time `json:"timeline_from"`
+	// LifecycleFrozen: gdpr_enforced is off, nothing is archived, expired
+	// or obliviated any more (the timeline has no future transitions).
+	LifecycleFrozen  bool      `json:"lifecycle_frozen,omitempty"`
+	RegistersVersion int64     `json:"registers_version"`
+	Stale            bool      `json:"stale,omitempty"`
+	At               time.Time `json:"at"`
 }
 
 // handleSubjectGet shows a subject's computed state at now. A subject the
@@ -588,6 +608,8 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 		v.Evidence = []model.Evidence{}
 	}
 	var st lifecycle.State
+	var inherited []model.Evidence
+	src, from := cache.OriginNone, now
 	if rec.Known {
 		f, err := s.o.Store.Facts(ctx, ref, now)
 		if err != nil {
@@ -601,7 +623,11 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 		if p := rec.Subject.Parent; p != nil {
 			if prec, err := s.o.Store.Subject(ctx, *p); err == nil {
 				v.Inherited = prec.Evidence
+				inherited = prec.Evidence
 			}
+		}
+		if src = f.Origin; !origin.IsZero() {
+			from = origin
 		}
 	} else {
 		st = cache.ComputeFacts(ix, cache.SubjectRecord{Subject: model.Subject{Ref: ref}}, cache.OriginNone, nil, now).State
@@ -611,12 +637,37 @@ func (s *Server) handleSubjectGet(w http.ResponseWriter, r *http.Request) {
 		n := st.Next.UTC()
 		v.NextTransition = &n
 	}
+	v.TimelineFrom = from.UTC()
+	v.LifecycleFrozen = ix.Registers != nil && !ix.Registers.Config.GdprEnforced
+	// A subject without an origin is evaluated as if first seen now: the
+	// walk must hold that instant still, not move it with each step.
+	walk := rec
+	walk.Subject.Origin = from
+	trs := timeline(ix, walk, src, inherited, from)
+	behind, idle := evidenceBehind(ix, from, rec.Evidence, inherited, now)
+	v.IdleEvidence = idle
 	for b := 0; b <= model.MaxBit; b++ {
 		sens := ix.ByBit[b]
 		if sens == nil {
 			continue
 		}
-		v.Bits = append(v.Bits, bitView{Bit: b, Sensitivity: sens.ID, State: st.Bit(b).String(), Covered: st.Covered&sens.Mask() != 0, Coverage: st.BitCoverage(b).String()})
+		bv := bitView{Bit: b, Sensitivity: sens.ID, State: st.Bit(b).String(), Covered: st.Covered&sens.Mask() != 0, Coverage: st.BitCoverage(b).String(),
+			Transitions: trs[b], Evidence: behind[b]}
+		if bv.Transitions == nil {
+			bv.Transitions = []bitTransition{}
+		}
+		if bv.Evidence == nil {
+			bv.Evidence = []bitEvidence{}
+		}
+		for i, tr := range bv.Transitions {
+			if tr.At.After(now) {
+				bv.NextTransition = &bv.Transitions[i]
+				break
+			}
+			at := tr.At
+			bv.Since = &at
+		}
+		v.Bits = append(v.Bits, bv)
 	}
 	for _, g := range st.Grants {
 		v.Grants = append(v.Grants, grantView{LegalisationID: g.LegalisationID, PrivacyPermission: g.PrivacyPermission, Coverage: g.Coverage, Inherited: g.Inherited})

@@ -31,6 +31,7 @@ var schemaTypes = map[string]reflect.Type{
 	"Wipe":                    reflect.TypeFor[cache.WipeRecord](),
 	"AuditEntry":              reflect.TypeFor[audit.Entry](),
 	"SubjectState":            reflect.TypeFor[subjectView](),
+	"Whoami":                  reflect.TypeFor[whoami](),
 	"Error":                   reflect.TypeFor[apiError](),
 	// The lifecycle executor's documents (held deletions, due report).
 	"DeletionDecision": reflect.TypeFor[decisionInput](),
@@ -101,6 +102,18 @@ var queryParams = map[string][]queryParam{
 		{"limit", "integer", "subjects read from the due index, 1..10000, default 1000"},
 	},
 	"POST /v1/wipes": {{"dry_run", "boolean", "list the wipes (with the cascade) without queuing them"}},
+	"GET /v1/audit": {
+		{"after", "string", "continue after this entry id (the previous answer's next)"},
+		{"limit", "integer", "1..1000, default 100"},
+		{"format", "string", "ndjson: stream every matching entry as NDJSON (also Accept: application/x-ndjson)"},
+		{"actor", "string", "entries by this actor (a token's name, \"system\", …)"},
+		{"action", "string", "entries with this action; a value ending in \".\" (\"wipe.\") is a prefix"},
+		{"entity", "string", "with id: entries about this subject (matched by its keyed hash; the trail never holds ids in clear)"},
+		{"id", "string", "with entity: see entity"},
+		{"subject", "string", "entries about the subject with this keyed hash (\"h:…\")"},
+		{"since", "string", "entries at or after this RFC 3339 time"},
+		{"until", "string", "entries at or before this RFC 3339 time"},
+	},
 }
 
 // registerWriteParams are accepted by every register write.
@@ -121,6 +134,7 @@ var answerSchemas = map[string]string{
 	"GET /v1/lifecycle":               "LifecycleStatus",
 	"GET /v1/wipes/{id}":              "Wipe",
 	"GET /v1/subjects/{entity}/{id}":  "SubjectState",
+	"GET /v1/whoami":                  "Whoami",
 }
 
 // optionalBodies are request bodies a client may leave out.
@@ -161,9 +175,13 @@ func (s *Server) OpenAPI() map[string]any {
 				"default": map[string]any{"description": "error", "content": jsonContent("Error")},
 			},
 		}
-		if rt.scope == "" {
+		switch rt.scope {
+		case "":
 			op["security"] = []any{}
-		} else {
+		case scopeAnyToken:
+			op["security"] = []any{map[string]any{"bearer": []string{}}}
+			op["x-required-scope"] = "any valid token"
+		default:
 			op["security"] = []any{map[string]any{"bearer": []string{rt.scope}}}
 			op["x-required-scope"] = rt.scope
 		}
@@ -236,8 +254,11 @@ var timeType = reflect.TypeFor[time.Time]()
 // schemaOf is a small JSON-schema rendering of a Go type following its json
 // tags (embedded structs are flattened, as encoding/json does).
 func schemaOf(t reflect.Type) map[string]any {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if t.Kind() == reflect.Pointer {
+		// A pointer member may be null (the console offers "none" for it).
+		s := schemaOf(t.Elem())
+		s["nullable"] = true
+		return s
 	}
 	if t == timeType {
 		return map[string]any{"type": "string", "format": "date-time"}

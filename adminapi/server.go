@@ -1,7 +1,7 @@
 // Package adminapi is gdprgate's admin API: JSON over HTTP under /v1/ for the
 // GDPR registers, evidence, subjects' computed state, wipes (WipeCtcAll) and
-// the audit trail, plus /healthz, /readyz, /metrics and an OpenAPI document
-// at /v1/openapi.json.
+// the audit trail, plus /healthz, /readyz, /metrics, an OpenAPI document
+// at /v1/openapi.json and the admin console (package console) under /ui/.
 //
 // Every /v1/ route needs a bearer token with a scope (see Scope*);
 // /healthz, /readyz and /metrics are open so that probes and scrapers need no
@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gdprgate/gdprgate/adminapi/console"
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/forget"
@@ -52,6 +53,10 @@ const (
 	// rights)").
 	ScopeGdprPermission = "gdpr_permission"
 )
+
+// scopeAnyToken marks a route that needs a valid token and no particular
+// scope.
+const scopeAnyToken = "*"
 
 var knownScopes = []string{ScopeEditItems, ScopeEditEvidence, ScopeExportEvidence, ScopeWipe, ScopeAuditRead, ScopeAdmin, ScopeImportHistory, ScopeGdprPermission}
 
@@ -110,6 +115,9 @@ type Options struct {
 	// Clock is "now" for legalisation status and subject state (default
 	// time.Now).
 	Clock func() time.Time
+	// DisableConsole stops serving the admin console (package console)
+	// under /ui/.
+	DisableConsole bool
 }
 
 // Server is the admin API's http.Handler.
@@ -210,6 +218,12 @@ func New(o Options) (*Server, error) {
 		}
 		s.mux.Handle(r.method+" "+r.path, h)
 	}
+	if !o.DisableConsole {
+		// The console is static files: it calls /v1/ with the operator's
+		// token like any other client and adds no route of its own.
+		s.mux.Handle(console.Prefix, console.Handler())
+		s.mux.Handle("GET /ui", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
+	}
 	// JSON answers for unmatched /v1/ paths instead of the mux's text.
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such admin API route: "+r.Method+" "+r.URL.Path)
@@ -219,7 +233,13 @@ func New(o Options) (*Server, error) {
 
 // ServeHTTP serves the admin API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	// JSON answers are data, never a document: a browser opening one
+	// directly runs nothing from it and may not frame it (the console's
+	// own answers set their policy).
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -231,6 +251,7 @@ func (s *Server) buildRoutes() {
 	add("GET", "/readyz", "", "Readiness: store reachable, registers loaded, GDPR enforced, route map and policy usable; the body lists every check and why it fails", "", s.handleReady)
 	add("GET", "/metrics", "", "Prometheus metrics", "", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	add("GET", "/v1/openapi.json", "", "This OpenAPI document", "", s.handleOpenAPI)
+	add("GET", "/v1/whoami", scopeAnyToken, "The calling token's name and scopes (any valid token; the console shows what the token may do)", "", s.handleWhoami)
 
 	s.mountRegisters(add)
 
@@ -266,7 +287,7 @@ func (s *Server) buildRoutes() {
 	add("GET", "/v1/reports/due", ScopeExportEvidence, "Subjects with a lifecycle transition or evidence purge due within ?within= (e.g. 7d, 36h; default 7d), with bits and instants; ?limit=", "", s.handleDueReport)
 	add("GET", "/v1/lifecycle", ScopeEditItems, "The lifecycle executor: deletion mode, subjects indexed and due, held deletions, the re-indexing after the last register change", "", s.handleLifecycle)
 
-	add("GET", "/v1/audit", ScopeAuditRead, "Audit trail (?after=&limit=; NDJSON export with Accept: application/x-ndjson or ?format=ndjson)", "", s.handleAudit)
+	add("GET", "/v1/audit", ScopeAuditRead, "Audit trail, oldest first (?after=&limit=; filters ?actor=&action=&entity=&id= or subject=&since=&until=; NDJSON export with Accept: application/x-ndjson or ?format=ndjson)", "", s.handleAudit)
 }
 
 type tokenKey struct{}
@@ -319,12 +340,31 @@ func (s *Server) authorize(scope string, next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "invalid_token", "the bearer token is not valid")
 			return
 		}
-		if !found.scopes[scope] && !found.scopes[ScopeAdmin] {
+		if scope != scopeAnyToken && !found.scopes[scope] && !found.scopes[ScopeAdmin] {
 			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token %q lacks the scope %q needed for %s %s", found.name, scope, r.Method, r.URL.Path))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, found)))
 	})
+}
+
+// whoami is the answer of GET /v1/whoami.
+type whoami struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+}
+
+// handleWhoami tells a client which token it holds and what it may do; it
+// reveals nothing the token's holder does not already have.
+func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	t, _ := r.Context().Value(tokenKey{}).(*tokenEntry)
+	out := whoami{Name: t.name, Scopes: []string{}}
+	for _, sc := range knownScopes {
+		if t.scopes[sc] {
+			out.Scopes = append(out.Scopes, sc)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

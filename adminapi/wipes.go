@@ -243,9 +243,16 @@ func queryLimit(w http.ResponseWriter, r *http.Request, def, max int) (int, bool
 // handleAudit pages the audit trail oldest first: {"entries":[…],"next":id};
 // pass next as ?after= to continue. With Accept: application/x-ndjson or
 // ?format=ndjson it streams every entry after ?after= as NDJSON (an export).
+// Filters (actor, action, entity+id or subject, since, until; see
+// auditFilter) apply to both; a filtered page reads at most auditScanMax
+// entries and says with "end" whether the trail is exhausted.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	after := r.URL.Query().Get("after")
+	f, ok := s.parseAuditFilter(w, r)
+	if !ok {
+		return
+	}
 	if wantsNDJSON(r) {
 		entries, next, err := s.o.Store.Audit(ctx, after, 1000)
 		if err != nil {
@@ -257,6 +264,13 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		enc := json.NewEncoder(w)
 		for len(entries) > 0 {
 			for _, e := range entries {
+				ok, past := f.match(e)
+				if past {
+					return
+				}
+				if !ok {
+					continue
+				}
 				if err := enc.Encode(e); err != nil {
 					return // client went away
 				}
@@ -277,13 +291,46 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	entries, next, err := s.o.Store.Audit(ctx, after, limit)
-	if err != nil {
-		s.storeFailed(w, r, "read audit", err)
+	if !f.any() {
+		entries, next, err := s.o.Store.Audit(ctx, after, limit)
+		if err != nil {
+			s.storeFailed(w, r, "read audit", err)
+			return
+		}
+		if entries == nil {
+			entries = []audit.Entry{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "next": next, "end": len(entries) < limit})
 		return
 	}
-	if entries == nil {
-		entries = []audit.Entry{}
+	out := []audit.Entry{}
+	scanned, end, next := 0, false, after
+scan:
+	for scanned < auditScanMax {
+		entries, n, err := s.o.Store.Audit(ctx, next, min(1000, auditScanMax-scanned))
+		if err != nil {
+			s.storeFailed(w, r, "read audit", err)
+			return
+		}
+		if len(entries) == 0 || n == "" || n == next {
+			end = true
+			break
+		}
+		for _, e := range entries {
+			scanned++
+			next = e.ID
+			ok, past := f.match(e)
+			if past {
+				end = true
+				break scan
+			}
+			if ok {
+				out = append(out, e)
+				if len(out) == limit {
+					break scan
+				}
+			}
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": entries, "next": next})
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "next": next, "end": end, "scanned": scanned})
 }

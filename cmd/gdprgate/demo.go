@@ -109,6 +109,7 @@ func printWalkthrough(w io.Writer, gw, admin, backend, held string) {
 
   gateway (the CRM behind gdprgate): %[1]s
   admin API:                         %[2]s   (token: %[4]s)
+  admin console:                     %[2]s/ui/   (sign in with the token %[4]s)
   the unprotected CRM:               %[3]s
 
 Try it (Ctrl-C stops everything):

@@ -513,7 +513,14 @@ type AdminConfig struct {
 	TLSKey       string       `yaml:"tls_key"`
 	ClientCA     string       `yaml:"client_ca"` // set: mTLS required
 	MaxBodyBytes int64        `yaml:"max_body_bytes"`
+	// Console serves the admin console under /ui/ on the admin listener
+	// (default true). It is static files calling the admin API with the
+	// operator's token: turning it off removes no API.
+	Console *bool `yaml:"console"`
 }
+
+// ConsoleEnabled reports whether the admin listener serves the console.
+func (a AdminConfig) ConsoleEnabled() bool { return a.Console == nil || *a.Console }
 
 // DecisionConfig tunes the decision log.
 type DecisionConfig struct {
