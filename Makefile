@@ -1,6 +1,7 @@
 # gdprgate — build, test, demo. `make test` installs what the tests need
 # (redis-server, nginx, caddy, curl, ca-certificates, chromium) with apt-get when it is missing, so a
-# fresh machine needs nothing by hand.
+# fresh machine needs nothing by hand; the console's browser tests then fail rather than skip
+# (GDPRGATE_REQUIRE_BROWSER=1) when Chromium cannot start.
 
 GO        ?= go
 BIN       ?= bin/gdprgate
@@ -49,8 +50,8 @@ test-deps:
 test: test-deps
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (echo "gofmt needed:"; gofmt -l .; exit 1)
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race $(RACE_PKGS)
+	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 ./...
+	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 -race $(RACE_PKGS)
 
 lint:
 	$(GO) vet ./...

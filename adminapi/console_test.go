@@ -30,7 +30,7 @@ func TestWhoamiTellsAnyValidTokenItsNameAndScopes(t *testing.T) {
 // origin, and the API's own answers are never a document a browser runs or
 // frames.
 func TestConsoleIsServedUnderUIWithItsSecurityHeaders(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(o *Options) { o.Console = true })
 	r := e.do("GET", "/ui/", "", "")
 	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
 		t.Fatalf("console: %d %s", r.status, r.header.Get("Content-Type"))
@@ -61,9 +61,12 @@ func TestConsoleIsServedUnderUIWithItsSecurityHeaders(t *testing.T) {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, r.status, tc.want)
 		}
 	}
-	off := newEnv(t, func(o *Options) { o.DisableConsole = true })
-	if r := off.do("GET", "/ui/", "", ""); r.status != 404 {
-		t.Errorf("disabled console: %d", r.status)
+	// Off unless configured: no page, and no redirect that would reveal one.
+	off := newEnv(t)
+	for _, p := range []string{"/ui/", "/ui", "/ui/js/app.js"} {
+		if r := off.do("GET", p, "", ""); r.status != 404 {
+			t.Errorf("console not configured: GET %s: %d", p, r.status)
+		}
 	}
 }
 

@@ -115,9 +115,9 @@ type Options struct {
 	// Clock is "now" for legalisation status and subject state (default
 	// time.Now).
 	Clock func() time.Time
-	// DisableConsole stops serving the admin console (package console)
-	// under /ui/.
-	DisableConsole bool
+	// Console serves the admin console (package console) under /ui/; off
+	// by default.
+	Console bool
 }
 
 // Server is the admin API's http.Handler.
@@ -218,7 +218,7 @@ func New(o Options) (*Server, error) {
 		}
 		s.mux.Handle(r.method+" "+r.path, h)
 	}
-	if !o.DisableConsole {
+	if o.Console {
 		// The console is static files: it calls /v1/ with the operator's
 		// token like any other client and adds no route of its own.
 		s.mux.Handle(console.Prefix, console.Handler())

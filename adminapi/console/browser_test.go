@@ -192,6 +192,7 @@ type consoleApp struct {
 func startApp(t *testing.T) *consoleApp {
 	t.Helper()
 	sc := apptest.New(t, apptest.Options{Configure: func(c *config.Config) {
+		c.Admin.Console = true
 		c.Admin.Tokens = append(c.Admin.Tokens,
 			config.AdminToken{Name: "dpo", SHA256: adminapi.HashToken(adminToken), Scopes: []string{"admin"}},
 			config.AdminToken{Name: "auditor", SHA256: adminapi.HashToken(auditToken), Scopes: []string{"audit_read"}},

@@ -52,6 +52,7 @@ func runDemo(ctx context.Context, sf *serverFlags, stdout, stderr io.Writer) err
 	}
 	sf.apply(cfg)
 	cfg.Admin.Tokens = append(cfg.Admin.Tokens, config.AdminToken{Name: "demo", SHA256: adminapi.HashToken(DemoToken), Scopes: []string{"admin"}})
+	cfg.Admin.Console = true // the demo is where an operator first looks around
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -168,8 +168,10 @@ func TestChartRendersValidObjectsForEachWayToRunIt(t *testing.T) {
 			if cm == nil {
 				t.Fatalf("config maps %v", o.configMaps)
 			}
-			if _, err := config.Parse([]byte(cm.Data["gdprgate.yaml"])); err != nil {
+			if cfg, err := config.Parse([]byte(cm.Data["gdprgate.yaml"])); err != nil {
 				t.Errorf("the rendered --config does not load: %v\n%s", err, cm.Data["gdprgate.yaml"])
+			} else if cfg.Admin.Console {
+				t.Error("the admin console is on although console.enabled is not set")
 			}
 			bs, err := bootstrapcheck.Check([]byte(o.configMaps["shop-gdprgate-envoy"].Data["envoy.yaml"]))
 			if err != nil {
@@ -177,6 +179,21 @@ func TestChartRendersValidObjectsForEachWayToRunIt(t *testing.T) {
 			}
 			if n := len(bs.GetStaticResources().GetClusters()); n != 2 {
 				t.Errorf("%d clusters", n)
+			}
+		}},
+		{"the admin console enabled beside the user's admin settings", map[string]any{
+			"redis":   map[string]any{"url": "redis://redis:6379/0"},
+			"config":  map[string]any{"routes": routeMap["routes"], "admin": map[string]any{"max_body_bytes": 1 << 20}},
+			"console": map[string]any{"enabled": true},
+			"envoy":   map[string]any{"trustRolesHeader": true},
+		}, func(t *testing.T, o *objects) {
+			y := o.configMaps["shop-gdprgate-config"].Data["gdprgate.yaml"]
+			cfg, err := config.Parse([]byte(y))
+			if err != nil {
+				t.Fatalf("the rendered --config does not load: %v\n%s", err, y)
+			}
+			if !cfg.Admin.Console || cfg.Admin.MaxBodyBytes != 1<<20 || len(cfg.Routes) != 1 {
+				t.Errorf("console %v, admin.max_body_bytes %d, %d routes:\n%s", cfg.Admin.Console, cfg.Admin.MaxBodyBytes, len(cfg.Routes), y)
 			}
 		}},
 		{"sidecar with roles from verified JWTs", map[string]any{
@@ -311,6 +328,8 @@ func TestChartRefusesIncompleteOrMistypedValues(t *testing.T) {
 		{"a mistyped key", map[string]any{"replica": 2, "redis": map[string]any{"url": "redis://a:6379"}}, "replica"},
 		{"an unknown mode", map[string]any{"mode": "both", "redis": map[string]any{"url": "redis://a:6379"}}, "mode"},
 		{"a Redis URL that is no Redis", map[string]any{"redis": map[string]any{"url": "http://a"}}, "/redis/url"},
+		{"the console with a config the chart does not write", map[string]any{"redis": map[string]any{"url": "redis://a:6379"}, "envoy": map[string]any{"trustRolesHeader": true}, "existingConfigMap": "mine", "console": map[string]any{"enabled": true}}, "admin.console: true in your own"},
+		{"a mistyped console key", map[string]any{"redis": map[string]any{"url": "redis://a:6379"}, "envoy": map[string]any{"trustRolesHeader": true}, "console": map[string]any{"enable": true}}, "enable"},
 		{"sidecar without a way to know roles", map[string]any{"redis": map[string]any{"url": "redis://a:6379"}}, "envoy.jwt.issuer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -277,7 +277,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		Ready: a.ready, Gatherer: reg, MaxBodyBytes: cfg.Admin.MaxBodyBytes,
 		WipesPerMinute: cfg.Wipes.PerMinute, Clock: now,
 		Forget: exec, MaxDeletionsPerChange: cfg.Lifecycle.MaxDeletionsPerChange,
-		DisableConsole: !cfg.Admin.ConsoleEnabled(),
+		Console: cfg.Admin.Console,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("admin api: %w", err))

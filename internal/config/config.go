@@ -514,13 +514,11 @@ type AdminConfig struct {
 	ClientCA     string       `yaml:"client_ca"` // set: mTLS required
 	MaxBodyBytes int64        `yaml:"max_body_bytes"`
 	// Console serves the admin console under /ui/ on the admin listener
-	// (default true). It is static files calling the admin API with the
-	// operator's token: turning it off removes no API.
-	Console *bool `yaml:"console"`
+	// (default false: a listener serves no web page unless asked). It is
+	// static files calling the admin API with the operator's token: it adds
+	// no API and turning it off removes none.
+	Console bool `yaml:"console"`
 }
-
-// ConsoleEnabled reports whether the admin listener serves the console.
-func (a AdminConfig) ConsoleEnabled() bool { return a.Console == nil || *a.Console }
 
 // DecisionConfig tunes the decision log.
 type DecisionConfig struct {
