@@ -138,6 +138,9 @@ func (s *Server) handleDeletionDecideOne(approve bool) http.HandlerFunc {
 		case "not_held":
 			writeError(w, http.StatusConflict, "not_held", "deletion "+strconv.Quote(id)+" is not held: "+ds[0].Error)
 			return
+		case forget.StatusNotDue:
+			writeError(w, http.StatusConflict, forget.StatusNotDue, "deletion "+strconv.Quote(id)+" is not due any more ("+ds[0].Error+"); it stays held: reject it")
+			return
 		case "error":
 			writeError(w, http.StatusServiceUnavailable, "store_unavailable", ds[0].Error)
 			return
@@ -200,8 +203,13 @@ func (s *Server) handleDeletionDecideBulk(approve bool) http.HandlerFunc {
 	}
 }
 
-// decide runs the executor's decision and answers its refusals.
+// decide runs the executor's decision and answers its refusals; with
+// ?dry_run=true it answers the decision's preview instead.
 func (s *Server) decide(w http.ResponseWriter, r *http.Request, ids []string, approve bool, confirm bool) ([]forget.Decision, bool) {
+	if r.URL.Query().Get("dry_run") == "true" {
+		s.previewDecision(w, r, ids, approve)
+		return nil, false
+	}
 	ds, err := s.o.Forget.DecideHeld(r.Context(), ids, approve, actor(r.Context()), confirm)
 	var ge *forget.GuardError
 	if errors.As(err, &ge) {
@@ -217,6 +225,59 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, ids []string, ap
 		ds = []forget.Decision{}
 	}
 	return ds, true
+}
+
+// decisionPreview is the answer of a decision's dry run.
+type decisionPreview struct {
+	DryRun bool `json:"dry_run"`
+	// Decisions are the statuses the deletions would get (queued,
+	// rejected) or why they would not be decided (not_held, not_found,
+	// not_due).
+	Decisions []forget.Decision `json:"decisions"`
+	// Deletions are the held records that would be decided, with the
+	// backend calls each one makes.
+	Deletions []deletionView `json:"deletions"`
+	// Guard: the approvals the mass-deletion guard would count, and its
+	// limit per minute across every sidecar ("confirm": true beyond it).
+	Guard struct {
+		Asked     int `json:"asked"`
+		PerMinute int `json:"per_minute"`
+	} `json:"guard"`
+	SuspendWipes     bool `json:"suspend_wipes"`
+	SuspendWipeIssue bool `json:"suspend_wipe_issue"`
+}
+
+// previewDecision answers what an approval or rejection would do, and
+// changes nothing (no decision, no guard count, no audit entry).
+func (s *Server) previewDecision(w http.ResponseWriter, r *http.Request, ids []string, approve bool) {
+	ctx := r.Context()
+	p, err := s.o.Forget.PlanDecision(ctx, ids, approve)
+	if err != nil {
+		s.storeFailed(w, r, "preview the decision", err)
+		return
+	}
+	ix, err := s.o.Store.Registers(ctx)
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	out := decisionPreview{DryRun: true, Decisions: []forget.Decision{}, Deletions: []deletionView{}}
+	out.Guard.Asked, out.Guard.PerMinute = p.Admit, s.o.Forget.PerMinute()
+	if ix.Registers != nil {
+		out.SuspendWipes, out.SuspendWipeIssue = ix.Registers.Config.SuspendWipes, ix.Registers.Config.SuspendWipeIssue
+	}
+	for _, d := range p.Decisions {
+		out.Decisions = append(out.Decisions, forget.Decision{ID: d.ID, Status: d.Status, Error: d.Error})
+		if d.Status != cache.WipeQueued && d.Status != cache.WipeRejected {
+			continue
+		}
+		v := deletionView{WipeRecord: *d.Record}
+		if d.Record.Bits != 0 {
+			v.Sensitivities = forget.Sensitivities(ix, d.Record.Bits)
+		}
+		out.Deletions = append(out.Deletions, v)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // parseWithin reads a report window: a Go duration ("36h") or days ("7d").

@@ -73,6 +73,11 @@ func resolveEvidence(ix *model.Index, in *evidenceInput, w evidenceWrite) (histo
 		if in.CreatedBy != "" && in.CreatedBy != w.actor {
 			fes = append(fes, model.FieldError{Field: "created_by", Reason: "is set by the server (the token's name); " + needs})
 		}
+		if in.SubjectOrigin != nil {
+			// Dating the subject's data back moves every lifecycle instant
+			// it counts from, and so can make it due for deletion at once.
+			fes = append(fes, model.FieldError{Field: "subject_origin", Reason: "dates the subject's data (its lifecycle, and so when it is forgotten); " + needs})
+		}
 		if fes != nil {
 			return false, fes
 		}
@@ -121,9 +126,15 @@ func (s *Server) handleEvidenceCreate(w http.ResponseWriter, r *http.Request) {
 		Time: now.UTC(), Actor: actor(ctx), Action: "evidence.create",
 		Object: "legalisations/" + in.LegalisationID, Subject: s.o.Hasher.Subject(in.Subject),
 	}
-	if historical {
+	if historical || in.SubjectOrigin != nil {
 		entry.Action = "evidence.import_history"
-		entry.Detail = map[string]string{"created_at": in.CreatedAt.UTC().Format(time.RFC3339)}
+		entry.Detail = map[string]string{}
+		if historical {
+			entry.Detail["created_at"] = in.CreatedAt.UTC().Format(time.RFC3339)
+		}
+		if in.SubjectOrigin != nil {
+			entry.Detail["subject_origin"] = in.SubjectOrigin.UTC().Format(time.RFC3339)
+		}
 	}
 	stored, err := s.o.Store.PutEvidence(ctx, []model.Evidence{in.Evidence}, entry)
 	if err != nil {
@@ -289,7 +300,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		}
 		imp.pending = append(imp.pending, in.Evidence)
 		imp.pendingIdx = append(imp.pendingIdx, i)
-		if historical {
+		if historical || in.SubjectOrigin != nil {
 			imp.pendingHistory++
 		}
 		if !atomic && len(imp.pending) >= s.o.ImportBatch {
@@ -402,7 +413,8 @@ type importer struct {
 	results    []importResult
 	pending    []model.Evidence
 	pendingIdx []int
-	// pendingHistory counts pending records that carry their own created_at.
+	// pendingHistory counts pending records that carry their own created_at
+	// or their subject's origin.
 	pendingHistory int
 	stored         int
 	failed         int

@@ -252,19 +252,108 @@ func TestWipeDryRunListsTheCascade(t *testing.T) {
 
 // An evidence import may carry the subject's origin (when the system that
 // created the data says so): it becomes the subject's origin unless an
-// operator set one; a future one is refused.
+// operator set one; a future one is refused. Dating a subject's data back
+// can make it due for deletion at once, so it is history, like a
+// back-dated created_at: it needs the import_history scope and is audited
+// as evidence.import_history with the instant.
 func TestEvidenceImportCarriesTheSubjectsOrigin(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(o *Options) {
+		o.Tokens = append(o.Tokens, Token{Name: "historian", SHA256: HashToken("historian"), Scopes: []string{ScopeEditEvidence, ScopeImportHistory}})
+	})
 	body := `{"subject":{"entity":"contact","id":"c-77"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","subject_origin":"2026-03-01T00:00:00Z"}`
-	if r := e.do("POST", "/v1/evidence:import", ScopeEditEvidence, body, "Content-Type: application/x-ndjson"); r.status != 200 {
+	// An edit_evidence token alone may not date a subject back: refused,
+	// nothing stored.
+	before := e.snapshot()
+	if r := e.do("POST", "/v1/evidence:import", ScopeEditEvidence, body, "Content-Type: application/x-ndjson"); !strings.Contains(string(r.body), "import_history") {
+		t.Fatalf("import with subject_origin without import_history: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/evidence", ScopeEditEvidence, body); r.status != 422 || !strings.Contains(string(r.body), "subject_origin") {
+		t.Fatalf("create with subject_origin without import_history: %d %s", r.status, r.body)
+	}
+	if e.snapshot() != before {
+		t.Fatal("a refused subject_origin changed the store")
+	}
+	if rec, err := e.store.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: "c-77"}); err == nil && !rec.Subject.Origin.IsZero() {
+		t.Fatalf("a refused subject_origin dated the subject: %+v", rec.Subject)
+	}
+	if r := e.do("POST", "/v1/evidence:import", "historian", body, "Content-Type: application/x-ndjson"); r.status != 200 {
 		t.Fatalf("import: %d %s", r.status, r.body)
 	}
 	rec, _ := e.store.Subject(context.Background(), model.SubjectRef{Entity: "contact", ID: "c-77"})
 	if !rec.Subject.Origin.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) || rec.Evidence[0].SubjectOrigin != nil {
 		t.Fatalf("subject after import = %+v", rec)
 	}
+	if a := e.lastAudit(); a.Action != "evidence.import_history" || a.Detail["historical"] != "1" {
+		t.Fatalf("import audit = %+v", a)
+	}
+	one := `{"subject":{"entity":"contact","id":"c-79"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","subject_origin":"2026-02-01T00:00:00Z"}`
+	if r := e.do("POST", "/v1/evidence", "historian", one); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "evidence.import_history" || a.Detail["subject_origin"] != "2026-02-01T00:00:00Z" {
+		t.Fatalf("create audit = %+v", a)
+	}
 	future := `{"subject":{"entity":"contact","id":"c-78"},"legalisation_id":"contract-care","origin":"2026-05-01T00:00:00Z","subject_origin":"2027-01-01T00:00:00Z"}`
-	if r := e.do("POST", "/v1/evidence", ScopeEditEvidence, future); r.status != 422 || !strings.Contains(string(r.body), "subject_origin") {
+	if r := e.do("POST", "/v1/evidence", "historian", future); r.status != 422 || !strings.Contains(string(r.body), "subject_origin") {
 		t.Fatalf("future subject_origin: %d %s", r.status, r.body)
+	}
+}
+
+// An approval can be previewed: ?dry_run=true answers the deletions it
+// would queue with the backend calls each makes and what the guard would
+// count, and decides nothing. An approval of a lifecycle deletion whose
+// data is no longer obliviated is refused (409 not_due) and it stays held.
+func TestApprovalPreviewDecidesNothingAndStaleDeletionsAreRefused(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.WipesPerMinute = 1 })
+	ctx := context.Background()
+	for i := range 2 {
+		if err := e.store.EnqueueWipe(ctx, heldRecord(fmt.Sprintf("lc-%d", i), fmt.Sprintf("c-%d", i+2), e.now.Add(time.Duration(i)*time.Second)), audit.Entry{Actor: "lifecycle"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c-1's contact data is covered by contract-care: an erasure of it is
+	// not due.
+	stale := heldRecord("lc-stale", "c-1", e.now.Add(time.Minute))
+	stale.Bits = 0b10
+	if err := e.store.EnqueueWipe(ctx, stale, audit.Entry{Actor: "lifecycle"}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.snapshot()
+	for _, c := range []struct{ path, body string }{
+		{"/v1/deletions/lc-0/approve?dry_run=true", ""},
+		{"/v1/deletions:approve?dry_run=true", `{"all":true}`},
+		{"/v1/deletions:reject?dry_run=true", `{"ids":["lc-1"]}`},
+	} {
+		r := e.do("POST", c.path, ScopeWipe, c.body)
+		var p decisionPreview
+		if r.status != 200 || json.Unmarshal(r.body, &p) != nil || !p.DryRun || len(p.Deletions) == 0 || len(p.Deletions[0].Steps) != 1 || p.Guard.PerMinute != 1 {
+			t.Fatalf("%s: %d %s", c.path, r.status, r.body)
+		}
+		if c.path == "/v1/deletions:approve?dry_run=true" {
+			// Two due (the guard would count 2), the stale one refused.
+			if p.Guard.Asked != 2 || len(p.Decisions) != 3 || p.Decisions[2].Status != forget.StatusNotDue || len(p.Deletions) != 2 {
+				t.Fatalf("bulk preview = %s", r.body)
+			}
+		}
+	}
+	if e.snapshot() != before {
+		t.Fatal("a dry run changed the store or the audit trail")
+	}
+	if h, _ := e.store.HeldWipes(ctx, 0); len(h) != 3 {
+		t.Fatalf("%d held after dry runs, want 3", len(h))
+	}
+	// The guard (1 a minute) counted nothing: one approval passes.
+	if r := e.do("POST", "/v1/deletions/lc-0/approve", ScopeWipe, `{"confirm":false}`); r.status != 200 {
+		t.Fatalf("approve after dry runs: %d %s", r.status, r.body)
+	}
+	r := e.do("POST", "/v1/deletions/lc-stale/approve", ScopeWipe, `{"confirm":true}`)
+	if r.status != 409 || r.json(t)["error"] != forget.StatusNotDue || !strings.Contains(string(r.body), "contact") {
+		t.Fatalf("approve a stale deletion: %d %s", r.status, r.body)
+	}
+	if w, _ := e.store.Wipe(ctx, "lc-stale"); w.Status != cache.WipeHeld {
+		t.Fatalf("stale deletion is %s, want held", w.Status)
+	}
+	if r := e.do("POST", "/v1/deletions/lc-stale/reject", ScopeWipe, ""); r.status != 200 {
+		t.Fatalf("reject a stale deletion: %d %s", r.status, r.body)
 	}
 }

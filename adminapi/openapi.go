@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ var schemaTypes = map[string]reflect.Type{
 	"Deletion":         reflect.TypeFor[deletionView](),
 	"DeletionList":     reflect.TypeFor[deletionList](),
 	"Decisions":        reflect.TypeFor[decisionsAnswer](),
+	"DecisionPreview":  reflect.TypeFor[decisionPreview](),
 	"DueReport":        reflect.TypeFor[dueReport](),
 	"ChangePreview":    reflect.TypeFor[changePreviewAnswer](),
 	"LifecycleStatus":  reflect.TypeFor[lifecycleStatus](),
@@ -114,7 +116,14 @@ var queryParams = map[string][]queryParam{
 		{"since", "string", "entries at or after this RFC 3339 time"},
 		{"until", "string", "entries at or before this RFC 3339 time"},
 	},
+	"POST /v1/deletions/{id}/approve": {decisionDryRun},
+	"POST /v1/deletions/{id}/reject":  {decisionDryRun},
+	"POST /v1/deletions:approve":      {decisionDryRun},
+	"POST /v1/deletions:reject":       {decisionDryRun},
 }
+
+// decisionDryRun previews an approval or rejection.
+var decisionDryRun = queryParam{"dry_run", "boolean", "answer 200 with the decision's preview (DecisionPreview: the status each deletion would get, its steps, what the mass-deletion guard would count) and decide nothing"}
 
 // registerWriteParams are accepted by every register write.
 var registerWriteParams = []queryParam{
@@ -200,7 +209,15 @@ func (s *Server) OpenAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if a := answerSchemas[rt.method+" "+rt.path]; a != "" {
-			op["responses"].(map[string]any)["200"] = map[string]any{"description": "success", "content": jsonContent(a)}
+			content := jsonContent(a)
+			if slices.Contains(qps, decisionDryRun) {
+				content = map[string]any{"application/json": map[string]any{"schema": map[string]any{"oneOf": []any{
+					map[string]any{"$ref": "#/components/schemas/" + a}, map[string]any{"$ref": "#/components/schemas/DecisionPreview"}}}}}
+			}
+			op["responses"].(map[string]any)["200"] = map[string]any{"description": "success (DecisionPreview with ?dry_run=true)", "content": content}
+			if !slices.Contains(qps, decisionDryRun) {
+				op["responses"].(map[string]any)["200"].(map[string]any)["description"] = "success"
+			}
 		}
 		if isRegisterWrite(rt.method, rt.path) {
 			op["responses"].(map[string]any)["409"] = map[string]any{"description": "in_use (a reference remains: used_by, references) or confirmation_required (the change would create more deletions than lifecycle.max_deletions_per_change; the body holds the preview)", "content": jsonContent("Error")}

@@ -68,6 +68,9 @@ func NewExecutor(o ExecutorOptions) (*Executor, error) {
 // Plans are the deletions the executor can run.
 func (e *Executor) Plans() Plans { return e.o.Plans }
 
+// PerMinute is the mass-deletion guard's limit per minute.
+func (e *Executor) PerMinute() int { return e.o.PerMinute }
+
 // Auto reports whether lifecycle deletions are queued without approval.
 func (e *Executor) Auto() bool { return e.o.Auto }
 
@@ -374,15 +377,30 @@ type Decision struct {
 // ErrNotHeld: the deletion is not (or no longer) held.
 var ErrNotHeld = errors.New("the deletion is not held")
 
-// Decide approves or rejects held deletions and the cascaded wipes held
-// with them. Approvals pass the mass-deletion guard first, all together:
-// either every one of them is admitted, or none is decided (GuardError).
-func (e *Executor) DecideHeld(ctx context.Context, ids []string, approve bool, actor string, confirm bool) ([]Decision, error) {
-	var all []string
-	seen := map[string]bool{}
+// StatusNotDue is the refusal of an approval whose lifecycle reason is gone:
+// the data it deletes is no longer obliviated now (new evidence, a register
+// change, enforcement switched off). Such a deletion stays held; rejecting
+// it is the way to clear it (the sweeper creates a new one if the data is
+// obliviated again).
+const StatusNotDue = "not_due"
+
+// DecisionPlan is what a decision would do, computed without deciding:
+// Decisions (the status each deletion would get, or why it would not be
+// decided; Record is the held record with its steps) and Admit, how many
+// approvals the mass-deletion guard would count.
+type DecisionPlan struct {
+	Decisions []Decision
+	Admit     int
+}
+
+// PlanDecision is the preview of DecideHeld: the deletions ids name and the
+// wipes cascaded with them, each with the status a decision would give it.
+// An approval is refused (StatusNotDue) for a lifecycle deletion whose data
+// is not obliviated any more, with the wipes cascaded from it.
+func (e *Executor) PlanDecision(ctx context.Context, ids []string, approve bool) (DecisionPlan, error) {
 	held, err := e.o.Store.HeldWipes(ctx, 0)
 	if err != nil {
-		return nil, fmt.Errorf("held deletions: %w", err)
+		return DecisionPlan{}, fmt.Errorf("held deletions: %w", err)
 	}
 	byParent := map[string][]string{}
 	for _, h := range held {
@@ -390,16 +408,110 @@ func (e *Executor) DecideHeld(ctx context.Context, ids []string, approve bool, a
 			byParent[h.Parent] = append(byParent[h.Parent], h.ID)
 		}
 	}
-	for _, id := range ids {
-		for _, x := range append([]string{id}, byParent[id]...) {
-			if !seen[x] {
-				seen[x] = true
-				all = append(all, x)
-			}
+	var ix *model.Index
+	status := cache.WipeRejected
+	if approve {
+		status = cache.WipeQueued
+		if ix, err = e.o.Store.Registers(ctx); err != nil {
+			return DecisionPlan{}, fmt.Errorf("registers: %w", err)
 		}
 	}
-	if approve && len(all) > 0 {
-		if err := e.Admit(ctx, len(all), confirm); err != nil {
+	var p DecisionPlan
+	seen := map[string]bool{}
+	notDue := map[string]string{} // lifecycle parent id → why
+	for _, id := range ids {
+		for _, x := range append([]string{id}, byParent[id]...) {
+			if seen[x] {
+				continue
+			}
+			seen[x] = true
+			rec, err := e.o.Store.Wipe(ctx, x)
+			if err != nil {
+				p.Decisions = append(p.Decisions, decisionError(x, err))
+				continue
+			}
+			if rec.Status != cache.WipeHeld {
+				p.Decisions = append(p.Decisions, Decision{ID: x, Status: "not_held", Error: "it is " + rec.Status + ", not held", Record: &rec})
+				continue
+			}
+			if approve {
+				why, err := e.notDue(ctx, ix, rec, notDue)
+				if err != nil {
+					return DecisionPlan{}, err
+				}
+				if why != "" {
+					p.Decisions = append(p.Decisions, Decision{ID: x, Status: StatusNotDue, Error: why, Record: &rec})
+					continue
+				}
+				p.Admit++
+			}
+			p.Decisions = append(p.Decisions, Decision{ID: x, Status: status, Record: &rec})
+		}
+	}
+	return p, nil
+}
+
+// notDue says why a held lifecycle deletion (or a wipe cascaded from one)
+// has lost its reason, or "" when it is due. memo keeps the answers per
+// lifecycle deletion id.
+func (e *Executor) notDue(ctx context.Context, ix *model.Index, rec cache.WipeRecord, memo map[string]string) (string, error) {
+	if rec.Reason == cache.ReasonCascade && rec.Parent != "" {
+		if why, ok := memo[rec.Parent]; ok {
+			return why, nil
+		}
+		parent, err := e.o.Store.Wipe(ctx, rec.Parent)
+		if errors.Is(err, cache.ErrNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("parent deletion: %w", err)
+		}
+		if parent.Reason != cache.ReasonLifecycle {
+			return "", nil
+		}
+		why, err := e.notDue(ctx, ix, parent, memo)
+		if why != "" {
+			why = "the deletion it cascades from is not due: " + why
+		}
+		return why, err
+	}
+	if rec.Reason != cache.ReasonLifecycle {
+		return "", nil
+	}
+	if why, ok := memo[rec.ID]; ok {
+		return why, nil
+	}
+	snaps, err := e.o.Store.Snapshots(ctx, []model.SubjectRef{rec.Subject})
+	if err != nil {
+		return "", fmt.Errorf("subject state: %w", err)
+	}
+	why := ""
+	if len(snaps) == 1 {
+		st := cache.ComputeFacts(ix, snaps[0].Record, snaps[0].Origin, snaps[0].Inherited, e.o.Clock()).State
+		switch {
+		case ix.Registers != nil && !ix.Registers.Config.GdprEnforced:
+			why = "GDPR is not enforced: forgetting is not running"
+		case kindOf(rec) == cache.KindWipe && !st.Gone():
+			why = "the subject's data is no longer all obliviated"
+		case kindOf(rec) == cache.KindErasure && rec.Bits&^st.Obliviated != 0:
+			why = "no longer obliviated: " + strings.Join(Sensitivities(ix, rec.Bits&^st.Obliviated), ", ")
+		}
+	}
+	memo[rec.ID] = why
+	return why, nil
+}
+
+// DecideHeld approves or rejects held deletions and the cascaded wipes held
+// with them (PlanDecision says which). Approvals pass the mass-deletion
+// guard first, all together: either every one of them is admitted, or none
+// is decided (GuardError).
+func (e *Executor) DecideHeld(ctx context.Context, ids []string, approve bool, actor string, confirm bool) ([]Decision, error) {
+	p, err := e.PlanDecision(ctx, ids, approve)
+	if err != nil {
+		return nil, err
+	}
+	if approve && p.Admit > 0 {
+		if err := e.Admit(ctx, p.Admit, confirm); err != nil {
 			return nil, err
 		}
 	}
@@ -408,22 +520,26 @@ func (e *Executor) DecideHeld(ctx context.Context, ids []string, approve bool, a
 		action, status = "deletion.approve", cache.WipeQueued
 	}
 	now := e.o.Clock().UTC()
-	out := make([]Decision, 0, len(all))
-	for _, id := range all {
-		rec, err := e.o.Store.Wipe(ctx, id)
-		if err != nil {
-			out = append(out, decisionError(id, err))
+	out := make([]Decision, 0, len(p.Decisions))
+	for _, d := range p.Decisions {
+		if d.Status != status {
+			if d.Status == StatusNotDue {
+				e.log.InfoContext(ctx, "approval refused: the deletion is not due any more", "deletion", d.ID, "why", d.Error)
+			}
+			d.Record = nil
+			out = append(out, d)
 			continue
 		}
-		entry := audit.Entry{Time: now, Actor: actor, Action: action, Object: "wipes/" + id, Subject: e.o.Hasher.Subject(rec.Subject),
-			Detail: map[string]string{"kind": kindOf(rec), "confirm": strconv.FormatBool(confirm)}}
-		got, err := e.o.Store.DecideWipe(ctx, id, approve, actor, now, entry)
+		rec := d.Record
+		entry := audit.Entry{Time: now, Actor: actor, Action: action, Object: "wipes/" + d.ID, Subject: e.o.Hasher.Subject(rec.Subject),
+			Detail: map[string]string{"kind": kindOf(*rec), "confirm": strconv.FormatBool(confirm)}}
+		got, err := e.o.Store.DecideWipe(ctx, d.ID, approve, actor, now, entry)
 		if err != nil {
-			out = append(out, decisionError(id, err))
+			out = append(out, decisionError(d.ID, err))
 			continue
 		}
 		e.m.decisions.WithLabelValues(status).Inc()
-		out = append(out, Decision{ID: id, Status: status, Record: &got})
+		out = append(out, Decision{ID: d.ID, Status: status, Record: &got})
 	}
 	e.log.InfoContext(ctx, "held deletions decided", "actor", actor, "action", action, "count", len(out))
 	return out, nil

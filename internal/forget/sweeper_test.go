@@ -470,3 +470,85 @@ func TestWipeRequestCascadesToChildren(t *testing.T) {
 		t.Fatalf("audit tail = %+v", es[n-2:])
 	}
 }
+
+// A held lifecycle deletion is approved for the reason it was created:
+// the data is obliviated. When that reason is gone before the approval —
+// the person gave new consent, or GDPR enforcement was switched off — an
+// approval (one by one, in bulk or its preview) refuses it, with the wipes
+// cascaded from it, counts nothing against the guard and leaves it held for
+// a rejection.
+func TestApprovalRefusesDeletionsThatAreNoLongerDue(t *testing.T) {
+	f := newSweepFixture(t, nil, false, 1)
+	contact := f.put("c-1", storetest.T0.Add(-2000*day))
+	phone := model.SubjectRef{Entity: "phone_number", ID: "+420111"}
+	if err := f.store.PutSubject(f.ctx, model.Subject{Ref: phone, Origin: storetest.T0, Parent: &contact}, audit.Entry{Actor: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	f.pass()
+	var wipe, child string
+	for _, w := range f.wipes() {
+		switch {
+		case w.Subject == contact && w.Kind == cache.KindWipe && w.Status == cache.WipeHeld:
+			wipe = w.ID
+		case w.Subject == phone && w.Parent != "" && w.Status == cache.WipeHeld:
+			child = w.ID
+		}
+	}
+	if wipe == "" || child == "" {
+		t.Fatalf("records = %+v, want a held wipe of the contact cascading to the phone", f.wipes())
+	}
+	// Fresh evidence: bits 0-2 active again (health, covered by nothing,
+	// stays obliviated: the subject is not gone).
+	ev := model.Evidence{Subject: contact, LegalisationID: "contract-care", Origin: f.clk.Now(), CreatedAt: f.clk.Now(), CreatedBy: "test"}
+	if _, err := f.store.PutEvidence(f.ctx, []model.Evidence{ev}, audit.Entry{Actor: "test", Time: f.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.exec.PlanDecision(f.ctx, []string{wipe}, true)
+	if err != nil || len(p.Decisions) != 2 || p.Admit != 0 {
+		t.Fatalf("plan = %+v, %v", p, err)
+	}
+	for _, ids := range [][]string{{wipe}, {child}, {wipe, child}} {
+		ds, err := f.exec.DecideHeld(f.ctx, ids, true, "dpo", false)
+		if err != nil {
+			t.Fatalf("approve %v: %v (a refused approval must not reach the guard)", ids, err)
+		}
+		for _, d := range ds {
+			if d.Status != StatusNotDue || d.Error == "" {
+				t.Fatalf("approve %v = %+v, want not_due", ids, ds)
+			}
+		}
+	}
+	if h, _ := f.store.HeldWipes(f.ctx, 0); len(h) != 2 {
+		t.Fatalf("%d held after refused approvals, want 2", len(h))
+	}
+	if fa, _ := f.store.Facts(f.ctx, contact, f.clk.Now()); fa.Restricted {
+		t.Fatal("a refused approval restricted the subject")
+	}
+	// The guard (1 a minute) counted none of them.
+	if err := f.exec.Admit(f.ctx, 1, false); err != nil {
+		t.Fatalf("guard after refused approvals: %v", err)
+	}
+	ds, err := f.exec.DecideHeld(f.ctx, []string{wipe}, false, "dpo", false)
+	if err != nil || len(ds) != 2 || ds[0].Status != cache.WipeRejected || ds[1].Status != cache.WipeRejected {
+		t.Fatalf("reject = %+v, %v", ds, err)
+	}
+
+	t.Run("enforcement switched off", func(t *testing.T) {
+		f := newSweepFixture(t, nil, false, 10)
+		f.put("c-2", storetest.T0.Add(-2000*day))
+		f.pass()
+		held, _ := f.store.HeldWipes(f.ctx, 0)
+		if len(held) == 0 {
+			t.Fatal("nothing held")
+		}
+		regs := storetest.Registers()
+		regs.Config.GdprEnforced = false
+		if _, err := f.store.SaveRegisters(f.ctx, regs, 1, audit.Entry{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := f.exec.DecideHeld(f.ctx, []string{held[0].ID}, true, "dpo", true)
+		if err != nil || ds[0].Status != StatusNotDue {
+			t.Fatalf("approve with enforcement off = %+v, %v", ds, err)
+		}
+	})
+}
