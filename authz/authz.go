@@ -119,7 +119,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			(strings.HasPrefix(proto, "HTTP/2") || strings.HasPrefix(proto, "HTTP/3"))
 	}
 	ex := s.gate.Check(ctx, greq)
-	return checkResponse(ex, headers, s.gate.IdentityHeaders()), nil
+	return checkResponse(ex, headers, s.gate.IdentityHeaders(), s.gate.SealPlan(ex, greq)), nil
 }
 
 // ownHeaders returns the x-gdpr-* headers of a request (gate.IsOwnHeader).
@@ -141,10 +141,10 @@ func ownHeaders(headers map[string]string) map[string]string {
 // (identity) that ext_proc, next in the chain, decides with again: ext_proc
 // removes those (and gdprgate's example Envoy configs strip a client's
 // identity headers before ext_authz).
-func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []string) *authv3.CheckResponse {
+func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []string, plan string) *authv3.CheckResponse {
 	v := &ex.Verdict
 	add := v.Additions()
-	meta := dynamicMetadata(ex, add.DynamicMetadata)
+	meta := dynamicMetadata(ex, add.DynamicMetadata, plan)
 	if !v.Allow {
 		hdrs := []*corev3.HeaderValueOption{header(gate.HeaderDecisionID, ex.DecisionID)}
 		if !v.PlainBody {
@@ -207,11 +207,14 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 }
 
 // dynamicMetadata is the policy's dynamic_metadata, if any, with gdprgate's
-// decision id (which wins, as opa-envoy-plugin's does) and route.
-func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struct {
-	md := make(map[string]any, len(policyMD)+2)
+// decision id (which wins, as opa-envoy-plugin's does), route and sealed
+// plan for ext_proc — always written, empty when there is none, because
+// Envoy merges this into whatever the namespace already holds.
+func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any, plan string) *structpb.Struct {
+	md := make(map[string]any, len(policyMD)+3)
 	maps.Copy(md, policyMD)
 	md["decision_id"] = ex.DecisionID
+	md[gate.PlanMetadataKey] = plan
 	if r := ex.RouteName(); r != "" {
 		md["route"] = r
 	}
@@ -222,7 +225,7 @@ func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any) *structpb.Struc
 	meta, err := structpb.NewStruct(md)
 	if err != nil {
 		// A value structpb cannot hold (the policy's): keep ours.
-		meta, _ = structpb.NewStruct(map[string]any{"decision_id": ex.DecisionID})
+		meta, _ = structpb.NewStruct(map[string]any{"decision_id": ex.DecisionID, gate.PlanMetadataKey: plan})
 	}
 	return meta
 }

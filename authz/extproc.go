@@ -35,6 +35,9 @@ type stream struct {
 	// reqHdrs are the request headers, kept when the response plan needs
 	// the request body too (a communication route).
 	reqHdrs map[string]string
+	// pooled is the pool buffer the answer being sent was rewritten into
+	// (the codec hands it back to the pool once written).
+	pooled *[]byte
 }
 
 // Process answers Envoy's ext_proc stream: one message per phase Envoy was
@@ -43,6 +46,7 @@ type stream struct {
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
 	st := &stream{}
+	in := &inbound{}
 	defer func() {
 		// A write whose answer this stream never saw (Envoy not set to
 		// send response headers, the stream cut) may still have reached
@@ -50,12 +54,18 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 		if st.ex != nil {
 			s.gate.Responded(ctx, st.ex, 0)
 		}
+		in.release()
+		if st.pooled != nil {
+			bodyPool.Put(st.pooled)
+		}
 		if st.span != nil {
 			st.span.End()
 		}
 	}()
 	for {
-		req, err := srv.Recv()
+		// With Codec, a response body aliases the received bytes until
+		// release, after the answer is sent.
+		err := srv.RecvMsg(in)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -65,7 +75,11 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			}
 			return err
 		}
-		if err := srv.Send(s.phase(ctx, st, req)); err != nil {
+		out := &outbound{resp: s.phase(ctx, st, &in.req), pooled: st.pooled}
+		st.pooled = nil
+		err = srv.SendMsg(out)
+		in.release()
+		if err != nil {
 			return err
 		}
 	}
@@ -232,7 +246,14 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 		// whole body, so refuse rather than pass bytes unchecked.
 		return immediate(502, []byte(`{"error":"body_not_buffered","message":"gdprgate needs response_body_mode BUFFERED"}`), st.ex.DecisionID, nil)
 	}
-	rw := s.gate.Rewrite(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Body: b.GetBody(), Head: st.head})
+	body := b.GetBody()
+	dst := bodyPool.Get(len(body) + len(body)/16 + 512)
+	rw := s.gate.Rewrite(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Body: body, Head: st.head, Dst: (*dst)[:0]})
+	if rw.Modified {
+		st.pooled = dst
+	} else {
+		bodyPool.Put(dst)
+	}
 	if rw.Replace {
 		return immediate(rw.Status, rw.Body, st.ex.DecisionID, rw.SetHeaders)
 	}

@@ -85,6 +85,11 @@ func TestShadowModeDecidesButChangesNothing(t *testing.T) {
 	if got := shadowCount(t, sc, "contact", "would_redact", "redacted"); got != 1 {
 		t.Errorf("would_redact = %v, want 1", got)
 	}
+	// ext_proc took both decisions from ext_authz's sealed plans: shadow
+	// mode travels with them.
+	if got := plans(t, sc)["reused"]; got != 2 {
+		t.Errorf("plans reused %v, want 2", got)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		mu.Lock()

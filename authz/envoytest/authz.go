@@ -288,14 +288,6 @@ func mutateQuery(path string, set []*corev3.QueryParameter, remove []string) str
 	return p
 }
 
-// authzMetadataStruct wraps ext_authz's dynamic metadata for metadata_context.
-func authzMetadata(md *structpb.Struct) *corev3.Metadata {
-	if md == nil {
-		return nil
-	}
-	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{AuthzNamespace: md}}
-}
-
 // CheckRequest returns the CheckRequest this emulator would send for req, without sending
 // it; load generators use it to replay Envoy-shaped checks.
 func (e *Envoy) CheckRequest(req *http.Request) (*authv3.CheckRequest, error) {

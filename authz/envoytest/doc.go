@@ -68,8 +68,13 @@
 //   - ImmediateResponse: status below 200 or unset becomes 200; headers are mutated through
 //     the same checker; details are kept in Response.Details.
 //   - The first ProcessingRequest carries protocol_config (the body modes); with
-//     ForwardAuthzMetadata every request carries metadata_context with ext_authz's dynamic
-//     metadata under "envoy.filters.http.ext_authz". Header values go in raw_value.
+//     ForwardAuthzMetadata every request carries metadata_context with the request's dynamic
+//     metadata under "envoy.filters.http.ext_authz". Header values go in raw_value. That
+//     namespace is not ext_authz's alone: filters before it may write there
+//     (Options.FilterMetadata), and ext_authz's answer is merged in, key by key
+//     (StreamInfoImpl::setDynamicMetadata is a Struct MergeFrom), so a key ext_authz does not
+//     write survives, and with no Check (no ext_authz filter, or a failure let through) what
+//     the earlier filters wrote is all there is (ext_proc.cc, addDynamicMetadata).
 //
 // Not emulated: trailers, STREAMED chunking (bodies are sent as one chunk), route-cache
 // re-routing, the HTTP (non-gRPC) ext_authz service, async/observability mode, per-route

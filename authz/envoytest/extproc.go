@@ -57,16 +57,33 @@ func (e *Envoy) openProc(ctx context.Context, x *exchange) *procSession {
 		e: e, resp: x.resp, ctx: sctx, cancel: cancel,
 		mode: proto.Clone(e.mode).(*extprocfilterv3.ProcessingMode),
 	}
-	if e.opts.ForwardAuthzMetadata {
-		p.metadata = authzMetadata(x.authzMetadata)
+	// The request's dynamic metadata when ext_proc runs: what filters
+	// before ext_authz set, with ext_authz's answer merged into its
+	// namespace (StreamInfo::setDynamicMetadata is a Struct MergeFrom: the
+	// answer's keys replace, the others stay). ext_proc forwards the
+	// configured namespaces of it (Filter::addDynamicMetadata).
+	dynamic := map[string]*structpb.Struct{}
+	for ns, s := range x.filterMetadata {
+		dynamic[ns] = s
 	}
-	for _, ns := range e.opts.ForwardNamespaces {
-		if s, ok := x.filterMetadata[ns]; ok {
+	if x.authzMetadata != nil {
+		merged := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		for k, v := range dynamic[AuthzNamespace].GetFields() {
+			merged.Fields[k] = v
+		}
+		for k, v := range x.authzMetadata.GetFields() {
+			merged.Fields[k] = v
+		}
+		dynamic[AuthzNamespace] = merged
+	}
+	forward := e.opts.ForwardNamespaces
+	if e.opts.ForwardAuthzMetadata {
+		forward = append([]string{AuthzNamespace}, forward...)
+	}
+	for _, ns := range forward {
+		if s, ok := dynamic[ns]; ok {
 			if p.metadata == nil {
-				p.metadata = &corev3.Metadata{}
-			}
-			if p.metadata.FilterMetadata == nil {
-				p.metadata.FilterMetadata = map[string]*structpb.Struct{}
+				p.metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
 			}
 			p.metadata.FilterMetadata[ns] = s
 		}

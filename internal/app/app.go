@@ -109,10 +109,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// planKey seals the plans ext_authz hands to ext_proc; without a
+	// configured key each process draws its own (see gate.Options.PlanKey).
+	var planKey []byte
 	if len(opts.HashKey) > 0 {
 		cfg.HashKey = opts.HashKey
+		planKey = cfg.HashKey
 	} else if k := os.Getenv(cfg.HashKeyEnv); k != "" {
 		cfg.HashKey = []byte(k)
+		planKey = cfg.HashKey
 	} else {
 		log.Warn("no hash key configured: subject hashes in logs and audit are guessable; set " + cfg.HashKeyEnv)
 		cfg.HashKey = []byte("gdprgate-default-hash-key")
@@ -251,7 +256,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 	a.Forget = exec
-	g, err := gate.New(gate.Options{DecisionLog: dlog, Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now})
+	g, err := gate.New(gate.Options{DecisionLog: dlog, Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now, PlanKey: planKey})
 	if err != nil {
 		return fail(err)
 	}
@@ -442,6 +447,9 @@ func (a *App) GRPCServer() *grpc.Server {
 		// grpc-go's default of 4 MiB would fail every ext_proc body
 		// between that and body.max_bytes.
 		grpc.MaxRecvMsgSize(a.Config.GRPCMaxRecvBytes()),
+		// Answers marshalled by generated code into pooled buffers, bodies
+		// neither copied out of requests nor into answers.
+		grpc.ForceServerCodecV2(authz.Codec{}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

@@ -115,6 +115,10 @@ type Options struct {
 	// RectifyRetryFor is how long a rectification audit entry the store
 	// refused is retried before it is logged as lost (0: 10 minutes).
 	RectifyRetryFor time.Duration
+	// PlanKey is the secret sealed plans are derived from (see plan.go):
+	// the configured hash key, so that every replica opens the others'
+	// plans; nil gives a random key, good within this process.
+	PlanKey []byte
 }
 
 // Gate makes the decisions. It is safe for concurrent use.
@@ -149,6 +153,9 @@ type Gate struct {
 
 	rectifier *rectifier
 	commRetry *commRetry
+	// planKeys seal the plans ext_authz hands to ext_proc.
+	planKeys *planKeys
+
 	// dlog sends OPA-shaped decision logs (nil: not configured).
 	dlog *observe.DecisionLog
 }
@@ -181,6 +188,7 @@ func New(opts Options) (*Gate, error) {
 		}
 	}
 	g.metrics = newMetrics(opts.Registerer)
+	g.planKeys = newPlanKeys(opts.PlanKey, opts.Config.Routes)
 	g.rectifier = newRectifier(g, opts.RectifyRetryFor)
 	g.commRetry = newCommRetry(g, opts.RectifyRetryFor)
 	g.unseen = map[*config.Route]*unseen{}
@@ -471,6 +479,15 @@ func (g *Gate) decisionID() string {
 // store, policy and deadline failures deny (503) unless the operator set
 // fail_open, which the policy sees as a fact.
 func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
+	if req.ResponseOnly && req.Body == nil {
+		// ext_proc: ext_authz's sealed plan, when it proves itself, is
+		// the decision (it was logged and counted there).
+		ex, result, err := g.openPlan(req)
+		g.metrics.plans.WithLabelValues(result).Inc()
+		if err == nil {
+			return ex
+		}
+	}
 	start := time.Now()
 	ex := &Exchange{DecisionID: g.decisionID()}
 	if layered := g.engine.Layered(); layered || g.dlog != nil {

@@ -26,6 +26,9 @@ type metrics struct {
 	// confirm counts answers of subject.confirm routes that did not
 	// confirm the request's subject, by route and result.
 	confirm *prometheus.CounterVec
+	// plans counts ext_proc request plans by result (reused, absent,
+	// invalid, stale).
+	plans *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,6 +68,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gdprgate_rectification_audit_pending",
 			Help: "Rectification audit entries the store refused, waiting for a retry.",
 		}),
+		plans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_extproc_plans_total",
+			Help: "ext_proc request plans by result: reused (ext_authz's sealed plan, nothing decided again), absent, invalid (forged, another key or route map, another request's), stale; all but reused decide again from the request.",
+		}, []string{"result"}),
 		commEvidence: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdprgate_communication_evidence_total",
 			Help: "Evidence records of communication routes by result: recorded, recorded_after_retry, refused (an obligatory field or the legalisation's status), not_permitted (the caller may not record evidence), lost (given up on and logged at error level).",
@@ -76,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow, m.commEvidence,
-			m.confirm)
+			m.confirm, m.plans)
 	}
 	return m
 }

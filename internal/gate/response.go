@@ -23,6 +23,9 @@ type Response struct {
 	Body   []byte
 	// Head: the request was HEAD (no body to rewrite).
 	Head bool
+	// Dst, when set, is where the rewritten body is appended (a pooled
+	// buffer of the front-end's; Rewritten.Body then shares its memory).
+	Dst []byte
 }
 
 // Rewritten is what the front-end must do with the response.
@@ -219,6 +222,10 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		res redact.Result
 		err error
 	)
+	dst := resp.Dst[:0]
+	if cap(dst) < len(body) {
+		dst = make([]byte, 0, len(body))
+	}
 	_, span := observe.Start(ctx, "redact.rewrite")
 	if u := r.unseen; u.active() && resp.Status < 300 {
 		var words [4]uint64 // on the stack for routes of up to 256 fields
@@ -228,11 +235,11 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		} else {
 			matched = make([]uint64, n)
 		}
-		if out, res, err = m.RewriteMatched(make([]byte, 0, len(body)), body, planner, matched); err == nil {
+		if out, res, err = m.RewriteMatched(dst, body, planner, matched); err == nil {
 			u.observe(matched, g.metrics.unseen, g.log)
 		}
 	} else {
-		out, res, err = m.Rewrite(make([]byte, 0, len(body)), body, planner)
+		out, res, err = m.Rewrite(dst, body, planner)
 	}
 	span.End()
 	var stale []string // coverage headers of a subject the answer is not about

@@ -20,6 +20,8 @@ import (
 // for the rewriter, and the extractors for subjects in bodies.
 type route struct {
 	cfg *config.Route
+	// index is the route's position in the config.
+	index int
 	// segs are the template's literal segments, case-folded (canon.Fold);
 	// "" marks a parameter.
 	segs []string
@@ -67,6 +69,9 @@ type table struct {
 	// serves decisions while the store is unreachable under fail-open.
 	index    *model.Index
 	byMethod map[string][]*route
+	// all are the routes in config order (a sealed plan names its route
+	// by position).
+	all []*route
 }
 
 // compile builds the route table. Sensitivity names are resolved against ix,
@@ -75,7 +80,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 	t := &table{version: ix.Version, index: ix, byMethod: map[string][]*route{}}
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		r := &route{cfg: rc, param: -1, bodySubject: -1, bodyComm: -1}
+		r := &route{cfg: rc, param: -1, bodySubject: -1, bodyComm: -1, index: i}
 		for j, seg := range splitPath(rc.Path) {
 			if strings.HasPrefix(seg, "{") {
 				r.segs = append(r.segs, "")
@@ -181,6 +186,7 @@ func compile(cfg *config.Config, ix *model.Index, hashKey []byte) (*table, error
 			}
 		}
 		t.byMethod[rc.Method] = append(t.byMethod[rc.Method], r)
+		t.all = append(t.all, r)
 	}
 	return t, nil
 }

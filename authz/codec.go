@@ -1,0 +1,322 @@
+package authz
+
+import (
+	"fmt"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Codec is gdprgate's gRPC codec (give it to the server with
+// grpc.ForceServerCodecV2). The wire format is protobuf, as grpc-go's own
+// codec writes it; what differs is where the bytes go:
+//
+//   - messages are marshalled with go-control-plane's generated code
+//     (MarshalToSizedBufferVTStrict, compiled in with the vtprotobuf build
+//     tag, as make build does) into pooled buffers, without protobuf-go's
+//     reflection; without the tag, protobuf-go marshals them;
+//   - an ext_proc answer's body is not copied into the message: the
+//     message is written as a prefix buffer followed by the body's own
+//     buffer (protobuf lets a field come last whatever its number), and a
+//     body the processor rewrote into a pooled buffer goes back to the pool
+//     once the transport has written it;
+//   - an ext_proc request's body aliases the received bytes instead of
+//     being copied out of them; the Process loop releases them after its
+//     answer is sent.
+type Codec struct{}
+
+var protoCodec = encoding.GetCodecV2(grpcproto.Name)
+
+// Name is protobuf's: the codec replaces grpc-go's for the same content type.
+func (Codec) Name() string { return grpcproto.Name }
+
+type vtMessage interface {
+	SizeVT() int
+	MarshalToSizedBufferVTStrict([]byte) (int, error)
+}
+
+// bodyPool holds the buffers bodies are rewritten into.
+var bodyPool = mem.DefaultBufferPool()
+
+// zeroCopyMin is the body size from which a body travels as its own buffer:
+// below it, one copy costs less than one more buffer.
+const zeroCopyMin = 16 << 10
+
+// Marshal implements encoding.CodecV2.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	var pooled *[]byte
+	if o, ok := v.(*outbound); ok {
+		v, pooled = o.resp, o.pooled
+	}
+	if r, ok := v.(*extprocv3.ProcessingResponse); ok {
+		if data, ok, err := marshalBodyApart(r, pooled); ok || err != nil {
+			return data, err
+		}
+		if pooled != nil {
+			// The body is copied into the message: its buffer is free
+			// once that is done.
+			defer bodyPool.Put(pooled)
+		}
+	}
+	m, ok := v.(vtMessage)
+	if !ok {
+		return protoCodec.Marshal(v)
+	}
+	size := m.SizeVT()
+	if mem.IsBelowBufferPoolingThreshold(size) {
+		buf := make([]byte, size)
+		if _, err := m.MarshalToSizedBufferVTStrict(buf); err != nil {
+			return nil, fmt.Errorf("marshal %T: %w", v, err)
+		}
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	}
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(size)
+	if _, err := m.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
+		pool.Put(buf)
+		return nil, fmt.Errorf("marshal %T: %w", v, err)
+	}
+	*buf = (*buf)[:size]
+	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// Field numbers of the ext_proc messages the codec writes and reads by hand
+// (envoy/service/ext_proc/v3/external_processor.proto).
+const (
+	fieldRespResponseBody = 4 // ProcessingResponse.response_body (BodyResponse)
+	fieldBodyRespResponse = 1 // BodyResponse.response (CommonResponse)
+	fieldCommonBodyMut    = 3 // CommonResponse.body_mutation (BodyMutation)
+	fieldMutBody          = 1 // BodyMutation.body
+	fieldMutStreamed      = 3 // BodyMutation.streamed_response (StreamedBodyResponse)
+	fieldStreamedBody     = 1 // StreamedBodyResponse.body
+	fieldStreamedEnd      = 2 // StreamedBodyResponse.end_of_stream
+	fieldReqRequestBody   = 4 // ProcessingRequest.request_body (HttpBody)
+	fieldReqResponseBody  = 5 // ProcessingRequest.response_body (HttpBody)
+	fieldHTTPBodyBody     = 1 // HttpBody.body
+	fieldHTTPBodyEnd      = 2 // HttpBody.end_of_stream
+	fieldHTTPBodyEndNoMsg = 3 // HttpBody.end_of_stream_without_message
+	firstReqOneofField    = 2 // ProcessingRequest.request oneof: fields 2 to 7
+	lastReqOneofField     = 7
+)
+
+// marshalBodyApart writes a response whose body mutation is large as a
+// prefix and the body's own buffer. ok is false when it does not apply.
+func marshalBodyApart(r *extprocv3.ProcessingResponse, pooled *[]byte) (mem.BufferSlice, bool, error) {
+	br := r.GetResponseBody()
+	cr := br.GetResponse()
+	bm := cr.GetBodyMutation()
+	var body []byte
+	var streamed *extprocv3.StreamedBodyResponse
+	switch m := bm.GetMutation().(type) {
+	case *extprocv3.BodyMutation_Body:
+		body = m.Body
+	case *extprocv3.BodyMutation_StreamedResponse:
+		streamed = m.StreamedResponse
+		body = streamed.GetBody()
+		if streamed.GetEndOfStreamWithoutMessage() {
+			return nil, false, nil
+		}
+	default:
+		return nil, false, nil
+	}
+	if len(body) < zeroCopyMin || len(br.ProtoReflect().GetUnknown()) > 0 || len(bm.ProtoReflect().GetUnknown()) > 0 {
+		return nil, false, nil
+	}
+	// The message without its body part, then the nesting written by hand
+	// around the body, last in each message.
+	r.Response, cr.BodyMutation = nil, nil
+	outer, err := marshalMsg(r)
+	inner, err2 := marshalMsg(cr)
+	r.Response, cr.BodyMutation = &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}, bm
+	if err == nil {
+		err = err2
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("marshal ext_proc answer: %w", err)
+	}
+	// BodyMutation: body (1) or streamed_response (3){end_of_stream (2), body (1)}.
+	var mutHead []byte
+	bodyField := protowire.AppendTag(nil, fieldMutBody, protowire.BytesType)
+	if streamed != nil {
+		bodyField = protowire.AppendTag(nil, fieldStreamedBody, protowire.BytesType)
+	}
+	bodyField = protowire.AppendVarint(bodyField, uint64(len(body)))
+	mutLen := len(bodyField) + len(body)
+	if streamed != nil {
+		var eos []byte
+		if streamed.GetEndOfStream() {
+			eos = protowire.AppendTag(nil, fieldStreamedEnd, protowire.VarintType)
+			eos = protowire.AppendVarint(eos, 1)
+		}
+		srLen := len(eos) + mutLen
+		mutHead = protowire.AppendTag(mutHead, fieldMutStreamed, protowire.BytesType)
+		mutHead = protowire.AppendVarint(mutHead, uint64(srLen))
+		mutHead = append(mutHead, eos...)
+		mutLen = len(mutHead) + mutLen
+	}
+	crLen := len(inner) + protowire.SizeTag(fieldCommonBodyMut) + protowire.SizeBytes(mutLen)
+	brLen := protowire.SizeTag(fieldBodyRespResponse) + protowire.SizeBytes(crLen)
+	prefix := make([]byte, 0, len(outer)+64+len(inner)+len(mutHead)+len(bodyField))
+	prefix = append(prefix, outer...)
+	prefix = protowire.AppendTag(prefix, fieldRespResponseBody, protowire.BytesType)
+	prefix = protowire.AppendVarint(prefix, uint64(brLen))
+	prefix = protowire.AppendTag(prefix, fieldBodyRespResponse, protowire.BytesType)
+	prefix = protowire.AppendVarint(prefix, uint64(crLen))
+	prefix = append(prefix, inner...)
+	prefix = protowire.AppendTag(prefix, fieldCommonBodyMut, protowire.BytesType)
+	prefix = protowire.AppendVarint(prefix, uint64(mutLen))
+	prefix = append(prefix, mutHead...)
+	prefix = append(prefix, bodyField...)
+	var bodyBuf mem.Buffer = mem.SliceBuffer(body)
+	if pooled != nil && cap(*pooled) > 0 && cap(body) > 0 && &(*pooled)[:1][0] == &body[:1][0] {
+		// The transport hands the pool its buffer back once written.
+		*pooled = body
+		bodyBuf = mem.NewBuffer(pooled, bodyPool)
+	} else if pooled != nil {
+		bodyPool.Put(pooled)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(prefix), bodyBuf}, true, nil
+}
+
+// marshalMsg marshals m with the generated code when the build has it
+// (the vtprotobuf build tag), with protobuf-go otherwise.
+func marshalMsg(m proto.Message) ([]byte, error) {
+	if vt, ok := m.(vtMessage); ok {
+		buf := make([]byte, vt.SizeVT())
+		_, err := vt.MarshalToSizedBufferVTStrict(buf)
+		return buf, err
+	}
+	return proto.Marshal(m)
+}
+
+// Unmarshal implements encoding.CodecV2.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	in, ok := v.(*inbound)
+	if !ok {
+		return protoCodec.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	aliased, err := decodeProcessingRequest(buf.ReadOnlyData(), &in.req)
+	if err != nil || !aliased {
+		buf.Free()
+		return err
+	}
+	in.buf = buf
+	return nil
+}
+
+// decodeProcessingRequest unmarshals b into req as proto.Unmarshal does,
+// except that a response body aliases b (aliased reports it). Every other
+// field goes through proto.Unmarshal (a request body too: a communication
+// route's plan keeps values read from it).
+func decodeProcessingRequest(b []byte, req *extprocv3.ProcessingRequest) (aliased bool, err error) {
+	var (
+		rest     []byte // the fields decoded by proto.Unmarshal, in order
+		body     *extprocv3.HttpBody
+		bodyNum  protowire.Number
+		lastOnef protowire.Number
+	)
+	for p := b; len(p) > 0; {
+		num, typ, n := protowire.ConsumeTag(p)
+		if n < 0 {
+			return false, fmt.Errorf("ext_proc request: %w", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, p[n:])
+		if m < 0 {
+			return false, fmt.Errorf("ext_proc request: %w", protowire.ParseError(m))
+		}
+		field := p[:n+m]
+		p = p[n+m:]
+		if num >= firstReqOneofField && num <= lastReqOneofField {
+			lastOnef = num
+		}
+		if num == fieldReqResponseBody && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(field[n:])
+			hb, ok := decodeHTTPBody(v, body, num == bodyNum)
+			if !ok {
+				// Something this decoder does not know: proto reads it all.
+				if err := proto.Unmarshal(b, req); err != nil {
+					return false, fmt.Errorf("ext_proc request: %w", err)
+				}
+				return false, nil
+			}
+			body, bodyNum = hb, num
+			continue
+		}
+		rest = append(rest, field...)
+	}
+	if err := proto.Unmarshal(rest, req); err != nil {
+		return false, fmt.Errorf("ext_proc request: %w", err)
+	}
+	if body == nil || lastOnef != bodyNum {
+		// A oneof field after the body replaced it, as in proto.Unmarshal.
+		return false, nil
+	}
+	req.Request = &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: body}
+	return len(body.Body) > 0, nil
+}
+
+// decodeHTTPBody reads an HttpBody whose body aliases b, merging into prev
+// when the same field came before (proto's merge of a repeated message
+// field). ok is false for anything it does not know (left to proto).
+func decodeHTTPBody(b []byte, prev *extprocv3.HttpBody, merge bool) (*extprocv3.HttpBody, bool) {
+	hb := &extprocv3.HttpBody{}
+	if merge && prev != nil {
+		hb = prev
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, false
+		}
+		b = b[n:]
+		switch {
+		case num == fieldHTTPBodyBody && typ == protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return nil, false
+			}
+			hb.Body, b = v, b[m:]
+		case (num == fieldHTTPBodyEnd || num == fieldHTTPBodyEndNoMsg) && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return nil, false
+			}
+			if num == fieldHTTPBodyEnd {
+				hb.EndOfStream = v != 0
+			} else {
+				hb.EndOfStreamWithoutMessage = v != 0
+			}
+			b = b[m:]
+		default:
+			return nil, false
+		}
+	}
+	return hb, true
+}
+
+// inbound is an ext_proc request received by the codec: its body aliases
+// buf until release.
+type inbound struct {
+	req extprocv3.ProcessingRequest
+	buf mem.Buffer
+}
+
+func (in *inbound) release() {
+	if in.buf != nil {
+		in.buf.Free()
+		in.buf = nil
+	}
+	proto.Reset(&in.req)
+}
+
+// outbound is an ext_proc answer to send; pooled, when set, is the pool
+// buffer its body was rewritten into.
+type outbound struct {
+	resp   *extprocv3.ProcessingResponse
+	pooled *[]byte
+}
