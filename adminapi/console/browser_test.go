@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -189,7 +190,7 @@ type consoleApp struct {
 	base string // http://127.0.0.1:port
 }
 
-func startApp(t *testing.T) *consoleApp {
+func startApp(t *testing.T, configure ...func(*config.Config)) *consoleApp {
 	t.Helper()
 	sc := apptest.New(t, apptest.Options{Configure: func(c *config.Config) {
 		c.Admin.Console = true
@@ -197,6 +198,9 @@ func startApp(t *testing.T) *consoleApp {
 			config.AdminToken{Name: "dpo", SHA256: adminapi.HashToken(adminToken), Scopes: []string{"admin"}},
 			config.AdminToken{Name: "auditor", SHA256: adminapi.HashToken(auditToken), Scopes: []string{"audit_read"}},
 		)
+		for _, f := range configure {
+			f(c)
+		}
 	}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -421,7 +425,20 @@ func (tb *tab) screenshot(path string) {
 // apiGet calls the admin API directly (outside the browser).
 func apiGet(t *testing.T, a *consoleApp, path string) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest("GET", a.base+path, nil)
+	return apiDo(t, a, "GET", path, "")
+}
+
+// apiDo calls the admin API directly with the admin token.
+func apiDo(t *testing.T, a *consoleApp, method, path, body string) *http.Response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

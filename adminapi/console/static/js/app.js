@@ -3,7 +3,7 @@
 // the element to focus; each one talks to the admin API with the signed-in
 // token only.
 
-import {h, clear, button, field, announce, errorText} from './dom.js';
+import {h, clear, button, field, announce, takeFlash, errorText} from './dom.js';
 import * as api from './api.js';
 import * as subject from './subject.js';
 import * as registers from './registers.js';
@@ -113,7 +113,8 @@ async function route() {
   renderShell(page.route);
   document.title = page.title + ' — gdprgate console';
   const m = clear(main());
-  announce('');
+  const f = takeFlash();
+  announce(f.msg, f.kind);
   if (!api.can(page.scope)) {
     m.append(h('h1', {tabindex: '-1'}, page.title),
       h('p', {class: 'alert warn'}, 'The token you signed in with lacks the "' + page.scope + '" scope this page needs.'));

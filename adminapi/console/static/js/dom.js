@@ -152,6 +152,20 @@ export function stateBadge(st) {
     h('span', {'aria-hidden': 'true'}, (STATE_MARK[st] || '?') + ' '), String(st));
 }
 
+// flash keeps a message for the next page rendered (a navigation clears
+// the live region first).
+let pending = null;
+
+export function flash(msg, kind) {
+  pending = {msg, kind};
+}
+
+export function takeFlash() {
+  const p = pending;
+  pending = null;
+  return p || {msg: '', kind: undefined};
+}
+
 // announce puts a message in the page's live region.
 export function announce(msg, kind) {
   const el = document.getElementById('status');
