@@ -21,9 +21,15 @@ type Options struct {
 	// backing store cached entries may still be served (marked Stale). Past
 	// it, Facts and Registers return ErrUnavailable. Default 30s.
 	MaxStaleness time.Duration
-	// Timeout bounds every call to the backing store (on top of the caller's
-	// context). Default 500ms.
+	// Timeout bounds the backing store calls of the decisions' hot path
+	// (facts, registers, health checks, origins) on top of the caller's
+	// context: past it a decision fails closed. Default 500ms.
 	Timeout time.Duration
+	// WriteTimeout bounds every other call — writes (evidence, wipes,
+	// registers, audit entries), seeds, imports and administrative reads —
+	// on top of the caller's context. A write is worth waiting for on a
+	// busy server; a decision is not. Default the larger of 5s and Timeout.
+	WriteTimeout time.Duration
 	// HealthInterval is how often a remote store is pinged to detect loss of
 	// contact and recovery. Default 1s.
 	HealthInterval time.Duration
@@ -65,6 +71,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 500 * time.Millisecond
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = max(5*time.Second, o.Timeout)
 	}
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = time.Second

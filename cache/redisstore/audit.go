@@ -121,7 +121,7 @@ func (s *Store) Audit(ctx context.Context, after string, limit int) ([]audit.Ent
 		}
 		from, start = p, true
 	}
-	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	heads := make([]*auditHead, globalStream+1)
 	for q := range heads {

@@ -80,7 +80,7 @@ func (s *Store) dueRefs(ctx context.Context, es []dueEntry) ([]cache.Due, error)
 // order across tags is approximate when more than limit are due; the
 // sweeper's repeated calls see them all.
 func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	if limit <= 0 {
 		limit = 1000
@@ -179,7 +179,7 @@ func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.
 	if count <= 0 {
 		count = 100
 	}
-	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	// A window of tags per round trip: small tags are read whole.
 	const window = 32
@@ -243,7 +243,7 @@ func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.
 // DueCount counts indexed subjects (exactly) and those due at or before
 // until (exactly up to a few thousand buckets due, then a lower bound).
 func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	p := s.c.Pipeline()
 	totals := make([]*redis.StringCmd, numTags)
@@ -272,7 +272,7 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 	if len(us) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(us))*100*time.Microsecond)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(us))*100*time.Microsecond)
 	defer cancel()
 	refs := make([]model.SubjectRef, len(us))
 	for i, u := range us {

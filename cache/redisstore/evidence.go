@@ -39,7 +39,9 @@ import (
 
 // claimTakeover is how old a claim must be before a writer for another
 // subject may take the key over: far longer than any write may take.
-func (s *Store) claimTakeover() time.Duration { return max(10*time.Second, 20*s.opts.Timeout) }
+func (s *Store) claimTakeover() time.Duration {
+	return max(10*time.Second, 20*s.opts.Timeout, 4*s.opts.WriteTimeout)
+}
 
 // An index value is the claim instant (6 bytes, unix ms; 0 when no write
 // is in flight), the record id and the subject's member (each with a
@@ -286,7 +288,7 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 		return nil, nil
 	}
 	// A batch gets the store timeout plus time in proportion to its size.
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(evs))*200*time.Microsecond)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(evs))*200*time.Microsecond)
 	defer cancel()
 	sym, err := s.sym.intern(ctx, s.run, evidenceNames(evs))
 	if err != nil {
@@ -510,7 +512,7 @@ func (s *Store) undoClaims(ctx context.Context, targets map[string]*keyTarget, o
 	if len(ops) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.WriteTimeout)
 	defer cancel()
 	if _, err := s.runIndex(ctx, indexUndoScript, nil, ops); err != nil {
 		s.log.Warn("key claims of a failed write not set back (they expire)", "err", err)
@@ -714,7 +716,7 @@ func (u *rollback) add(written, maybe []*part) {
 func (u *rollback) run(ctx context.Context, targets map[string]*keyTarget, order []string) {
 	s := u.s
 	// A fresh context: the write's may be what ran out.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.WriteTimeout)
 	defer cancel()
 	sym := s.sym.current()
 	byTag := map[int]map[model.SubjectRef]*change{}

@@ -204,7 +204,7 @@ func TestEvidenceKeyHeldByAnotherWriterWaits(t *testing.T) {
 	if rec, _ := s.Subject(ctx, contact(1)); len(rec.Evidence) != 1 {
 		t.Fatalf("the refused move changed the old subject: %+v", rec)
 	}
-	clock.Add(int64(time.Minute))
+	clock.Add(int64(time.Hour)) // past the takeover age (it grows with the store's timeouts)
 	out, err := s.PutEvidence(ctx, move, e)
 	if err != nil {
 		t.Fatalf("moving the key after the claim expired: %v", err)
@@ -226,7 +226,7 @@ func TestOldLayoutIsRefused(t *testing.T) {
 	if err := c.Set(context.Background(), "gdprgate:{g}:epoch", 7, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := redisstore.New(context.Background(), srv.URL(), cache.Options{}); !errors.Is(err, redisstore.ErrOldLayout) {
+	if _, err := redisstore.New(context.Background(), srv.URL(), generous(cache.Options{})); !errors.Is(err, redisstore.ErrOldLayout) {
 		t.Fatalf("New on a layout-1 store err = %v, want ErrOldLayout", err)
 	}
 }
@@ -239,7 +239,7 @@ func TestFailedBatchIsRolledBack(t *testing.T) {
 	// A node timeout longer than the freeze: no failover, the frozen master
 	// comes back as the master with the write in its socket buffer.
 	c := testredis.StartClusterWith(t, testredis.ClusterOptions{NodeTimeout: 15 * time.Second})
-	s := seededStore(t, c.URL(), cache.Options{Timeout: time.Second})
+	s := seededStore(t, c.URL(), cache.Options{Timeout: time.Second, WriteTimeout: time.Second})
 	ctx := context.Background()
 	var evs []model.Evidence
 	var refs []model.SubjectRef

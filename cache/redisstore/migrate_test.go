@@ -117,7 +117,7 @@ func checkMigrated(t *testing.T, s *redisstore.Store) {
 func TestMigrateLayout1InPlace(t *testing.T) {
 	srv := testredis.Start(t)
 	v1Store(t, srv.Addr())
-	if _, err := redisstore.New(context.Background(), srv.URL(), cache.Options{}); err == nil {
+	if _, err := redisstore.New(context.Background(), srv.URL(), generous(cache.Options{})); err == nil {
 		t.Fatal("a layout 1 store opened without migration")
 	}
 	rep, err := redisstore.Migrate(context.Background(), srv.URL(), srv.URL(), redisstore.MigrateOptions{DeleteOld: true})

@@ -27,7 +27,7 @@ func TestStoreContract(t *testing.T) {
 	srv := testredis.Start(t)
 	storetest.Run(t, func(t *testing.T) cache.Store {
 		flush(t, srv)
-		s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{})
+		s, err := redisstore.New(context.Background(), srv.URL(), generous(cache.Options{}))
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -53,7 +53,7 @@ func TestStoreContractOnCluster(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		s, err := redisstore.New(context.Background(), c.URL(), cache.Options{})
+		s, err := redisstore.New(context.Background(), c.URL(), generous(cache.Options{}))
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -63,7 +63,7 @@ func TestStoreContractOnCluster(t *testing.T) {
 
 func benchStore(b *testing.B) *redisstore.Store {
 	srv := testredis.Start(b)
-	s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{})
+	s, err := redisstore.New(context.Background(), srv.URL(), generous(cache.Options{}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 // layout 1 keys next to the layout 2 it writes.
 func open(ctx context.Context, url string, opts cache.Options, migrating bool) (*Store, error) {
 	opts = opts.WithDefaults()
-	c, err := newClient(url, opts.Timeout)
+	c, err := newClient(url, max(opts.Timeout, opts.WriteTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func open(ctx context.Context, url string, opts cache.Options, migrating bool) (
 	// Fresh means a health check succeeded within the last two intervals
 	// (plus one timeout for the check itself).
 	s.local.ExpectContactEvery(2*opts.HealthInterval + opts.Timeout)
-	pctx, cancel := context.WithTimeout(ctx, 4*opts.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, max(4*opts.Timeout, opts.WriteTimeout))
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
 		return fail(fmt.Errorf("redis: %w: %v", cache.ErrUnavailable, err))
@@ -476,7 +476,15 @@ func transient(err error) bool {
 	return false
 }
 
+// ctx bounds a write or an administrative call (Options.WriteTimeout).
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opts.WriteTimeout)
+}
+
+// readCtx bounds a call of the decisions' hot path (Options.Timeout): the
+// sockets allow WriteTimeout, so every hot-path call must come through here
+// (or another deadline of Options.Timeout) to fail closed in time.
+func (s *Store) readCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 
@@ -487,7 +495,7 @@ func (s *Store) Registers(ctx context.Context) (*model.Index, error) {
 			return ix, nil
 		}
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := s.readCtx(ctx)
 	defer cancel()
 	gen := s.local.Gen()
 	vals, err := s.c.HMGet(ctx, keyRegisters, "version", "data").Result()
@@ -571,7 +579,7 @@ func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect
 
 // Ping checks Redis.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := s.readCtx(ctx)
 	defer cancel()
 	return s.fail("ping", s.c.Ping(ctx).Err())
 }

@@ -345,7 +345,7 @@ func (s *Store) Snapshots(ctx context.Context, refs []model.SubjectRef) ([]cache
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(refs))*100*time.Microsecond)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(refs))*100*time.Microsecond)
 	defer cancel()
 	recs, err := s.readMap(ctx, refs)
 	if err != nil {
@@ -499,7 +499,7 @@ func (s *Store) RecordOrigin(ctx context.Context, ref model.SubjectRef, at time.
 	if ref.Entity == "" || ref.ID == "" || at.IsZero() || (src != cache.OriginObserved && src != cache.OriginStated) {
 		return false, fmt.Errorf("record origin: subject, instant and an observed or stated source are required")
 	}
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := s.readCtx(ctx)
 	defer cancel()
 	recorded := false
 	_, _, err := s.mutate(ctx, entityNames(ref), []model.SubjectRef{ref}, func(recs map[model.SubjectRef]*stored) ([]*part, error) {

@@ -11,11 +11,12 @@ import (
 )
 
 // newClient builds a go-redis client for one of the accepted URL forms (see
-// the package doc). Every socket wait is bounded by timeout and by the
-// caller's context deadline (go-redis ignores deadlines unless told, and
-// its own default is 5s per read: a hung server then held every decision
-// for 5s instead of the configured store timeout). Timeouts given in the
-// URL's query (read_timeout=…) win.
+// the package doc). Every socket wait is bounded by timeout (the longer of
+// the store's two timeouts) and by the caller's context deadline, which the
+// store sets to Options.Timeout on the decisions' hot path (go-redis
+// ignores deadlines unless told, and its own default is 5s per read: a hung
+// server then held every decision for 5s instead of the configured store
+// timeout). Timeouts given in the URL's query (read_timeout=…) win.
 func newClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

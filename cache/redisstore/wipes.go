@@ -170,7 +170,7 @@ func (s *Store) restrict(ctx context.Context, ws []cache.WipeRecord) (func(conte
 		s.local.Invalidate(ref)
 	}
 	undo := func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.Timeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.opts.WriteTimeout)
 		defer cancel()
 		sym := s.sym.current()
 		_, _, err := s.mutate(ctx, nil, refs, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
@@ -388,7 +388,7 @@ func (s *Store) claim(ctx context.Context, consumer string, minIdle, block time.
 	if block > 0 {
 		args.Block = max(block, time.Millisecond)
 	}
-	rctx, cancel := context.WithTimeout(ctx, max(block, 0)+s.opts.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, max(block, 0)+s.opts.WriteTimeout)
 	defer cancel()
 	streams, err := s.c.XReadGroup(rctx, args).Result()
 	if errors.Is(err, redis.Nil) {

@@ -132,6 +132,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		Buckets:      cfg.Store.Buckets,
 		MaxStaleness: cfg.Store.MaxStaleness,
 		Timeout:      cfg.Store.Timeout,
+		WriteTimeout: cfg.Store.WriteTimeout,
 		Registerer:   reg,
 		Logger:       log,
 	}

@@ -188,7 +188,7 @@ func TestOptionsAreChecked(t *testing.T) {
 // shard; retention trims the oldest entries across all of them.
 func TestShardedTrailIsTrimmedInOrder(t *testing.T) {
 	srv := testredis.Start(t)
-	s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{})
+	s, err := redisstore.New(context.Background(), srv.URL(), cache.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

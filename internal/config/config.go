@@ -106,8 +106,12 @@ type StoreConfig struct {
 	WaitReplicas int           `yaml:"wait_replicas"`
 	WaitTimeout  time.Duration `yaml:"wait_timeout"`
 	// Buckets per shard tag when the Redis store is created (sizing).
-	Buckets int           `yaml:"buckets"`
-	Timeout time.Duration `yaml:"timeout"`
+	Buckets int `yaml:"buckets"`
+	// Timeout bounds the decisions' store calls (then they fail closed);
+	// WriteTimeout bounds writes, seeds, imports and admin reads (default
+	// the larger of 5s and Timeout): a busy Redis delays them, not fails them.
+	Timeout      time.Duration `yaml:"timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
 // IdentityConfig says where callers' roles come from.
@@ -713,8 +717,8 @@ func (c *Config) Validate() error {
 	if c.Store.MaxCacheBytes < 0 {
 		add("store.max_cache_bytes: must be positive (got %d)", c.Store.MaxCacheBytes)
 	}
-	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 || c.Store.WaitTimeout < 0 {
-		add("store.max_staleness, store.timeout, store.wait_timeout: must be positive durations")
+	if c.Store.MaxStaleness < 0 || c.Store.Timeout < 0 || c.Store.WaitTimeout < 0 || c.Store.WriteTimeout < 0 {
+		add("store.max_staleness, store.timeout, store.write_timeout, store.wait_timeout: must be positive durations")
 	}
 	if c.Audit.Retention.MaxAge < 0 || c.Audit.Retention.MaxEntries < 0 || c.Audit.Retention.Interval < 0 {
 		add("audit.retention: max_age, max_entries and interval must be positive")
