@@ -106,7 +106,7 @@ type WipeStep struct {
 	Status    string    `json:"status"` // pending, suspended, done, failed, skipped
 	Attempts  int       `json:"attempts"`
 	LastError string    `json:"last_error,omitempty"`
-	DoneAt    time.Time `json:"done_at,omitempty"`
+	DoneAt    time.Time `json:"done_at,omitzero"`
 }
 
 // WipeRecord is a WipeCtcAll request and its progress. The subject is stored

@@ -163,6 +163,12 @@ func TestCLIListsApprovesHeldDeletionsAndShowsTheDueReport(t *testing.T) {
 	if out, err = runCLI(t, url, "deletions", "approve"); !errors.Is(err, ErrUsage) {
 		t.Fatalf("approve without ids: %v\n%s", err, out)
 	}
+	if out, err = runCLI(t, url, "deletions", "approve", "--all", "--dry-run"); err != nil || !strings.Contains(out, "lc-1\tPATCH /api/contacts/x") || !strings.Contains(out, "would count 2") || !strings.Contains(out, "nothing decided") {
+		t.Fatalf("approve --dry-run: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, url, "deletions"); err != nil || !strings.Contains(out, "2 deletions") {
+		t.Fatalf("deletions after a dry run: %v\n%s", err, out)
+	}
 	if out, err = runCLI(t, url, "deletions", "approve", "lc-1"); err != nil || !strings.Contains(out, "lc-1\tqueued") || !strings.Contains(out, "1 deletions approved") {
 		t.Fatalf("approve: %v\n%s", err, out)
 	}

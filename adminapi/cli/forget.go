@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/cmdline"
 )
 
@@ -28,11 +29,14 @@ func forgetCommands(c *client) []*cobra.Command {
 		Long: `deletions lists deletion work: lifecycle erasures and wipes waiting for an
 approval (--state held, the default), or the records of another state.
 "deletions approve ID…" and "deletions reject ID…" decide held ones (--all:
-every held deletion). Approvals pass the mass-deletion guard; beyond it they
-need --confirm.`,
+every held deletion; --dry-run: show what would be decided and the backend
+calls it would make, decide nothing). Approvals pass the mass-deletion guard;
+beyond it they need --confirm. A lifecycle deletion whose data is no longer
+obliviated is not approved (not_due): reject it.`,
 		Example: `  gdprgate admin deletions
   gdprgate admin deletions --state not_executable
   gdprgate admin deletions approve lc-3f…-1-w
+  gdprgate admin deletions approve --all --dry-run
   gdprgate admin deletions approve --all --confirm`,
 		Args: cmdline.Args(0, 0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -58,7 +62,7 @@ need --confirm.`,
 		if approve {
 			verb = "approve"
 		}
-		var all, confirm bool
+		var all, confirm, dry bool
 		sub := &cobra.Command{
 			Use:   verb + " [ID…]",
 			Short: verb + " held deletions (and the wipes cascaded with them)",
@@ -68,7 +72,11 @@ need --confirm.`,
 					return cmdline.Usagef("name held deletions or give --all, not both")
 				}
 				body, _ := json.Marshal(map[string]any{"ids": args, "all": all, "confirm": confirm})
-				b, err := c.do(cmd.Context(), "POST", "/v1/deletions:"+verb, "application/json", bytes.NewReader(body))
+				path := "/v1/deletions:" + verb
+				if dry {
+					path += "?dry_run=true"
+				}
+				b, err := c.do(cmd.Context(), "POST", path, "application/json", bytes.NewReader(body))
 				if err != nil {
 					return err
 				}
@@ -76,7 +84,15 @@ need --confirm.`,
 					Decisions []struct {
 						ID, Status, Error string
 					} `json:"decisions"`
-					Decided int `json:"decided"`
+					Decided   int `json:"decided"`
+					Deletions []struct {
+						ID    string           `json:"id"`
+						Steps []cache.WipeStep `json:"steps"`
+					} `json:"deletions"`
+					Guard struct {
+						Asked     int `json:"asked"`
+						PerMinute int `json:"per_minute"`
+					} `json:"guard"`
 				}
 				if err := json.Unmarshal(b, &ans); err != nil {
 					return fmt.Errorf("read answer: %w", err)
@@ -88,11 +104,25 @@ need --confirm.`,
 					}
 					fmt.Fprintln(c.out, line)
 				}
+				if dry {
+					for _, d := range ans.Deletions {
+						for _, st := range d.Steps {
+							fmt.Fprintf(c.out, "%s\t%s %s\n", d.ID, st.Method, st.Path)
+						}
+					}
+					if approve {
+						fmt.Fprintf(c.out, "the mass-deletion guard would count %d (limit %d a minute across every sidecar)\n", ans.Guard.Asked, ans.Guard.PerMinute)
+					}
+					fmt.Fprintln(c.out, "dry run: nothing decided")
+					return nil
+				}
 				fmt.Fprintf(c.out, "%d deletions %s\n", ans.Decided, map[bool]string{true: "approved", false: "rejected"}[approve])
 				return nil
 			},
 		}
 		sub.Flags().BoolVar(&all, "all", false, "every held deletion")
+		sub.Flags().BoolVar(&dry, "dry-run", false, "show what would be decided and the backend calls; decide nothing")
+		cmdline.NoEnv(sub.Flags(), "dry-run")
 		if approve {
 			sub.Flags().BoolVar(&confirm, "confirm", false, "pass the mass-deletion guard")
 			cmdline.NoEnv(sub.Flags(), "confirm")

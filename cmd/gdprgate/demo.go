@@ -150,8 +150,14 @@ Try it (Ctrl-C stops everything):
 `, gw, admin, backend, DemoToken)
 	if held != "" {
 		fmt.Fprintf(w, `
-  # approve Eve's wipe: the CRM's DELETEs follow (then the CRM has no c-5)
-  curl -s -X POST -H 'authorization: Bearer %[3]s' %[2]s/v1/deletions/%[1]s/approve
+  # preview Eve's wipe (decides nothing): the CRM calls it would make and what
+  # the mass-deletion guard would count
+  curl -s -X POST -H 'authorization: Bearer %[3]s' '%[2]s/v1/deletions/%[1]s/approve?dry_run=true'
+
+  # approve it ("confirm" passes the guard; audited as deletion.approve): the
+  # CRM's DELETEs follow, then the CRM has no c-5
+  curl -s -H 'authorization: Bearer %[3]s' -d '{"confirm":true}' %[2]s/v1/deletions/%[1]s/approve
+  curl -s -H 'authorization: Bearer %[3]s' '%[2]s/v1/deletions/%[1]s'
   curl -s -i %[4]s/api/contacts/c-5
 `, held, admin, DemoToken, backend)
 	}

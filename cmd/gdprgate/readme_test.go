@@ -75,6 +75,38 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	replacer := strings.NewReplacer("http://127.0.0.1:8080", gw, "http://127.0.0.1:9192", admin)
 
+	// The demo prints the held lifecycle wipe of Eve with its own id: a
+	// preview (run now: it decides nothing), an approval with "confirm" and
+	// the record's state (run after the README approved it).
+	var preview, approve, show string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && show == ""; time.Sleep(20 * time.Millisecond) {
+		for _, l := range strings.Split(out.String(), "\n") {
+			l = strings.TrimSpace(l)
+			switch {
+			case !strings.HasPrefix(l, "curl ") || !strings.Contains(l, "/v1/deletions/lc-"):
+			case strings.Contains(l, "?dry_run=true"):
+				preview = l
+			case strings.Contains(l, "/approve"):
+				approve = l
+			default:
+				show = l
+			}
+		}
+	}
+	if preview == "" || show == "" || !strings.Contains(approve, `"confirm":true`) {
+		t.Fatalf("the demo does not print the held wipe's preview, approval (with confirm) and record:\n%s", out.String())
+	}
+	sh := func(cmd string) string {
+		b, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, b)
+		}
+		return string(b)
+	}
+	if got := sh(preview); !strings.Contains(got, `"dry_run": true`) || !strings.Contains(got, `"path": "/api/contacts/c-5"`) || !strings.Contains(got, `"status": "queued"`) {
+		t.Fatalf("%s:\n%s", preview, got)
+	}
+
 	var cmd, output string
 	steps := 0
 	sc := bufio.NewScanner(strings.NewReader(block))
@@ -98,6 +130,10 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	if steps < 8 {
 		t.Errorf("walk-through ran only %d curl commands", steps)
+	}
+	// The README approved every held wipe: the one the demo printed.
+	if got := sh(show); !strings.Contains(got, `"decided_by": "demo"`) {
+		t.Errorf("%s: the README's approval did not decide the wipe the demo printed:\n%s", show, got)
 	}
 }
 
