@@ -21,8 +21,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc/mem"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/observe"
@@ -50,7 +53,11 @@ type Options struct {
 	MaxRequestBytes int
 	// MaxBodyBytes bounds response bodies of mapped routes (larger: 502).
 	MaxBodyBytes int
-	Transport    http.RoundTripper
+	// Transport reaches the backend (nil: Transport(MaxIdleConnsPerHost)).
+	Transport http.RoundTripper
+	// MaxIdleConnsPerHost is how many idle connections to the backend
+	// the default transport keeps (0: DefaultMaxIdleConnsPerHost).
+	MaxIdleConnsPerHost int
 	// TrustedSources are the peers whose IdentityHeaders are believed
 	// (nil: loopback only). From any other peer those headers are hidden
 	// from the decision, which then needs a verified JWT.
@@ -59,6 +66,43 @@ type Options struct {
 	// project).
 	IdentityHeaders []string
 }
+
+// DefaultMaxIdleConnsPerHost sizes the backend connection pool for the
+// concurrency a sidecar sees. Go's default of 2 makes every request past
+// the second concurrent one open and close its own connection (a
+// handshake each, and TIME_WAIT sockets piling up on the backend).
+const DefaultMaxIdleConnsPerHost = 1024
+
+// Transport is the proxy's default transport to the backend: Go's default
+// transport (proxy from the environment, HTTP/2 over TLS when the backend
+// offers it) with maxIdlePerHost idle connections kept per backend.
+func Transport(maxIdlePerHost int) *http.Transport {
+	if maxIdlePerHost <= 0 {
+		maxIdlePerHost = DefaultMaxIdleConnsPerHost
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no global cap: the per-host one bounds it
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	t.IdleConnTimeout = 90 * time.Second
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return t
+}
+
+// copyBuffers are the buffers ReverseProxy streams unmapped answers with
+// (it would allocate 32 KiB per request otherwise).
+type copyBuffers struct{ p sync.Pool }
+
+func (c *copyBuffers) Get() []byte {
+	if b, ok := c.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (c *copyBuffers) Put(b []byte) { c.p.Put(&b) }
+
+// bodyPool holds the buffers mapped answers are read and rewritten into.
+var bodyPool = mem.DefaultBufferPool()
 
 // New returns a proxy to opts.Upstream.
 func New(opts Options) (*Proxy, error) {
@@ -96,7 +140,11 @@ func New(opts Options) (*Proxy, error) {
 			}
 			writeJSON(w, http.StatusBadGateway, []byte(`{"error":"upstream_unavailable","message":"the backend did not answer"}`), nil)
 		},
-		Transport: opts.Transport,
+		Transport:  opts.Transport,
+		BufferPool: &copyBuffers{},
+	}
+	if opts.Transport == nil {
+		p.rp.Transport = Transport(opts.MaxIdleConnsPerHost)
 	}
 	return p, nil
 }
@@ -241,26 +289,35 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		p.gate.Observe(ex, resp.StatusCode)
 		return nil
 	}
-	var body []byte
-	if resp.Body != nil {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(p.maxBodyBytes)+1))
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("read upstream body: %w", err)
-		}
-		body = b
+	in, over, err := readBody(resp, p.maxBodyBytes)
+	if err != nil {
+		return fmt.Errorf("read upstream body: %w", err)
 	}
-	if len(body) > p.maxBodyBytes {
+	if over {
 		setBody(resp, http.StatusBadGateway, []byte(`{"error":"body_too_large","message":"the backend's answer is larger than gdprgate may check"}`))
 		resp.Header.Set("content-type", "application/json")
 		resp.Header.Del("content-encoding")
 		return nil
+	}
+	var body []byte
+	if in != nil {
+		body = *in
+	}
+	// The rewrite goes into a pooled buffer too; both go back to the pool
+	// when ReverseProxy closes the body it has written out.
+	out := bodyPool.Get(len(body) + len(body)/16 + 512)
+	release := func() {
+		bodyPool.Put(out)
+		if in != nil {
+			bodyPool.Put(in)
+		}
 	}
 	rw := p.gate.Rewrite(resp.Request.Context(), ex, &gate.Response{
 		Status: resp.StatusCode,
 		Header: func(name string) string { return resp.Header.Get(name) },
 		Body:   body,
 		Head:   resp.Request.Method == http.MethodHead,
+		Dst:    (*out)[:0],
 	})
 	for _, h := range rw.RemoveHeaders {
 		resp.Header.Del(h)
@@ -270,12 +327,73 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	switch {
 	case rw.Replace:
+		release()
 		setBody(resp, rw.Status, rw.Body)
 	case rw.Modified:
 		setBody(resp, resp.StatusCode, rw.Body)
+		resp.Body = &pooledBody{Reader: bytes.NewReader(rw.Body), release: release}
 	default:
 		setBody(resp, resp.StatusCode, body)
+		resp.Body = &pooledBody{Reader: bytes.NewReader(body), release: release}
 	}
+	return nil
+}
+
+// readBody reads a mapped answer whole into a pooled buffer (nil: no
+// body); over reports one longer than limit.
+func readBody(resp *http.Response, limit int) (buf *[]byte, over bool, err error) {
+	if resp.Body == nil {
+		return nil, false, nil
+	}
+	defer resp.Body.Close()
+	size := 64 << 10
+	if resp.ContentLength >= 0 {
+		size = int(min(resp.ContentLength, int64(limit))) + 1
+	}
+	buf = bodyPool.Get(size)
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			if len(b) > limit {
+				break
+			}
+			// Grown outside the pool; the pooled one goes back.
+			nb := make([]byte, len(b), min(2*cap(b), limit+1))
+			copy(nb, b)
+			bodyPool.Put(buf)
+			buf, b = &nb, nb
+		}
+		n, rerr := resp.Body.Read(b[len(b):min(cap(b), limit+1)])
+		b = b[:len(b)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			bodyPool.Put(buf)
+			return nil, false, rerr
+		}
+		if len(b) > limit {
+			break
+		}
+	}
+	*buf = b
+	if len(b) > limit {
+		bodyPool.Put(buf)
+		return nil, true, nil
+	}
+	return buf, false, nil
+}
+
+// pooledBody is a rewritten answer whose buffers go back to the pool once
+// ReverseProxy has written it and closes it.
+type pooledBody struct {
+	*bytes.Reader
+	once    sync.Once
+	release func()
+}
+
+func (b *pooledBody) Close() error {
+	b.once.Do(b.release)
 	return nil
 }
 
