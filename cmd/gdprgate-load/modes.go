@@ -28,14 +28,16 @@ type modeFlags struct {
 	chunkBytes    int
 	bufferLimit   int
 	authzMetadata bool
-	baseline      string
-	baselinePID   int
-	rounds        int
-	period        int
-	blocks        int64
-	verifyWith    string
-	peakRSS       bool
-	gzip          bool
+	// baselineGate: the baseline is a gdprgate too (a before/after run).
+	baselineGate bool
+	baseline     string
+	baselinePID  int
+	rounds       int
+	period       int
+	blocks       int64
+	verifyWith   string
+	peakRSS      bool
+	gzip         bool
 
 	serveBackend   string
 	servePlain     string
@@ -49,6 +51,7 @@ func (m *modeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.bodyMode, "body-mode", "buffered", "extproc: Envoy's configured response_body_mode: buffered, streamed or full-duplex (gdprgate may override buffered per answer)")
 	fs.IntVar(&m.chunkBytes, "chunk-bytes", 64<<10, "extproc: size of the body chunks Envoy streams")
 	fs.IntVar(&m.bufferLimit, "buffer-limit", 8<<20, "extproc: Envoy's per_connection_buffer_limit_bytes")
+	fs.BoolVar(&m.baselineGate, "baseline-gdprgate", false, "extproc: the baseline is another gdprgate (a before/after comparison): its exchanges forward its own ext_authz metadata like the candidate's")
 	fs.BoolVar(&m.authzMetadata, "authz-metadata", true, "extproc: forward ext_authz's dynamic metadata (from a Check made for each request before the run), as the example Envoy config does")
 	fs.StringVar(&m.baseline, "baseline", "", "baseline server measured in alternating rounds with --target: the allow-all server (check, extproc) or the plain proxy's http://host:port (proxy)")
 	fs.IntVar(&m.baselinePID, "baseline-pid", 0, "PID of the baseline server, for its CPU time")
@@ -195,7 +198,7 @@ func (m *modeFlags) baselineRun(ctx context.Context, mode string, rf runFlags, r
 	if mode == "extproc" {
 		// The allow-all processor has no ext_authz metadata to give.
 		mm := *m
-		mm.authzMetadata = false
+		mm.authzMetadata = m.authzMetadata && m.baselineGate
 		one, err := mm.runner(ctx, mode, rf)
 		if err != nil {
 			return nil, err
