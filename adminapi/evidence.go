@@ -520,17 +520,43 @@ func (s *Server) handleSubjectPut(w http.ResponseWriter, r *http.Request) {
 	if in.Parent != nil && *in.Parent == ref {
 		fes = append(fes, model.FieldError{Field: "parent", Reason: "a subject cannot be its own parent"})
 	}
+	now := s.o.Clock().UTC()
+	if in.Origin.After(now) {
+		fes = append(fes, model.FieldError{Field: "origin", Reason: "is in the future"})
+	}
 	if fes != nil {
 		writeValidation(w, fes)
 		return
 	}
 	sub := model.Subject{Ref: ref, Origin: in.Origin.UTC(), Parent: in.Parent}
+	// An origin dated back (or a parent whose evidence stops covering) can
+	// make the subject's data due for deletion at once: the change is
+	// previewed on ?dry_run=true, and its deletions are in the audit entry.
+	ix, err := s.o.Store.Registers(ctx)
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	pv, err := s.o.Forget.PreviewSubject(ctx, ix, sub, now)
+	if err != nil {
+		s.storeFailed(w, r, "preview the change", err)
+		return
+	}
+	if r.URL.Query().Get("dry_run") == "true" {
+		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "subject": sub, "preview": pv, "deletions": deletionMode(s.o.Forget)})
+		return
+	}
 	entry := audit.Entry{
-		Time: s.o.Clock().UTC(), Actor: actor(ctx), Action: "subject.put",
+		Time: now, Actor: actor(ctx), Action: "subject.put",
 		Object: "subjects", Subject: s.o.Hasher.Subject(ref),
+		Detail: map[string]string{"origin": sub.Origin.Format(time.RFC3339)},
 	}
 	if in.Parent != nil {
-		entry.Detail = map[string]string{"parent": s.o.Hasher.Subject(*in.Parent)}
+		entry.Detail["parent"] = s.o.Hasher.Subject(*in.Parent)
+	}
+	if pv.Deletions.Total+pv.Deletions.NotExecutable > 0 {
+		entry.Detail["deletions"] = strconv.Itoa(pv.Deletions.Total)
+		entry.Detail["not_executable"] = strconv.Itoa(pv.Deletions.NotExecutable)
 	}
 	if err := s.o.Store.PutSubject(ctx, sub, entry); err != nil {
 		s.storeFailed(w, r, "store subject", err)

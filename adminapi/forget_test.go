@@ -357,3 +357,39 @@ func TestApprovalPreviewDecidesNothingAndStaleDeletionsAreRefused(t *testing.T) 
 		t.Fatalf("reject a stale deletion: %d %s", r.status, r.body)
 	}
 }
+
+// Setting a subject's origin is dated history too: an origin dated back
+// can make its data due for deletion at once. PUT /v1/subjects previews
+// that with ?dry_run=true (changing nothing), refuses a future origin and
+// audits the origin and the deletions the change causes.
+func TestSubjectOriginChangeIsPreviewedAndAudited(t *testing.T) {
+	e := newEnv(t)
+	ref := model.SubjectRef{Entity: "contact", ID: "s-9"}
+	old := e.now.Add(-2000 * 24 * time.Hour).Format(time.RFC3339)
+	before := e.snapshot()
+	r := e.do("PUT", "/v1/subjects/contact/s-9?dry_run=true", ScopeEditEvidence, `{"origin":"`+old+`"}`)
+	var ans struct {
+		DryRun  bool                 `json:"dry_run"`
+		Preview forget.ChangePreview `json:"preview"`
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &ans) != nil || !ans.DryRun || ans.Preview.Bits["contact"]["active→obliviated"] != 1 ||
+		ans.Preview.Deletions.Total+ans.Preview.Deletions.NotExecutable != 1 {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	if e.snapshot() != before {
+		t.Fatal("a dry run changed the store or the audit trail")
+	}
+	if rec, err := e.store.Subject(context.Background(), ref); err == nil && !rec.Subject.Origin.IsZero() {
+		t.Fatalf("a dry run dated the subject: %+v", rec.Subject)
+	}
+	future := e.now.Add(24 * time.Hour).Format(time.RFC3339)
+	if r := e.do("PUT", "/v1/subjects/contact/s-9", ScopeEditEvidence, `{"origin":"`+future+`"}`); r.status != 422 || !strings.Contains(string(r.body), "future") {
+		t.Fatalf("future origin: %d %s", r.status, r.body)
+	}
+	if r := e.do("PUT", "/v1/subjects/contact/s-9", ScopeEditEvidence, `{"origin":"`+old+`"}`); r.status != 200 {
+		t.Fatalf("put: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "subject.put" || a.Detail["origin"] != old || a.Detail["deletions"]+a.Detail["not_executable"] == "" {
+		t.Fatalf("audit = %+v", a)
+	}
+}

@@ -3,6 +3,7 @@ package forget
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -95,9 +96,15 @@ func (e *Executor) PreviewChange(ctx context.Context, cur *model.Index, next *mo
 }
 
 func (e *Executor) previewOne(cur, nix *model.Index, snap *cache.Snapshot, now time.Time, p *ChangePreview) {
+	e.previewPair(cur, snap, nix, snap, now, p)
+}
+
+// previewPair compares a subject as it is (snap under cur) with what a
+// change makes of it (next under nix).
+func (e *Executor) previewPair(cur *model.Index, snap *cache.Snapshot, nix *model.Index, next *cache.Snapshot, now time.Time, p *ChangePreview) {
 	p.Subjects++
 	before := cache.ComputeFacts(cur, snap.Record, snap.Origin, snap.Inherited, now).State
-	after := cache.ComputeFacts(nix, snap.Record, snap.Origin, snap.Inherited, now).State
+	after := cache.ComputeFacts(nix, next.Record, next.Origin, next.Inherited, now).State
 	changed := false
 	for b := 0; b <= model.MaxBit; b++ {
 		sb, sa := cur.ByBit[b], nix.ByBit[b]
@@ -131,7 +138,7 @@ func (e *Executor) previewOne(cur, nix *model.Index, snap *cache.Snapshot, now t
 		p.Changed++
 	}
 	wb := e.Decide(cur, snap, &before)
-	wa := e.Decide(nix, snap, &after)
+	wa := e.Decide(nix, next, &after)
 	if !wa.Any() {
 		return
 	}
@@ -159,6 +166,38 @@ func (e *Executor) previewOne(cur, nix *model.Index, snap *cache.Snapshot, now t
 			p.Deletions.NotExecutable++
 		}
 	}
+}
+
+// PreviewSubject is what setting a subject's origin and parent (PUT
+// /v1/subjects/…) does to it now: its bits changing state and the deletion
+// work the sweeper would create because of it (an origin dated back can
+// make its data due for deletion at once).
+func (e *Executor) PreviewSubject(ctx context.Context, ix *model.Index, sub model.Subject, now time.Time) (ChangePreview, error) {
+	snaps, err := e.o.Store.Snapshots(ctx, []model.SubjectRef{sub.Ref})
+	if err != nil {
+		return ChangePreview{}, fmt.Errorf("preview: %w", err)
+	}
+	p := ChangePreview{Bits: map[string]map[string]int{}}
+	if len(snaps) != 1 {
+		return p, fmt.Errorf("preview: %d snapshots for one subject", len(snaps))
+	}
+	snap := &snaps[0]
+	next := *snap
+	next.Record.Subject.Ref, next.Record.Known = sub.Ref, true
+	next.Record.Subject.Origin, next.Origin = sub.Origin, cache.OriginSet
+	next.Record.Subject.Parent = sub.Parent
+	switch {
+	case sub.Parent == nil:
+		next.Inherited = nil
+	case snap.Record.Subject.Parent == nil || *snap.Record.Subject.Parent != *sub.Parent:
+		prec, err := e.o.Store.Subject(ctx, *sub.Parent)
+		if err != nil && !errors.Is(err, cache.ErrNotFound) {
+			return p, fmt.Errorf("preview: parent: %w", err)
+		}
+		next.Inherited = prec.Evidence
+	}
+	e.previewPair(ix, snap, ix, &next, now, &p)
+	return p, nil
 }
 
 // Transition is one sensitivity bit changing state at an instant.

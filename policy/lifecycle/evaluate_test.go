@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func scenario(t testing.TB) *model.Index {
 			{ID: "medical-follow-up", Name: "medical follow-up", ExpirationPeriod: days(180), ObliviationPeriod: days(365)},
 			{ID: "fixed", Name: "fixed dates", ArchivationTime: at(ago(50)), ArchivationPeriod: days(10), ExpirationTime: at(now.AddDate(0, 0, 100)), ExpirationPeriod: days(500), ObliviationPeriod: days(1000)},
 			{ID: "no-renewal", Name: "no renewal", ExpirationPeriod: days(100), ObliviationPeriod: days(200), RenewalType: model.RenewalNone},
+			{ID: "fixed-offset", Name: "fixed dates with an evidence offset", ExpirationTime: at(now.AddDate(0, 0, 100)), ExpirationPeriod: days(500), ObliviationTime: at(now.AddDate(0, 0, 200)), ObliviationPeriod: days(1000), EvidencePeriodOffset: 30},
 		},
 		Legalisations: []model.Legalisation{
 			{ID: "contract-care", Name: "contract care", CategoryID: "contract", PurposeID: "customer-care", Coverage: 7, PrivacyPermission: 27, ActiveFrom: at(ago(1000))},
@@ -46,6 +48,7 @@ func scenario(t testing.TB) *model.Index {
 			{ID: "future-program", Name: "future program", CategoryID: "consent", PurposeID: "marketing", Coverage: 3, ActiveFrom: at(now.AddDate(0, 0, 30))},
 			{ID: "fixed-care", Name: "fixed", CategoryID: "contract", PurposeID: "fixed", Coverage: 1},
 			{ID: "no-renewal", Name: "no renewal", CategoryID: "contract", PurposeID: "no-renewal", Coverage: 1},
+			{ID: "fixed-offset-care", Name: "fixed with offset", CategoryID: "contract", PurposeID: "fixed-offset", Coverage: 1},
 			{ID: "project-care", Name: "project care", CategoryID: "contract", PurposeID: "customer-care", Coverage: 3, PrivacyPermission: model.PermCampaignOC, ProjectID: "p1", SameProject: true},
 		},
 	}
@@ -192,11 +195,15 @@ func TestEvaluateBoundaries(t *testing.T) {
 		{"fixed time earlier than origin+period wins (archive)", now, []model.Evidence{ev("fixed-care", ago(45))}, 0, Archived},
 		{"fixed expiration earlier than origin+period wins", now.AddDate(0, 0, 100), []model.Evidence{ev("fixed-care", ago(45))}, 0, Expired},
 		{"fixed expiration later than origin+period: period wins", now.AddDate(0, 0, 99), []model.Evidence{ev("fixed-care", ago(450))}, 0, Expired},
+		// "even past a fixed ExpirationTime": the offset does not move it.
+		{"evidence_period_offset does not extend the data past a fixed expiration time: active one ns before", now.AddDate(0, 0, 100).Add(-1), []model.Evidence{ev("fixed-offset-care", ago(45))}, 0, Active},
+		{"evidence_period_offset does not extend the data past a fixed expiration time: expired exactly at it", now.AddDate(0, 0, 100), []model.Evidence{ev("fixed-offset-care", ago(45))}, 0, Expired},
+		{"evidence_period_offset does not extend the data past a fixed obliviation time", now.AddDate(0, 0, 200), []model.Evidence{ev("fixed-offset-care", ago(45))}, 0, Obliviated},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := origin
-			if len(tc.ev) > 0 && tc.ev[0].LegalisationID == "fixed-care" {
+			if len(tc.ev) > 0 && strings.HasPrefix(tc.ev[0].LegalisationID, "fixed") {
 				o = ago(2000) // past every grace period: only the evidence speaks
 			}
 			s := Evaluate(Input{Index: ix, Origin: o, Evidence: tc.ev}, tc.at)
@@ -343,6 +350,7 @@ func TestRetentionIsDataObliviationPlusEvidencePeriodOffset(t *testing.T) {
 	}{
 		{"customer-care: 1095 days + 30 days offset", ev("contract-care", origin), origin.AddDate(0, 0, 1095+30), true},
 		{"marketing: 400 days, no offset", ev("marketing-consent", origin), origin.AddDate(0, 0, 400), true},
+		{"fixed obliviation time + offset", ev("fixed-offset-care", origin), now.AddDate(0, 0, 200+30), true},
 		{"renewal moves the origin", func() model.Evidence { e := ev("contract-care", origin); e.RenewedAt = &renewed; return e }(), renewed.AddDate(0, 0, 1125), true},
 		{"unknown legalisation: kept", ev("gone", origin), time.Time{}, false},
 	}
