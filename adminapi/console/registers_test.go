@@ -86,3 +86,44 @@ func TestLegalisationsShowTheirStatus(t *testing.T) {
 		t.Fatalf("statuses %q", statuses)
 	}
 }
+
+// A purpose still named by legalisations is not deleted: the console shows
+// which ones. A new purpose is created from the editor and deleted again.
+func TestRegisterRecordsAreCreatedDeletedAndInUseIsExplained(t *testing.T) {
+	a := startApp(t)
+	tb := openTab(t, a)
+	tb.signIn(adminToken)
+	tb.goTo("#/registers/purposes")
+	tb.waitFor("the purposes", `document.querySelector('#register tr[data-key="customer-care"]')`)
+
+	tb.press(`#register tr[data-key="customer-care"] button[data-action="delete"]`)
+	tb.waitFor("the confirmation", `document.activeElement && document.activeElement.id === 'confirm-title'`)
+	tb.press("#confirm-action")
+	tb.waitFor("the refusal", `document.querySelector('#editor-slot .alert.error')`)
+	if txt := tb.text("#editor-slot .alert.error"); !strings.Contains(txt, "in_use") || !strings.Contains(txt, "legalisations/contract-care") {
+		t.Errorf("refusal %q", txt)
+	}
+	apiJSON[map[string]any](t, a, "GET", "/v1/purposes/customer-care", "")
+	tb.press("#confirm-back")
+
+	tb.press("#register-new")
+	tb.waitFor("the editor", `document.activeElement && document.activeElement.id === 'editor-title'`)
+	tb.editDoc(`v.id = 'research'; v.name = 'Research'`)
+	tb.press("#editor-save")
+	tb.waitFor("the new purpose", `document.querySelector('#register tr[data-key="research"]')`)
+	if s := tb.text("#status"); !strings.HasPrefix(s, "Saved purposes/research") {
+		t.Errorf("status %q", s)
+	}
+	if p := apiJSON[struct {
+		Name string `json:"name"`
+	}](t, a, "GET", "/v1/purposes/research", ""); p.Name != "Research" {
+		t.Fatalf("created %+v", p)
+	}
+	tb.press(`#register tr[data-key="research"] button[data-action="delete"]`)
+	tb.waitFor("the confirmation", `document.activeElement && document.activeElement.id === 'confirm-title'`)
+	tb.press("#confirm-action")
+	tb.waitFor("the purpose gone", `document.querySelector('#register tr[data-key="customer-care"]') && !document.querySelector('#register tr[data-key="research"]')`)
+	if res := apiGet(t, a, "/v1/purposes/research"); res.StatusCode != 404 {
+		t.Errorf("after delete: %d", res.StatusCode)
+	}
+}

@@ -8,6 +8,7 @@
 
 import {h, field, button, table, hashOf, section, errorBox, flash, clear} from './dom.js';
 import * as api from './api.js';
+import {confirmStep} from './confirm.js';
 
 const KINDS = [
   {name: 'sensitivities', title: 'Sensitivities', key: 'id'},
@@ -38,11 +39,16 @@ export async function render(main, params, rest) {
   const rows = items.map(it => ({
     attrs: {'data-key': String(it[kind.key])},
     cells: cols.map(c => cell(c, it[c])).concat([
-      button('Edit…', () => edit(slot, kind, it, res.etag), {class: 'secondary', 'data-action': 'edit', 'aria-label': 'Edit ' + it[kind.key]}),
+      h('span', {class: 'actions'},
+        button('Edit…', () => edit(slot, kind, it, res.etag, false), {class: 'secondary', 'data-action': 'edit', 'aria-label': 'Edit ' + it[kind.key]}),
+        button('Delete…', () => remove(slot, kind, it, res.etag), {class: 'secondary', 'data-action': 'delete', 'aria-label': 'Delete ' + it[kind.key]})),
     ]),
   }));
+  const template = {...(items[0] || {[kind.key]: ''})};
+  template[kind.key] = '';
   main.append(section(kind.title + ' (registers version ' + version + ')',
-    items.length ? table(null, cols.concat(['Edit']), rows, {id: 'register'}) : h('p', null, 'None.')));
+    h('p', {class: 'actions'}, button('New ' + kind.title.toLowerCase().replace(/ies$/, 'y').replace(/s$/, '') + '…', () => edit(slot, kind, template, res.etag, true), {class: 'secondary', id: 'register-new'})),
+    items.length ? table(null, cols.concat(['Change']), rows, {id: 'register'}) : h('p', null, 'None.')));
 }
 
 // columns are the members the records have, the key first; nested values
@@ -62,15 +68,36 @@ function cell(col, v) {
   return String(v);
 }
 
-// edit opens the editor of one record above the list.
-function edit(slot, kind, item, etag) {
+// remove deletes one record after a confirmation; the server refuses (409
+// in_use, naming them) while other records reference it.
+function remove(slot, kind, item, etag) {
   const key = String(item[kind.key]);
+  confirmStep(slot, {
+    title: 'Delete ' + kind.name + '/' + key + '?',
+    body: [h('p', null, 'The record is removed from the registers (the change is audited). A record still referenced by others is not deleted: the answer names them.')],
+    label: 'Delete ' + key,
+    danger: true,
+    run: async () => {
+      const res = await api.call('DELETE', '/v1/' + kind.name + '/' + api.seg(key), {etag});
+      return 'Deleted ' + kind.name + '/' + key + ' (registers version ' + api.version(res.etag) + ').';
+    },
+    done: msg => {
+      flash(msg, 'ok');
+      window.dispatchEvent(new HashChangeEvent('hashchange'));
+    },
+  });
+}
+
+// edit opens the editor of one record (or of a new one) above the list.
+function edit(slot, kind, item, etag, isNew) {
+  let key = String(item[kind.key]);
   const back = document.activeElement;
   let version = etag;
-  const heading = h('h2', {tabindex: '-1', id: 'editor-title'}, 'Edit ' + kind.name + '/' + key);
+  const heading = h('h2', {tabindex: '-1', id: 'editor-title'}, isNew ? 'New record of ' + kind.name : 'Edit ' + kind.name + '/' + key);
   const ver = h('p', {class: 'muted', id: 'editor-version'});
   const showVersion = () => {
-    ver.textContent = 'Editing registers version ' + api.version(version) + '. PUT replaces the whole record: every member must stay.';
+    ver.textContent = isNew ? 'Based on registers version ' + api.version(version) + '. Fill in the ' + kind.key + ' and the members; absent ones take their zero value.'
+      : 'Editing registers version ' + api.version(version) + '. PUT replaces the whole record: every member must stay.';
   };
   showVersion();
   const doc = field('The record as JSON', {tag: 'textarea', name: 'doc', spellcheck: 'false', rows: '14'});
@@ -94,13 +121,20 @@ function edit(slot, kind, item, etag) {
       return null;
     }
   };
-  const path = '/v1/' + kind.name + '/' + api.seg(key);
+  const itemPath = () => '/v1/' + kind.name + '/' + api.seg(key);
+  // A new record is POSTed to the register; an edit PUT to its own path.
+  const target = body => {
+    if (!isNew) return {method: 'PUT', path: itemPath()};
+    key = String(body[kind.key] || '');
+    return {method: 'POST', path: '/v1/' + kind.name};
+  };
   const previewBtn = button('Preview the impact', async () => {
     const body = parse();
     if (!body) return;
     clear(out);
     try {
-      const res = await api.call('PUT', path, {query: {dry_run: 'true'}, body, etag: version});
+      const tg = target(body);
+      const res = await api.call(tg.method, tg.path, {query: {dry_run: 'true'}, body, etag: version});
       out.append(previewBox(res.data.preview, res.data));
     } catch (e) {
       out.append(failure(e));
@@ -111,7 +145,8 @@ function edit(slot, kind, item, etag) {
     if (!body) return;
     clear(out);
     try {
-      const res = await api.call('PUT', path, {query: confirm ? {confirm: 'true'} : {}, body, etag: version});
+      const tg = target(body);
+      const res = await api.call(tg.method, tg.path, {query: confirm ? {confirm: 'true'} : {}, body, etag: version});
       flash('Saved ' + kind.name + '/' + key + ' (registers version ' + api.version(res.etag) + ').', 'ok');
       window.dispatchEvent(new HashChangeEvent('hashchange'));
     } catch (e) {
@@ -133,7 +168,15 @@ function edit(slot, kind, item, etag) {
     const mine = doc.input.value;
     const load = button('Load the current version', async () => {
       try {
-        const cur = await api.call('GET', path);
+        const cur = await api.call('GET', isNew ? '/v1/' + kind.name : itemPath());
+        if (isNew) {
+          // A new record: only the version moves on; the text stays.
+          version = cur.etag;
+          showVersion();
+          clear(out).append(h('p', {class: 'alert'}, 'Now based on version ' + api.version(cur.etag) + '. Save again if the record still makes sense.'));
+          doc.input.focus();
+          return;
+        }
         version = cur.etag;
         doc.input.value = pretty(cur.data);
         showVersion();
