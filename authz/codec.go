@@ -15,10 +15,12 @@ import (
 // grpc.ForceServerCodecV2). The wire format is protobuf, as grpc-go's own
 // codec writes it; what differs is where the bytes go:
 //
-//   - messages are marshalled with go-control-plane's generated code
-//     (MarshalToSizedBufferVTStrict, compiled in with the vtprotobuf build
-//     tag, as make build does) into pooled buffers, without protobuf-go's
-//     reflection; without the tag, protobuf-go marshals them;
+//   - messages are marshalled into pooled buffers, with go-control-plane's
+//     generated code (MarshalToSizedBufferVTStrict) when the binary is
+//     built with -tags vtprotobuf, by protobuf-go otherwise (the default
+//     builds: measured, the tag saves about 7% of the server CPU of a 10 KB
+//     ext_proc exchange and nothing on a 1 MB one, whose body is sent
+//     apart);
 //   - an ext_proc answer's body is not copied into the message: the
 //     message is written as a prefix buffer followed by the body's own
 //     buffer (protobuf lets a field come last whatever its number), and a
