@@ -169,9 +169,34 @@ func (s *Server) handleEvidenceRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ref := model.SubjectRef{Entity: r.PathValue("entity"), ID: r.PathValue("id")}
 	id := r.PathValue("evidence_id")
+	now := s.o.Clock().UTC()
+	// Evidence that stops covering can make data (the subject's, its
+	// children's) due for deletion at once: previewed on ?dry_run=true,
+	// the deletions it causes are in the audit entry.
+	ix, err := s.o.Store.Registers(ctx)
+	if err != nil {
+		s.storeFailed(w, r, "read registers", err)
+		return
+	}
+	pv, err := s.o.Forget.PreviewRevoke(ctx, ix, ref, id, now)
+	if errors.Is(err, cache.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "the subject has no evidence with id "+strconv.Quote(id))
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "preview the revocation", err)
+		return
+	}
+	if r.URL.Query().Get("dry_run") == "true" {
+		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "revoke": id, "preview": pv, "deletions": deletionMode(s.o.Forget)})
+		return
+	}
 	entry := audit.Entry{
-		Time: s.o.Clock().UTC(), Actor: actor(ctx), Action: "evidence.revoke",
+		Time: now, Actor: actor(ctx), Action: "evidence.revoke",
 		Object: "evidence/" + id, Subject: s.o.Hasher.Subject(ref),
+	}
+	if pv.Deletions.Total+pv.Deletions.NotExecutable > 0 {
+		entry.Detail = map[string]string{"deletions": strconv.Itoa(pv.Deletions.Total), "not_executable": strconv.Itoa(pv.Deletions.NotExecutable)}
 	}
 	if err := s.o.Store.RevokeEvidence(ctx, ref, id, entry); err != nil {
 		if errors.Is(err, cache.ErrNotFound) {

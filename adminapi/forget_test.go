@@ -393,3 +393,45 @@ func TestSubjectOriginChangeIsPreviewedAndAudited(t *testing.T) {
 		t.Fatalf("audit = %+v", a)
 	}
 }
+
+// Revoking evidence can make the data it covered — the subject's and its
+// children's, which inherit it — due for deletion at once: ?dry_run=true
+// previews that and changes nothing; the revocation's audit entry counts
+// the deletions it causes.
+func TestEvidenceRevocationIsPreviewedWithItsChildren(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ref := model.SubjectRef{Entity: "contact", ID: "s-1"}
+	phone := model.SubjectRef{Entity: "phone_number", ID: "+420999"}
+	old := e.now.Add(-2000 * 24 * time.Hour)
+	for _, s := range []model.Subject{{Ref: ref, Origin: old}, {Ref: phone, Origin: old, Parent: &ref}} {
+		if err := e.store.PutSubject(ctx, s, audit.Entry{Actor: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := e.store.PutEvidence(ctx, []model.Evidence{{Subject: ref, LegalisationID: "contract-care", Origin: e.now.Add(-10 * 24 * time.Hour), CreatedBy: "t"}}, audit.Entry{Actor: "t", Time: e.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/v1/evidence/contact/s-1/" + evs[0].ID
+	r := e.do("DELETE", path+"?dry_run=true", ScopeEditEvidence, "")
+	var ans struct {
+		DryRun  bool                 `json:"dry_run"`
+		Preview forget.ChangePreview `json:"preview"`
+	}
+	if r.status != 200 || json.Unmarshal(r.body, &ans) != nil || !ans.DryRun || ans.Preview.Subjects != 2 || ans.Preview.Changed != 2 || ans.Preview.Deletions.Total < 1 {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	if rec, _ := e.store.Subject(ctx, ref); len(rec.Evidence) != 1 {
+		t.Fatal("a dry run revoked the evidence")
+	}
+	if r := e.do("DELETE", "/v1/evidence/contact/s-1/nope?dry_run=true", ScopeEditEvidence, ""); r.status != 404 {
+		t.Fatalf("dry run of an unknown record: %d %s", r.status, r.body)
+	}
+	if r := e.do("DELETE", path, ScopeEditEvidence, ""); r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	if a := e.lastAudit(); a.Action != "evidence.revoke" || a.Detail["deletions"] == "" || a.Detail["deletions"] == "0" {
+		t.Fatalf("audit = %+v", a)
+	}
+}

@@ -116,11 +116,12 @@ var queryParams = map[string][]queryParam{
 		{"since", "string", "entries at or after this RFC 3339 time"},
 		{"until", "string", "entries at or before this RFC 3339 time"},
 	},
-	"PUT /v1/subjects/{entity}/{id}":  {{"dry_run", "boolean", "answer 200 with what the change does to the subject now (ChangePreview: its bits changing state, the deletions the sweeper would create) and change nothing"}},
-	"POST /v1/deletions/{id}/approve": {decisionDryRun},
-	"POST /v1/deletions/{id}/reject":  {decisionDryRun},
-	"POST /v1/deletions:approve":      {decisionDryRun},
-	"POST /v1/deletions:reject":       {decisionDryRun},
+	"PUT /v1/subjects/{entity}/{id}":                  {{"dry_run", "boolean", "answer 200 with what the change does to the subject now (ChangePreview: its bits changing state, the deletions the sweeper would create) and change nothing"}},
+	"DELETE /v1/evidence/{entity}/{id}/{evidence_id}": {{"dry_run", "boolean", "answer 200 with what the revocation does now to the subject and the subjects inheriting its evidence (ChangePreview) and change nothing"}},
+	"POST /v1/deletions/{id}/approve":                 {decisionDryRun},
+	"POST /v1/deletions/{id}/reject":                  {decisionDryRun},
+	"POST /v1/deletions:approve":                      {decisionDryRun},
+	"POST /v1/deletions:reject":                       {decisionDryRun},
 }
 
 // decisionDryRun previews an approval or rejection.

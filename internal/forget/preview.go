@@ -200,6 +200,50 @@ func (e *Executor) PreviewSubject(ctx context.Context, ix *model.Index, sub mode
 	return p, nil
 }
 
+// PreviewRevoke is what revoking one evidence record of a subject does now:
+// to the subject and to the subjects inheriting its evidence (its phone
+// numbers). It returns cache.ErrNotFound when the subject has no such
+// record.
+func (e *Executor) PreviewRevoke(ctx context.Context, ix *model.Index, ref model.SubjectRef, evidenceID string, now time.Time) (ChangePreview, error) {
+	p := ChangePreview{Bits: map[string]map[string]int{}}
+	without := func(evs []model.Evidence) []model.Evidence {
+		out := make([]model.Evidence, 0, len(evs))
+		for _, ev := range evs {
+			if ev.ID != evidenceID {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	snaps, err := e.o.Store.Snapshots(ctx, []model.SubjectRef{ref})
+	if err != nil {
+		return p, fmt.Errorf("preview: %w", err)
+	}
+	if len(snaps) != 1 || len(without(snaps[0].Record.Evidence)) == len(snaps[0].Record.Evidence) {
+		return p, fmt.Errorf("preview: evidence %q: %w", evidenceID, cache.ErrNotFound)
+	}
+	next := snaps[0]
+	next.Record.Evidence = without(next.Record.Evidence)
+	e.previewPair(ix, &snaps[0], ix, &next, now, &p)
+	children, err := e.o.Store.Children(ctx, ref)
+	if err != nil {
+		return p, fmt.Errorf("preview: children: %w", err)
+	}
+	if len(children) == 0 {
+		return p, nil
+	}
+	cs, err := e.o.Store.Snapshots(ctx, children)
+	if err != nil {
+		return p, fmt.Errorf("preview: children: %w", err)
+	}
+	for i := range cs {
+		cn := cs[i]
+		cn.Inherited = without(cn.Inherited)
+		e.previewPair(ix, &cs[i], ix, &cn, now, &p)
+	}
+	return p, nil
+}
+
 // Transition is one sensitivity bit changing state at an instant.
 type Transition struct {
 	At          time.Time `json:"at"`
