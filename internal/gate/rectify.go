@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -143,50 +142,29 @@ func (g *Gate) Responded(ctx context.Context, ex *Exchange, status int) {
 
 // rectifier writes rectification entries, retrying those the store refused.
 type rectifier struct {
-	g        *Gate
-	retryFor time.Duration
-
-	mu      sync.Mutex
-	queue   []pendingEntry
-	running bool
-	closed  bool
-	stop    chan struct{}
-	done    chan struct{}
-}
-
-type pendingEntry struct {
-	e     audit.Entry
-	since time.Time
+	g       *Gate
+	retries *retryQueue[audit.Entry]
 }
 
 func newRectifier(g *Gate, retryFor time.Duration) *rectifier {
-	if retryFor <= 0 {
-		retryFor = defaultRectifyRetryFor
-	}
-	return &rectifier{g: g, retryFor: retryFor, stop: make(chan struct{})}
+	q := &rectifier{g: g}
+	q.retries = newRetryQueue(retryFor, rectifyQueue, q.append, func(e audit.Entry) {
+		g.metrics.rectify.WithLabelValues("written_after_retry").Inc()
+		g.log.Info("rectification audit entry written after a retry", "decision_id", e.Detail["decision_id"])
+	}, q.lost)
+	q.retries.pending = func(n int) { g.metrics.rectifyPending.Set(float64(n)) }
+	return q
 }
 
 // write tries e once, inline, and queues it for retries on failure.
 func (q *rectifier) write(ctx context.Context, e audit.Entry) {
-	if err := q.append(ctx, e); err == nil {
+	err := q.append(ctx, e)
+	if err == nil {
 		q.g.metrics.rectify.WithLabelValues("written").Inc()
 		return
-	} else {
-		q.log(slog.LevelWarn, "rectification audit entry not written yet; retrying (the backend has the change)", e, err)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || len(q.queue) >= rectifyQueue {
-		q.lost(e, "no room to retry")
-		return
-	}
-	q.queue = append(q.queue, pendingEntry{e, time.Now()})
-	q.g.metrics.rectifyPending.Set(float64(len(q.queue)))
-	if !q.running {
-		q.running = true
-		q.done = make(chan struct{})
-		go q.run()
-	}
+	q.log(slog.LevelWarn, "rectification audit entry not written yet; retrying (the backend has the change)", e, err)
+	q.retries.add(e)
 }
 
 func (q *rectifier) append(ctx context.Context, e audit.Entry) error {
@@ -194,73 +172,6 @@ func (q *rectifier) append(ctx context.Context, e audit.Entry) error {
 	defer cancel()
 	_, err := q.g.store.AppendAudit(ctx, e)
 	return err
-}
-
-// run retries the queue oldest first until it is empty or Close stops it.
-func (q *rectifier) run() {
-	defer close(q.done)
-	backoff := 100 * time.Millisecond
-	for {
-		q.mu.Lock()
-		if len(q.queue) == 0 {
-			q.running = false
-			q.mu.Unlock()
-			return
-		}
-		p := q.queue[0]
-		q.mu.Unlock()
-		err := q.append(context.Background(), p.e)
-		q.mu.Lock()
-		switch {
-		case err == nil:
-			q.queue = q.queue[1:]
-			q.g.metrics.rectify.WithLabelValues("written_after_retry").Inc()
-			q.g.log.Info("rectification audit entry written after a retry", "decision_id", p.e.Detail["decision_id"])
-			backoff = 100 * time.Millisecond
-		case time.Since(p.since) >= q.retryFor:
-			q.queue = q.queue[1:]
-			q.lost(p.e, err.Error())
-		}
-		q.g.metrics.rectifyPending.Set(float64(len(q.queue)))
-		q.mu.Unlock()
-		if err == nil {
-			continue
-		}
-		select {
-		case <-q.stop:
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
-// close stops the retries, tries every waiting entry once more within ctx,
-// and logs those still not written.
-func (q *rectifier) close(ctx context.Context) {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return
-	}
-	q.closed = true
-	close(q.stop)
-	done := q.done
-	q.mu.Unlock()
-	if done != nil {
-		<-done
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, p := range q.queue {
-		if err := q.append(ctx, p.e); err != nil {
-			q.lost(p.e, "gdprgate is stopping: "+err.Error())
-			continue
-		}
-		q.g.metrics.rectify.WithLabelValues("written_after_retry").Inc()
-	}
-	q.queue = nil
-	q.g.metrics.rectifyPending.Set(0)
 }
 
 // lost records an entry gdprgate gives up on: the log line is the record.
@@ -288,6 +199,6 @@ func (q *rectifier) log(level slog.Level, msg string, e audit.Entry, err error, 
 // ctx, and logs those it cannot (see the rectification audit above). Call
 // it when gdprgate stops, after the front-ends.
 func (g *Gate) Close(ctx context.Context) {
-	g.rectifier.close(ctx)
-	g.commRetry.close(ctx)
+	g.rectifier.retries.close(ctx)
+	g.commRetry.retries.close(ctx)
 }
