@@ -112,6 +112,10 @@ func TestApproveAndRejectHeldDeletionsAfterPreviewingThem(t *testing.T) {
 	if !strings.Contains(tb.text("#confirm-slot"), "DELETE /api/contacts/c-5/calls") {
 		t.Fatalf("the confirmation does not list the calls: %q", tb.text("#confirm-slot"))
 	}
+	// The server's preview of the decision: what the guard would count.
+	if g := tb.text("#decide-guard"); !strings.Contains(g, "counts 1 deletion ") || !strings.Contains(g, "admits 2 per minute") {
+		t.Errorf("guard preview %q", g)
+	}
 	tb.key(kb.Escape)
 	tb.waitFor("the panel to close", `document.querySelector('#confirm-slot').childElementCount === 0`)
 	if f := tb.focused(); !strings.HasPrefix(f, "button||Approve…") {
@@ -161,6 +165,9 @@ func TestApproveAndRejectHeldDeletionsAfterPreviewingThem(t *testing.T) {
 	}
 	tb.press("#approve-selected")
 	tb.waitFor("the confirmation", `document.activeElement && document.activeElement.id === 'confirm-title'`)
+	if g := tb.text("#decide-guard"); !strings.Contains(g, "counts 3 deletions") {
+		t.Errorf("guard preview %q", g)
+	}
 	tb.press("#confirm-action")
 	tb.waitFor("the guard's refusal", `document.activeElement && document.activeElement.id === 'confirm-guard'`)
 	if txt := tb.text("#confirm-slot .alert"); !strings.Contains(txt, "mass-deletion guard") || !strings.Contains(txt, "mass_deletion_guard") {

@@ -154,35 +154,64 @@ function renderHeld(list, slot, ds, kind) {
   list.append(table('Held deletions, oldest first', ['Select', 'Deletion', 'Subject', 'Deletes', 'Held for', 'Created', 'Preview and decision'], rows, {id: 'held'}));
 }
 
-// decide opens the confirmation of approving or rejecting deletions.
-function decide(slot, ds, approve, children) {
+// decideURL is the decision endpoint for one deletion or several.
+function decideURL(ds, approve) {
+  return ds.length === 1
+    ? '/v1/deletions/' + api.seg(ds[0].id) + '/' + (approve ? 'approve' : 'reject')
+    : '/v1/deletions:' + (approve ? 'approve' : 'reject');
+}
+
+function decideBody(ds, extra) {
+  return ds.length === 1 ? {...extra} : {...extra, ids: ds.map(d => d.id)};
+}
+
+// decide opens the confirmation of approving or rejecting deletions. Its
+// content is the server's own preview of the decision (?dry_run=true): the
+// records it would decide (cascaded wipes included) with their backend
+// calls, and what the mass-deletion guard would count.
+async function decide(slot, ds, approve, children) {
   const verb = approve ? 'Approve' : 'Reject';
   const n = ds.length;
+  let pv = null;
+  let pvErr = null;
+  try {
+    pv = (await api.call('POST', decideURL(ds, approve), {query: {dry_run: 'true'}, body: decideBody(ds, {})})).data;
+  } catch (e) {
+    pvErr = e;
+  }
+  const shown = pv ? pv.deletions : ds;
   const body = [
     h('p', null, approve
       ? 'These backend calls will be queued and sent by the wipe worker. Data deleted in the backend cannot be restored.'
       : 'These deletions will not run. The data stays hidden as the lifecycle says; the sweeper does not create them again.'),
-    h('ul', {class: 'decide-list'}, ds.map(d => h('li', null,
+    h('ul', {class: 'decide-list', id: 'decide-list'}, shown.map(d => h('li', null,
       h('code', null, d.id), ' — ', d.subject.entity + '/' + d.subject.id, ': ', whatItDeletes(d),
-      (children.get(d.id) || []).length ? ' (and its cascaded wipes)' : '',
+      d.parent ? ' (cascaded with ' + d.parent + ')' : (children.get(d.id) || []).length && !pv ? ' (and its cascaded wipes)' : '',
       stepList(d.steps, false)))),
   ];
+  if (pv) {
+    const skipped = pv.decisions.filter(x => x.status !== 'queued' && x.status !== 'rejected');
+    if (skipped.length) {
+      body.push(h('p', {class: 'alert warn'}, 'Not decidable now: ' + skipped.map(x => x.id + ' (' + x.status + (x.error ? ': ' + x.error : '') + ')').join(', ')));
+    }
+    if (approve) {
+      body.push(h('p', {id: 'decide-guard'}, 'The mass-deletion guard counts ' + pv.guard.asked + ' deletion' + (pv.guard.asked === 1 ? '' : 's') +
+        ' for this approval; it admits ' + pv.guard.per_minute + ' per minute across every sidecar.'));
+      if (pv.suspend_wipes) body.push(h('p', {class: 'alert warn'}, 'suspend_wipes is set: approved deletions wait until it is lifted.'));
+    }
+  } else {
+    body.push(errorBox(pvErr, 'The server could not preview this decision; the list above is what the page read'));
+  }
   confirmStep(slot, {
     title: verb + ' ' + n + ' held deletion' + (n === 1 ? '' : 's') + '?',
     body,
     label: verb + (n === 1 ? ' this deletion' : ' ' + n + ' deletions'),
     danger: approve,
     run: async pastGuard => {
-      const payload = pastGuard ? {confirm: true} : {};
-      let decisions;
-      if (n === 1) {
-        const res = await api.call('POST', '/v1/deletions/' + api.seg(ds[0].id) + '/' + (approve ? 'approve' : 'reject'), {body: payload});
-        decisions = res.data.decisions;
-      } else {
-        const res = await api.call('POST', '/v1/deletions:' + (approve ? 'approve' : 'reject'), {body: {...payload, ids: ds.map(d => d.id)}});
-        decisions = res.data.decisions;
-      }
-      const ok = decisions.filter(x => x.status === 'queued' || x.status === 'rejected').length;
+      const res = await api.call('POST', decideURL(ds, approve), {body: decideBody(ds, pastGuard ? {confirm: true} : {})});
+      const decisions = res.data.decisions;
+      const top = new Set(ds.map(d => d.id));
+      const ok = decisions.filter(x => top.has(x.id) && (x.status === 'queued' || x.status === 'rejected')).length;
       const failed = decisions.filter(x => x.status !== 'queued' && x.status !== 'rejected');
       return (approve ? 'Approved' : 'Rejected') + ' ' + ok + ' deletion' + (ok === 1 ? '' : 's') +
         (failed.length ? '; not decided: ' + failed.map(x => x.id + ' (' + x.status + (x.error ? ': ' + x.error : '') + ')').join(', ') : '') + '.';
