@@ -30,7 +30,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newStore(t *testing.T, url string, opts cache.Options) *redisstore.Store {
+func newStore(t testing.TB, url string, opts cache.Options) *redisstore.Store {
 	t.Helper()
 	opts = generous(opts)
 	s, err := redisstore.New(context.Background(), url, opts)

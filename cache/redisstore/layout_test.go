@@ -42,7 +42,7 @@ func changes(t *testing.T, addrs ...string) int64 {
 	return n
 }
 
-func seededStore(t *testing.T, url string, opts cache.Options) *redisstore.Store {
+func seededStore(t testing.TB, url string, opts cache.Options) *redisstore.Store {
 	t.Helper()
 	s := newStore(t, url, opts)
 	if _, err := s.SaveRegisters(context.Background(), storetest.Registers(), 0, audit.Entry{Actor: "t", Action: "register.replace"}); err != nil {

@@ -1,0 +1,194 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/redisstore"
+	"github.com/gdprgate/gdprgate/cache/storetest"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/testredis"
+	"github.com/gdprgate/gdprgate/policy/model"
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkImportSingleVsCluster imports the same subjects (one evidence
+// record each, in batches of 1000 as the admin import stores them, from
+// several importers at once) into one redis-server and into a 3-master,
+// 3-replica cluster, alternating chunks between the two so that both see
+// the same machine load, and reports the import rate of each, their ratio
+// and the Redis memory per subject (used_memory growth over the masters
+// divided by the subjects; replicas hold as much again) and the Redis CPU
+// per record (INFO used_cpu_user+sys growth: on a shared machine the rate
+// says how busy the machine was, the CPU what a dedicated Redis needs).
+// The size is GDPRGATE_BENCH_SUBJECTS (default 100000);
+// GDPRGATE_BENCH_BATCH the records per PutEvidence (default 1000, the
+// admin import's); GDPRGATE_BENCH_BUCKETS sets store.buckets (the subjects per bucket of a
+// bigger store at a smaller size: memory per subject depends on it). Run it
+// once:
+//
+//	GDPRGATE_BENCH_SUBJECTS=1000000 GDPRGATE_BENCH_BUCKETS=51 go test ./cache/redisstore/ \
+//	  -run '^$' -bench ImportSingleVsCluster -benchtime 1x -benchmem -timeout 60m
+func BenchmarkImportSingleVsCluster(b *testing.B) {
+	total := 100000
+	if v := os.Getenv("GDPRGATE_BENCH_SUBJECTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1000 {
+			b.Fatalf("GDPRGATE_BENCH_SUBJECTS=%q: want a number ≥ 1000", v)
+		}
+		total = n
+	}
+	buckets := 0
+	if v := os.Getenv("GDPRGATE_BENCH_BUCKETS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("GDPRGATE_BENCH_BUCKETS=%q: want a positive number", v)
+		}
+		buckets = n
+	}
+	const (
+		importers = 8
+		chunk     = 100000
+	)
+	batch := 1000
+	if v := os.Getenv("GDPRGATE_BENCH_BATCH"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("GDPRGATE_BENCH_BATCH=%q: want a positive number", v)
+		}
+		batch = n
+	}
+	type target struct {
+		name     string
+		store    *redisstore.Store
+		masters  []string
+		replicas []string
+		before   int64
+		cpu      [2]float64 // masters, replicas
+		took     time.Duration
+	}
+	opts := cache.Options{Timeout: 30 * time.Second, Logger: quiet(), Buckets: buckets}
+	srv := testredis.Start(b)
+	cl := testredis.StartCluster3x3(b)
+	single := &target{name: "single", store: seededStore(b, srv.URL(), opts), masters: []string{srv.Addr()}}
+	cluster := &target{name: "cluster3", store: seededStore(b, cl.URL(), opts)}
+	for _, m := range cl.Masters() {
+		cluster.masters = append(cluster.masters, m.Addr())
+		for _, r := range cl.ReplicasOf(m) {
+			cluster.replicas = append(cluster.replicas, r.Addr())
+		}
+	}
+	targets := []*target{single, cluster}
+	ctx := context.Background()
+	for _, t := range targets {
+		t.before = usedMemory(b, t.masters)
+	}
+	b.ResetTimer()
+	for range b.N {
+		for from := 0; from < total; from += chunk {
+			to := min(from+chunk, total)
+			for _, t := range targets {
+				m0, r0 := info(b, t.masters, "used_cpu_"), info(b, t.replicas, "used_cpu_")
+				start := time.Now()
+				importRange(b, ctx, t.store, from, to, batch, importers)
+				t.took += time.Since(start)
+				t.cpu[0] += info(b, t.masters, "used_cpu_") - m0
+				t.cpu[1] += info(b, t.replicas, "used_cpu_") - r0
+			}
+		}
+	}
+	b.StopTimer()
+	rate := map[string]float64{}
+	for _, t := range targets {
+		rate[t.name] = float64(total*b.N) / t.took.Seconds()
+		b.ReportMetric(rate[t.name], t.name+"_rec/s")
+		grown := usedMemory(b, t.masters) - t.before
+		b.ReportMetric(float64(grown)/float64(total), t.name+"_B/subject")
+		b.ReportMetric(t.cpu[0]*1e6/float64(total*b.N), t.name+"_redis_µs/rec")
+		if len(t.replicas) > 0 {
+			b.ReportMetric(t.cpu[1]*1e6/float64(total*b.N), t.name+"_replicas_µs/rec")
+		}
+	}
+	b.ReportMetric(rate["cluster3"]/rate["single"], "cluster/single")
+}
+
+// importRange stores subjects [from, to) with one evidence record each.
+func importRange(b *testing.B, ctx context.Context, s *redisstore.Store, from, to, batch, importers int) {
+	var next atomic.Int64
+	next.Store(int64(from))
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range importers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			evs := make([]model.Evidence, 0, batch)
+			for {
+				lo := int(next.Add(int64(batch))) - batch
+				if lo >= to {
+					return
+				}
+				evs = evs[:0]
+				for i := lo; i < min(lo+batch, to); i++ {
+					evs = append(evs, model.Evidence{
+						Subject:        model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("c-%08d", i)},
+						LegalisationID: "contract-care",
+						Origin:         storetest.T0,
+					})
+				}
+				if _, err := s.PutEvidence(ctx, evs, audit.Entry{Actor: "bench", Action: "evidence.import"}); err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// usedMemory is the sum of INFO used_memory over addrs.
+func usedMemory(b *testing.B, addrs []string) int64 {
+	return int64(info(b, addrs, "used_memory:"))
+}
+
+// info sums, over addrs, the INFO fields whose name starts with prefix
+// (used_cpu_ ends with the user and sys seconds of the main thread and of
+// the children — the latter are zero without snapshots).
+func info(b *testing.B, addrs []string, prefix string) float64 {
+	var sum float64
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		text, err := c.Info(context.Background()).Result()
+		_ = c.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(text, "\r\n") {
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+			name, v, _ := strings.Cut(line, ":")
+			if strings.Contains(name, "_main_thread") { // already in used_cpu_user/sys
+				continue
+			}
+			n, _ := strconv.ParseFloat(v, 64)
+			sum += n
+		}
+	}
+	return sum
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
