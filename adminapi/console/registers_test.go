@@ -127,3 +127,29 @@ func TestRegisterRecordsAreCreatedDeletedAndInUseIsExplained(t *testing.T) {
 		t.Errorf("after delete: %d", res.StatusCode)
 	}
 }
+
+// Turning GDPR enforcement off from the configuration editor needs an
+// explicit confirmation (the server's "confirm": true), and the page then
+// says what it means.
+func TestConfigurationEditTurningEnforcementOffNeedsAConfirmation(t *testing.T) {
+	a := startApp(t)
+	tb := openTab(t, a)
+	tb.signIn(adminToken)
+	tb.goTo("#/registers/config")
+	tb.press("#config-edit")
+	tb.waitFor("the editor", `document.activeElement && document.activeElement.id === 'editor-title'`)
+	tb.editDoc(`v.gdpr_enforced = false`)
+	tb.press("#editor-save")
+	tb.waitFor("the confirmation", `document.activeElement && document.activeElement.id === 'editor-confirm'`)
+	type cfg struct {
+		GdprEnforced bool `json:"gdpr_enforced"`
+	}
+	if !apiJSON[cfg](t, a, "GET", "/v1/config", "").GdprEnforced {
+		t.Fatal("enforcement was turned off without the confirmation")
+	}
+	tb.key("\r")
+	tb.waitFor("the saved configuration", `document.getElementById('status').textContent.startsWith('Saved config') && document.querySelector('#config .flag-on')`)
+	if apiJSON[cfg](t, a, "GET", "/v1/config", "").GdprEnforced {
+		t.Fatal("enforcement is still on after the confirmed save")
+	}
+}

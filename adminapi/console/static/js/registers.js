@@ -17,6 +17,7 @@ const KINDS = [
   {name: 'legalisations', title: 'Legalisations', key: 'id'},
   {name: 'roles', title: 'Roles', key: 'name'},
   {name: 'rules', title: 'Rules', key: 'id'},
+  {name: 'config', title: 'Configuration', single: true},
 ];
 
 export async function render(main, params, rest) {
@@ -26,6 +27,7 @@ export async function render(main, params, rest) {
     h('li', null, h('a', {href: hashOf(['registers', k.name]), 'aria-current': k === kind ? 'page' : false}, k.title))))));
   const slot = h('div', {id: 'editor-slot'});
   main.append(slot);
+  if (kind.single) return renderConfig(main, slot, kind);
   let res;
   try {
     res = await api.call('GET', '/v1/' + kind.name);
@@ -68,6 +70,25 @@ function cell(col, v) {
   return String(v);
 }
 
+// renderConfig shows the system configuration (one document) and edits it
+// with the same editor.
+async function renderConfig(main, slot, kind) {
+  let res;
+  try {
+    res = await api.call('GET', '/v1/config');
+  } catch (e) {
+    main.append(errorBox(e, 'The configuration could not be read'));
+    return;
+  }
+  const c = res.data;
+  const facts = h('dl', {class: 'facts', id: 'config'});
+  for (const [k, v] of Object.entries(c)) {
+    facts.append(h('dt', null, k), h('dd', null, k === 'gdpr_enforced' && v === false ? h('span', {class: 'flag-on'}, 'false — the lifecycle is frozen, archived and expired data counts as active') : cell(k, v)));
+  }
+  main.append(section('Configuration (registers version ' + api.version(res.etag) + ')', facts,
+    h('p', {class: 'actions'}, button('Edit…', () => edit(slot, kind, c, res.etag, false), {class: 'secondary', id: 'config-edit'}))));
+}
+
 // remove deletes one record after a confirmation; the server refuses (409
 // in_use, naming them) while other records reference it.
 function remove(slot, kind, item, etag) {
@@ -93,7 +114,7 @@ function edit(slot, kind, item, etag, isNew) {
   let key = String(item[kind.key]);
   const back = document.activeElement;
   let version = etag;
-  const heading = h('h2', {tabindex: '-1', id: 'editor-title'}, isNew ? 'New record of ' + kind.name : 'Edit ' + kind.name + '/' + key);
+  const heading = h('h2', {tabindex: '-1', id: 'editor-title'}, isNew ? 'New record of ' + kind.name : kind.single ? 'Edit the configuration' : 'Edit ' + kind.name + '/' + key);
   const ver = h('p', {class: 'muted', id: 'editor-version'});
   const showVersion = () => {
     ver.textContent = isNew ? 'Based on registers version ' + api.version(version) + '. Fill in the ' + kind.key + ' and the members; absent ones take their zero value.'
@@ -121,7 +142,7 @@ function edit(slot, kind, item, etag, isNew) {
       return null;
     }
   };
-  const itemPath = () => '/v1/' + kind.name + '/' + api.seg(key);
+  const itemPath = () => kind.single ? '/v1/' + kind.name : '/v1/' + kind.name + '/' + api.seg(key);
   // A new record is POSTed to the register; an edit PUT to its own path.
   const target = body => {
     if (!isNew) return {method: 'PUT', path: itemPath()};
@@ -140,20 +161,30 @@ function edit(slot, kind, item, etag, isNew) {
       out.append(failure(e));
     }
   }, {class: 'secondary', id: 'editor-preview'});
-  const save = async confirm => {
+  const save = async (confirm, confirmMember) => {
     const body = parse();
     if (!body) return;
+    if (confirmMember) body.confirm = true;
     clear(out);
     try {
       const tg = target(body);
       const res = await api.call(tg.method, tg.path, {query: confirm ? {confirm: 'true'} : {}, body, etag: version});
-      flash('Saved ' + kind.name + '/' + key + ' (registers version ' + api.version(res.etag) + ').', 'ok');
+      flash('Saved ' + (kind.single ? kind.name : kind.name + '/' + key) + ' (registers version ' + api.version(res.etag) + ').', 'ok');
       window.dispatchEvent(new HashChangeEvent('hashchange'));
     } catch (e) {
       if (e.status === 409 && e.data && e.data.error === 'confirmation_required') {
         const again = button('Save and create these deletions', () => save(true), {class: 'danger', id: 'editor-confirm'});
         out.append(h('div', {class: 'alert warn', role: 'alert'}, h('strong', null, 'Not saved: this change needs a confirmation'),
           h('p', null, e.data.message)), previewBox(e.data.preview), h('p', {class: 'actions'}, again));
+        again.focus();
+        return;
+      }
+      const fields = (e.data && e.data.errors) || [];
+      if (e.status === 422 && fields.length && fields.every(fe => fe.field === 'confirm')) {
+        // Turning gdpr_enforced off: the server wants "confirm": true.
+        const again = button('Save and confirm', () => save(confirm, true), {class: 'danger', id: 'editor-confirm'});
+        out.append(h('div', {class: 'alert warn', role: 'alert'}, h('strong', null, 'Not saved: this change needs a confirmation'),
+          h('p', null, fields[0].reason), h('p', {class: 'actions'}, again)));
         again.focus();
         return;
       }
