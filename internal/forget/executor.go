@@ -455,11 +455,15 @@ func (e *Executor) PlanDecision(ctx context.Context, ids []string, approve bool)
 // has lost its reason, or "" when it is due. memo keeps the answers per
 // lifecycle deletion id.
 func (e *Executor) notDue(ctx context.Context, ix *model.Index, rec cache.WipeRecord, memo map[string]string) (string, error) {
+	return notDue(ctx, e.o.Store, ix, rec, e.o.Clock(), memo)
+}
+
+func notDue(ctx context.Context, store cache.Store, ix *model.Index, rec cache.WipeRecord, now time.Time, memo map[string]string) (string, error) {
 	if rec.Reason == cache.ReasonCascade && rec.Parent != "" {
 		if why, ok := memo[rec.Parent]; ok {
 			return why, nil
 		}
-		parent, err := e.o.Store.Wipe(ctx, rec.Parent)
+		parent, err := store.Wipe(ctx, rec.Parent)
 		if errors.Is(err, cache.ErrNotFound) {
 			return "", nil
 		}
@@ -469,7 +473,7 @@ func (e *Executor) notDue(ctx context.Context, ix *model.Index, rec cache.WipeRe
 		if parent.Reason != cache.ReasonLifecycle {
 			return "", nil
 		}
-		why, err := e.notDue(ctx, ix, parent, memo)
+		why, err := notDue(ctx, store, ix, parent, now, memo)
 		if why != "" {
 			why = "the deletion it cascades from is not due: " + why
 		}
@@ -481,13 +485,13 @@ func (e *Executor) notDue(ctx context.Context, ix *model.Index, rec cache.WipeRe
 	if why, ok := memo[rec.ID]; ok {
 		return why, nil
 	}
-	snaps, err := e.o.Store.Snapshots(ctx, []model.SubjectRef{rec.Subject})
+	snaps, err := store.Snapshots(ctx, []model.SubjectRef{rec.Subject})
 	if err != nil {
 		return "", fmt.Errorf("subject state: %w", err)
 	}
 	why := ""
 	if len(snaps) == 1 {
-		st := cache.ComputeFacts(ix, snaps[0].Record, snaps[0].Origin, snaps[0].Inherited, e.o.Clock()).State
+		st := cache.ComputeFacts(ix, snaps[0].Record, snaps[0].Origin, snaps[0].Inherited, now).State
 		switch {
 		case ix.Registers != nil && !ix.Registers.Config.GdprEnforced:
 			why = "GDPR is not enforced: forgetting is not running"

@@ -3,6 +3,11 @@ package forget
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -551,4 +556,66 @@ func TestApprovalRefusesDeletionsThatAreNoLongerDue(t *testing.T) {
 			t.Fatalf("approve with enforcement off = %+v, %v", ds, err)
 		}
 	})
+}
+
+// An approved lifecycle erasure may wait long before it runs (suspend_wipes
+// holds it for days): it runs only while its data is still obliviated.
+// New evidence meanwhile cancels it, audited, with no backend call.
+func TestQueuedErasureWhoseDataIsCoveredAgainIsCancelled(t *testing.T) {
+	f := newSweepFixture(t, nil, false, 10)
+	// At 400 days, significant (obliviated at 365 d) and health (at once)
+	// are forgotten; the rest is not.
+	ref := f.put("c-1", storetest.T0.Add(-400*day))
+	f.pass()
+	var erasure cache.WipeRecord
+	for _, w := range f.wipes() {
+		if w.Kind == cache.KindErasure && w.Status == cache.WipeHeld {
+			erasure = w
+		}
+	}
+	if erasure.ID == "" || erasure.Bits&0b100 == 0 {
+		t.Fatalf("records = %+v, want a held erasure of significant data", f.wipes())
+	}
+	if ds, err := f.exec.DecideHeld(f.ctx, []string{erasure.ID}, true, "dpo", false); err != nil || ds[0].Status != cache.WipeQueued {
+		t.Fatalf("approve = %+v, %v", ds, err)
+	}
+	// Before the worker runs, the person signs a contract: significant data
+	// is covered again.
+	ev := model.Evidence{Subject: ref, LegalisationID: "contract-care", Origin: f.clk.Now(), CreatedAt: f.clk.Now(), CreatedBy: "test"}
+	if _, err := f.store.PutEvidence(f.ctx, []model.Evidence{ev}, audit.Entry{Actor: "test", Time: f.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var mu sync.Mutex
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+	}))
+	t.Cleanup(be.Close)
+	wk, err := NewWorker(Options{Store: f.store, Plan: testPlans.Wipe, Backend: be.URL, Hasher: audit.NewHasher([]byte("k")), Clock: f.clk.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.store.ClaimWipe(f.ctx, "w", time.Hour, 0)
+	if err != nil || c.WipeID != erasure.ID {
+		t.Fatalf("claim = %+v, %v", c, err)
+	}
+	if err := wk.Process(f.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("the backend got %d calls for an erasure that is not due", calls)
+	}
+	got, _ := f.store.Wipe(f.ctx, erasure.ID)
+	if got.Status != cache.WipeCancelled || !strings.Contains(got.Error, "significant") {
+		t.Fatalf("erasure = %+v, want cancelled naming significant", got)
+	}
+	es, _, _ := f.store.Audit(f.ctx, "", 0)
+	if last := es[len(es)-1]; last.Action != "deletion.not_due" || last.Object != "wipes/"+erasure.ID {
+		t.Fatalf("last audit entry = %+v", last)
+	}
 }

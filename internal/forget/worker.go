@@ -186,6 +186,27 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 		return nil
 	}
 
+	// A lifecycle erasure may have waited long (suspend_wipes) after its
+	// approval: it runs only while its data is still obliviated. (A
+	// lifecycle wipe restricted its subject when approved and runs like
+	// any wipe.)
+	if kindOf(rec) == cache.KindErasure && rec.Reason == cache.ReasonLifecycle && !anyStepDone(rec) {
+		why, err := notDue(ctx, w.o.Store, ix, rec, w.o.Clock(), map[string]string{})
+		if err != nil {
+			return fmt.Errorf("wipe %s: %w", rec.ID, err)
+		}
+		if why != "" {
+			rec.Error = "not due any more: " + why
+			entry := w.finalEntry(rec, subj, "deletion.not_due", cache.WipeCancelled)
+			entry.Detail["why"] = why
+			if err := w.save(ctx, &rec, cache.WipeCancelled, entry); err != nil {
+				return err
+			}
+			w.log.InfoContext(ctx, "lifecycle erasure cancelled: its data is no longer obliviated", "wipe", rec.ID, "subject", subj, "why", why)
+			return w.o.Store.AckWipe(ctx, c)
+		}
+	}
+
 	held := false
 	for i := range rec.Steps {
 		st := &rec.Steps[i]
@@ -253,6 +274,15 @@ func (w *Worker) Process(ctx context.Context, c cache.Claim) error {
 	}
 	w.log.InfoContext(ctx, "wipe done", "wipe", rec.ID, "subject", subj)
 	return w.o.Store.AckWipe(ctx, c)
+}
+
+func anyStepDone(rec cache.WipeRecord) bool {
+	for _, st := range rec.Steps {
+		if st.Status == StepDone {
+			return true
+		}
+	}
+	return false
 }
 
 // isIssue reports whether step i of a wipe is held by suspend_wipe_issue. The
