@@ -226,6 +226,7 @@ func TestWipeIsPreviewedConfirmedAndCancelled(t *testing.T) {
 	if !eval[bool](tb, `document.getElementById('wipe-confirm').disabled`) {
 		t.Fatal("the wipe button is enabled before the id is typed")
 	}
+	tb.noHorizontalOverflow("the wipe's dry run")
 	tb.focus(`#wipe-preview input[name="confirm_id"]`)
 	tb.key("c-1")
 	if !eval[bool](tb, `document.getElementById('wipe-confirm').disabled`) {
@@ -308,6 +309,8 @@ func TestDueReportShowsPendingDeletionsAndUnexecutableBits(t *testing.T) {
 	if eval[string](tb, `document.querySelector('select[name="within"]').value`) != "366d" {
 		t.Error("the window select does not show the window")
 	}
+	tb.zoom200()
+	tb.noHorizontalOverflow("the due report at 200 % zoom")
 	tb.press(`#due tr[data-subject="contact/c-5"] a`)
 	tb.waitFor("Eve's subject page", `location.hash.startsWith('#/subject') && document.querySelectorAll('#bits tbody tr').length === 4`)
 }
