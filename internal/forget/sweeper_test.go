@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/memstore"
 	"github.com/gdprgate/gdprgate/cache/storetest"
@@ -412,6 +414,16 @@ func TestRegisterChangeRecomputesEverySubject(t *testing.T) {
 	p, _ := f.store.Recompute(f.ctx)
 	if !p.Done || p.Scanned != int64(len(refs)) || p.Version != 2 {
 		t.Fatalf("recompute progress = %+v", p)
+	}
+	// The same progress in the metric gdprgate_lifecycle_recompute{field}.
+	for field, want := range map[string]float64{"version": 2, "scanned": float64(len(refs)), "done": 1} {
+		var m dto.Metric
+		if err := f.exec.m.recompute.WithLabelValues(field).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			t.Errorf("gdprgate_lifecycle_recompute{field=%q} = %v, want %v", field, got, want)
+		}
 	}
 }
 
