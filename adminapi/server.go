@@ -243,7 +243,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// own answers set their policy).
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	s.mux.ServeHTTP(w, r)
+	// Store reads for an operator wait out a busy Redis (store.write_timeout)
+	// instead of failing on the decisions' store.timeout.
+	s.mux.ServeHTTP(w, r.WithContext(cache.ForAdmin(r.Context())))
 }
 
 func (s *Server) buildRoutes() {

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -88,4 +89,20 @@ func (o Options) WithDefaults() Options {
 		o.Clock = time.Now
 	}
 	return o
+}
+
+type adminKey struct{}
+
+// ForAdmin marks ctx as an administrative call (admin API, imports, seeds):
+// a store bounds its reads for it by Options.WriteTimeout, not by the
+// decisions' Timeout — an operator's import on a busy Redis waits, a
+// decision fails closed.
+func ForAdmin(ctx context.Context) context.Context {
+	return context.WithValue(ctx, adminKey{}, true)
+}
+
+// IsAdmin reports whether ctx was marked by ForAdmin.
+func IsAdmin(ctx context.Context) bool {
+	v, _ := ctx.Value(adminKey{}).(bool)
+	return v
 }

@@ -139,7 +139,12 @@ func New(ctx context.Context, url string, opts cache.Options) (*Store, error) {
 // layout 1 keys next to the layout 2 it writes.
 func open(ctx context.Context, url string, opts cache.Options, migrating bool) (*Store, error) {
 	opts = opts.WithDefaults()
-	c, err := newClient(url, max(opts.Timeout, opts.WriteTimeout))
+	// Every call sets its own deadline (readCtx: store.timeout; writes:
+	// store.write_timeout plus an allowance per record of a batch). The
+	// socket bound is only the net under a call that did not: a bulk
+	// import's pipelined reply may take longer than write_timeout to start
+	// on a busy Redis, within its batch's deadline.
+	c, err := newClient(url, max(opts.Timeout, opts.WriteTimeout, socketNet))
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +241,10 @@ func (s *Store) openLayout(ctx context.Context, migrating bool) error {
 	s.buckets = int(got)
 	return nil
 }
+
+// socketNet is the socket timeout under calls that carry their own
+// deadline (see open).
+const socketNet = 2 * time.Minute
 
 // layoutScript creates the layout marker unless it exists and returns the
 // bucket count.
@@ -483,8 +492,12 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // readCtx bounds a call of the decisions' hot path (Options.Timeout): the
 // sockets allow WriteTimeout, so every hot-path call must come through here
-// (or another deadline of Options.Timeout) to fail closed in time.
+// (or another deadline of Options.Timeout) to fail closed in time. The
+// same reads made for the admin API (cache.ForAdmin) get WriteTimeout.
 func (s *Store) readCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if cache.IsAdmin(ctx) {
+		return context.WithTimeout(ctx, s.opts.WriteTimeout)
+	}
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 
@@ -579,7 +592,8 @@ func (s *Store) SaveRegisters(ctx context.Context, regs *model.Registers, expect
 
 // Ping checks Redis.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.readCtx(ctx)
+	// Readiness is the decisions' view: bounded by their timeout.
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	return s.fail("ping", s.c.Ping(ctx).Err())
 }

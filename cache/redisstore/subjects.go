@@ -279,7 +279,11 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 	// After Registers: caching a new index bumps the generation. A register
 	// change after this point is caught by the entries' version check.
 	gen := s.local.Gen()
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(len(miss))*20*time.Microsecond)
+	bound := s.opts.Timeout
+	if cache.IsAdmin(ctx) {
+		bound = s.opts.WriteTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound+time.Duration(len(miss))*20*time.Microsecond)
 	defer cancel()
 	// The subjects and the parents hinted for them, in one round trip.
 	want := make([]model.SubjectRef, 0, 2*len(miss))
