@@ -311,22 +311,34 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 	if len(parts) == 0 {
 		return ok, nil
 	}
-	// One script per subject: a subject written meanwhile fails alone.
-	var single []*part
-	for _, p := range parts {
-		for _, c := range p.changes {
-			single = append(single, &part{tag: p.tag, changes: []*change{c}})
+	// One script per tag, the sweep's common case costing one call for all
+	// of a tag's subjects in the batch. The script checks every record
+	// before it writes any, so a conflict writes nothing: the subject
+	// written meanwhile is left out (it fails alone, and the sweeper reads
+	// it again) and the rest of its tag is tried again.
+	for len(parts) > 0 {
+		res := s.writeParts(ctx, s.sym.current(), parts)
+		var again []*part
+		for i, r := range res {
+			p := parts[i]
+			if r.err == nil {
+				for _, c := range p.changes {
+					ok[which[c.cur.ref]] = true
+				}
+				continue
+			}
+			if !errorsIsConflict(r.err) {
+				return nil, s.fail("commit sweep", r.err)
+			}
+			if r.conflict < 1 || r.conflict > len(p.changes) {
+				return nil, s.fail("commit sweep", fmt.Errorf("a conflict names change %d of %d", r.conflict, len(p.changes)))
+			}
+			rest := append(append([]*change(nil), p.changes[:r.conflict-1]...), p.changes[r.conflict:]...)
+			if len(rest) > 0 {
+				again = append(again, &part{tag: p.tag, changes: rest})
+			}
 		}
-	}
-	res := s.writeParts(ctx, s.sym.current(), single)
-	for i, r := range res {
-		if r.err == nil {
-			ok[which[single[i].changes[0].cur.ref]] = true
-			continue
-		}
-		if !errorsIsConflict(r.err) {
-			return nil, s.fail("commit sweep", r.err)
-		}
+		parts = again
 	}
 	return ok, nil
 }

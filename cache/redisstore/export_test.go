@@ -42,3 +42,6 @@ func GlobalMasterForTest(t *testing.T, s *Store) string {
 
 // BeforeWriteForTest makes f run before every write round trip.
 func BeforeWriteForTest(s *Store, f func()) { s.beforeWrite = f }
+
+// TagForTest is the hash tag a subject's record lives under.
+func TagForTest(ref model.SubjectRef) int { return subjectPlace(ref, 1).tag }

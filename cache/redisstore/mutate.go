@@ -150,7 +150,10 @@ var errCASConflict = errors.New("record changed concurrently")
 
 // partResult is the outcome of one part.
 type partResult struct {
-	err     error // nil: written
+	err error // nil: written
+	// conflict is the 1-based index of the change whose record changed
+	// since it was read, when err is a CAS conflict (nothing was written).
+	conflict int
 	auditID string
 	// scores are the due scores the records were written with.
 	scores []int64
@@ -194,6 +197,7 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 		}
 		if ok, info := scriptStatus(out[k]); !ok {
 			res[i].err = fmt.Errorf("%w (subject %s of the part)", errCASConflict, info)
+			res[i].conflict, _ = strconv.Atoi(info)
 			continue
 		}
 		if len(a) > 1 {
