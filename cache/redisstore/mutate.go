@@ -154,7 +154,7 @@ type partResult struct {
 	// conflict is the 1-based index of the change whose record changed
 	// since it was read, when err is a CAS conflict (nothing was written).
 	conflict int
-	auditID string
+	auditID  string
 	// scores are the due scores the records were written with.
 	scores []int64
 }
