@@ -58,6 +58,9 @@ type rewriter struct {
 	// end, so that it need not escape to the heap).
 	matched []uint64
 	mbuf    []uint64
+	// collect, when set (Subjects), gets every item's subject id instead
+	// of a planner being asked.
+	collect func(id []byte)
 }
 
 type pool struct {
@@ -77,7 +80,7 @@ func (p *pool) get() *rewriter {
 }
 
 func (p *pool) put(r *rewriter) {
-	r.src, r.out, r.planner, r.matched = nil, nil, nil, nil
+	r.src, r.out, r.planner, r.matched, r.collect = nil, nil, nil, nil, nil
 	r.res = Result{}
 	r.quiet = 0
 	clear(r.hit)
@@ -147,6 +150,20 @@ func (m *Map) Select(src []byte) ([]string, error) {
 	return out, nil
 }
 
+// Subjects calls fn with the subject id of every list item of src (a
+// SubjectPath with "#"), in order, repeats included, without rewriting
+// anything — so that a caller can read all of them at once before Rewrite.
+// The id is only valid during the call. src is validated as in Select.
+func (m *Map) Subjects(src []byte, fn func(id []byte)) error {
+	if !m.perElement {
+		return errors.New("redact: the spec has no per-item subject (SubjectPath without \"#\")")
+	}
+	r := m.pool.get()
+	defer m.pool.put(r)
+	r.src, r.depth, r.quiet, r.collect = src, 0, 1, fn
+	return r.run()
+}
+
 func (r *rewriter) run() error {
 	m := r.m
 	r.mask, r.subj = 0, 0
@@ -178,6 +195,12 @@ func (r *rewriter) run() error {
 func (r *rewriter) plan(id []byte, found bool) error {
 	r.subj = 0
 	r.mask = 0
+	if r.collect != nil {
+		if found {
+			r.collect(id)
+		}
+		return nil
+	}
 	if r.quiet > 0 {
 		return nil
 	}

@@ -257,7 +257,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return fail(err)
 	}
 	a.Forget = exec
-	g, err := gate.New(gate.Options{DecisionLog: dlog, Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now, PlanKey: planKey})
+	g, err := gate.New(gate.Options{DecisionLog: dlog, Config: cfg, Store: store, Engine: eng, Identity: ident, Hasher: hasher, Logger: log, Registerer: reg, Now: now, PlanKey: planKey,
+		// Redis reads are round trips: a list's subjects are read together.
+		BatchLookups: cfg.RedisURL != ""})
 	if err != nil {
 		return fail(err)
 	}

@@ -115,6 +115,12 @@ type Options struct {
 	// RectifyRetryFor is how long a rectification audit entry the store
 	// refused is retried before it is logged as lost (0: 10 minutes).
 	RectifyRetryFor time.Duration
+	// BatchLookups: the store's reads are round trips (Redis), so a list
+	// answer's subjects are collected first and read together
+	// (Store.FactsMany) instead of one by one while it is rewritten. Off
+	// for an in-process store, where the extra pass over the answer costs
+	// more than it saves.
+	BatchLookups bool
 	// PlanKey is the secret sealed plans are derived from (see plan.go):
 	// the configured hash key, so that every replica opens the others'
 	// plans; nil gives a random key, good within this process.
@@ -152,7 +158,9 @@ type Gate struct {
 	unseen map[*config.Route]*unseen
 
 	rectifier *rectifier
-	commRetry *commRetry
+	// batchLookups: see Options.BatchLookups.
+	batchLookups bool
+	commRetry    *commRetry
 	// planKeys seal the plans ext_authz hands to ext_proc.
 	planKeys *planKeys
 
@@ -189,6 +197,7 @@ func New(opts Options) (*Gate, error) {
 	}
 	g.metrics = newMetrics(opts.Registerer)
 	g.planKeys = newPlanKeys(opts.PlanKey, opts.Config.Routes)
+	g.batchLookups = opts.BatchLookups
 	g.rectifier = newRectifier(g, opts.RectifyRetryFor)
 	g.commRetry = newCommRetry(g, opts.RectifyRetryFor)
 	g.unseen = map[*config.Route]*unseen{}
@@ -916,8 +925,14 @@ func (g *Gate) decideEntry(ctx context.Context, ex *Exchange, req *Request) (pol
 func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.SubjectRef, comm uint32, project string) (cache.OriginSource, error) {
 	ctx, span := observe.Start(ctx, "store.facts")
 	defer span.End()
-	f.SubjectPresent = true
 	sf, err := g.store.Facts(ctx, ref, g.now())
+	return fillFacts(f, sf, err, comm, project)
+}
+
+// fillFacts fills f with a subject's stored facts sf (or the store's
+// failure err) and tells how its origin is recorded.
+func fillFacts(f *policy.Facts, sf cache.Facts, err error, comm uint32, project string) (cache.OriginSource, error) {
+	f.SubjectPresent = true
 	if err != nil {
 		f.Unavailable = true
 		// Redact everything that could be redacted if a fail-open policy

@@ -199,6 +199,9 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
 		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
+		if g.batchLookups && m != nil {
+			ip.prefetch(m, body)
+		}
 		if ok2xx(resp.Status) {
 			defer func() { g.noteItemOrigins(r, ip.unrecorded, body) }()
 		}
@@ -367,6 +370,43 @@ type itemPlanner struct {
 	// unrecorded are the subjects whose origin gdprgate may still learn
 	// from this answer, with how it is recorded now.
 	unrecorded map[string]cache.OriginSource
+	// pre are the facts read ahead for the answer's subjects.
+	pre map[string]cache.Facts
+}
+
+// maxPrefetch bounds the distinct subjects of one answer read together;
+// the ones past it are read as they come.
+const maxPrefetch = 10000
+
+// prefetch reads the facts of the answer's distinct item subjects in one
+// call (Store.FactsMany: the local cache's at once, the others in one
+// round trip). Anything that goes wrong leaves them to be read one by one
+// during the rewrite, which decides as it always does (an invalid body is
+// refused there).
+func (p *itemPlanner) prefetch(m *redact.Map, body []byte) {
+	seen := map[string]bool{}
+	var refs []model.SubjectRef
+	limit := p.g.cfg.Limits.MaxIDBytes
+	err := m.Subjects(body, func(id []byte) {
+		if len(refs) >= maxPrefetch || seen[string(id)] || limit > 0 && len(id) > limit {
+			return
+		}
+		seen[string(id)] = true
+		refs = append(refs, model.SubjectRef{Entity: p.entity, ID: string(id)})
+	})
+	if err != nil || len(refs) < 2 {
+		return
+	}
+	ctx, span := observe.Start(p.ctx, "store.facts_many")
+	defer span.End()
+	fs, err := p.g.store.FactsMany(ctx, refs, p.g.now())
+	if err != nil || len(fs) != len(refs) {
+		return
+	}
+	p.pre = make(map[string]cache.Facts, len(refs))
+	for i, ref := range refs {
+		p.pre[ref.ID] = fs[i]
+	}
 }
 
 func (p *itemPlanner) Visible(id []byte) (uint32, error) {
@@ -375,7 +415,15 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	}
 	f := p.base
 	f.RouteKind = policy.KindList
-	src, err := p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, "")
+	var (
+		src cache.OriginSource
+		err error
+	)
+	if sf, ok := p.pre[string(id)]; ok {
+		src, err = fillFacts(&f, sf, nil, 0, "")
+	} else {
+		src, err = p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, "")
+	}
 	if err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
 	}

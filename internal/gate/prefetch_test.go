@@ -1,0 +1,95 @@
+package gate_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// countingStore counts the subject reads of the response stage.
+type countingStore struct {
+	cache.Store
+	facts, many, manyRefs atomic.Int64
+	failMany              bool
+}
+
+func (s *countingStore) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	s.facts.Add(1)
+	return s.Store.Facts(ctx, ref, now)
+}
+
+func (s *countingStore) FactsMany(ctx context.Context, refs []model.SubjectRef, now time.Time) ([]cache.Facts, error) {
+	s.many.Add(1)
+	s.manyRefs.Add(int64(len(refs)))
+	if s.failMany {
+		return nil, cache.ErrUnavailable
+	}
+	return s.Store.FactsMany(ctx, refs, now)
+}
+
+// With BatchLookups (a Redis store), a list answer's distinct subjects are
+// read in one FactsMany call before the rewrite instead of one Facts each,
+// and the answer is exactly the one the item-by-item reading gives; a
+// FactsMany that fails leaves them to be read one by one.
+func TestListSubjectsAreReadTogether(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	g := sc.App.Gate
+	var items []string
+	for i := range 12 {
+		// c-1 … c-6 twice each, and subjects never stored.
+		items = append(items, fmt.Sprintf(`{"id":"c-%d","name":"n%d","email":"e%d@x","phone":"+44%d","health_notes":"h%d"}`, i%6+1, i, i, i, i))
+	}
+	items = append(items, `{"id":"x-unknown","email":"u@x"}`)
+	body := `{"data":[` + strings.Join(items, ",") + `],"page":1,"total":13}`
+	read := func(t *testing.T, s *countingStore, batch bool) string {
+		t.Helper()
+		gate.SetStore(g, s, batch)
+		ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
+			if n == "x-gdpr-roles" {
+				return "agent"
+			}
+			return ""
+		}})
+		if !ex.Verdict.Allow {
+			t.Fatalf("list denied: %d %s", ex.Verdict.Status, ex.Verdict.Body)
+		}
+		s.facts.Store(0)
+		rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
+			if n == "content-type" {
+				return "application/json"
+			}
+			return ""
+		}})
+		if rw.Replace || !rw.Modified {
+			t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
+		}
+		return string(rw.Body)
+	}
+	one := &countingStore{Store: sc.App.Store}
+	want := read(t, one, false)
+	if one.facts.Load() != 7 || one.many.Load() != 0 {
+		t.Fatalf("item by item: %d Facts, %d FactsMany; want 7 and 0", one.facts.Load(), one.many.Load())
+	}
+	batched := &countingStore{Store: sc.App.Store}
+	if got := read(t, batched, true); got != want {
+		t.Fatalf("batched answer differs:\n got %s\nwant %s", got, want)
+	}
+	if batched.facts.Load() != 0 || batched.many.Load() != 1 || batched.manyRefs.Load() != 7 {
+		t.Fatalf("batched: %d Facts, %d FactsMany of %d subjects; want 0, 1 of 7", batched.facts.Load(), batched.many.Load(), batched.manyRefs.Load())
+	}
+	failing := &countingStore{Store: sc.App.Store, failMany: true}
+	if got := read(t, failing, true); got != want {
+		t.Fatalf("answer after a failed FactsMany differs:\n got %s\nwant %s", got, want)
+	}
+	if failing.facts.Load() != 7 {
+		t.Fatalf("after a failed FactsMany: %d Facts, want 7", failing.facts.Load())
+	}
+}
