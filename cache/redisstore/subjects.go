@@ -229,6 +229,17 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 	return out[0], nil
 }
 
+// Cached reports whether ref's facts are served from the local cache now
+// (no round trip): the gate reads a list's subjects ahead, together, only
+// when they are not.
+func (s *Store) Cached(ref model.SubjectRef, now time.Time) bool {
+	if ok, _ := s.local.Servable(); !ok {
+		return false
+	}
+	_, hit := s.local.Get(ref, now)
+	return hit
+}
+
 // FactsMany returns the facts of every subject in refs, in order: the ones
 // cached locally at once, all the others in one pipelined round trip (two
 // when some inherit from a parent not read before).

@@ -18,8 +18,11 @@ import (
 type countingStore struct {
 	cache.Store
 	facts, many, manyRefs atomic.Int64
-	failMany              bool
+	failMany, cached      atomic.Bool
 }
+
+// Cached is what the gate asks before reading a list ahead.
+func (s *countingStore) Cached(model.SubjectRef, time.Time) bool { return s.cached.Load() }
 
 func (s *countingStore) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
 	s.facts.Add(1)
@@ -29,16 +32,18 @@ func (s *countingStore) Facts(ctx context.Context, ref model.SubjectRef, now tim
 func (s *countingStore) FactsMany(ctx context.Context, refs []model.SubjectRef, now time.Time) ([]cache.Facts, error) {
 	s.many.Add(1)
 	s.manyRefs.Add(int64(len(refs)))
-	if s.failMany {
+	if s.failMany.Load() {
 		return nil, cache.ErrUnavailable
 	}
 	return s.Store.FactsMany(ctx, refs, now)
 }
 
-// With BatchLookups (a Redis store), a list answer's distinct subjects are
-// read in one FactsMany call before the rewrite instead of one Facts each,
-// and the answer is exactly the one the item-by-item reading gives; a
-// FactsMany that fails leaves them to be read one by one.
+// With BatchLookups (a Redis store), a list answer whose first subject is
+// not in the local cache has its distinct subjects read in one FactsMany
+// call instead of one Facts each, and the answer is exactly the one the
+// item-by-item reading gives; a FactsMany that fails leaves them to be
+// read one by one, and a list whose first subject is cached is read as it
+// comes (no extra pass over the answer).
 func TestListSubjectsAreReadTogether(t *testing.T) {
 	sc := apptest.New(t, apptest.Options{})
 	g := sc.App.Gate
@@ -49,9 +54,15 @@ func TestListSubjectsAreReadTogether(t *testing.T) {
 	}
 	items = append(items, `{"id":"x-unknown","email":"u@x"}`)
 	body := `{"data":[` + strings.Join(items, ",") + `],"page":1,"total":13}`
-	read := func(t *testing.T, s *countingStore, batch bool) string {
+	s := &countingStore{Store: sc.App.Store}
+	gate.SetStore(g, s)
+	read := func(t *testing.T, batch, cached, failMany bool) string {
 		t.Helper()
-		gate.SetStore(g, s, batch)
+		gate.SetBatch(g, batch)
+		s.cached.Store(cached)
+		s.failMany.Store(failMany)
+		s.many.Store(0)
+		s.manyRefs.Store(0)
 		ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
 			if n == "x-gdpr-roles" {
 				return "agent"
@@ -73,23 +84,26 @@ func TestListSubjectsAreReadTogether(t *testing.T) {
 		}
 		return string(rw.Body)
 	}
-	one := &countingStore{Store: sc.App.Store}
-	want := read(t, one, false)
-	if one.facts.Load() != 7 || one.many.Load() != 0 {
-		t.Fatalf("item by item: %d Facts, %d FactsMany; want 7 and 0", one.facts.Load(), one.many.Load())
+	want := read(t, false, false, false)
+	if s.facts.Load() != 7 || s.many.Load() != 0 {
+		t.Fatalf("item by item: %d Facts, %d FactsMany; want 7 and 0", s.facts.Load(), s.many.Load())
 	}
-	batched := &countingStore{Store: sc.App.Store}
-	if got := read(t, batched, true); got != want {
+	if got := read(t, true, false, false); got != want {
 		t.Fatalf("batched answer differs:\n got %s\nwant %s", got, want)
 	}
-	if batched.facts.Load() != 0 || batched.many.Load() != 1 || batched.manyRefs.Load() != 7 {
-		t.Fatalf("batched: %d Facts, %d FactsMany of %d subjects; want 0, 1 of 7", batched.facts.Load(), batched.many.Load(), batched.manyRefs.Load())
+	if s.facts.Load() != 0 || s.many.Load() != 1 || s.manyRefs.Load() != 7 {
+		t.Fatalf("batched: %d Facts, %d FactsMany of %d subjects; want 0, 1 of 7", s.facts.Load(), s.many.Load(), s.manyRefs.Load())
 	}
-	failing := &countingStore{Store: sc.App.Store, failMany: true}
-	if got := read(t, failing, true); got != want {
+	if got := read(t, true, false, true); got != want {
 		t.Fatalf("answer after a failed FactsMany differs:\n got %s\nwant %s", got, want)
 	}
-	if failing.facts.Load() != 7 {
-		t.Fatalf("after a failed FactsMany: %d Facts, want 7", failing.facts.Load())
+	if s.facts.Load() != 7 {
+		t.Fatalf("after a failed FactsMany: %d Facts, want 7", s.facts.Load())
+	}
+	if got := read(t, true, true, false); got != want {
+		t.Fatalf("answer of a cached list differs:\n got %s\nwant %s", got, want)
+	}
+	if s.facts.Load() != 7 || s.many.Load() != 0 {
+		t.Fatalf("cached list: %d Facts, %d FactsMany; want 7 and 0", s.facts.Load(), s.many.Load())
 	}
 }

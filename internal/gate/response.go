@@ -199,8 +199,8 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
 		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
-		if g.batchLookups && m != nil {
-			ip.prefetch(m, body)
+		if g.batchLookups {
+			ip.items, ip.body = m, body
 		}
 		if ok2xx(resp.Status) {
 			defer func() { g.noteItemOrigins(r, ip.unrecorded, body) }()
@@ -372,6 +372,16 @@ type itemPlanner struct {
 	unrecorded map[string]cache.OriginSource
 	// pre are the facts read ahead for the answer's subjects.
 	pre map[string]cache.Facts
+	// items and body, when set (BatchLookups), are read ahead for pre at
+	// the first subject not in the store's local cache.
+	items *redact.Map
+	body  []byte
+}
+
+// localCache is a store with a local cache in front of round trips.
+type localCache interface {
+	// Cached reports whether ref's facts are served locally now.
+	Cached(ref model.SubjectRef, now time.Time) bool
 }
 
 // maxPrefetch bounds the distinct subjects of one answer read together;
@@ -412,6 +422,16 @@ func (p *itemPlanner) prefetch(m *redact.Map, body []byte) {
 func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if m, ok := p.seen[string(id)]; ok {
 		return m, nil
+	}
+	if p.items != nil {
+		// First subject: when the store has it at hand, so probably has
+		// it the others of the list (read as they come); when not, they
+		// are all read now, together.
+		m, body := p.items, p.body
+		p.items, p.body = nil, nil
+		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.g.now()) {
+			p.prefetch(m, body)
+		}
 	}
 	f := p.base
 	f.RouteKind = policy.KindList
