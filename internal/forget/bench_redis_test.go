@@ -124,7 +124,14 @@ func BenchmarkSweepRedis(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sw, err := NewSweeper(SweeperOptions{Executor: ex, Batch: 1000, MaxBatches: 1 << 30, LeaseTTL: time.Minute})
+	// GDPRGATE_SWEEP_BATCH sets lifecycle.batch (default 1000).
+	sweepBatch := 1000
+	if v := os.Getenv("GDPRGATE_SWEEP_BATCH"); v != "" {
+		if sweepBatch, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sw, err := NewSweeper(SweeperOptions{Executor: ex, Batch: sweepBatch, MaxBatches: 1 << 30, LeaseTTL: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
