@@ -265,15 +265,149 @@ func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error)
 	return total, len(ds), nil
 }
 
+// sweepScript moves subjects of one tag to their next due score when
+// their score is still the one the sweeper read (every write of a
+// subject's data gives it a fresh mark, so a write in between fails the
+// compare), patching the score in place: the record's body is not read
+// by the sweeper nor sent again, nothing cached changes (no epoch, no
+// invalidation), and each touched bucket's score in the due zset is set
+// right at once — raised when a moved subject may have held the bucket's
+// lowest score — instead of being found stale by the next Due.
+//
+//	KEYS: 1 due, then per subject its bucket
+//	ARGV: per subject member, expected score, new score, bucket number
+//	Reply: per subject 1 (moved) or 0 (changed meanwhile, or gone)
+var sweepScript = redis.NewScript(`local n = #KEYS - 1
+local out, low, high, key = {}, {}, {}, {}
+for i = 1, n do
+  local a = (i - 1) * 4
+  local bk, m, b = KEYS[1 + i], ARGV[a + 1], ARGV[a + 4]
+  local exp, new = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local v = redis.call('HGET', bk, m)
+  out[i] = 0
+  if v and #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 and struct.unpack('>i6', v) == exp then
+    out[i] = 1
+    if new ~= exp then
+      redis.call('HSET', bk, m, struct.pack('>i6', new) .. string.sub(v, 7))
+      key[b] = bk
+      if high[b] == nil or exp < high[b] then high[b] = exp end
+      if low[b] == nil or new < low[b] then low[b] = new end
+    end
+  end
+end
+for b, bk in pairs(key) do
+  local cur = tonumber(redis.call('ZSCORE', KEYS[1], b))
+  if cur ~= nil and cur < high[b] then
+    -- A subject not moved here holds the lowest score.
+    local sc = low[b]
+    if sc >= 140737488355327 then sc = '+inf' end
+    redis.call('ZADD', KEYS[1], 'LT', sc, b)
+  else
+    local lo = nil
+    for _, v in ipairs(redis.call('HVALS', bk)) do
+      if #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 then
+        local sc = struct.unpack('>i6', v)
+        if lo == nil or sc < lo then lo = sc end
+      end
+    end
+    if lo == nil or lo >= 140737488355327 then lo = '+inf' end
+    redis.call('ZADD', KEYS[1], lo, b)
+  end
+end
+return out`)
+
+func init() { scripts = append(scripts, sweepScript) }
+
 // CommitSweep applies each update whose subject's due score is still the
-// one the sweeper read (compare-and-set on the whole record: any write in
-// between also changed the score).
+// one the sweeper read (any write in between also changed the score). An
+// update that moves the score alone — the common case — is one compare
+// and patch in Redis (sweepScript, one call per tag); one that changes the
+// applied state rewrites the record (compare-and-set on the whole record,
+// published like any write).
 func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool, error) {
 	if len(us) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(us))*100*time.Microsecond)
 	defer cancel()
+	ok := make([]bool, len(us))
+	var slow []int
+	sym := s.sym.current()
+	type tagCall struct {
+		keys []string
+		args []any
+		idx  []int
+	}
+	byTag := map[int]*tagCall{}
+	var tags []int
+	seen := make(map[model.SubjectRef]bool, len(us))
+	for i, u := range us {
+		if seen[u.Ref] {
+			continue // a repeated subject is moved once
+		}
+		seen[u.Ref] = true
+		if u.AppliedChanged {
+			slow = append(slow, i)
+			continue
+		}
+		m, err := member(sym, u.Ref)
+		if err != nil {
+			continue // an entity never stored: no record to move
+		}
+		pl := subjectPlace(u.Ref, s.buckets)
+		tc := byTag[pl.tag]
+		if tc == nil {
+			tc = &tagCall{keys: []string{keyDue(pl.tag)}}
+			byTag[pl.tag] = tc
+			tags = append(tags, pl.tag)
+		}
+		tc.keys = append(tc.keys, keyBucket(pl.tag, pl.bucket))
+		tc.args = append(tc.args, m, scoreOf(u.Expect), scoreOf(u.Next), pl.bucket)
+		tc.idx = append(tc.idx, i)
+	}
+	if len(tags) > 0 {
+		calls := make([]call, len(tags))
+		for k, t := range tags {
+			calls[k] = call{sweepScript, byTag[t].keys, byTag[t].args}
+		}
+		if s.beforeWrite != nil {
+			s.beforeWrite()
+		}
+		out, err := s.run(ctx, calls...)
+		if err != nil {
+			return nil, s.fail("commit sweep", err)
+		}
+		for k, t := range tags {
+			res, _ := out[k].([]any)
+			tc := byTag[t]
+			if len(res) != len(tc.idx) {
+				return nil, s.fail("commit sweep", fmt.Errorf("%d replies for %d subjects", len(res), len(tc.idx)))
+			}
+			for j, r := range res {
+				ok[tc.idx[j]] = r == int64(1)
+			}
+		}
+	}
+	if len(slow) == 0 {
+		return ok, nil
+	}
+	sub := make([]cache.SweepUpdate, len(slow))
+	for k, i := range slow {
+		sub[k] = us[i]
+	}
+	res, err := s.commitRecords(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range slow {
+		ok[i] = res[k]
+	}
+	return ok, nil
+}
+
+// commitRecords is CommitSweep for updates that change the applied state:
+// the records are read, changed and written back with writeScript.
+func (s *Store) commitRecords(ctx context.Context, us []cache.SweepUpdate) ([]bool, error) {
 	refs := make([]model.SubjectRef, len(us))
 	for i, u := range us {
 		refs[i] = u.Ref

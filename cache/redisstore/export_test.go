@@ -45,3 +45,6 @@ func BeforeWriteForTest(s *Store, f func()) { s.beforeWrite = f }
 
 // TagForTest is the hash tag a subject's record lives under.
 func TagForTest(ref model.SubjectRef) int { return subjectPlace(ref, 1).tag }
+
+// DueKeyForTest is the due zset of a hash tag.
+func DueKeyForTest(tag int) string { return keyDue(tag) }

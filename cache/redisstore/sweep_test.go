@@ -3,8 +3,11 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/redisstore"
@@ -17,8 +20,20 @@ import (
 // CommitSweep writes a batch's subjects of one hash tag in one script. A
 // subject written between the sweep's read and that script must fail
 // alone: its new record is kept, and the other subjects of its tag are
-// still committed.
+// still committed — whether the sweep moves the due score alone (patched
+// in place) or also the applied state (the record rewritten). Either way
+// the due index's bucket scores are raised at once: afterwards only the
+// victim's bucket is still due.
 func TestCommitSweepLeavesOutOnlyTheSubjectWrittenMeanwhile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		applied bool
+	}{{"score only", false}, {"applied state changed", true}} {
+		t.Run(tc.name, func(t *testing.T) { testCommitSweepConflict(t, tc.applied) })
+	}
+}
+
+func testCommitSweepConflict(t *testing.T, applied bool) {
 	srv := testredis.Start(t)
 	s := newStore(t, srv.URL(), cache.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -51,7 +66,10 @@ func TestCommitSweepLeavesOutOnlyTheSubjectWrittenMeanwhile(t *testing.T) {
 	next := cache.DueScore(t0.Add(20 * 24 * time.Hour))
 	us := make([]cache.SweepUpdate, len(ds))
 	for i, d := range ds {
-		us[i] = cache.SweepUpdate{Ref: d.Ref, Expect: d.Score, Next: next, Applied: cache.Applied{Obliviated: 0b1000, Round: 1}, AppliedChanged: true}
+		us[i] = cache.SweepUpdate{Ref: d.Ref, Expect: d.Score, Next: next}
+		if applied {
+			us[i].Applied, us[i].AppliedChanged = cache.Applied{Obliviated: 0b1000, Round: 1}, true
+		}
 	}
 	written := false
 	redisstore.BeforeWriteForTest(s, func() {
@@ -84,8 +102,28 @@ func TestCommitSweepLeavesOutOnlyTheSubjectWrittenMeanwhile(t *testing.T) {
 	}
 	for i, sn := range snaps {
 		ref := byTag[redisstore.TagForTest(victim)][i]
-		if want := (ref != victim); (sn.Applied.Round == 1) != want {
+		if want := (ref != victim) && applied; (sn.Applied.Round == 1) != want {
 			t.Errorf("%s (the victim's tag): applied %+v", ref.ID, sn.Applied)
 		}
+	}
+	// Moving scores alone, every bucket but the victim's left the due
+	// range in the commit itself (not lazily, by a later Due finding it
+	// stale; a rewrite of the applied state leaves that to Due).
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	stale := int64(0)
+	for tag := range 256 {
+		n, err := rc.ZCount(ctx, redisstore.DueKeyForTest(tag), "-inf", strconv.FormatInt(t0.UnixMilli(), 10)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale += n
+	}
+	if !applied && stale != 1 {
+		t.Errorf("%d buckets still scored due after the commit, want 1 (the victim's)", stale)
+	}
+	ds, err = s.Due(ctx, t0, 5000)
+	if err != nil || len(ds) != 1 || ds[0].Ref != victim {
+		t.Fatalf("Due after the commit = %+v, %v; want the victim alone", ds, err)
 	}
 }
