@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -122,20 +123,6 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	return checkResponse(ex, headers, s.gate.IdentityHeaders(), s.gate.SealPlan(ex, greq)), nil
 }
 
-// ownHeaders returns the x-gdpr-* headers of a request (gate.IsOwnHeader).
-func ownHeaders(headers map[string]string) map[string]string {
-	var own map[string]string
-	for k, v := range headers {
-		if gate.IsOwnHeader(k) {
-			if own == nil {
-				own = map[string]string{}
-			}
-			own[k] = v
-		}
-	}
-	return own
-}
-
 // checkResponse answers Check. An allow removes the client's x-gdpr-*
 // headers from the request, except, on a mapped route, the identity headers
 // (identity) that ext_proc, next in the chain, decides with again: ext_proc
@@ -175,13 +162,15 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 	ok.Headers = append(ok.Headers, policyHeaders(add.AppendHeaders)...)
 	// Envoy applies removals after sets: never remove what is set here
 	// (its overwrite replaces a client's copy anyway).
-	own := ownHeaders(reqHeaders)
 	for _, k := range gate.Forgeable {
 		if _, set := v.UpstreamHeaders[k]; !set {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
 		}
 	}
-	for k := range own {
+	for k := range reqHeaders {
+		if !gate.IsOwnHeader(k) {
+			continue
+		}
 		_, set := v.UpstreamHeaders[k]
 		keep := ex.Mapped() && slices.Contains(identity, k)
 		if !set && !keep && !slices.Contains(gate.Forgeable, k) {
@@ -211,6 +200,20 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 // plan for ext_proc — always written, empty when there is none, because
 // Envoy merges this into whatever the namespace already holds.
 func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any, plan string) *structpb.Struct {
+	if len(policyMD) == 0 && ownMetadataValid(ex) {
+		// Only gdprgate's own strings: built as the Struct it becomes,
+		// without the conversion from map[string]any (every Check pays it).
+		fields := make(map[string]*structpb.Value, 4)
+		fields["decision_id"] = structpb.NewStringValue(ex.DecisionID)
+		fields[gate.PlanMetadataKey] = structpb.NewStringValue(plan)
+		if r := ex.RouteName(); r != "" {
+			fields["route"] = structpb.NewStringValue(r)
+		}
+		if r := ex.Rectification(); r != nil {
+			fields["rectify"] = structpb.NewStructValue(r.MetadataStruct())
+		}
+		return &structpb.Struct{Fields: fields}
+	}
 	md := make(map[string]any, len(policyMD)+3)
 	maps.Copy(md, policyMD)
 	md["decision_id"] = ex.DecisionID
@@ -228,6 +231,18 @@ func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any, plan string) *s
 		meta, _ = structpb.NewStruct(map[string]any{"decision_id": ex.DecisionID, gate.PlanMetadataKey: plan})
 	}
 	return meta
+}
+
+// ownMetadataValid reports whether the strings dynamicMetadata takes from
+// the request are valid UTF-8 (structpb.NewStruct refuses them otherwise,
+// and the fallback keeps only the decision id and the plan).
+func ownMetadataValid(ex *gate.Exchange) bool {
+	if !utf8.ValidString(ex.RouteName()) {
+		return false
+	}
+	r := ex.Rectification()
+	return r == nil || (utf8.ValidString(r.Route) && utf8.ValidString(r.Actor) && utf8.ValidString(r.Subject) &&
+		utf8.ValidString(r.Fields) && utf8.ValidString(r.DecisionID))
 }
 
 // header is one of gdprgate's own headers: it replaces any value a client

@@ -3,6 +3,7 @@ package authz
 import (
 	"fmt"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
@@ -15,7 +16,8 @@ import (
 // grpc.ForceServerCodecV2). The wire format is protobuf, as grpc-go's own
 // codec writes it; what differs is where the bytes go:
 //
-//   - messages are marshalled into pooled buffers, with go-control-plane's
+//   - a Check answer is written by hand (checkwire.go), the rest of the
+//     messages are marshalled into pooled buffers, with go-control-plane's
 //     generated code (MarshalToSizedBufferVTStrict) when the binary is
 //     built with -tags vtprotobuf, by protobuf-go otherwise (the default
 //     builds: measured, the tag saves about 7% of the server CPU of a 10 KB
@@ -62,6 +64,11 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 			// The body is copied into the message: its buffer is free
 			// once that is done.
 			defer bodyPool.Put(pooled)
+		}
+	}
+	if r, ok := v.(*authv3.CheckResponse); ok {
+		if b, ok := appendCheckResponse(make([]byte, 0, 512), r); ok {
+			return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 		}
 	}
 	m, ok := v.(vtMessage)

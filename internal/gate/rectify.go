@@ -73,6 +73,15 @@ func (r *Rectification) Metadata() map[string]any {
 	return map[string]any{"route": r.Route, "actor": r.Actor, "subject": r.Subject, "fields": r.Fields, "decision_id": r.DecisionID}
 }
 
+// MetadataStruct is Metadata as the Struct ext_authz's dynamic metadata
+// carries.
+func (r *Rectification) MetadataStruct() *structpb.Struct {
+	str := structpb.NewStringValue
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		"route": str(r.Route), "actor": str(r.Actor), "subject": str(r.Subject), "fields": str(r.Fields), "decision_id": str(r.DecisionID),
+	}}
+}
+
 // rectificationFrom reads an entry from forwarded ext_authz metadata.
 func rectificationFrom(ns *structpb.Struct) *Rectification {
 	s := ns.GetFields()[rectifyMetadataKey].GetStructValue()
