@@ -44,6 +44,12 @@ func (o OriginSource) String() string {
 type Due struct {
 	Ref   model.SubjectRef
 	Score float64
+	// Snapshot, when not nil, is the subject as the store read it with its
+	// due score (a store that reads records and scores together saves the
+	// sweeper a Snapshots round trip). It is as good as one read later: a
+	// write in between changes the score, so the commit fails and the
+	// subject is read again.
+	Snapshot *Snapshot
 }
 
 // Scores of the due index. A positive score is the due instant in unix

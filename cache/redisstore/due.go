@@ -41,6 +41,7 @@ type dueEntry struct {
 	member string
 	score  int64
 	tag    int
+	value  string // the bucket's value: the record, or a stub
 }
 
 // bucketEntries lists a bucket's indexed subjects.
@@ -50,12 +51,15 @@ func bucketEntries(tag int, vals map[string]string) []dueEntry {
 		if !indexed(v) {
 			continue
 		}
-		out = append(out, dueEntry{member: m, score: readScore([]byte(v)), tag: tag})
+		out = append(out, dueEntry{member: m, score: readScore([]byte(v)), tag: tag, value: v})
 	}
 	return out
 }
 
-func (s *Store) dueRefs(ctx context.Context, es []dueEntry) ([]cache.Due, error) {
+// dueRefs resolves the entries' subjects; with snaps, each whose record
+// was read whole from its bucket (not a stub) and which has no parent
+// carries its snapshot.
+func (s *Store) dueRefs(ctx context.Context, es []dueEntry, snaps bool) ([]cache.Due, error) {
 	sym := s.sym.current()
 	out := make([]cache.Due, 0, len(es))
 	for _, e := range es {
@@ -70,9 +74,28 @@ func (s *Store) dueRefs(ctx context.Context, es []dueEntry) ([]cache.Due, error)
 				return nil, fmt.Errorf("due: %w", err)
 			}
 		}
-		out = append(out, cache.Due{Ref: ref, Score: dueScore(e.score)})
+		d := cache.Due{Ref: ref, Score: dueScore(e.score)}
+		if snaps {
+			d.Snapshot = bucketSnapshot(ref, e.value, sym)
+		}
+		out = append(out, d)
 	}
 	return out, nil
+}
+
+// bucketSnapshot is the snapshot of a subject whose record is inline in
+// its bucket value; nil when the record is a stub, has a parent (whose
+// evidence it inherits) or does not decode with sym: Snapshots reads it.
+func bucketSnapshot(ref model.SubjectRef, v string, sym symbolTable) *cache.Snapshot {
+	if len(v) <= headerLen || v[scoreLen]&flagStub != 0 {
+		return nil
+	}
+	rec, err := decodeRecord(ref, v, "", sym)
+	if err != nil || parentOf(rec) != nil {
+		return nil
+	}
+	sr, src := subjectRecord(ref, rec)
+	return &cache.Snapshot{Record: sr, Origin: src, Applied: rec.applied}
 }
 
 // Due lists subjects due at or before until, earliest first within what is
@@ -80,6 +103,10 @@ func (s *Store) dueRefs(ctx context.Context, es []dueEntry) ([]cache.Due, error)
 // order across tags is approximate when more than limit are due; the
 // sweeper's repeated calls see them all.
 func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
+	return s.due(ctx, until, limit, true)
+}
+
+func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool) ([]cache.Due, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	if limit <= 0 {
@@ -159,7 +186,7 @@ func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Du
 	if len(due) > limit {
 		due = due[:limit]
 	}
-	return s.dueRefs(ctx, due)
+	return s.dueRefs(ctx, due, snaps)
 }
 
 // ScanDue walks every indexed subject, tag by tag (ZSCAN over the tag's
@@ -230,7 +257,7 @@ func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.
 		}
 		tag, zc = nextTag, nextC
 	}
-	ds, err := s.dueRefs(ctx, entries)
+	ds, err := s.dueRefs(ctx, entries, true)
 	if err != nil {
 		return nil, "", err
 	}
@@ -258,7 +285,7 @@ func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error)
 		n, _ := c.Int()
 		total += n
 	}
-	ds, err := s.Due(ctx, until, 100000)
+	ds, err := s.due(ctx, until, 100000, false)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -731,6 +731,7 @@ func dueMap(t *testing.T, s cache.Store) map[model.SubjectRef]float64 {
 		if err != nil {
 			t.Fatalf("ScanDue: %v", err)
 		}
+		checkDueSnapshots(t, s, ds)
 		for _, d := range ds {
 			out[d.Ref] = d.Score
 		}
@@ -741,6 +742,24 @@ func dueMap(t *testing.T, s cache.Store) map[model.SubjectRef]float64 {
 	}
 	t.Fatal("ScanDue does not end")
 	return nil
+}
+
+// checkDueSnapshots: a snapshot given with a due entry is what Snapshots
+// reads (nothing was written since).
+func checkDueSnapshots(t *testing.T, s cache.Store, ds []cache.Due) {
+	t.Helper()
+	for _, d := range ds {
+		if d.Snapshot == nil {
+			continue
+		}
+		want, err := s.Snapshots(ctxT(t), []model.SubjectRef{d.Ref})
+		if err != nil {
+			t.Fatalf("Snapshots: %v", err)
+		}
+		if !reflect.DeepEqual(*d.Snapshot, want[0]) {
+			t.Fatalf("the due entry of %s carries the snapshot %+v, Snapshots reads %+v", d.Ref, *d.Snapshot, want[0])
+		}
+	}
 }
 
 func testDueMarks(t *testing.T, newStore func(*testing.T) cache.Store) {
@@ -771,6 +790,7 @@ func testDueMarks(t *testing.T, newStore func(*testing.T) cache.Store) {
 	if err != nil || len(ds) != 2 || !ds[0].Marked() || ds[0].Score > ds[1].Score {
 		t.Fatalf("Due(limit 2) = %+v, %v; want two marked entries, lowest score first", ds, err)
 	}
+	checkDueSnapshots(t, s, ds)
 	total, due, err := s.DueCount(ctx, T0)
 	if err != nil || total != 3 || due != 3 {
 		t.Fatalf("DueCount = %d, %d, %v; want 3, 3", total, due, err)

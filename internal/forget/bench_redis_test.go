@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,6 +162,17 @@ func BenchmarkSweepRedis(b *testing.B) {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	// GDPRGATE_SWEEP_CPUPROFILE=FILE profiles the sweep alone (not the load).
+	if f := os.Getenv("GDPRGATE_SWEEP_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+	}
 	r0, c0 := redisCPU(), selfCPU()
 	b.ResetTimer()
 	start := time.Now()
@@ -178,6 +190,7 @@ func BenchmarkSweepRedis(b *testing.B) {
 	}
 	took := time.Since(start)
 	b.StopTimer()
+	pprof.StopCPUProfile()
 	r1, c1 := redisCPU(), selfCPU()
 	if res.Committed < n {
 		b.Fatalf("committed %d of %d subjects", res.Committed, n)

@@ -73,11 +73,7 @@ func (e *Executor) PreviewChange(ctx context.Context, cur *model.Index, next *mo
 		if err != nil {
 			return p, fmt.Errorf("preview: %w", err)
 		}
-		refs := make([]model.SubjectRef, len(ds))
-		for i, d := range ds {
-			refs[i] = d.Ref
-		}
-		snaps, err := e.o.Store.Snapshots(ctx, refs)
+		snaps, err := snapshots(ctx, e.o.Store, ds)
 		if err != nil {
 			return p, fmt.Errorf("preview: %w", err)
 		}

@@ -292,9 +292,9 @@ func (s *Sweeper) processPart(ctx context.Context, ix *model.Index, ds []cache.D
 	for i, d := range ds {
 		refs[i] = d.Ref
 	}
-	snaps, err := s.st.Snapshots(ctx, refs)
+	snaps, err := snapshots(ctx, s.st, ds)
 	if err != nil {
-		return fmt.Errorf("snapshots: %w", err)
+		return err
 	}
 	now := s.e.o.Clock()
 	updates := make([]cache.SweepUpdate, 0, len(ds))
@@ -364,6 +364,35 @@ func (s *Sweeper) processPart(ctx context.Context, ix *model.Index, ds []cache.D
 		}
 	}
 	return nil
+}
+
+// snapshots are the subjects of ds as read with the due index, or read
+// now for those the store did not give (cache.Due.Snapshot).
+func snapshots(ctx context.Context, st cache.Store, ds []cache.Due) ([]cache.Snapshot, error) {
+	out := make([]cache.Snapshot, len(ds))
+	var missing []int
+	for i, d := range ds {
+		if d.Snapshot != nil {
+			out[i] = *d.Snapshot
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	refs := make([]model.SubjectRef, len(missing))
+	for k, i := range missing {
+		refs[k] = ds[i].Ref
+	}
+	read, err := st.Snapshots(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("snapshots: %w", err)
+	}
+	for k, i := range missing {
+		out[i] = read[k]
+	}
+	return out, nil
 }
 
 // Purge removes evidence records past their retention, each with an audit
