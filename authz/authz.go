@@ -133,12 +133,14 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 	add := v.Additions()
 	meta := dynamicMetadata(ex, add.DynamicMetadata, plan)
 	if !v.Allow {
-		hdrs := []*corev3.HeaderValueOption{header(gate.HeaderDecisionID, ex.DecisionID)}
+		ha := newHeaderArena(2 + len(v.ResponseHeaders))
+		hdrs := make([]*corev3.HeaderValueOption, 0, 2+len(v.ResponseHeaders)+len(add.AppendHeaders))
+		hdrs = append(hdrs, ha.header(gate.HeaderDecisionID, ex.DecisionID))
 		if !v.PlainBody {
-			hdrs = append(hdrs, header("content-type", "application/json"))
+			hdrs = append(hdrs, ha.header("content-type", "application/json"))
 		}
 		for k, val := range v.ResponseHeaders {
-			hdrs = append(hdrs, header(k, val))
+			hdrs = append(hdrs, ha.header(k, val))
 		}
 		hdrs = append(hdrs, policyHeaders(add.AppendHeaders)...)
 		code := codes.PermissionDenied
@@ -155,9 +157,18 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 			DynamicMetadata: meta,
 		}
 	}
-	ok := &authv3.OkHttpResponse{}
+	confirms := ex.ConfirmsSubject()
+	n := len(v.UpstreamHeaders)
+	if !confirms {
+		n += len(v.ResponseHeaders)
+	}
+	ha := newHeaderArena(n)
+	ok := &authv3.OkHttpResponse{
+		Headers:         make([]*corev3.HeaderValueOption, 0, len(v.UpstreamHeaders)+len(add.AppendHeaders)),
+		HeadersToRemove: make([]string, 0, len(gate.Forgeable)+2+len(add.RemoveHeaders)),
+	}
 	for k, val := range v.UpstreamHeaders {
-		ok.Headers = append(ok.Headers, header(k, val))
+		ok.Headers = append(ok.Headers, ha.header(k, val))
 	}
 	ok.Headers = append(ok.Headers, policyHeaders(add.AppendHeaders)...)
 	// Envoy applies removals after sets: never remove what is set here
@@ -182,9 +193,10 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 	// last). On a route whose answer says whom it is about, the coverage
 	// headers are the answer's subject's, which only ext_proc knows: it
 	// sets them.
-	if !ex.ConfirmsSubject() {
+	if !confirms && len(v.ResponseHeaders)+len(add.AddResponseHeaders) > 0 {
+		ok.ResponseHeadersToAdd = make([]*corev3.HeaderValueOption, 0, len(v.ResponseHeaders)+len(add.AddResponseHeaders))
 		for k, val := range v.ResponseHeaders {
-			ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, header(k, val))
+			ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, ha.header(k, val))
 		}
 	}
 	ok.ResponseHeadersToAdd = append(ok.ResponseHeadersToAdd, policyHeaders(add.AddResponseHeaders)...)
@@ -203,11 +215,18 @@ func dynamicMetadata(ex *gate.Exchange, policyMD map[string]any, plan string) *s
 	if len(policyMD) == 0 && ownMetadataValid(ex) {
 		// Only gdprgate's own strings: built as the Struct it becomes,
 		// without the conversion from map[string]any (every Check pays it).
+		var vals [3]structpb.Value
+		var strs [3]structpb.Value_StringValue
+		str := func(i int, s string) *structpb.Value {
+			strs[i].StringValue = s
+			vals[i].Kind = &strs[i]
+			return &vals[i]
+		}
 		fields := make(map[string]*structpb.Value, 4)
-		fields["decision_id"] = structpb.NewStringValue(ex.DecisionID)
-		fields[gate.PlanMetadataKey] = structpb.NewStringValue(plan)
+		fields["decision_id"] = str(0, ex.DecisionID)
+		fields[gate.PlanMetadataKey] = str(1, plan)
 		if r := ex.RouteName(); r != "" {
-			fields["route"] = structpb.NewStringValue(r)
+			fields["route"] = str(2, r)
 		}
 		if r := ex.Rectification(); r != nil {
 			fields["rectify"] = structpb.NewStructValue(r.MetadataStruct())
@@ -243,6 +262,29 @@ func ownMetadataValid(ex *gate.Exchange) bool {
 	r := ex.Rectification()
 	return r == nil || (utf8.ValidString(r.Route) && utf8.ValidString(r.Actor) && utf8.ValidString(r.Subject) &&
 		utf8.ValidString(r.Fields) && utf8.ValidString(r.DecisionID))
+}
+
+// headerArena hands out an answer's headers from two allocations instead
+// of two per header.
+type headerArena struct {
+	opts []corev3.HeaderValueOption
+	vals []corev3.HeaderValue
+}
+
+func newHeaderArena(n int) headerArena {
+	return headerArena{opts: make([]corev3.HeaderValueOption, n), vals: make([]corev3.HeaderValue, n)}
+}
+
+// header is header(k, v), from the arena while it lasts.
+func (a *headerArena) header(k, v string) *corev3.HeaderValueOption {
+	if len(a.opts) == 0 {
+		return header(k, v)
+	}
+	o, hv := &a.opts[0], &a.vals[0]
+	a.opts, a.vals = a.opts[1:], a.vals[1:]
+	hv.Key, hv.Value = k, v
+	o.Header, o.AppendAction = hv, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return o
 }
 
 // header is one of gdprgate's own headers: it replaces any value a client

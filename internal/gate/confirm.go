@@ -136,7 +136,7 @@ func (g *Gate) confirmOutcome(ex *Exchange, p *confirmPlanner, err error, resp *
 		g.noteAlias(ex, p.deniedID, "denied")
 		// The request was, in effect, about this subject: its denial.
 		v := deny(p.denied.Status, p.denied.Reason, p.denied.Message)
-		g.metrics.bodies.WithLabelValues("refused").Inc()
+		one(&g.metrics.bodySeries, g.metrics.bodies, "refused").Inc()
 		return &Rewritten{Replace: true, Status: v.Status, Body: v.Body, Reason: v.Reason,
 			SetHeaders:    map[string]string{"content-type": "application/json"},
 			RemoveHeaders: append([]string{"content-encoding", "etag"}, coverageHeaders[:]...)}, nil

@@ -495,7 +495,7 @@ func (g *Gate) Check(ctx context.Context, req *Request) *Exchange {
 		// ext_proc: ext_authz's sealed plan, when it proves itself, is
 		// the decision (it was logged and counted there).
 		ex, result, err := g.openPlan(req)
-		g.metrics.plans.WithLabelValues(result).Inc()
+		one(&g.metrics.planSeries, g.metrics.plans, result).Inc()
 		if err == nil {
 			return ex
 		}
@@ -1048,8 +1048,8 @@ func (g *Gate) logDecision(ctx context.Context, ex *Exchange, stage string, took
 	if !ex.Verdict.Allow {
 		result = "deny"
 	}
-	g.metrics.decisions.WithLabelValues(stage, result, ex.Verdict.Reason).Inc()
-	g.metrics.latency.WithLabelValues(stage).Observe(took.Seconds())
+	g.metrics.decision(stage, result, ex.Verdict.Reason).Inc()
+	g.metrics.latencyOf(stage).Observe(took.Seconds())
 	if g.sample < 1 && rand.Float64() >= g.sample {
 		return
 	}

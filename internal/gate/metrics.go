@@ -1,14 +1,59 @@
 package gate
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// decisionKey is one series of gdprgate_decisions_total.
+type decisionKey struct{ stage, result, reason string }
+
+// decision is the decisions counter's series for the labels, resolved once
+// per label set: WithLabelValues hashes the labels and takes the vector's
+// lock on every call, twice per Check.
+func (m *metrics) decision(stage, result, reason string) prometheus.Counter {
+	k := decisionKey{stage, result, reason}
+	if c, ok := m.decisionSeries.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.decisions.WithLabelValues(stage, result, reason)
+	m.decisionSeries.Store(k, c)
+	return c
+}
+
+// one is the series of a one-label counter vector, resolved once per label
+// through cache.
+func one(cache *sync.Map, vec *prometheus.CounterVec, label string) prometheus.Counter {
+	if c, ok := cache.Load(label); ok {
+		return c.(prometheus.Counter)
+	}
+	c := vec.WithLabelValues(label)
+	cache.Store(label, c)
+	return c
+}
+
+// latencyOf is the latency histogram's series for a stage, resolved once.
+func (m *metrics) latencyOf(stage string) prometheus.Observer {
+	if o, ok := m.latencySeries.Load(stage); ok {
+		return o.(prometheus.Observer)
+	}
+	o := m.latency.WithLabelValues(stage)
+	m.latencySeries.Store(stage, o)
+	return o
+}
+
 type metrics struct {
-	decisions   *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	storeErrors prometheus.Counter
-	bodies      *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	// decisionSeries and latencySeries cache their children (decision,
+	// latencyOf); a reason is one of gdprgate's or the policy's, a small set.
+	decisionSeries, latencySeries sync.Map
+	// planSeries and bodySeries: the same for plans and bodies (one per
+	// ext_proc exchange each).
+	planSeries, bodySeries sync.Map
+	storeErrors            prometheus.Counter
+	bodies                 *prometheus.CounterVec
 	// originRecorded counts origins written (observed, stated);
 	// originIgnored origin_from values not used (missing, unparsable,
 	// future).

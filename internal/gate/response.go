@@ -67,8 +67,8 @@ func (g *Gate) Rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if out.Replace {
 		result = "deny"
 	}
-	g.metrics.decisions.WithLabelValues("response", result, reason).Inc()
-	g.metrics.latency.WithLabelValues("response").Observe(time.Since(start).Seconds())
+	g.metrics.decision("response", result, reason).Inc()
+	g.metrics.latencyOf("response").Observe(time.Since(start).Seconds())
 	if ex.Shadow() {
 		return g.shadowRewrite(ctx, ex, out)
 	}
@@ -118,7 +118,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if !isJSON(ct) {
 		// Whatever the status: an error page can carry the record too.
 		if g.cfg.Body.NonJSON == "pass" {
-			g.metrics.bodies.WithLabelValues("passed_non_json").Inc()
+			one(&g.metrics.bodySeries, g.metrics.bodies, "passed_non_json").Inc()
 			return Rewritten{SetHeaders: set, Reason: "non_json_passed"}
 		}
 		return g.refuse(502, "body_not_json", "the backend's answer is not JSON and cannot be checked")
@@ -258,7 +258,7 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 	if err != nil {
 		return g.bodyError(err)
 	}
-	g.metrics.bodies.WithLabelValues("rewritten").Inc()
+	one(&g.metrics.bodySeries, g.metrics.bodies, "rewritten").Inc()
 	if len(res.Redacted) > 0 {
 		set[HeaderRedacted] = strings.Join(res.Redacted, ",")
 	}
@@ -334,7 +334,7 @@ func (ex *Exchange) narrow(mask uint32) uint32 {
 }
 
 func (g *Gate) refuse(status int, reason, message string) Rewritten {
-	g.metrics.bodies.WithLabelValues("refused").Inc()
+	one(&g.metrics.bodySeries, g.metrics.bodies, "refused").Inc()
 	v := deny(status, reason, message)
 	return Rewritten{Replace: true, Status: status, Body: v.Body, Reason: reason,
 		SetHeaders:    map[string]string{"content-type": "application/json"},
