@@ -251,58 +251,93 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// process applies the transitions of one batch, split among the workers:
-// the subjects are distinct, so their work is independent.
+// process applies the transitions of one batch: the workers read what
+// the due index did not give and decide (the subjects are distinct, so
+// their work is independent), then one commit writes the whole batch —
+// one script per shard of the store for all of its subjects, rather than
+// one per worker and shard.
 func (s *Sweeper) process(ctx context.Context, ix *model.Index, ds []cache.Due, res *PassResult) error {
 	if len(ds) == 0 {
 		return nil
 	}
 	n := min(s.o.Workers, (len(ds)+99)/100)
+	var updates []cache.SweepUpdate
+	var purges []sweepPurge
 	if n <= 1 {
-		return s.processPart(ctx, ix, ds, res)
+		var err error
+		if updates, purges, err = s.decide(ctx, ix, ds, res); err != nil {
+			return err
+		}
+	} else {
+		size := (len(ds) + n - 1) / n
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var first error
+		for start := 0; start < len(ds); start += size {
+			part := ds[start:min(start+size, len(ds))]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var r PassResult
+				us, ps, err := s.decide(ctx, ix, part, &r)
+				mu.Lock()
+				defer mu.Unlock()
+				res.Retried += r.Retried
+				updates = append(updates, us...)
+				purges = append(purges, ps...)
+				if err != nil && first == nil {
+					first = err
+				}
+			}()
+		}
+		wg.Wait()
+		if first != nil {
+			return first
+		}
 	}
-	size := (len(ds) + n - 1) / n
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for start := 0; start < len(ds); start += size {
-		part := ds[start:min(start+size, len(ds))]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var r PassResult
-			err := s.processPart(ctx, ix, part, &r)
-			mu.Lock()
-			defer mu.Unlock()
-			res.Processed += r.Processed
-			res.Committed += r.Committed
-			res.Retried += r.Retried
-			if err != nil && first == nil {
-				first = err
-			}
-		}()
+	ok, err := s.st.CommitSweep(ctx, updates)
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
 	}
-	wg.Wait()
-	return first
+	for _, c := range ok {
+		res.Processed++
+		if c {
+			res.Committed++
+			s.e.m.subjects.WithLabelValues("committed").Inc()
+		} else {
+			res.Retried++
+			s.e.m.subjects.WithLabelValues("retried").Inc()
+		}
+	}
+	for _, p := range purges {
+		if err := s.e.Purge(ctx, ix, p.ref, p.evs); err != nil {
+			s.log.WarnContext(ctx, "evidence past its retention not purged; retried", "subject", s.e.o.Hasher.Subject(p.ref), "err", err)
+		}
+	}
+	return nil
 }
 
-// processPart applies the transitions of some subjects of a batch.
-func (s *Sweeper) processPart(ctx context.Context, ix *model.Index, ds []cache.Due, res *PassResult) error {
+// sweepPurge is evidence of a subject past its retention, purged after
+// the commit.
+type sweepPurge struct {
+	ref model.SubjectRef
+	evs []model.Evidence
+}
+
+// decide computes the transitions of some subjects of a batch, creating
+// the deletion work they ask for.
+func (s *Sweeper) decide(ctx context.Context, ix *model.Index, ds []cache.Due, res *PassResult) ([]cache.SweepUpdate, []sweepPurge, error) {
 	refs := make([]model.SubjectRef, len(ds))
 	for i, d := range ds {
 		refs[i] = d.Ref
 	}
 	snaps, err := snapshots(ctx, s.st, ds)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	now := s.e.o.Clock()
 	updates := make([]cache.SweepUpdate, 0, len(ds))
-	type purge struct {
-		ref model.SubjectRef
-		evs []model.Evidence
-	}
-	var purges []purge
+	var purges []sweepPurge
 	for i := range snaps {
 		snap := &snaps[i]
 		st := cache.ComputeFacts(ix, snap.Record, snap.Origin, snap.Inherited, now).State
@@ -339,31 +374,12 @@ func (s *Sweeper) processPart(ctx context.Context, ix *model.Index, ds []cache.D
 			}
 		}
 		if len(expired) > 0 {
-			purges = append(purges, purge{refs[i], expired})
+			purges = append(purges, sweepPurge{refs[i], expired})
 		}
 		updates = append(updates, cache.SweepUpdate{Ref: refs[i], Expect: ds[i].Score, Next: cache.DueScore(next),
 			Applied: w.Applied, AppliedChanged: w.Applied != snap.Applied})
 	}
-	ok, err := s.st.CommitSweep(ctx, updates)
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	for _, c := range ok {
-		res.Processed++
-		if c {
-			res.Committed++
-			s.e.m.subjects.WithLabelValues("committed").Inc()
-		} else {
-			res.Retried++
-			s.e.m.subjects.WithLabelValues("retried").Inc()
-		}
-	}
-	for _, p := range purges {
-		if err := s.e.Purge(ctx, ix, p.ref, p.evs); err != nil {
-			s.log.WarnContext(ctx, "evidence past its retention not purged; retried", "subject", s.e.o.Hasher.Subject(p.ref), "err", err)
-		}
-	}
-	return nil
+	return updates, purges, nil
 }
 
 // snapshots are the subjects of ds as read with the due index, or read
