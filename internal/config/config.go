@@ -489,7 +489,9 @@ type LifecycleConfig struct {
 	// SweepInterval is how often the sweeper looks for due transitions
 	// (default 1s).
 	SweepInterval time.Duration `yaml:"sweep_interval"`
-	// Batch bounds the subjects processed per store round trip (default 1000).
+	// Batch bounds the subjects processed per store round trip (default
+	// 10000: a batch's commit is one script per store shard, so larger
+	// batches write more subjects per script).
 	Batch int `yaml:"batch"`
 	// LeaseTTL is how long a silent sweeper keeps the lease (default 15s).
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
@@ -610,7 +612,7 @@ func (c *Config) applyDefaults() {
 		c.Lifecycle.SweepInterval = time.Second
 	}
 	if c.Lifecycle.Batch == 0 {
-		c.Lifecycle.Batch = 1000
+		c.Lifecycle.Batch = 10000
 	}
 	if c.Lifecycle.LeaseTTL == 0 {
 		c.Lifecycle.LeaseTTL = 15 * time.Second

@@ -91,8 +91,8 @@ func BenchmarkSweepRedis(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// GDPRGATE_SWEEP_BATCH sets lifecycle.batch (default 1000).
-	sweepBatch := 1000
+	// GDPRGATE_SWEEP_BATCH sets lifecycle.batch (default 10000).
+	sweepBatch := 10000
 	if v := os.Getenv("GDPRGATE_SWEEP_BATCH"); v != "" {
 		if sweepBatch, err = strconv.Atoi(v); err != nil {
 			b.Fatal(err)

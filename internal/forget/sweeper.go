@@ -30,7 +30,7 @@ type SweeperOptions struct {
 	Interval time.Duration
 	// LeaseTTL is how long the lease outlives a silent holder (default 15s).
 	LeaseTTL time.Duration
-	// Batch bounds the subjects per store round trip (default 1000).
+	// Batch bounds the subjects per store round trip (default 10000).
 	Batch int
 	// MaxBatches bounds one pass (default 100): a long backlog is worked
 	// off in passes, renewing the lease in between.
@@ -86,7 +86,7 @@ func NewSweeper(o SweeperOptions) (*Sweeper, error) {
 		o.LeaseTTL = 15 * time.Second
 	}
 	if o.Batch <= 0 {
-		o.Batch = 1000
+		o.Batch = 10000
 	}
 	if o.MaxBatches <= 0 {
 		o.MaxBatches = 100
