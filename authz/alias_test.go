@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/gdprgate/gdprgate/authz/envoytest"
-	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/apptest"
-	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -26,10 +24,7 @@ import (
 func TestAnswersUnderAnotherSpellingOverGRPC(t *testing.T) {
 	sc := apptest.New(t, apptest.Options{})
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, sc.App.Store, ref, sc.Now)
 	upstream := crm.New(sc.Now, crm.CaseInsensitiveIDs(), crm.FormatSuffix())
 	envs := map[string]*envoytest.Envoy{
 		"ext_authz and ext_proc": envoytest.New(envoytest.Options{Authz: sc.GRPC(t), Proc: sc.GRPC(t), Upstream: upstream,

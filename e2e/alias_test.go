@@ -2,16 +2,13 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/apptest"
-	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -35,10 +32,7 @@ func newAliasStack(t *testing.T, configure func(*config.Config)) *stack {
 	s := front(t, sc, crmSrv.URL, crmBodies)
 	s.crm, s.crmURL = backend, crmSrv.URL
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := s.app.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: s.now, UpdatedAt: s.now}, audit.Entry{Time: s.now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, s.app.Store, ref, s.now)
 	return s
 }
 

@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/apptest"
-	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -180,10 +178,7 @@ func TestSideDoorRefusedTargets(t *testing.T) {
 func TestSideDoorWipedSubject(t *testing.T) {
 	s := newSideDoorStack(t)
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := s.app.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: s.now, UpdatedAt: s.now}, audit.Entry{Time: s.now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, s.app.Store, ref, s.now)
 	for _, target := range []string{"/api/contacts/c-8", "/api/contacts/c%2D8", "/api/contacts/%63-8", "/API/contacts/c-8/"} {
 		for way, r := range s.ways(t, rawCall{target: target, header: map[string]string{"x-gdpr-roles": "supervisor"}}) {
 			if r.status != 404 || bytes.Contains(r.body, []byte("Heidi")) {

@@ -15,9 +15,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/app"
+	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/policy/model"
 )
 
 // Options adjust the scenario.
@@ -109,3 +112,13 @@ func (s *Scenario) GRPC(tb testing.TB) *grpc.ClientConn {
 
 // Quiet is a logger that discards everything.
 func Quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// QueueWipe records a queued wipe of ref in st, as an admin's wipe request
+// does before any worker runs: from then on the subject is restricted.
+func QueueWipe(tb testing.TB, st cache.Store, ref model.SubjectRef, now time.Time) {
+	tb.Helper()
+	if err := st.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-" + ref.ID, Subject: ref, Status: cache.WipeQueued,
+		CreatedAt: now, UpdatedAt: now}, audit.Entry{Time: now, Actor: "test", Action: "wipe.request"}); err != nil {
+		tb.Fatal(err)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/apptest"
-	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -31,10 +30,7 @@ func newAliases(t *testing.T, configure func(*config.Config)) *aliases {
 	sc := apptest.New(t, apptest.Options{Configure: configure})
 	// Heidi (c-8) is wiped: hidden at once, under any spelling.
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, sc.App.Store, ref, sc.Now)
 	return &aliases{sc: sc, g: sc.App.Gate, crm: crm.New(sc.Now, crm.CaseInsensitiveIDs(), crm.FormatSuffix())}
 }
 

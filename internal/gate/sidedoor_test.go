@@ -167,10 +167,7 @@ func TestAmbiguousTargetsAreRefused(t *testing.T) {
 func TestWipedSubjectUnderAnotherSpelling(t *testing.T) {
 	sc := apptest.New(t, apptest.Options{})
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, sc.App.Store, ref, sc.Now)
 	for _, path := range []string{"/api/contacts/c-8", "/api/contacts/c%2D8", "/api/contacts/%63-8", "/API/CONTACTS/c-8;x"} {
 		ex := sc.App.Gate.Check(context.Background(), &gate.Request{Method: "GET", Path: path,
 			Header: func(n string) string { return map[string]string{"x-gdpr-roles": "supervisor"}[n] }})

@@ -1,14 +1,11 @@
 package httpauthz
 
 import (
-	"context"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/apptest"
-	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -22,10 +19,7 @@ func TestHandlerReadsTheCanonicalRequest(t *testing.T) {
 			Subject: &config.SubjectSpec{Entity: "contact", From: config.FromQuery, Name: "contact_id"}})
 	}})
 	ref := model.SubjectRef{Entity: "contact", ID: "c-8"}
-	if err := sc.App.Store.EnqueueWipe(context.Background(), cache.WipeRecord{ID: "w-c8", Subject: ref, Status: cache.WipeQueued,
-		CreatedAt: sc.Now, UpdatedAt: sc.Now}, audit.Entry{Time: sc.Now, Actor: "test", Action: "wipe.request"}); err != nil {
-		t.Fatal(err)
-	}
+	apptest.QueueWipe(t, sc.App.Store, ref, sc.Now)
 	h := New(sc.App.Gate, Options{PathPrefix: "/authz", Logger: quietLogger()})
 	sup := map[string]string{"X-Gdpr-Roles": "supervisor"}
 	with := func(kv ...string) map[string]string {
