@@ -99,9 +99,9 @@ func bucketSnapshot(ref model.SubjectRef, v string, sym symbolTable) *cache.Snap
 }
 
 // Due lists subjects due at or before until, earliest first within what is
-// read. Every tag holding due buckets contributes a share of limit, so the
-// order across tags is approximate when more than limit are due; the
-// sweeper's repeated calls see them all.
+// read. Every tag holding due buckets contributes a share of limit, and
+// the due subjects of a bucket come together, so the order is approximate
+// when more than limit are due; the sweeper's repeated calls see them all.
 func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
 	return s.due(ctx, until, limit, true)
 }
@@ -122,19 +122,45 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 		return nil, s.fail("due", err)
 	}
 	var tags []int
+	var cnt []int64
 	for t, c := range counts {
 		if c.Val() > 0 {
 			tags = append(tags, t)
+			cnt = append(cnt, c.Val())
 		}
 	}
 	if len(tags) == 0 {
 		return nil, nil
 	}
-	share := int64(limit/len(tags) + 1)
+	// Each tag's share of the buckets read: even, and what a tag with few
+	// due buckets leaves goes to the others, so that as many buckets as
+	// limit are read while so many are due (each holds a due subject, but
+	// for stale scores): a call returns fewer than limit only when fewer
+	// are due, which is when the sweeper ends its pass.
+	quota := make([]int64, len(tags))
+	for left := int64(limit + len(tags)); left > 0; {
+		open := int64(0)
+		for i := range tags {
+			if quota[i] < cnt[i] {
+				open++
+			}
+		}
+		if open == 0 {
+			break
+		}
+		step := left/open + 1
+		for i := range tags {
+			if quota[i] < cnt[i] && left > 0 {
+				d := min(step, cnt[i]-quota[i], left)
+				quota[i] += d
+				left -= d
+			}
+		}
+	}
 	p = s.c.Pipeline()
 	ranges := make([]*redis.ZSliceCmd, len(tags))
 	for i, t := range tags {
-		ranges[i] = p.ZRangeByScoreWithScores(ctx, keyDue(t), &redis.ZRangeBy{Min: "-inf", Max: max, Count: share})
+		ranges[i] = p.ZRangeByScoreWithScores(ctx, keyDue(t), &redis.ZRangeBy{Min: "-inf", Max: max, Count: quota[i]})
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return nil, s.fail("due", err)
@@ -159,17 +185,19 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 		return nil, s.fail("due", err)
 	}
 	untilMS := until.UnixMilli()
-	var due []dueEntry
+	var groups [][]dueEntry
 	var fix []call
 	for i, b := range buckets {
-		n := 0
+		var g []dueEntry
 		for _, e := range bucketEntries(b.tag, vals[i].Val()) {
 			if e.score <= untilMS {
-				due = append(due, e)
-				n++
+				g = append(g, e)
 			}
 		}
-		if n == 0 {
+		if len(g) > 0 {
+			groups = append(groups, g)
+		}
+		if len(g) == 0 {
 			// The bucket's score was lower than its subjects' (raised by a
 			// sweep commit since): recompute it.
 			fix = append(fix, call{fixBucketScript, []string{keyDue(b.tag), keyBucket(b.tag, b.bucket)}, []any{b.bucket}})
@@ -180,12 +208,26 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 			return nil, s.fail("due: raise bucket scores", err)
 		}
 	}
-	slices.SortFunc(due, func(a, b dueEntry) int {
+	// Whole buckets, earliest bucket first: every due subject of a bucket
+	// read is returned with the others (its bucket is then committed in
+	// one go and not read again for each of them); the last bucket that
+	// does not fit whole fills the limit.
+	byScore := func(a, b dueEntry) int {
 		return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.member, b.member))
-	})
-	if len(due) > limit {
-		due = due[:limit]
 	}
+	for _, g := range groups {
+		slices.SortFunc(g, byScore)
+	}
+	slices.SortFunc(groups, func(a, b []dueEntry) int { return byScore(a[0], b[0]) })
+	var due []dueEntry
+	for _, g := range groups {
+		if len(due)+len(g) > limit {
+			due = append(due, g[:limit-len(due)]...)
+			break
+		}
+		due = append(due, g...)
+	}
+	slices.SortFunc(due, byScore)
 	return s.dueRefs(ctx, due, snaps)
 }
 

@@ -52,6 +52,18 @@ func testCommitSweepConflict(t *testing.T, applied bool) {
 		}
 		byTag[redisstore.TagForTest(ref)] = append(byTag[redisstore.TagForTest(ref)], ref)
 	}
+	// While more are due than asked for, Due returns as many as asked
+	// (the sweeper ends its pass on a short answer).
+	for _, limit := range []int{1, 7, 1000, 1199} {
+		ds, err := s.Due(ctx, t0, limit)
+		seen := map[model.SubjectRef]bool{}
+		for _, d := range ds {
+			seen[d.Ref] = true
+		}
+		if err != nil || len(ds) != limit || len(seen) != limit {
+			t.Fatalf("Due(limit %d) = %d (%d distinct), %v", limit, len(ds), len(seen), err)
+		}
+	}
 	ds, err := s.Due(ctx, t0, 5000)
 	if err != nil || len(ds) != 1200 {
 		t.Fatalf("Due = %d, %v; want every subject", len(ds), err)
