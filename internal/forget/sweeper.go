@@ -186,10 +186,41 @@ func (s *Sweeper) Pass(ctx context.Context) (PassResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("recompute progress: %w", err)
 	}
+	// The next page is read while this one is decided and committed
+	// (reading and writing overlap): the pages hold other subjects, and a
+	// subject a page read again after its commit fails its own commit's
+	// compare — nothing is applied twice.
+	type page struct {
+		ds   []cache.Due
+		next string
+		err  error
+	}
+	scan := func(cursor string) <-chan page {
+		ch := make(chan page, 1)
+		go func() {
+			ds, next, err := s.st.ScanDue(ctx, cursor, s.o.Batch)
+			ch <- page{ds, next, err}
+		}()
+		return ch
+	}
+	var ahead <-chan page
+	if p.Version == ix.Version && !p.Done {
+		ahead = scan(p.Cursor)
+	}
+	defer func() {
+		if ahead != nil {
+			<-ahead // no read outlives the pass
+		}
+	}()
 	for p.Version == ix.Version && !p.Done {
-		ds, next, err := s.st.ScanDue(ctx, p.Cursor, s.o.Batch)
-		if err != nil {
-			return res, fmt.Errorf("recompute: %w", err)
+		pg := <-ahead
+		ahead = nil
+		if pg.err != nil {
+			return res, fmt.Errorf("recompute: %w", pg.err)
+		}
+		ds, next := pg.ds, pg.next
+		if next != "" && batches+1 < s.o.MaxBatches {
+			ahead = scan(next)
 		}
 		if err := s.process(ctx, ix, ds, &res); err != nil {
 			return res, err
