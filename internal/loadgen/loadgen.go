@@ -96,35 +96,25 @@ type Report struct {
 	lats []time.Duration
 }
 
+// normalise applies the shared workload bounds and defaults (workload's
+// normalise) to the run's fields, and the default scenario.
 func (c *Config) normalise() error {
-	if c.Concurrency <= 0 {
-		c.Concurrency = 32
+	wl := c.workload()
+	if err := wl.normalise(); err != nil {
+		return err
 	}
-	if c.Concurrency > MaxConcurrency {
-		return fmt.Errorf("concurrency %d is above the limit of %d", c.Concurrency, MaxConcurrency)
-	}
-	if c.Requests <= 0 {
-		c.Requests = 20000
-	}
-	if c.Requests > MaxRequests {
-		return fmt.Errorf("requests %d is above the limit of %d", c.Requests, MaxRequests)
-	}
-	if c.Duration <= 0 {
-		c.Duration = 10 * time.Second
-	}
-	if c.Duration > MaxDuration {
-		c.Duration = MaxDuration
-	}
-	if c.Warmup < 0 || c.Warmup > MaxRequests {
-		return fmt.Errorf("warmup %d out of range", c.Warmup)
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = time.Second
-	}
+	c.Concurrency, c.Requests, c.Duration, c.Warmup, c.Timeout = wl.Concurrency, wl.Requests, wl.Duration, wl.Warmup, wl.Timeout
 	if len(c.Scenario) == 0 {
 		c.Scenario = BuiltinScenario()
 	}
 	return nil
+}
+
+func (c *Config) workload() workload {
+	return workload{
+		Concurrency: c.Concurrency, Requests: c.Requests, Duration: c.Duration,
+		Warmup: c.Warmup, Timeout: c.Timeout, ServerPID: c.ServerPID,
+	}
 }
 
 // Run executes one bounded run.
@@ -159,10 +149,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		next[w] = func(int64) *authv3.CheckRequest { return gen() }
 	}
-	return workload{
-		Concurrency: cfg.Concurrency, Requests: cfg.Requests, Duration: cfg.Duration,
-		Warmup: cfg.Warmup, Timeout: cfg.Timeout, ServerPID: cfg.ServerPID,
-	}.run(ctx, func(ctx context.Context, w int, i int64) (bool, int64, error) {
+	return cfg.workload().run(ctx, func(ctx context.Context, w int, i int64) (bool, int64, error) {
 		resp, err := client.Check(ctx, next[w](i))
 		if err != nil {
 			return false, 0, err
