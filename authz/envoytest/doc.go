@@ -35,8 +35,45 @@
 //     (onGrpcClose). A gRPC error gives 500 (status_on_error), a message timeout gives 504
 //     "ext_proc_error_per-message_timeout_exceeded" (older Envoy releases used 500);
 //     failure_mode_allow turns both into "continue unprocessed".
-//   - mode_override is honoured only in answers to request_headers or response_headers and
-//     only with allow_mode_override; it replaces the whole processing mode.
+//   - mode_override (Filter::onReceiveMessage) is honoured only in answers to
+//     request_headers or response_headers, only with allow_mode_override, never when the
+//     filter's configured mode streams a body FULL_DUPLEX_STREAMED, and only if it matches
+//     one of allowed_override_modes when those are set. It is merged onto the FILTER's
+//     configured mode (effectiveModeOverride: header and trailer modes left DEFAULT keep the
+//     configured ones; both body modes always replace), so an override undoes a route's
+//     body mode unless it repeats it. A route's ExtProcPerRoute processing_mode
+//     (Options.RouteProcessingMode) replaces the filter's for that request
+//     (mergePerRouteConfig) and is what protocol_config reports.
+//   - STREAMED response bodies (streamed.go; ext_proc.cc handleDataStreamedModeBase,
+//     processor_state.cc handleHeadersResponse, handleStreamedBodyResponse): the headers
+//     answer releases the response headers downstream, without content-length
+//     (shouldRemoveContentLength); the body then goes to the processor in chunks of
+//     Options.StreamChunkSize as they arrive, pipelined (Envoy does not wait for answers),
+//     the last one with end_of_stream. Each body answer replaces the OLDEST pending chunk with
+//     its body_mutation (no mutation passes it, body may be empty or larger, clear_body drops
+//     it); its header_mutation is ignored (the headers are gone). Over BufferLimit bytes of
+//     unanswered chunks Envoy raises a watermark and stops reading the backend until the
+//     queue is under half of it (queueOverHighLimit/queueBelowLowLimit). The message timer
+//     is armed at each send and stopped at each answer (onStartProcessorCall,
+//     onFinishProcessorCall). A streamed_response in STREAMED mode, an answer with no chunk
+//     pending or an answer of another type is spurious.
+//   - FULL_DUPLEX_STREAMED response bodies (handleDataFullDuplexStreamedMode,
+//     handleDuplexStreamedBodyResponse): chunks go to the processor as they arrive even
+//     while the headers answer is awaited; Envoy keeps no copy, has no watermark and no
+//     message timer. The headers answer must come first (a body answer before it is
+//     spurious) and releases the headers; until then the processor can still answer with
+//     an ImmediateResponse, which is a real local reply. Body answers must carry
+//     body_mutation.streamed_response (a plain body_mutation is spurious); their bytes go
+//     downstream as they come, any number of them, until one has end_of_stream. Once a body
+//     chunk was received failure_mode_allow no longer applies (Filter::failureModeAllow).
+//   - A failure after the response headers went downstream (ImmediateResponse, gRPC
+//     error, message timeout, fail-closed spurious message, upstream reset) cannot be a
+//     local reply: FilterManager::sendLocalReply resets the stream ("Prior headers have
+//     already been sent"). Response.Reset is set; Status and Header are what the client got,
+//     Body is what it had received before the reset. The fail-open paths (failure_mode_allow,
+//     a processor closing the stream, a spurious message by default) inject the chunks
+//     Envoy still holds as they came and let the rest of the body through UNPROCESSED
+//     (clearAsyncState); in FULL_DUPLEX_STREAMED the chunks already sent are lost.
 //   - Header mutations (MutationUtils::applyHeaderMutations + the mutation Checker): removals
 //     first, then sets. With default rules, changes to host, :authority, :method, :scheme,
 //     x-envoy-*, appends to ":" headers, removal of host or any ":" header, and :status below
@@ -76,7 +113,10 @@
 //     write survives, and with no Check (no ext_authz filter, or a failure let through) what
 //     the earlier filters wrote is all there is (ext_proc.cc, addDynamicMetadata).
 //
-// Not emulated: trailers, STREAMED chunking (bodies are sent as one chunk), route-cache
+// Not emulated: trailers, streamed REQUEST bodies (a STREAMED or FULL_DUPLEX_STREAMED
+// request body is sent as one chunk), BUFFERED_PARTIAL (one chunk),
+// send_body_without_waiting_for_header_response, override_message_timeout, route-cache
 // re-routing, the HTTP (non-gRPC) ext_authz service, async/observability mode, per-route
-// overrides.
+// overrides other than processing_mode. DoTo writes the downstream body to a writer for
+// bodies too big to hold.
 package envoytest

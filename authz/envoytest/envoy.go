@@ -1,10 +1,12 @@
 package envoytest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -90,8 +92,25 @@ type Options struct {
 	FailureModeAllow bool
 	// SpuriousIsError makes an out-of-phase ext_proc response a 500. Envoy does NOT do this
 	// (it ignores the processor for the rest of the request and lets the request through
-	// unprocessed); turn it on to make such processor bugs loud in tests.
+	// unprocessed); turn it on to make such processor bugs loud in tests. Recent Envoy
+	// releases behave like this when the runtime flag
+	// envoy.reloadable_features.ext_proc_fail_close_spurious_resp is on and
+	// failure_mode_allow is off (ext_proc.cc, onReceiveMessage → handleErrorResponse);
+	// after the response headers went downstream that local reply is a stream reset.
 	SpuriousIsError bool
+
+	// RouteProcessingMode is the route's ExtProcPerRoute overrides.processing_mode, nil
+	// when the route has none: it replaces the filter's mode for that request
+	// (ext_proc.cc, mergePerRouteConfig). A server's mode_override is still merged onto
+	// the FILTER's mode, not the route's (effectiveModeOverride).
+	RouteProcessingMode func(method, path string) *extprocfilterv3.ProcessingMode
+	// AllowedOverrideModes is allowed_override_modes: when set, a mode_override is applied
+	// only if it equals one of them, request_header_mode aside (onReceiveMessage).
+	AllowedOverrideModes []*extprocfilterv3.ProcessingMode
+	// StreamChunkSize is the size of the data callbacks the upstream codec delivers, i.e.
+	// of each body chunk sent to the processor in STREAMED and FULL_DUPLEX_STREAMED modes
+	// (default 16 KiB). The last non-empty chunk carries end_of_stream.
+	StreamChunkSize int
 
 	// ClientAddr and ListenerAddr are the downstream peer and the Envoy listener, reported
 	// as attributes.source / attributes.destination (defaults 127.0.0.1:50000 / :10000).
@@ -133,6 +152,17 @@ type Response struct {
 	// Events records everything Envoy would log or count: ignored mutations, spurious
 	// messages, failure-mode-allow fallbacks, content-length mismatches.
 	Events []string
+	// Reset: Envoy reset the downstream stream after the response headers had gone out
+	// (a local reply is impossible then: FilterManager::sendLocalReply resets instead).
+	// Status and Header are what the client already got, Body what it got before the
+	// reset (HTTP/1.1: a chunked body cut without its last chunk; HTTP/2: RST_STREAM);
+	// Details says why.
+	Reset bool
+	// BodyChunks counts the response body messages sent to the processor.
+	BodyChunks int
+	// BodyBytes counts the response body bytes the client got (with DoTo, the bytes
+	// written to its writer; Body then stays empty).
+	BodyBytes int64
 }
 
 func (r *Response) event(format string, args ...any) {
@@ -175,6 +205,9 @@ func New(opts Options) *Envoy {
 	}
 	if opts.BufferLimit <= 0 {
 		opts.BufferLimit = 1 << 20
+	}
+	if opts.StreamChunkSize <= 0 {
+		opts.StreamChunkSize = 16 << 10
 	}
 	if opts.ClientAddr == "" {
 		opts.ClientAddr = "127.0.0.1:50000"
@@ -239,6 +272,17 @@ type exchange struct {
 	reqBody     []byte
 	respHeaders headerMap
 	respBody    []byte
+	// upBody is the backend's response body, still unread: the buffered paths read it
+	// whole (load), the streamed ones chunk by chunk. upHasBody: at least one byte.
+	upBody    *bufio.Reader
+	upHasBody bool
+	upClose   func()
+	loaded    bool
+	// sink, when set (DoTo), receives the downstream body instead of Response.Body.
+	sink io.Writer
+	// headersSent: the response headers went downstream (streamed modes); after that a
+	// failure can only reset the stream.
+	headersSent bool
 	// respHeadersToAdd are ext_authz's response_headers_to_add, applied when encoding.
 	respHeadersToAdd []headerOp
 	// authzMetadata is ext_authz's dynamic metadata, forwarded to ext_proc on request.
@@ -266,10 +310,25 @@ func localReply(resp *Response, who string, status int, body, details string) *R
 // An error means the emulator itself could not run (bad request, unreachable upstream);
 // every protocol outcome, including processor failures, is a Response.
 func (e *Envoy) Do(ctx context.Context, req *http.Request) (*Response, error) {
+	return e.do(ctx, req, nil)
+}
+
+// DoTo is Do with the downstream body written to w as Envoy would send it (chunk by chunk
+// in the streamed modes) rather than kept in Response.Body: for bodies too big to hold.
+func (e *Envoy) DoTo(ctx context.Context, req *http.Request, w io.Writer) (*Response, error) {
+	if w == nil {
+		return nil, fmt.Errorf("envoytest: DoTo needs a writer")
+	}
+	return e.do(ctx, req, w)
+}
+
+func (e *Envoy) do(ctx context.Context, req *http.Request, w io.Writer) (*Response, error) {
 	x, err := e.newExchange(req)
 	if err != nil {
 		return nil, err
 	}
+	x.sink = w
+	defer x.closeUpstream()
 	resp := x.resp
 
 	if e.authz != nil {
@@ -278,6 +337,11 @@ func (e *Envoy) Do(ctx context.Context, req *http.Request) (*Response, error) {
 			return nil, err
 		}
 		if done {
+			if w != nil {
+				b := resp.Body
+				resp.Body = nil
+				x.writeBody(b)
+			}
 			return resp, nil
 		}
 	}
@@ -296,12 +360,70 @@ func (e *Envoy) Do(ctx context.Context, req *http.Request) (*Response, error) {
 	}
 
 	if ps != nil {
-		if local := ps.encode(x); local != nil {
+		local, streamed := ps.encode(x)
+		if streamed {
+			// The streamed path sent headers and body downstream itself.
+			if local == nil {
+				ps.finishStream()
+			}
+			return resp, nil
+		}
+		if local != nil {
 			return e.finish(x, local), nil
 		}
 		ps.finishStream()
 	}
+	if err := x.load(); err != nil {
+		return nil, err
+	}
 	return e.finish(x, nil), nil
+}
+
+// load reads the rest of the backend's body into respBody (the buffered paths).
+func (x *exchange) load() error {
+	if x.loaded {
+		return nil
+	}
+	x.loaded = true
+	if x.upBody == nil {
+		return nil
+	}
+	b, err := io.ReadAll(x.upBody)
+	if err != nil {
+		return fmt.Errorf("envoytest: read upstream response: %w", err)
+	}
+	x.respBody = b
+	return nil
+}
+
+func (x *exchange) closeUpstream() {
+	if x.upClose != nil {
+		x.upClose()
+	}
+}
+
+// downstreamHeaders are the response headers as the client gets them: ext_authz's
+// response_headers_to_add applied last (ext_authz sits before ext_proc, so its encode step
+// runs after ext_proc's).
+func (x *exchange) downstreamHeaders(hm headerMap) {
+	for _, op := range x.respHeadersToAdd {
+		op.apply(&hm)
+	}
+	x.resp.Status, _ = strconv.Atoi(valueOr(hm, ":status", "0"))
+	x.resp.Header = hm.httpHeader()
+}
+
+// writeBody sends body bytes downstream: to the sink, or kept in Response.Body.
+func (x *exchange) writeBody(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	x.resp.BodyBytes += int64(len(b))
+	if x.sink != nil {
+		_, _ = x.sink.Write(b)
+		return
+	}
+	x.resp.Body = append(x.resp.Body, b...)
 }
 
 // finish turns the exchange into the downstream response, applying ext_authz's
@@ -320,17 +442,14 @@ func (e *Envoy) finish(x *exchange, local *Response) *Response {
 	} else {
 		hm = x.respHeaders
 	}
-	for _, op := range x.respHeadersToAdd {
-		op.apply(&hm)
-	}
-	resp.Status, _ = strconv.Atoi(valueOr(hm, ":status", "0"))
-	resp.Header = hm.httpHeader()
-	resp.Body = x.respBody
+	x.downstreamHeaders(hm)
 	if cl, ok := hm.get("content-length"); ok && local == nil {
-		if n, err := strconv.Atoi(cl); err != nil || n != len(resp.Body) {
-			resp.event("downstream content-length %q does not match the %d-byte body: a real client would fail or truncate", cl, len(resp.Body))
+		if n, err := strconv.Atoi(cl); err != nil || n != len(x.respBody) {
+			resp.event("downstream content-length %q does not match the %d-byte body: a real client would fail or truncate", cl, len(x.respBody))
 		}
 	}
+	resp.Body = nil
+	x.writeBody(x.respBody)
 	return resp
 }
 
@@ -423,9 +542,11 @@ func (e *Envoy) callUpstream(ctx context.Context, x *exchange) error {
 	if err != nil {
 		return fmt.Errorf("envoytest: upstream %s %s: %w", method, path, err)
 	}
-	defer hresp.Body.Close()
-	body, err := io.ReadAll(hresp.Body)
-	if err != nil {
+	x.upClose = func() { _ = hresp.Body.Close() }
+	x.upBody = bufio.NewReaderSize(hresp.Body, 64<<10)
+	if _, err := x.upBody.Peek(1); err == nil {
+		x.upHasBody = true
+	} else if !errors.Is(err, io.EOF) {
 		return fmt.Errorf("envoytest: read upstream response: %w", err)
 	}
 	x.resp.Upstream = &UpstreamRequest{
@@ -440,7 +561,6 @@ func (e *Envoy) callUpstream(ctx context.Context, x *exchange) error {
 	}
 	hm.add("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 	x.respHeaders = hm
-	x.respBody = body
 	return nil
 }
 

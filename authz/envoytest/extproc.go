@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -49,6 +50,8 @@ type procSession struct {
 	// a failure-mode-allow fallback or an immediate response, nothing more is sent.
 	complete  bool
 	sentFirst bool
+	// sendMu serialises Send and CloseSend when a streamed mode sends from its own goroutine.
+	sendMu sync.Mutex
 }
 
 func (e *Envoy) openProc(ctx context.Context, x *exchange) *procSession {
@@ -56,6 +59,11 @@ func (e *Envoy) openProc(ctx context.Context, x *exchange) *procSession {
 	p := &procSession{
 		e: e, resp: x.resp, ctx: sctx, cancel: cancel,
 		mode: proto.Clone(e.mode).(*extprocfilterv3.ProcessingMode),
+	}
+	if f := e.opts.RouteProcessingMode; f != nil {
+		if m := f(valueOr(x.reqHeaders, ":method", ""), valueOr(x.reqHeaders, ":path", "")); m != nil {
+			p.mode = proto.Clone(m).(*extprocfilterv3.ProcessingMode)
+		}
 	}
 	// The request's dynamic metadata when ext_proc runs: what filters
 	// before ext_authz set, with ext_authz's answer merged into its
@@ -120,10 +128,18 @@ func (p *procSession) start() error {
 // endStream half-closes the stream and cancels it; Envoy resets the stream when the filter
 // is done with it.
 func (p *procSession) endStream() {
-	if p.stream != nil {
-		_ = p.stream.CloseSend()
-	}
+	// Cancelling first unblocks a streamed-mode Send stuck on flow control.
 	p.cancel()
+	p.closeSend()
+}
+
+// closeSend half-closes the stream; sendMu keeps it apart from the streamed modes' sender.
+func (p *procSession) closeSend() {
+	if p.stream != nil {
+		p.sendMu.Lock()
+		_ = p.stream.CloseSend()
+		p.sendMu.Unlock()
+	}
 }
 
 // finishStream is the orderly end after the last phase: half-close, then wait briefly for
@@ -133,7 +149,7 @@ func (p *procSession) finishStream() {
 		p.endStream()
 		return
 	}
-	_ = p.stream.CloseSend()
+	p.closeSend()
 	timer := time.NewTimer(drainWait)
 	defer timer.Stop()
 	for {
@@ -177,6 +193,32 @@ func responseKind(m *extprocv3.ProcessingResponse) string {
 	}
 }
 
+// prepare opens the stream if needed and completes a request as Envoy sends it: dynamic
+// metadata in every message, the body modes in the first (Filter::encodeProtocolConfig:
+// the modes in force for this request, a route's override included).
+func (p *procSession) prepare(kind string, req *extprocv3.ProcessingRequest) error {
+	if p.stream == nil {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	if p.metadata != nil {
+		req.MetadataContext = p.metadata
+	}
+	if !p.sentFirst {
+		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
+			RequestBodyMode:  p.mode.GetRequestBodyMode(),
+			ResponseBodyMode: p.mode.GetResponseBodyMode(),
+		}
+		p.sentFirst = true
+	}
+	if n := len(p.resp.Phases); n == 0 || p.resp.Phases[n-1] != kind || kind != PhaseResponseBody {
+		// Streamed chunks appear once (Response.BodyChunks counts them).
+		p.resp.Phases = append(p.resp.Phases, kind)
+	}
+	return nil
+}
+
 // roundTrip sends one phase and waits for its answer. A nil message and nil reply mean the
 // processor is out of the picture and the request continues unprocessed (Envoy's
 // behaviour after a stream close, a spurious message or a failure-mode-allow fallback).
@@ -184,23 +226,9 @@ func (p *procSession) roundTrip(kind string, req *extprocv3.ProcessingRequest) (
 	if p.complete {
 		return nil, nil
 	}
-	if p.stream == nil {
-		if err := p.start(); err != nil {
-			return nil, p.grpcError(err)
-		}
+	if err := p.prepare(kind, req); err != nil {
+		return nil, p.grpcError(err)
 	}
-	if p.metadata != nil {
-		req.MetadataContext = p.metadata
-	}
-	if !p.sentFirst {
-		// Envoy tells the processor the configured body modes in the first message only.
-		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
-			RequestBodyMode:  p.mode.GetRequestBodyMode(),
-			ResponseBodyMode: p.mode.GetResponseBodyMode(),
-		}
-		p.sentFirst = true
-	}
-	p.resp.Phases = append(p.resp.Phases, kind)
 	// A failed Send means the stream is broken; the reason arrives through Recv below.
 	_ = p.stream.Send(req)
 
@@ -236,16 +264,67 @@ func (p *procSession) roundTrip(kind string, req *extprocv3.ProcessingRequest) (
 			}
 			return nil, nil
 		}
-		if mo := m.GetModeOverride(); mo != nil {
-			if !p.e.opts.DisallowModeOverride && (kind == PhaseRequestHeaders || kind == PhaseResponseHeaders) {
-				p.mode = proto.Clone(mo).(*extprocfilterv3.ProcessingMode)
-				p.resp.event("ext_proc: mode_override applied in %s: %v", kind, mo)
-			} else {
-				p.resp.event("ext_proc: mode_override in %s ignored", kind)
-			}
-		}
+		p.modeOverride(kind, m)
 		return m, nil
 	}
+}
+
+// modeOverride follows Filter::onReceiveMessage: a mode_override is honoured only with
+// allow_mode_override, while a headers answer is awaited, and only when the FILTER's
+// configured mode streams neither body FULL_DUPLEX_STREAMED; it must match one of
+// allowed_override_modes when those are set; and it is merged onto the filter's configured
+// mode, not the route's (effectiveModeOverride: header and trailer modes left DEFAULT keep
+// the configured ones, body modes always replace).
+func (p *procSession) modeOverride(kind string, m *extprocv3.ProcessingResponse) {
+	mo := m.GetModeOverride()
+	if mo == nil {
+		return
+	}
+	cfg := p.e.mode
+	switch {
+	case p.e.opts.DisallowModeOverride:
+		p.resp.event("ext_proc: mode_override in %s ignored (allow_mode_override off)", kind)
+		return
+	case kind != PhaseRequestHeaders && kind != PhaseResponseHeaders:
+		p.resp.event("ext_proc: mode_override in %s ignored (not a headers answer)", kind)
+		return
+	case cfg.GetRequestBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED ||
+		cfg.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED:
+		p.resp.event("ext_proc: mode_override in %s ignored (the filter's mode is FULL_DUPLEX_STREAMED)", kind)
+		return
+	}
+	eff := proto.Clone(cfg).(*extprocfilterv3.ProcessingMode)
+	if v := mo.GetRequestHeaderMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		eff.RequestHeaderMode = v
+	}
+	if v := mo.GetResponseHeaderMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		eff.ResponseHeaderMode = v
+	}
+	if v := mo.GetRequestTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		eff.RequestTrailerMode = v
+	}
+	if v := mo.GetResponseTrailerMode(); v != extprocfilterv3.ProcessingMode_DEFAULT {
+		eff.ResponseTrailerMode = v
+	}
+	eff.RequestBodyMode = mo.GetRequestBodyMode()
+	eff.ResponseBodyMode = mo.GetResponseBodyMode()
+	if allowed := p.e.opts.AllowedOverrideModes; len(allowed) > 0 {
+		ok := false
+		for _, a := range allowed {
+			if eff.GetRequestBodyMode() == a.GetRequestBodyMode() && eff.GetRequestTrailerMode() == a.GetRequestTrailerMode() &&
+				eff.GetResponseHeaderMode() == a.GetResponseHeaderMode() && eff.GetResponseBodyMode() == a.GetResponseBodyMode() &&
+				eff.GetResponseTrailerMode() == a.GetResponseTrailerMode() {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			p.resp.event("ext_proc: mode_override in %s ignored (not in allowed_override_modes): %v", kind, eff)
+			return
+		}
+	}
+	p.mode = eff
+	p.resp.event("ext_proc: mode_override applied in %s: %v", kind, eff)
 }
 
 func (p *procSession) timeout(kind string) *Response {
@@ -332,12 +411,18 @@ type direction struct {
 	setBodyNone             func(*extprocfilterv3.ProcessingMode)
 	overLimit               func(*procSession) *Response
 	decoding                bool
+	// hasBody says whether a body follows the headers; load reads it whole (the
+	// buffered paths).
+	hasBody func() bool
+	load    func() error
 }
 
 func (p *procSession) decode(x *exchange) *Response {
-	return p.run(direction{
+	local, _ := p.run(direction{
 		headersPhase: PhaseRequestHeaders, bodyPhase: PhaseRequestBody,
 		headers: &x.reqHeaders, body: &x.reqBody, decoding: true,
+		hasBody: func() bool { return len(x.reqBody) > 0 },
+		load:    func() error { return nil },
 		sendHeaders: func(m *extprocfilterv3.ProcessingMode) bool {
 			return m.GetRequestHeaderMode() != extprocfilterv3.ProcessingMode_SKIP
 		},
@@ -347,13 +432,19 @@ func (p *procSession) decode(x *exchange) *Response {
 			p.resp.event("ext_proc: request body over the %d-byte buffer limit", p.e.opts.BufferLimit)
 			return localReply(p.resp, "buffer_limit", http.StatusRequestEntityTooLarge, "Payload Too Large", "request_payload_too_large")
 		},
-	})
+	}, nil)
+	return local
 }
 
-func (p *procSession) encode(x *exchange) *Response {
-	return p.run(direction{
+// encode processes the response. streamed means the response went downstream through
+// the STREAMED or FULL_DUPLEX_STREAMED path, which wrote it itself (local is then set only
+// when the client got a local reply or a reset).
+func (p *procSession) encode(x *exchange) (local *Response, streamed bool) {
+	d := direction{
 		headersPhase: PhaseResponseHeaders, bodyPhase: PhaseResponseBody,
 		headers: &x.respHeaders, body: &x.respBody,
+		hasBody: func() bool { return x.upHasBody },
+		load:    x.load,
 		sendHeaders: func(m *extprocfilterv3.ProcessingMode) bool {
 			return m.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP
 		},
@@ -363,13 +454,20 @@ func (p *procSession) encode(x *exchange) *Response {
 			p.resp.event("ext_proc: response body over the %d-byte buffer limit", p.e.opts.BufferLimit)
 			return localReply(p.resp, "buffer_limit", http.StatusInternalServerError, "Internal Server Error", "response_payload_too_large")
 		},
-	})
+	}
+	if !p.complete && x.upHasBody && p.mode.GetResponseBodyMode() == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+		// Body chunks go out while the headers are still with the processor.
+		return p.duplex(x, d)
+	}
+	return p.run(d, x)
 }
 
 // run processes one direction: headers phase, then (if the mode still asks for it and there
-// is a body) the body phase. It returns a local reply, or nil to let the exchange go on.
-func (p *procSession) run(d direction) *Response {
-	hasBody := len(*d.body) > 0
+// is a body) the body phase. It returns a local reply, or nil to let the exchange go on;
+// streamed reports that the response went out through the STREAMED path (x is the
+// exchange for the response direction, nil for the request).
+func (p *procSession) run(d direction, x *exchange) (local *Response, streamed bool) {
+	hasBody := d.hasBody()
 	if d.sendHeaders(p.mode) && !p.complete {
 		req := &extprocv3.ProcessingRequest{}
 		hh := &extprocv3.HttpHeaders{Headers: d.headers.toProto(), EndOfStream: !hasBody}
@@ -380,7 +478,7 @@ func (p *procSession) run(d direction) *Response {
 		}
 		m, local := p.roundTrip(d.headersPhase, req)
 		if local != nil {
-			return local
+			return local, false
 		}
 		if m != nil {
 			var cr *extprocv3.CommonResponse
@@ -390,16 +488,24 @@ func (p *procSession) run(d direction) *Response {
 				cr = m.GetResponseHeaders().GetResponse()
 			}
 			if err := p.applyHeadersResponse(d, cr); err != nil {
-				return p.mutationError(err)
+				return p.mutationError(err), false
 			}
 		}
 	}
 	mode := d.bodyMode(p.mode)
 	if p.complete || !hasBody || mode == extprocfilterv3.ProcessingMode_NONE {
-		return nil
+		return nil, false
+	}
+	if x != nil && mode == extprocfilterv3.ProcessingMode_STREAMED {
+		return p.streamed(x, d)
 	}
 	if mode != extprocfilterv3.ProcessingMode_BUFFERED {
 		p.resp.event("ext_proc: body mode %v is emulated as one buffered chunk", mode)
+	}
+	if err := d.load(); err != nil {
+		p.complete = true
+		p.endStream()
+		return localReply(p.resp, "upstream", http.StatusServiceUnavailable, "upstream reset", "upstream_reset_after_response_started"), false
 	}
 	if shouldRemoveContentLength(mode, d.sendHeaders(p.mode)) {
 		d.headers.remove("content-length")
@@ -407,7 +513,7 @@ func (p *procSession) run(d direction) *Response {
 	if len(*d.body) > p.e.opts.BufferLimit {
 		p.complete = true
 		p.endStream()
-		return d.overLimit(p)
+		return d.overLimit(p), false
 	}
 	hb := &extprocv3.HttpBody{Body: append([]byte(nil), *d.body...), EndOfStream: true}
 	req := &extprocv3.ProcessingRequest{}
@@ -418,7 +524,7 @@ func (p *procSession) run(d direction) *Response {
 	}
 	m, local := p.roundTrip(d.bodyPhase, req)
 	if local != nil || m == nil {
-		return local
+		return local, false
 	}
 	var cr *extprocv3.CommonResponse
 	if d.decoding {
@@ -427,9 +533,9 @@ func (p *procSession) run(d direction) *Response {
 		cr = m.GetResponseBody().GetResponse()
 	}
 	if err := p.applyBodyResponse(d, cr, mode); err != nil {
-		return p.mutationError(err)
+		return p.mutationError(err), false
 	}
-	return nil
+	return nil, false
 }
 
 // applyHeadersResponse follows ProcessorState::handleHeadersResponse.
@@ -448,6 +554,10 @@ func (p *procSession) applyHeadersResponse(d direction, cr *extprocv3.CommonResp
 		if bm := cr.GetBodyMutation(); bm != nil {
 			// Envoy removes content-length here: the processor is not expected to fix it.
 			d.headers.remove("content-length")
+			// The backend's body that follows is drained (onData, bodyReplaced).
+			if d.load != nil {
+				_ = d.load()
+			}
 			applyBodyMutation(bm, d.body)
 		}
 		// After CONTINUE_AND_REPLACE nothing more of this message goes to the processor.
