@@ -97,10 +97,10 @@ type sframe struct {
 // Token kinds.
 const (
 	tNone = iota
-	tStr      // a string value
-	tKey      // an object key
-	tNum      // a number
-	tLit      // true/false/null
+	tStr  // a string value
+	tKey  // an object key
+	tNum  // a number
+	tLit  // true/false/null
 )
 
 // stok is a scalar being read; a string keeps its progress (j, at a

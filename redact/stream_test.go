@@ -207,7 +207,7 @@ func TestStreamHoldsBoundedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	item := listBody(1)
-	item = item[len(`{"data":[`) : bytes.LastIndex(item, []byte(`],"page"`))]
+	item = item[len(`{"data":[`):bytes.LastIndex(item, []byte(`],"page"`))]
 	var out []byte
 	written := 0
 	chunk := []byte(`{"data":[`)
