@@ -50,6 +50,10 @@ type Due struct {
 	// write in between changes the score, so the commit fails and the
 	// subject is read again.
 	Snapshot *Snapshot
+	// Token is the store's own copy of what it read for the subject, opaque
+	// to callers: passed back in SweepUpdate.Token, it lets the commit
+	// compare the whole record as read instead of reading it again.
+	Token string
 }
 
 // Scores of the due index. A positive score is the due instant in unix
@@ -147,6 +151,9 @@ type SweepUpdate struct {
 	// zero Applied).
 	Applied        Applied
 	AppliedChanged bool
+	// Token is the Due entry's Token (empty: the store reads the subject
+	// again to compare its score).
+	Token string
 }
 
 // RecomputeProgress is the re-indexing of every subject after a register

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,14 +45,13 @@ type dueEntry struct {
 	value  string // the bucket's value: the record, or a stub
 }
 
-// bucketEntries lists a bucket's indexed subjects.
-func bucketEntries(tag int, vals map[string]string) []dueEntry {
-	out := make([]dueEntry, 0, len(vals))
-	for m, v := range vals {
-		if !indexed(v) {
-			continue
+// bucketEntries lists a bucket's indexed subjects (kv: member, value pairs).
+func bucketEntries(tag int, kv []string) []dueEntry {
+	out := make([]dueEntry, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v := kv[i+1]; indexed(v) {
+			out = append(out, dueEntry{member: kv[i], score: readScore([]byte(v)), tag: tag, value: v})
 		}
-		out = append(out, dueEntry{member: m, score: readScore([]byte(v)), tag: tag, value: v})
 	}
 	return out
 }
@@ -74,7 +74,7 @@ func (s *Store) dueRefs(ctx context.Context, es []dueEntry, snaps bool) ([]cache
 				return nil, fmt.Errorf("due: %w", err)
 			}
 		}
-		d := cache.Due{Ref: ref, Score: dueScore(e.score)}
+		d := cache.Due{Ref: ref, Score: dueScore(e.score), Token: e.value}
 		if snaps {
 			d.Snapshot = bucketSnapshot(ref, e.value, sym)
 		}
@@ -112,97 +112,97 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 	if limit <= 0 {
 		limit = 1000
 	}
-	max := strconv.FormatInt(until.UnixMilli(), 10)
+	upTo := strconv.FormatInt(until.UnixMilli(), 10)
 	p := s.c.Pipeline()
 	counts := make([]*redis.IntCmd, numTags)
 	for t := range numTags {
-		counts[t] = p.ZCount(ctx, keyDue(t), "-inf", max)
+		counts[t] = p.ZCount(ctx, keyDue(t), "-inf", upTo)
 	}
 	if _, err := p.Exec(ctx); err != nil {
 		return nil, s.fail("due", err)
 	}
 	var tags []int
-	var cnt []int64
+	var avail []int64
 	for t, c := range counts {
 		if c.Val() > 0 {
 			tags = append(tags, t)
-			cnt = append(cnt, c.Val())
+			avail = append(avail, c.Val())
 		}
 	}
 	if len(tags) == 0 {
 		return nil, nil
 	}
-	// Each tag's share of the buckets read: even, and what a tag with few
-	// due buckets leaves goes to the others, so that as many buckets as
-	// limit are read while so many are due (each holds a due subject, but
-	// for stale scores): a call returns fewer than limit only when fewer
-	// are due, which is when the sweeper ends its pass.
-	quota := make([]int64, len(tags))
-	for left := int64(limit + len(tags)); left > 0; {
-		open := int64(0)
-		for i := range tags {
-			if quota[i] < cnt[i] {
-				open++
-			}
-		}
-		if open == 0 {
-			break
-		}
-		step := left/open + 1
-		for i := range tags {
-			if quota[i] < cnt[i] && left > 0 {
-				d := min(step, cnt[i]-quota[i], left)
-				quota[i] += d
-				left -= d
-			}
-		}
-	}
-	p = s.c.Pipeline()
-	ranges := make([]*redis.ZSliceCmd, len(tags))
-	for i, t := range tags {
-		ranges[i] = p.ZRangeByScoreWithScores(ctx, keyDue(t), &redis.ZRangeBy{Min: "-inf", Max: max, Count: quota[i]})
-	}
-	if _, err := p.Exec(ctx); err != nil {
-		return nil, s.fail("due", err)
-	}
-	type bk struct{ tag, bucket int }
-	var buckets []bk
-	for i, t := range tags {
-		for _, z := range ranges[i].Val() {
-			m, _ := z.Member.(string)
-			b, err := strconv.Atoi(m)
-			if err == nil {
-				buckets = append(buckets, bk{t, b})
-			}
-		}
-	}
-	p = s.c.Pipeline()
-	vals := make([]*redis.MapStringStringCmd, len(buckets))
-	for i, b := range buckets {
-		vals[i] = p.HGetAll(ctx, keyBucket(b.tag, b.bucket))
-	}
-	if _, err := p.Exec(ctx); err != nil {
-		return nil, s.fail("due", err)
-	}
+	// Buckets are read in rounds of about as many as should hold the due
+	// subjects still wanted, going by how many due subjects the buckets
+	// read last held: a bucket holds one due subject at a time when
+	// transitions are spread out, all of its subjects after an import. A
+	// round that finds too few reads the next due buckets of each tag; a
+	// call returns fewer than limit only when fewer are due, which is when
+	// the sweeper ends its pass.
 	untilMS := until.UnixMilli()
+	density := s.density()
 	var groups [][]dueEntry
 	var fix []call
-	for i, b := range buckets {
-		var g []dueEntry
-		for _, e := range bucketEntries(b.tag, vals[i].Val()) {
-			if e.score <= untilMS {
-				g = append(g, e)
+	got, read, found := 0, 0, 0
+	for got < limit {
+		budget := int64(float64(limit-got)/density*1.05) + 8
+		quota := share(budget, avail)
+		p = s.c.Pipeline()
+		ranges := make([]*redis.StringSliceCmd, len(tags))
+		for i, t := range tags {
+			if quota[i] > 0 {
+				ranges[i] = p.ZRangeByScore(ctx, keyDue(t), &redis.ZRangeBy{Min: "-inf", Max: upTo,
+					Offset: counts[t].Val() - avail[i], Count: quota[i]})
+				avail[i] -= quota[i]
 			}
 		}
-		if len(g) > 0 {
+		var buckets []placement
+		if _, err := p.Exec(ctx); err != nil {
+			return nil, s.fail("due", err)
+		}
+		for i, t := range tags {
+			if ranges[i] == nil {
+				continue
+			}
+			for _, m := range ranges[i].Val() {
+				if b, err := strconv.Atoi(m); err == nil {
+					buckets = append(buckets, placement{t, b})
+				}
+			}
+		}
+		if len(buckets) == 0 {
+			break
+		}
+		vals, err := s.readBuckets(ctx, buckets)
+		if err != nil {
+			return nil, s.fail("due", err)
+		}
+		n := 0
+		for i, b := range buckets {
+			var g []dueEntry
+			kv := vals[i]
+			for j := 0; j+1 < len(kv); j += 2 {
+				if v := kv[j+1]; indexed(v) {
+					if sc := readScore([]byte(v)); sc <= untilMS {
+						g = append(g, dueEntry{member: kv[j], score: sc, tag: b.tag, value: v})
+					}
+				}
+			}
+			if len(g) == 0 {
+				// The bucket's score was lower than its subjects' (raised by a
+				// sweep commit since): recompute it.
+				fix = append(fix, call{fixBucketScript, []string{keyDue(b.tag), keyBucket(b.tag, b.bucket)}, []any{b.bucket}})
+				continue
+			}
 			groups = append(groups, g)
+			n += len(g)
 		}
-		if len(g) == 0 {
-			// The bucket's score was lower than its subjects' (raised by a
-			// sweep commit since): recompute it.
-			fix = append(fix, call{fixBucketScript, []string{keyDue(b.tag), keyBucket(b.tag, b.bucket)}, []any{b.bucket}})
-		}
+		got += n
+		read += len(buckets)
+		found += n
+		density = min(max(float64(found)/float64(read), 0.2), 512)
 	}
+	s.setDensity(density)
 	if len(fix) > 0 {
 		if _, err := s.run(ctx, fix...); err != nil {
 			return nil, s.fail("due: raise bucket scores", err)
@@ -219,7 +219,7 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 		slices.SortFunc(g, byScore)
 	}
 	slices.SortFunc(groups, func(a, b []dueEntry) int { return byScore(a[0], b[0]) })
-	var due []dueEntry
+	due := make([]dueEntry, 0, min(got, limit))
 	for _, g := range groups {
 		if len(due)+len(g) > limit {
 			due = append(due, g[:limit-len(due)]...)
@@ -229,6 +229,86 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 	}
 	slices.SortFunc(due, byScore)
 	return s.dueRefs(ctx, due, snaps)
+}
+
+// share splits budget among the tags by water-filling: evenly, and what a
+// tag with fewer available leaves goes to the others.
+func share(budget int64, avail []int64) []int64 {
+	quota := make([]int64, len(avail))
+	for left := budget; left > 0; {
+		open := int64(0)
+		for i := range avail {
+			if quota[i] < avail[i] {
+				open++
+			}
+		}
+		if open == 0 {
+			break
+		}
+		step := left/open + 1
+		for i := range avail {
+			if quota[i] < avail[i] && left > 0 {
+				d := min(step, avail[i]-quota[i], left)
+				quota[i] += d
+				left -= d
+			}
+		}
+	}
+	return quota
+}
+
+// density is the due subjects per bucket the last Due found.
+func (s *Store) density() float64 {
+	if d := math.Float64frombits(s.dueDensity.Load()); d > 0 {
+		return d
+	}
+	return 1
+}
+
+func (s *Store) setDensity(d float64) { s.dueDensity.Store(math.Float64bits(d)) }
+
+// readBuckets reads buckets as flat member, value pairs. HSCAN returns a
+// compact (listpack) hash whole in one reply, without building a map; a
+// bucket grown past the compact encoding is read with HGETALL.
+func (s *Store) readBuckets(ctx context.Context, bks []placement) ([][]string, error) {
+	p := s.c.Pipeline()
+	scans := make([]*redis.ScanCmd, len(bks))
+	for i, b := range bks {
+		scans[i] = p.HScan(ctx, keyBucket(b.tag, b.bucket), 0, "", 0)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([][]string, len(bks))
+	var big []int
+	for i, c := range scans {
+		kv, cur := c.Val()
+		if cur != 0 {
+			big = append(big, i)
+			continue
+		}
+		out[i] = kv
+	}
+	if len(big) == 0 {
+		return out, nil
+	}
+	p = s.c.Pipeline()
+	all := make([]*redis.MapStringStringCmd, len(big))
+	for k, i := range big {
+		all[k] = p.HGetAll(ctx, keyBucket(bks[i].tag, bks[i].bucket))
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, err
+	}
+	for k, i := range big {
+		m := all[k].Val()
+		kv := make([]string, 0, 2*len(m))
+		for f, v := range m {
+			kv = append(kv, f, v)
+		}
+		out[i] = kv
+	}
+	return out, nil
 }
 
 // ScanDue walks every indexed subject, tag by tag (ZSCAN over the tag's
@@ -267,14 +347,13 @@ func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.
 		if _, err := p.Exec(ctx); err != nil {
 			return nil, "", s.fail("scan due", err)
 		}
-		type bk struct{ tag, bucket int }
-		var buckets []bk
+		var buckets []placement
 		nextTag, nextC := end, uint64(0)
 		for t := tag; t < end; t++ {
 			kv, c := scans[t-tag].Val()
 			for i := 0; i+1 < len(kv); i += 2 {
 				if b, err := strconv.Atoi(kv[i]); err == nil {
-					buckets = append(buckets, bk{t, b})
+					buckets = append(buckets, placement{t, b})
 				}
 			}
 			if c != 0 {
@@ -284,18 +363,14 @@ func (s *Store) ScanDue(ctx context.Context, cursor string, count int) ([]cache.
 				break
 			}
 		}
-		p = s.c.Pipeline()
-		vals := make([]*redis.MapStringStringCmd, len(buckets))
-		for i, b := range buckets {
-			vals[i] = p.HGetAll(ctx, keyBucket(b.tag, b.bucket))
-		}
 		if len(buckets) > 0 {
-			if _, err := p.Exec(ctx); err != nil {
+			vals, err := s.readBuckets(ctx, buckets)
+			if err != nil {
 				return nil, "", s.fail("scan due", err)
 			}
-		}
-		for i, b := range buckets {
-			entries = append(entries, bucketEntries(b.tag, vals[i].Val())...)
+			for i, b := range buckets {
+				entries = append(entries, bucketEntries(b.tag, vals[i])...)
+			}
 		}
 		tag, zc = nextTag, nextC
 	}
@@ -335,64 +410,75 @@ func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error)
 }
 
 // sweepScript moves subjects of one tag to their next due score when
-// their score is still the one the sweeper read (every write of a
+// their record is still the one the sweeper read (every write of a
 // subject's data gives it a fresh mark, so a write in between fails the
-// compare), patching the score in place: the record's body is not read
-// by the sweeper nor sent again, nothing cached changes (no epoch, no
-// invalidation), and each touched bucket's score in the due zset is set
-// right at once — raised when a moved subject may have held the bucket's
-// lowest score — instead of being found stale by the next Due.
+// compare): the sweeper sends the record as read and as it is to be,
+// with only the score changed, so the script compares and writes whole
+// values — one HMGET and one HSET per bucket, no decoding in Lua. Nothing
+// cached changes (no epoch, no invalidation), and each touched bucket's
+// score in the due zset is set right at once — raised when a moved subject
+// may have held the bucket's lowest score — instead of being found stale
+// by the next Due.
 //
-//	KEYS: 1 due, then per subject its bucket
-//	ARGV: per subject member, expected score, new score, bucket number
-//	Reply: per subject 1 (moved) or 0 (changed meanwhile, or gone)
-var sweepScript = redis.NewScript(`local n = #KEYS - 1
-local out, low, high, key = {}, {}, {}, {}
-for i = 1, n do
-  local a = (i - 1) * 4
-  local bk, m, b = KEYS[1 + i], ARGV[a + 1], ARGV[a + 4]
-  local exp, new = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local v = redis.call('HGET', bk, m)
-  out[i] = 0
-  if v and #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 and struct.unpack('>i6', v) == exp then
-    out[i] = 1
-    if new ~= exp then
-      redis.call('HSET', bk, m, struct.pack('>i6', new) .. string.sub(v, 7))
-      key[b] = bk
-      if high[b] == nil or exp < high[b] then high[b] = exp end
-      if low[b] == nil or new < low[b] then low[b] = new end
+//	KEYS: 1 due, then per bucket its key
+//	ARGV: per bucket its number, its subject count k, the lowest expected
+//	      and the lowest new score of its moved subjects, then per subject
+//	      member, value as read, new value
+//	Reply: per subject, in order, 1 (moved) or 0 (changed meanwhile, or gone)
+var sweepScript = redis.NewScript(`local out, a = {}, 1
+for j = 2, #KEYS do
+  local bk, b, k, high, low = KEYS[j], ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+  a = a + 4
+  local ms = {}
+  for i = 1, k do ms[i] = ARGV[a + 3 * (i - 1)] end
+  local vals = redis.call('HMGET', bk, unpack(ms))
+  local set = {}
+  for i = 1, k do
+    local o = a + 3 * (i - 1)
+    if vals[i] == ARGV[o + 1] then
+      out[#out + 1] = 1
+      if ARGV[o + 2] ~= ARGV[o + 1] then
+        set[#set + 1] = ARGV[o]
+        set[#set + 1] = ARGV[o + 2]
+      end
+    else
+      out[#out + 1] = 0
     end
   end
-end
-for b, bk in pairs(key) do
-  local cur = tonumber(redis.call('ZSCORE', KEYS[1], b))
-  if cur ~= nil and cur < high[b] then
-    -- A subject not moved here holds the lowest score.
-    local sc = low[b]
-    if sc >= 140737488355327 then sc = '+inf' end
-    redis.call('ZADD', KEYS[1], 'LT', sc, b)
-  else
-    local lo = nil
-    for _, v in ipairs(redis.call('HVALS', bk)) do
-      if #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 then
-        local sc = struct.unpack('>i6', v)
-        if lo == nil or sc < lo then lo = sc end
+  a = a + 3 * k
+  if #set > 0 then
+    redis.call('HSET', bk, unpack(set))
+    local cur = tonumber(redis.call('ZSCORE', KEYS[1], b))
+    if cur ~= nil and cur < high then
+      -- A subject not moved here holds the lowest score.
+      redis.call('ZADD', KEYS[1], 'LT', low, b)
+    else
+      local lo = nil
+      for _, v in ipairs(redis.call('HVALS', bk)) do
+        if #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 then
+          local sc = struct.unpack('>i6', v)
+          if lo == nil or sc < lo then lo = sc end
+        end
       end
+      if lo == nil or lo >= 140737488355327 then lo = '+inf' end
+      redis.call('ZADD', KEYS[1], lo, b)
     end
-    if lo == nil or lo >= 140737488355327 then lo = '+inf' end
-    redis.call('ZADD', KEYS[1], lo, b)
   end
 end
 return out`)
 
 func init() { scripts = append(scripts, sweepScript) }
 
-// CommitSweep applies each update whose subject's due score is still the
-// one the sweeper read (any write in between also changed the score). An
+// sweepChunk bounds the subjects of one bucket per HMGET/HSET (Lua's
+// unpack has a stack limit); a bucket with more takes several.
+const sweepChunk = 500
+
+// CommitSweep applies each update whose subject's record is still the one
+// the sweeper read (any write in between also changed the score). An
 // update that moves the score alone — the common case — is one compare
-// and patch in Redis (sweepScript, one call per tag); one that changes the
-// applied state rewrites the record (compare-and-set on the whole record,
-// published like any write).
+// and patch in Redis (sweepScript, one call per tag for all of its
+// buckets); one that changes the applied state rewrites the record
+// (compare-and-set on the whole record, published like any write).
 func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool, error) {
 	if len(us) == 0 {
 		return nil, nil
@@ -402,14 +488,14 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 	ok := make([]bool, len(us))
 	var slow []int
 	sym := s.sym.current()
-	type tagCall struct {
-		keys []string
-		args []any
-		idx  []int
+	type fast struct {
+		i      int
+		member string
+		pl     placement
 	}
-	byTag := map[int]*tagCall{}
-	var tags []int
+	fasts := make([]fast, 0, len(us))
 	seen := make(map[model.SubjectRef]bool, len(us))
+	var untokened []int
 	for i, u := range us {
 		if seen[u.Ref] {
 			continue // a repeated subject is moved once
@@ -423,37 +509,108 @@ func (s *Store) CommitSweep(ctx context.Context, us []cache.SweepUpdate) ([]bool
 		if err != nil {
 			continue // an entity never stored: no record to move
 		}
-		pl := subjectPlace(u.Ref, s.buckets)
-		tc := byTag[pl.tag]
-		if tc == nil {
-			tc = &tagCall{keys: []string{keyDue(pl.tag)}}
-			byTag[pl.tag] = tc
-			tags = append(tags, pl.tag)
+		if !indexed(u.Token) || readScore([]byte(u.Token)) != scoreOf(u.Expect) {
+			untokened = append(untokened, len(fasts))
+		}
+		fasts = append(fasts, fast{i, m, subjectPlace(u.Ref, s.buckets)})
+	}
+	// Without the record as read, the current one stands for it when its
+	// score is the one expected.
+	tokens := make([]string, len(fasts))
+	for k, f := range fasts {
+		tokens[k] = us[f.i].Token
+	}
+	for _, k := range untokened {
+		tokens[k] = ""
+	}
+	if len(untokened) > 0 {
+		p := s.c.Pipeline()
+		cur := make([]*redis.StringCmd, len(untokened))
+		for j, k := range untokened {
+			cur[j] = p.HGet(ctx, keyBucket(fasts[k].pl.tag, fasts[k].pl.bucket), fasts[k].member)
+		}
+		if _, err := p.Exec(ctx); err != nil && !isNil(err) {
+			return nil, s.fail("commit sweep", err)
+		}
+		for j, k := range untokened {
+			if v := cur[j].Val(); indexed(v) && readScore([]byte(v)) == scoreOf(us[fasts[k].i].Expect) {
+				tokens[k] = v
+			}
+		}
+	}
+	// Per tag, its buckets in order, each bucket's subjects together.
+	order := make([]int, 0, len(fasts))
+	for k := range fasts {
+		if indexed(tokens[k]) {
+			order = append(order, k)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		pa, pb := fasts[a].pl, fasts[b].pl
+		return cmp.Or(cmp.Compare(pa.tag, pb.tag), cmp.Compare(pa.bucket, pb.bucket))
+	})
+	type tagCall struct {
+		keys []string
+		args []any
+		idx  []int // the updates, in the order of the script's replies
+	}
+	var calls []*tagCall
+	for g := 0; g < len(order); {
+		pl := fasts[order[g]].pl
+		e := g + 1
+		for e < len(order) && e-g < sweepChunk && fasts[order[e]].pl == pl {
+			e++
+		}
+		if len(calls) == 0 || fasts[calls[len(calls)-1].idx[0]].pl.tag != pl.tag {
+			calls = append(calls, &tagCall{keys: []string{keyDue(pl.tag)}})
+		}
+		tc := calls[len(calls)-1]
+		high, low := scoreNever, scoreNever
+		args := make([]any, 0, 4+3*(e-g))
+		args = append(args, pl.bucket, e-g, nil, nil)
+		for _, k := range order[g:e] {
+			u := us[fasts[k].i]
+			old := tokens[k]
+			exp, next := readScore([]byte(old)), scoreOf(u.Next)
+			nv := old
+			if next != exp {
+				b := []byte(old)
+				putScore(b, next)
+				nv = string(b)
+				high, low = min(high, exp), min(low, next)
+			}
+			args = append(args, fasts[k].member, old, nv)
+			tc.idx = append(tc.idx, k)
+		}
+		args[2] = high
+		if low >= scoreNever {
+			args[3] = "+inf"
+		} else {
+			args[3] = low
 		}
 		tc.keys = append(tc.keys, keyBucket(pl.tag, pl.bucket))
-		tc.args = append(tc.args, m, scoreOf(u.Expect), scoreOf(u.Next), pl.bucket)
-		tc.idx = append(tc.idx, i)
+		tc.args = append(tc.args, args...)
+		g = e
 	}
-	if len(tags) > 0 {
-		calls := make([]call, len(tags))
-		for k, t := range tags {
-			calls[k] = call{sweepScript, byTag[t].keys, byTag[t].args}
+	if len(calls) > 0 {
+		run := make([]call, len(calls))
+		for k, tc := range calls {
+			run[k] = call{sweepScript, tc.keys, tc.args}
 		}
 		if s.beforeWrite != nil {
 			s.beforeWrite()
 		}
-		out, err := s.run(ctx, calls...)
+		out, err := s.run(ctx, run...)
 		if err != nil {
 			return nil, s.fail("commit sweep", err)
 		}
-		for k, t := range tags {
+		for k, tc := range calls {
 			res, _ := out[k].([]any)
-			tc := byTag[t]
 			if len(res) != len(tc.idx) {
 				return nil, s.fail("commit sweep", fmt.Errorf("%d replies for %d subjects", len(res), len(tc.idx)))
 			}
 			for j, r := range res {
-				ok[tc.idx[j]] = r == int64(1)
+				ok[fasts[tc.idx[j]].i] = r == int64(1)
 			}
 		}
 	}

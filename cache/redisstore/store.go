@@ -113,6 +113,10 @@ type Store struct {
 
 	hints parentHints
 
+	// dueDensity (float64 bits) is how many due subjects the buckets the
+	// last Due read held, each: how many buckets the next one reads.
+	dueDensity atomic.Uint64
+
 	// beforeWrite, when set (tests), runs before each write round trip.
 	beforeWrite func()
 

@@ -408,7 +408,7 @@ func (s *Sweeper) decide(ctx context.Context, ix *model.Index, ds []cache.Due, r
 			purges = append(purges, sweepPurge{refs[i], expired})
 		}
 		updates = append(updates, cache.SweepUpdate{Ref: refs[i], Expect: ds[i].Score, Next: cache.DueScore(next),
-			Applied: w.Applied, AppliedChanged: w.Applied != snap.Applied})
+			Applied: w.Applied, AppliedChanged: w.Applied != snap.Applied, Token: ds[i].Token})
 	}
 	return updates, purges, nil
 }
