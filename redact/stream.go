@@ -34,6 +34,10 @@ type StreamOptions struct {
 	// fields that select a value, as in RewriteMatched; it is written at
 	// Close.
 	Matched []uint64
+	// Item, when set, is called with the bytes of each list item (a
+	// SubjectPath with "#") after it was rewritten, before it is released;
+	// they are only valid during the call.
+	Item func(item []byte)
 }
 
 // Stream is a resumable Rewrite: the body is given in chunks split
@@ -50,6 +54,7 @@ type Stream struct {
 	r       *rewriter
 	matched []uint64
 	maxHeld int
+	item    func([]byte)
 
 	win []byte // bytes from off on, not yet released or still held
 	off int    // absolute offset of win[0]
@@ -133,7 +138,7 @@ func (m *Map) NewStream(p Planner, opt StreamOptions) (*Stream, error) {
 	r := m.pool.get()
 	r.planner, r.depth, r.last, r.src, r.out = p, 0, 0, nil, nil
 	r.mask, r.subj = 0, 0
-	s := &Stream{m: m, r: r, maxHeld: opt.MaxHeld}
+	s := &Stream{m: m, r: r, maxHeld: opt.MaxHeld, item: opt.Item}
 	if s.maxHeld <= 0 {
 		s.maxHeld = DefaultMaxHeld
 	}
@@ -443,12 +448,19 @@ func (s *Stream) end(e int) error {
 	s.pos = e
 	if s.hold.active && len(s.stack) == s.hold.depth {
 		h := s.hold
+		if held := e - h.from; held > s.maxHeld {
+			// Whole within one slice, but over the bound all the same.
+			return fmt.Errorf("%w (%d bytes at offset %d)", ErrHeldTooLarge, held, h.from)
+		}
 		s.hold.active = false
 		r := s.r
 		r.src = s.win
 		r.depth = h.depth
 		if err := s.rewriteHeld(h); err != nil {
 			return err
+		}
+		if h.item && s.item != nil {
+			s.item(s.win[h.value-s.off : e-s.off])
 		}
 		// Nothing in the value is read again; the rewriter copied or cut
 		// what it had to up to its end.

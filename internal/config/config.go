@@ -422,6 +422,14 @@ type BodyConfig struct {
 	// which each mapped path that none of them contained is reported once
 	// (a metric and a warning): a typo or a backend rename. 0 turns it off.
 	UnseenAfter *int `yaml:"unseen_after"`
+	// StreamAbove: the proxy buffers a mapped answer up to this many bytes
+	// and rewrites it whole; a longer (or chunked) one is rewritten while
+	// it streams (default 1 MiB, at most max_bytes; -1 never streams).
+	StreamAbove int `yaml:"stream_above"`
+	// StreamItemMaxBytes bounds what a streamed rewrite holds at once (a
+	// list item until its subject id is read, a mapped value): over it the
+	// answer is aborted (default 1 MiB).
+	StreamItemMaxBytes int `yaml:"stream_item_max_bytes"`
 }
 
 // WipeStep is one backend deletion call of a wipe or an erasure.
@@ -578,6 +586,12 @@ func (c *Config) applyDefaults() {
 	if c.Body.MaxRequestBytes == 0 {
 		c.Body.MaxRequestBytes = 64 << 10
 	}
+	if c.Body.StreamAbove == 0 {
+		c.Body.StreamAbove = min(1<<20, c.Body.MaxBytes)
+	}
+	if c.Body.StreamItemMaxBytes == 0 {
+		c.Body.StreamItemMaxBytes = 1 << 20
+	}
 	if c.Body.UnseenAfter == nil {
 		n := 1000
 		c.Body.UnseenAfter = &n
@@ -706,6 +720,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxIDBytes < 0 {
 		add("limits.max_id_bytes: must be positive (got %d)", c.Limits.MaxIDBytes)
+	}
+	if c.Body.StreamAbove < -1 || c.Body.StreamAbove > c.Body.MaxBytes {
+		add("body.stream_above: must be -1 (never stream) or a size up to body.max_bytes (got %d)", c.Body.StreamAbove)
+	}
+	if c.Body.StreamItemMaxBytes < 0 {
+		add("body.stream_item_max_bytes: must be positive (got %d)", c.Body.StreamItemMaxBytes)
 	}
 	if c.Body.UnseenAfter != nil && *c.Body.UnseenAfter < 0 {
 		add("body.unseen_after: must be 0 (off) or a number of answers")

@@ -54,6 +54,8 @@ type metrics struct {
 	planSeries, bodySeries sync.Map
 	storeErrors            prometheus.Counter
 	bodies                 *prometheus.CounterVec
+	// streamAborted counts streamed answers aborted mid-way, by reason.
+	streamAborted *prometheus.CounterVec
 	// originRecorded counts origins written (observed, stated);
 	// originIgnored origin_from values not used (missing, unparsable,
 	// future).
@@ -91,6 +93,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdprgate_response_bodies_total", Help: "Response bodies by outcome (rewritten, passed, refused).",
 		}, []string{"outcome"}),
+		streamAborted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gdprgate_stream_aborted_total", Help: "Streamed answers aborted mid-way (after only rewritten items were sent), by reason (body_not_json, item_too_large, store_unavailable, subject_ambiguous, body_shape, body_undecodable, body_rejected).",
+		}, []string{"reason"}),
 		originRecorded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gdprgate_origin_recorded_total", Help: "Subject origins recorded from 2xx answers, by source (observed: first seen; stated: the route's origin_from).",
 		}, []string{"source"}),
@@ -128,7 +133,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.latency, m.storeErrors, m.bodies, m.originRecorded, m.originIgnored, m.unseen, m.rectify, m.rectifyPending, m.shadow, m.commEvidence,
-			m.confirm, m.plans)
+			m.confirm, m.plans, m.streamAborted)
 	}
 	return m
 }

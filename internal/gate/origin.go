@@ -78,6 +78,13 @@ func (g *Gate) noteItemOrigins(r *route, unrecorded map[string]cache.OriginSourc
 	if r.cfg.Subject.OriginFrom != "" {
 		stated = itemValues(body, r.cfg.Subject.Path, r.cfg.Subject.OriginFrom)
 	}
+	g.noteOrigins(r, unrecorded, stated)
+}
+
+// noteOrigins records the origins of unrecorded subjects: the one stated
+// for them (when the route has origin_from: stated is not nil), else first
+// seen now.
+func (g *Gate) noteOrigins(r *route, unrecorded map[string]cache.OriginSource, stated map[string][]byte) {
 	for id, have := range unrecorded {
 		ref := model.SubjectRef{Entity: r.cfg.Subject.Entity, ID: id}
 		if raw, ok := stated[id]; ok {
@@ -205,6 +212,23 @@ func itemValues(body []byte, idPath, valuePath string) map[string][]byte {
 		}
 	}
 	return out
+}
+
+// itemValue is itemValues for one list item's bytes.
+func itemValue(item []byte, idPath, valuePath string) (id string, v []byte, ok bool) {
+	_, idRel, _ := strings.Cut(idPath, "#.")
+	_, valRel, _ := strings.Cut(valuePath, "#.")
+	var el any
+	dec := json.NewDecoder(bytes.NewReader(item))
+	dec.UseNumber()
+	if dec.Decode(&el) != nil {
+		return "", nil, false
+	}
+	if id, ok = scalar(walk(el, idRel)); !ok {
+		return "", nil, false
+	}
+	s, ok := scalar(walk(el, valRel))
+	return id, []byte(s), ok
 }
 
 func walk(v any, path string) any {

@@ -1,0 +1,206 @@
+package gate
+
+import (
+	"bufio"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/andybalholm/brotli"
+
+	"github.com/gdprgate/gdprgate/redact"
+)
+
+// errStreamDecode marks a compressed answer that could not be decoded.
+var errStreamDecode = errors.New("gate: streamed answer could not be decompressed")
+
+// streamCodec decodes a compressed answer as it arrives, rewrites the
+// plain bytes and encodes them again with the same coding, flushed after
+// every read so that output is released as the input comes. The
+// decompressors pull their input, so they run in a goroutine fed through a
+// pipe; Write hands a chunk over and returns once it has been read. The
+// goroutine ends at Close, on an error, or when the exchange's context
+// ends (a front-end that gives up on the answer).
+type streamCodec struct {
+	coding string
+	pr     *io.PipeReader
+	pw     *io.PipeWriter
+	mu     sync.Mutex
+	out    []byte // encoded output not yet handed to the caller
+	err    error
+	res    redact.Result
+	done   chan struct{}
+	stop   func() bool
+}
+
+// newStreamCodec returns a codec for one coding gdprgate can stream, or an
+// error (a list of codings, an unknown one): such answers are buffered.
+func newStreamCodec(enc string) (*streamCodec, error) {
+	c := strings.ToLower(strings.TrimSpace(enc))
+	switch c {
+	case "gzip", "x-gzip":
+		c = "gzip"
+	case "br", "deflate":
+	default:
+		return nil, fmt.Errorf("%w %q", redact.ErrUnsupportedEncoding, enc)
+	}
+	return &streamCodec{coding: c}, nil
+}
+
+// Write appends what the encoder has released so far.
+func (c *streamCodec) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.out = append(c.out, p...)
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// take appends the released output to dst.
+func (c *streamCodec) take(dst []byte) []byte {
+	c.mu.Lock()
+	dst = append(dst, c.out...)
+	c.out = c.out[:0]
+	c.mu.Unlock()
+	return dst
+}
+
+type flusher interface {
+	io.WriteCloser
+	Flush() error
+}
+
+// start runs the decoder for the stream s.
+func (c *streamCodec) start(ctx context.Context, s *BodyStream) {
+	c.pr, c.pw = io.Pipe()
+	c.done = make(chan struct{})
+	c.stop = context.AfterFunc(ctx, func() { c.pr.CloseWithError(ctx.Err()) })
+	go c.run(s)
+}
+
+func (c *streamCodec) run(s *BodyStream) {
+	defer close(c.done)
+	fail := func(err error) {
+		c.err = err
+		c.pr.CloseWithError(err)
+	}
+	var (
+		dec io.Reader
+		enc flusher
+	)
+	switch c.coding {
+	case "gzip":
+		zr, err := gzip.NewReader(c.pr)
+		if err != nil {
+			fail(fmt.Errorf("%w: %w", errStreamDecode, err))
+			return
+		}
+		dec, enc = zr, gzip.NewWriter(c)
+	case "deflate":
+		// As redact.Decode: zlib (RFC 1950), or a raw RFC 1951 stream.
+		br := bufio.NewReader(c.pr)
+		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+			zr, err := zlib.NewReader(br)
+			if err != nil {
+				fail(fmt.Errorf("%w: %w", errStreamDecode, err))
+				return
+			}
+			dec = zr
+		} else {
+			dec = flate.NewReader(br)
+		}
+		enc = zlib.NewWriter(c)
+	case "br":
+		dec, enc = brotli.NewReader(c.pr), brotli.NewWriterLevel(c, 4)
+	}
+	buf := make([]byte, 32<<10)
+	var plain []byte
+	for {
+		n, rerr := dec.Read(buf)
+		if n > 0 {
+			var err error
+			if plain, err = s.rewrite(plain[:0], buf[:n]); err != nil {
+				fail(err)
+				return
+			}
+			if _, err = enc.Write(plain); err == nil {
+				err = enc.Flush()
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			var se *StreamError
+			if errors.As(rerr, &se) || errors.Is(rerr, context.Canceled) || errors.Is(rerr, context.DeadlineExceeded) {
+				fail(rerr)
+			} else {
+				fail(fmt.Errorf("%w: %w", errStreamDecode, rerr))
+			}
+			return
+		}
+	}
+	// The compressed stream ended: so must the body (anything after the
+	// end of the compressed data is refused, as Decode would not read it).
+	rest, err := io.Copy(io.Discard, c.pr)
+	if err == nil && rest > 0 {
+		err = fmt.Errorf("%w: data after the compressed stream", errStreamDecode)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	plain, res, err := s.rs.Close(plain[:0])
+	if err != nil {
+		fail(err)
+		return
+	}
+	if _, err := enc.Write(plain); err != nil {
+		fail(err)
+		return
+	}
+	if err := enc.Close(); err != nil {
+		fail(err)
+		return
+	}
+	c.res = res
+}
+
+// write hands chunk to the decoder and appends what has been released.
+func (c *streamCodec) write(dst, chunk []byte) ([]byte, error) {
+	if _, err := c.pw.Write(chunk); err != nil {
+		<-c.done
+		return c.take(dst), c.failure(err)
+	}
+	return c.take(dst), nil
+}
+
+// close ends the compressed input, waits for the decoder and appends the
+// rest.
+func (c *streamCodec) close(dst []byte) ([]byte, redact.Result, error) {
+	c.pw.Close()
+	<-c.done
+	c.stop()
+	dst = c.take(dst)
+	if c.err != nil {
+		return dst, redact.Result{}, c.failure(c.err)
+	}
+	return dst, c.res, nil
+}
+
+// failure is the decoder's own error when it has one.
+func (c *streamCodec) failure(err error) error {
+	if c.err != nil {
+		return c.err
+	}
+	return err
+}
