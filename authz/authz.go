@@ -44,6 +44,8 @@ type Server struct {
 	gate   *gate.Gate
 	log    *slog.Logger
 	health *health.Server
+	// streamHook replaces gate.RewriteStream in tests.
+	streamHook func(context.Context, *gate.Exchange, *gate.Response) (bodyStream, gate.Rewritten, bool)
 }
 
 // New returns a server deciding with g.

@@ -38,6 +38,14 @@ type stream struct {
 	// pooled is the pool buffer the answer being sent was rewritten into
 	// (the codec hands it back to the pool once written).
 	pooled *[]byte
+	// respMode is the response body mode Envoy announced in protocol_config
+	// (the route's, per-route overrides included).
+	respMode filterv3.ProcessingMode_BodySendMode
+	// body is a STREAMED or FULL_DUPLEX_STREAMED answer in progress.
+	body *streamedBody
+	// extra are answers to send after the phase's own (FULL_DUPLEX_STREAMED:
+	// a held headers answer is followed by the body).
+	extra []*extprocv3.ProcessingResponse
 }
 
 // Process answers Envoy's ext_proc stream: one message per phase Envoy was
@@ -75,9 +83,18 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			}
 			return err
 		}
-		out := &outbound{resp: s.phase(ctx, st, &in.req), pooled: st.pooled}
-		st.pooled = nil
-		err = srv.SendMsg(out)
+		// A nil answer: FULL_DUPLEX_STREAMED needs none per message.
+		if resp := s.phase(ctx, st, &in.req); resp != nil {
+			out := &outbound{resp: resp, pooled: st.pooled}
+			st.pooled = nil
+			err = srv.SendMsg(out)
+		}
+		for _, r := range st.extra {
+			if err == nil {
+				err = srv.SendMsg(&outbound{resp: r})
+			}
+		}
+		st.extra = nil
 		in.release()
 		if err != nil {
 			return err
@@ -88,6 +105,9 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	if md := req.GetMetadataContext(); md != nil {
 		st.metadata = md
+	}
+	if pc := req.GetProtocolConfig(); pc != nil {
+		st.respMode = pc.GetResponseBodyMode()
 	}
 	if observe.Enabled() {
 		if st.ctx == nil {
@@ -165,7 +185,13 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.Ht
 		resp.ModeOverride = &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED,
 			ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
 	case st.ex.NeedsBody():
-		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
+		// Envoy merges an override's body modes over the filter's, so a
+		// route set to stream must be named again here to keep streaming.
+		mode := filterv3.ProcessingMode_BUFFERED
+		if streamedMode(st.respMode) {
+			mode = st.respMode
+		}
+		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: mode}
 	default:
 		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_NONE}
 	}
@@ -220,6 +246,9 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 		if !st.ex.NeedsBody() {
 			s.gate.Observe(st.ex, st.status)
 		}
+		if st.ex.NeedsBody() && !h.GetEndOfStream() && streamedMode(st.respMode) {
+			return s.streamHeaders(ctx, st, mut)
+		}
 		if st.ex.NeedsBody() && h.GetEndOfStream() {
 			// No body is coming, so the response stage runs now (a subject
 			// named only in the body cannot be checked: nothing to show).
@@ -237,8 +266,18 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 func (st *stream) header(name string) string { return st.respHdrs[name] }
 
 func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.body != nil {
+		if r, done := s.streamBody(ctx, st, b); done {
+			return r
+		}
+	}
 	empty := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 	if st.ex == nil || !st.ex.NeedsBody() {
+		if st.respMode == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+			// Nothing to redact, but in this mode Envoy sends on only what
+			// the processor gives back.
+			return duplexBody(b.GetBody(), b.GetEndOfStream())
+		}
 		return empty
 	}
 	if !b.GetEndOfStream() {

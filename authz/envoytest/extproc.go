@@ -522,6 +522,9 @@ func (p *procSession) run(d direction, x *exchange) (local *Response, streamed b
 	} else {
 		req.Request = &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: hb}
 	}
+	if !d.decoding {
+		p.resp.BodyChunks++
+	}
 	m, local := p.roundTrip(d.bodyPhase, req)
 	if local != nil || m == nil {
 		return local, false

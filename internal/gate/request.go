@@ -193,3 +193,7 @@ func (g *Gate) project(req *Request, caller identity.Caller) (string, error) {
 // run before another gdprgate stage (ext_authz before ext_proc) leave them
 // in the request for it.
 func (g *Gate) IdentityHeaders() []string { return g.identityHeaders }
+
+// MaxBodyBytes is body.max_bytes: the largest answer Rewrite checks. A
+// front-end that collects a streamed answer for Rewrite stops there.
+func (g *Gate) MaxBodyBytes() int { return g.cfg.Body.MaxBytes }

@@ -1,0 +1,184 @@
+package authz_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
+	"github.com/gdprgate/gdprgate/authz"
+	"github.com/gdprgate/gdprgate/authz/envoytest"
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/config"
+	"github.com/gdprgate/gdprgate/internal/gate"
+)
+
+// contactList is a backend answer for GET /api/contacts: c-1's health notes
+// are not for an agent.
+const contactList = `{"data":[{"id":"c-1","first_name":"Alice","health_notes":"asthma"},{"id":"c-2","first_name":"Bob","health_notes":"asthma again"}]}`
+
+func envoyMode(body extprocfilterv3.ProcessingMode_BodySendMode) *extprocfilterv3.ProcessingMode {
+	m := envoytest.DefaultProcessingMode()
+	m.ResponseBodyMode = body
+	return m
+}
+
+type streamCase struct {
+	mode            extprocfilterv3.ProcessingMode_BodySendMode
+	disallowOverrid bool
+	body            string
+	configure       func(*config.Config)
+	hook            func(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool)
+}
+
+func runGate(t *testing.T, c streamCase) *envoytest.Response {
+	t.Helper()
+	sc := apptest.New(t, apptest.Options{Configure: c.configure})
+	if c.hook != nil {
+		authz.SetRewriteStream(sc.App.Authz, c.hook)
+	}
+	conn := sc.GRPC(t)
+	env := envoytest.New(envoytest.Options{
+		Authz: conn, Proc: conn,
+		Upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(c.body))
+		}),
+		ProcessingMode:       envoyMode(c.mode),
+		DisallowModeOverride: c.disallowOverrid,
+		ForwardAuthzMetadata: true,
+		StreamChunkSize:      16,
+		MessageTimeout:       time.Minute, AuthzTimeout: time.Minute,
+		SpuriousIsError: true,
+	})
+	t.Cleanup(env.Close)
+	req, _ := http.NewRequest("GET", "http://crm.local/api/contacts", nil)
+	req.Header.Set("x-gdpr-roles", "agent")
+	resp, err := env.Do(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestStreamedModesAnswerAsBuffered: in every body mode Envoy may be set to,
+// an answer that needs the whole body reaches the client as the BUFFERED
+// rewrite has it — STREAMED through a BUFFERED mode_override (or, without
+// allow_mode_override, collected chunk by chunk and released at the end),
+// FULL_DUPLEX_STREAMED with the headers held until the body was checked.
+func TestStreamedModesAnswerAsBuffered(t *testing.T) {
+	want := runGate(t, streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, body: contactList})
+	if want.Status != 200 || strings.Contains(string(want.Body), "asthma") || !strings.Contains(string(want.Body), "Alice") {
+		t.Fatalf("premise: buffered status %d body %s", want.Status, want.Body)
+	}
+	chunks := (len(contactList) + 15) / 16
+	tests := []struct {
+		name       string
+		c          streamCase
+		wantChunks int
+	}{
+		{"STREAMED asks Envoy to buffer", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED}, 1},
+		{"STREAMED without allow_mode_override collects the chunks", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true}, chunks},
+		{"FULL_DUPLEX_STREAMED holds the headers", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED}, chunks},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.body = contactList
+			got := runGate(t, tc.c)
+			if got.Status != 200 || got.Reset || !bytes.Equal(got.Body, want.Body) {
+				t.Fatalf("status %d reset %v body %s, want %s (events %q)", got.Status, got.Reset, got.Body, want.Body, got.Events)
+			}
+			if got.BodyChunks != tc.wantChunks {
+				t.Errorf("%d body messages, want %d", got.BodyChunks, tc.wantChunks)
+			}
+		})
+	}
+}
+
+// TestStreamedRefusalsFailClosed: an answer refused after its headers went
+// out (STREAMED without the override) resets the client's stream having
+// released nothing; FULL_DUPLEX_STREAMED still answers an error status.
+func TestStreamedRefusalsFailClosed(t *testing.T) {
+	small := func(c *config.Config) { c.Body.MaxBytes = 64 }
+	tests := []struct {
+		name       string
+		c          streamCase
+		wantStatus int
+		wantReset  bool
+	}{
+		{"STREAMED invalid JSON resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: `{"data":[{"id":"c-1","health_notes":"asthma"`}, 200, true},
+		{"STREAMED over body.max_bytes resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: contactList, configure: small}, 200, true},
+		{"FULL_DUPLEX invalid JSON is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: `{"data":[{"id":"c-1","health_notes":"asthma"`}, 502, false},
+		{"FULL_DUPLEX over body.max_bytes is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: contactList, configure: small}, 502, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runGate(t, tc.c)
+			if got.Status != tc.wantStatus || got.Reset != tc.wantReset {
+				t.Fatalf("status %d reset %v details %q events %q", got.Status, got.Reset, got.Details, got.Events)
+			}
+			if strings.Contains(string(got.Body), "asthma") || tc.wantReset && len(got.Body) != 0 {
+				t.Fatalf("released %q", got.Body)
+			}
+		})
+	}
+}
+
+// upperStream stands in for the streaming rewriter: it releases each chunk
+// upper-cased and fails at the failAt-th chunk (0: never).
+type upperStream struct {
+	n, failAt int
+}
+
+func (u *upperStream) Write(dst, chunk []byte) ([]byte, error) {
+	u.n++
+	if u.n == u.failAt {
+		return dst, gate.ErrStreamAborted
+	}
+	return append(dst, bytes.ToUpper(chunk)...), nil
+}
+
+func (u *upperStream) Close(dst []byte) ([]byte, error) { return append(dst, '!'), nil }
+
+// TestStreamedChunksGoThroughTheBodyStream: when the rewriter can stream,
+// every chunk Envoy sends is answered with what it releases — a body
+// mutation (STREAMED; an empty one holds the chunk back) or a
+// streamed_response (FULL_DUPLEX_STREAMED) — and a failure mid-way resets
+// the client's stream after the chunks already released.
+func TestStreamedChunksGoThroughTheBodyStream(t *testing.T) {
+	hook := func(failAt int) func(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool) {
+		return func(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool) {
+			return &upperStream{failAt: failAt}, gate.Rewritten{RemoveHeaders: []string{"content-length"}}, true
+		}
+	}
+	tests := []struct {
+		name      string
+		mode      extprocfilterv3.ProcessingMode_BodySendMode
+		failAt    int
+		wantBody  string
+		wantReset bool
+	}{
+		{"STREAMED", extprocfilterv3.ProcessingMode_STREAMED, 0, strings.ToUpper(contactList) + "!", false},
+		{"FULL_DUPLEX_STREAMED", extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, 0, strings.ToUpper(contactList) + "!", false},
+		{"STREAMED failure resets", extprocfilterv3.ProcessingMode_STREAMED, 3, strings.ToUpper(contactList[:32]), true},
+		{"FULL_DUPLEX_STREAMED failure resets", extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, 3, strings.ToUpper(contactList[:32]), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runGate(t, streamCase{mode: tc.mode, body: contactList, hook: hook(tc.failAt)})
+			if got.Status != 200 || got.Reset != tc.wantReset || string(got.Body) != tc.wantBody {
+				t.Fatalf("status %d reset %v body %q, want %q (details %q events %q)", got.Status, got.Reset, got.Body, tc.wantBody, got.Details, got.Events)
+			}
+			if got.BodyChunks != (len(contactList)+15)/16 && !tc.wantReset {
+				t.Errorf("%d chunks", got.BodyChunks)
+			}
+			if got.Header.Get("content-length") != "" {
+				t.Errorf("content-length %q", got.Header.Get("content-length"))
+			}
+		})
+	}
+}
