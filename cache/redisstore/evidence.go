@@ -363,11 +363,13 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 		subjects = append(subjects, ev.Subject)
 	}
 	var children []model.SubjectRef
-	parts, maybe, err := s.mutate(ctx, nil, subjects, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
+	// Imports mostly bring new subjects: written as if absent, without a
+	// read first (the compare-and-set answers with the ones that exist).
+	parts, maybe, err := s.mutateFrom(ctx, nil, subjects, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
 		ps, ch := s.applyEvidence(recs, out, evs, targets, met, entry)
 		children = ch
 		return ps, nil
-	})
+	}, true)
 	undo.add(parts, maybe)
 	if err != nil {
 		return fail(err)

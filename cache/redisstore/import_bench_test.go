@@ -128,7 +128,7 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 }
 
 // importRange stores subjects [from, to) with one evidence record each.
-func importRange(b *testing.B, ctx context.Context, s *redisstore.Store, from, to, batch, importers int) {
+func importRange(b testing.TB, ctx context.Context, s *redisstore.Store, from, to, batch, importers int) {
 	var next atomic.Int64
 	next.Store(int64(from))
 	var wg sync.WaitGroup
@@ -172,7 +172,7 @@ func usedMemory(b *testing.B, addrs []string) int64 {
 // info sums, over addrs, the INFO fields whose name starts with prefix
 // (used_cpu_ ends with the user and sys seconds of the main thread and of
 // the children — the latter are zero without snapshots).
-func info(b *testing.B, addrs []string, prefix string) float64 {
+func info(b testing.TB, addrs []string, prefix string) float64 {
 	var sum float64
 	for _, a := range addrs {
 		c := redis.NewClient(&redis.Options{Addr: a})

@@ -49,17 +49,34 @@ end
 //	      member, old inline, old overflow, new inline ("" deletes),
 //	      new overflow, "m" for a fresh recompute mark, bucket number,
 //	      change of the indexed-subject count (-1, 0, 1)
+//
+// A record that is not the one read writes nothing and answers {0, i,
+// current}: i the first such subject, current each subject's inline and
+// overflow ("" unless the inline is a stub) as they are.
 var writeScript = redis.NewScript(auditLua + `
 local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
 local base = 7 + 2 * k
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[7]) then return {-1} end
+local bad = 0
 for i = 1, n do
   local a = base + (i - 1) * 8
   local old = ARGV[a + 2]
-  if (redis.call('HGET', KEYS[3 + 2 * i], ARGV[a + 1]) or '') ~= old then return {0, i} end
+  if (redis.call('HGET', KEYS[3 + 2 * i], ARGV[a + 1]) or '') ~= old then bad = i break end
   -- A record inline has no overflow key; a stub's overflow must be the one read.
-  if #old > 6 and bit.band(string.byte(old, 7), 1) == 1 and (redis.call('GET', KEYS[4 + 2 * i]) or '') ~= ARGV[a + 3] then return {0, i} end
+  if #old > 6 and bit.band(string.byte(old, 7), 1) == 1 and (redis.call('GET', KEYS[4 + 2 * i]) or '') ~= ARGV[a + 3] then bad = i break end
+end
+if bad > 0 then
+  -- The records as they are now: the caller rebuilds from them without
+  -- reading again.
+  local cur = {}
+  for i = 1, n do
+    local v = redis.call('HGET', KEYS[3 + 2 * i], ARGV[base + (i - 1) * 8 + 1]) or ''
+    local o = ''
+    if #v > 6 and bit.band(string.byte(v, 7), 1) == 1 then o = redis.call('GET', KEYS[4 + 2 * i]) or '' end
+    cur[2 * i - 1], cur[2 * i] = v, o
+  end
+  return {0, bad, cur}
 end
 local marks, dn, nm = {}, 0, 0
 for i = 1, n do
@@ -154,7 +171,10 @@ type partResult struct {
 	// conflict is the 1-based index of the change whose record changed
 	// since it was read, when err is a CAS conflict (nothing was written).
 	conflict int
-	auditID  string
+	// current holds, after a conflict, each change's record as it is now:
+	// inline and overflow values, two per change.
+	current []string
+	auditID string
 	// scores are the due scores the records were written with.
 	scores []int64
 }
@@ -198,6 +218,15 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 		if ok, info := scriptStatus(out[k]); !ok {
 			res[i].err = fmt.Errorf("%w (subject %s of the part)", errCASConflict, info)
 			res[i].conflict, _ = strconv.Atoi(info)
+			if len(a) > 2 {
+				cur, _ := a[2].([]any)
+				if len(cur) == 2*len(parts[i].changes) {
+					res[i].current = make([]string, len(cur))
+					for k, v := range cur {
+						res[i].current[k], _ = v.(string)
+					}
+				}
+			}
 			continue
 		}
 		if len(a) > 1 {
@@ -305,16 +334,34 @@ type mutation func(recs map[model.SubjectRef]*stored) ([]*part, error)
 // multi-part write rolls both back (a part that did not run is left
 // alone: the rollback compares before it writes).
 func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) (written, maybe []*part, err error) {
+	return s.mutateFrom(ctx, names, refs, build, false)
+}
+
+// mutateFrom is mutate; with guessNew its first attempt takes every
+// subject for absent instead of reading it (an import of new subjects
+// then costs no read round trip, and Redis no read per record). A subject
+// that does exist fails its part's compare-and-set, whose answer carries
+// the records as they are: the part is rebuilt from those, as after any
+// conflict, so a wrong guess costs one refused script call, never a lost
+// or merged-over record.
+func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation, guessNew bool) (written, maybe []*part, err error) {
 	sym, err := s.sym.intern(ctx, s.run, names)
 	if err != nil {
 		return nil, nil, s.fail("symbols", err)
 	}
 	todo := refs
+	var known map[model.SubjectRef]*stored
+	if guessNew {
+		known = s.absent(refs, sym)
+	}
 	for attempt := 0; ; attempt++ {
-		recs, err := s.readMapWith(ctx, todo, false)
-		if err != nil {
-			return written, maybe, err
+		recs := known
+		if recs == nil {
+			if recs, err = s.readMapWith(ctx, todo, false); err != nil {
+				return written, maybe, err
+			}
 		}
+		known = nil
 		parts, err := build(recs)
 		if err != nil {
 			return written, maybe, err
@@ -325,13 +372,20 @@ func (s *Store) mutate(ctx context.Context, names []symName, refs []model.Subjec
 		res := s.writeParts(ctx, sym, parts)
 		var again []model.SubjectRef
 		var firstErr error
+		current := map[model.SubjectRef]*stored{}
 		for i, r := range res {
 			switch {
 			case r.err == nil:
 				written = append(written, parts[i])
 			case errors.Is(r.err, errCASConflict):
-				for _, c := range parts[i].changes {
+				for k, c := range parts[i].changes {
 					again = append(again, c.cur.ref)
+					if current != nil && r.current != nil {
+						current[c.cur.ref] = &stored{ref: c.cur.ref, tag: c.cur.tag, bucket: c.cur.bucket, member: c.cur.member,
+							inline: r.current[2*k], overflow: r.current[2*k+1]}
+					} else {
+						current = nil // read them again
+					}
 				}
 			default:
 				maybe = append(maybe, parts[i])
@@ -349,9 +403,49 @@ func (s *Store) mutate(ctx context.Context, names []symName, refs []model.Subjec
 		if attempt >= 8 || ctx.Err() != nil {
 			return written, maybe, fmt.Errorf("%w: subjects kept changing, retry", cache.ErrConflict)
 		}
-		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+		known = s.decodeCurrent(current, sym)
+		if attempt > 0 {
+			// Writers racing for the same subjects: step aside (a wrong
+			// guess, the first conflict, is no race).
+			time.Sleep(time.Duration(attempt) * time.Millisecond)
+		}
 		todo = again
 	}
+}
+
+// absent is refs as if none had a record.
+func (s *Store) absent(refs []model.SubjectRef, sym symbolTable) map[model.SubjectRef]*stored {
+	m := make(map[model.SubjectRef]*stored, len(refs))
+	for _, r := range refs {
+		pl := subjectPlace(r, s.buckets)
+		st := &stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: &record{score: scoreNever}}
+		if mb, err := member(sym, r); err == nil {
+			st.member = mb
+		}
+		m[r] = st
+	}
+	return m
+}
+
+// decodeCurrent decodes the records a refused write answered with; nil
+// (read them again) when there are none or one does not decode with the
+// symbols at hand.
+func (s *Store) decodeCurrent(current map[model.SubjectRef]*stored, sym symbolTable) map[model.SubjectRef]*stored {
+	if len(current) == 0 {
+		return nil
+	}
+	for _, st := range current {
+		if st.member == "" {
+			st.rec = &record{score: scoreNever}
+			continue
+		}
+		rec, err := decodeRecord(st.ref, st.inline, st.overflow, sym)
+		if err != nil {
+			return nil
+		}
+		st.rec = rec
+	}
+	return current
 }
 
 // group splits subjects by tag, keeping the order of first appearance.
