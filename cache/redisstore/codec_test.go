@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,5 +200,25 @@ func TestScoresRoundTrip(t *testing.T) {
 		if got := dueScore(readScore(b)); got != f {
 			t.Fatalf("score %v stored as %v", f, got)
 		}
+	}
+}
+
+// TestRefListIsSubjectMembers: the invalidation message lists the
+// subjects as length-prefixed cache.SubjectMember strings, and reads back
+// as written.
+func TestRefListIsSubjectMembers(t *testing.T) {
+	refs := []model.SubjectRef{{Entity: "contact", ID: "c-1"}, {Entity: "phone_number", ID: "+33:1:2"}, {Entity: "e", ID: "x"}}
+	var want string
+	for _, r := range refs {
+		m := cache.SubjectMember(r)
+		want += strconv.Itoa(len(m)) + ":" + m
+	}
+	got := refList(refs)
+	if got != want {
+		t.Fatalf("refList = %q, want %q", got, want)
+	}
+	back, err := parseRefList(got)
+	if err != nil || !slices.Equal(back, refs) {
+		t.Fatalf("parseRefList = %v, %v; want %v", back, err, refs)
 	}
 }

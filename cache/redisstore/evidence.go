@@ -582,19 +582,21 @@ func (s *Store) removeKey(st *stored, t *keyTarget, byTag map[int]*part, parts *
 // applyEvidence builds the parts writing the batch's records, and lists the
 // children of the subjects written (they inherit the change).
 func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model.Evidence, targets map[string]*keyTarget, met time.Time, entry audit.Entry) ([]*part, []model.SubjectRef) {
-	changes := map[model.SubjectRef]*change{}
-	var order []model.SubjectRef
-	records := map[model.SubjectRef]int{}
+	// Keyed by the record read (a pointer: an import's batch hashes its
+	// subjects once, in recs).
+	changes := make(map[*stored]*change, len(recs))
+	order := make([]*change, 0, len(recs))
+	records := make(map[*change]int, len(recs))
 	for i, ev := range out {
 		st := recs[ev.Subject]
 		if st == nil {
 			continue // not this attempt's subject (a re-read of other parts)
 		}
-		c := changes[ev.Subject]
+		c := changes[st]
 		if c == nil {
 			c = &change{cur: st, rec: cloneRecord(st.rec), mark: true}
-			changes[ev.Subject] = c
-			order = append(order, ev.Subject)
+			changes[st] = c
+			order = append(order, c)
 		}
 		if so := in[i].SubjectOrigin; so != nil {
 			recordOrigin(c.rec, *so, cache.OriginStated)
@@ -607,7 +609,7 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 				continue // a later record of the batch moved the key on
 			}
 		}
-		records[ev.Subject]++
+		records[c]++
 		r := c.rec
 		// One record per (legalisation, key) in a subject, whatever the index
 		// says; a given id replaces its record.
@@ -623,8 +625,7 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 	byTag := map[int]*part{}
 	var parts []*part
 	var children []model.SubjectRef
-	for _, ref := range order {
-		c := changes[ref]
+	for _, c := range order {
 		slices.SortFunc(c.rec.evidence, func(a, b model.Evidence) int { return cmp.Compare(a.ID, b.ID) })
 		// Two records of the batch may share an id: the last one stays.
 		c.rec.evidence = slices.CompactFunc(c.rec.evidence, func(a, b model.Evidence) bool { return a.ID == b.ID })
@@ -642,7 +643,7 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 		for _, ev := range c.rec.evidence {
 			p.evcount[ev.LegalisationID]++
 		}
-		p.records += records[ref]
+		p.records += records[c]
 		children = append(children, c.rec.children...)
 	}
 	if entry.Detail["parts"] != "" {

@@ -78,7 +78,7 @@ if bad > 0 then
   end
   return {0, bad, cur}
 end
-local marks, dn, nm = {}, 0, 0
+local dn, nm = 0, 0
 for i = 1, n do
   if ARGV[base + (i - 1) * 8 + 6] == 'm' then nm = nm + 1 end
 end
@@ -105,7 +105,6 @@ for i = 1, n do
     redis.call('ZADD', KEYS[2], 'LT', sc, ARGV[a + 7])
   end
   dn = dn + tonumber(ARGV[a + 8])
-  marks[i] = string.sub(new, 1, 6)
   if newO == '' then
     if ARGV[a + 3] ~= '' then redis.call('DEL', ok) end
   else
@@ -119,7 +118,7 @@ end
 local id = audit(KEYS[3], ARGV[2])
 local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
-return {1, id, marks}`)
+return {1, id}`)
 
 // markScript gives subjects of one tag fresh recompute marks, if they have
 // a record: the children of a subject written in another tag.
@@ -175,8 +174,6 @@ type partResult struct {
 	// inline and overflow values, two per change.
 	current []string
 	auditID string
-	// scores are the due scores the records were written with.
-	scores []int64
 }
 
 // writeParts runs every part (each one script, atomic) in one round trip
@@ -232,14 +229,6 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 		if len(a) > 1 {
 			res[i].auditID, _ = a[1].(string)
 		}
-		if len(a) > 2 {
-			ms, _ := a[2].([]any)
-			for _, m := range ms {
-				if b, ok := m.(string); ok && len(b) == scoreLen {
-					res[i].scores = append(res[i].scores, readScore([]byte(b)))
-				}
-			}
-		}
 	}
 	return res
 }
@@ -260,7 +249,7 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 		notify = append(notify, c.cur.ref)
 	}
 	notify = append(notify, p.notify...)
-	args := make([]any, 0, 6+2*len(p.evcount)+8*len(p.changes))
+	args := make([]any, 0, 7+2*len(p.evcount)+8*len(p.changes))
 	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
 	var ev []any
 	for leg, d := range p.evcount {
@@ -416,9 +405,13 @@ func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.Su
 // absent is refs as if none had a record.
 func (s *Store) absent(refs []model.SubjectRef, sym symbolTable) map[model.SubjectRef]*stored {
 	m := make(map[model.SubjectRef]*stored, len(refs))
-	for _, r := range refs {
+	sts := make([]stored, len(refs))
+	rs := make([]record, len(refs))
+	for i, r := range refs {
 		pl := subjectPlace(r, s.buckets)
-		st := &stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: &record{score: scoreNever}}
+		rs[i].score = scoreNever
+		st := &sts[i]
+		*st = stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: &rs[i]}
 		if mb, err := member(sym, r); err == nil {
 			st.member = mb
 		}

@@ -332,14 +332,23 @@ func (s *Store) apply(payload string) {
 // refList is the "s" message's argument: netstrings of subject members
 // (cache.SubjectMember), unambiguous whatever the ids contain.
 func refList(refs []model.SubjectRef) string {
-	var b strings.Builder
+	n := 0
 	for _, r := range refs {
-		m := cache.SubjectMember(r)
-		b.WriteString(strconv.Itoa(len(m)))
-		b.WriteByte(':')
-		b.WriteString(m)
+		n += len(r.Entity) + len(r.ID) + 8
 	}
-	return b.String()
+	b := make([]byte, 0, n)
+	for _, r := range refs {
+		// cache.SubjectMember(r), length-prefixed, without building it.
+		el := strconv.Itoa(len(r.Entity))
+		b = strconv.AppendInt(b, int64(len(el)+1+len(r.Entity)+1+len(r.ID)), 10)
+		b = append(b, ':')
+		b = append(b, el...)
+		b = append(b, ':')
+		b = append(b, r.Entity...)
+		b = append(b, ':')
+		b = append(b, r.ID...)
+	}
+	return string(b)
 }
 
 func parseRefList(s string) ([]model.SubjectRef, error) {
