@@ -48,3 +48,6 @@ func TagForTest(ref model.SubjectRef) int { return subjectPlace(ref, 1).tag }
 
 // DueKeyForTest is the due zset of a hash tag.
 func DueKeyForTest(tag int) string { return keyDue(tag) }
+
+// UnbatchMissesForTest makes every local-cache miss read on its own.
+func UnbatchMissesForTest(s *Store) { s.unbatched = true }

@@ -24,16 +24,17 @@ import (
 )
 
 // BenchmarkImportSingleVsCluster imports the same subjects (one evidence
-// record each, in batches of 1000 as the admin import stores them, from
+// record each, in batches of 10000 as the admin import stores them, from
 // several importers at once) into one redis-server and into a 3-master,
-// 3-replica cluster, alternating chunks between the two so that both see
+// 3-replica cluster (and, with GDPRGATE_BENCH_NO_REPLICAS=1, into 3 masters
+// without replicas), alternating chunks between the two so that both see
 // the same machine load, and reports the import rate of each, their ratio
 // and the Redis memory per subject (used_memory growth over the masters
 // divided by the subjects; replicas hold as much again) and the Redis CPU
 // per record (INFO used_cpu_user+sys growth: on a shared machine the rate
 // says how busy the machine was, the CPU what a dedicated Redis needs).
 // The size is GDPRGATE_BENCH_SUBJECTS (default 100000);
-// GDPRGATE_BENCH_BATCH the records per PutEvidence (default 1000, the
+// GDPRGATE_BENCH_BATCH the records per PutEvidence (default 10000, the
 // admin import's); GDPRGATE_BENCH_BUCKETS sets store.buckets (the subjects per bucket of a
 // bigger store at a smaller size: memory per subject depends on it). Run it
 // once:
@@ -61,7 +62,7 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		importers = 8
 		chunk     = 100000
 	)
-	batch := 1000
+	batch := 10000
 	if v := os.Getenv("GDPRGATE_BENCH_BATCH"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -81,16 +82,39 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 	}
 	opts := cache.Options{Timeout: 30 * time.Second, Logger: quiet(), Buckets: buckets}
 	srv := testredis.Start(b)
-	cl := testredis.StartCluster3x3(b)
-	single := &target{name: "single", store: seededStore(b, srv.URL(), opts), masters: []string{srv.Addr()}}
-	cluster := &target{name: "cluster3", store: seededStore(b, cl.URL(), opts)}
-	for _, m := range cl.Masters() {
-		cluster.masters = append(cluster.masters, m.Addr())
-		for _, r := range cl.ReplicasOf(m) {
-			cluster.replicas = append(cluster.replicas, r.Addr())
-		}
+	// The cluster's nodes fsync the AOF every second; so does the single
+	// node here (testredis fsyncs every write by default).
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := c.ConfigSet(context.Background(), "appendfsync", "everysec").Err(); err != nil {
+		b.Fatal(err)
 	}
-	targets := []*target{single, cluster}
+	_ = c.Close()
+	single := &target{name: "single", store: seededStore(b, srv.URL(), opts), masters: []string{srv.Addr()}}
+	targets := []*target{single}
+	clusters := []struct {
+		name     string
+		replicas int
+	}{{"cluster3", 1}}
+	if os.Getenv("GDPRGATE_BENCH_NO_REPLICAS") != "" {
+		// The same 3 masters without replicas: what replication costs.
+		clusters = append(clusters, struct {
+			name     string
+			replicas int
+		}{"cluster3r0", -1})
+	}
+	for _, k := range clusters {
+		// A node timeout long enough for a loaded machine: the import must
+		// not meet a failover.
+		cl := testredis.StartClusterWith(b, testredis.ClusterOptions{Masters: 3, Replicas: k.replicas, NodeTimeout: 20 * time.Second})
+		t := &target{name: k.name, store: seededStore(b, cl.URL(), opts)}
+		for _, m := range cl.Masters() {
+			t.masters = append(t.masters, m.Addr())
+			for _, r := range cl.ReplicasOf(m) {
+				t.replicas = append(t.replicas, r.Addr())
+			}
+		}
+		targets = append(targets, t)
+	}
 	ctx := context.Background()
 	for _, t := range targets {
 		t.before = usedMemory(b, t.masters)
@@ -125,6 +149,9 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		}
 	}
 	b.ReportMetric(rate["cluster3"]/rate["single"], "cluster/single")
+	if r := rate["cluster3r0"]; r > 0 {
+		b.ReportMetric(r/rate["single"], "cluster_r0/single")
+	}
 }
 
 // importRange stores subjects [from, to) with one evidence record each.

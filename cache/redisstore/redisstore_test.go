@@ -2,8 +2,12 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/cache/redisstore"
@@ -107,4 +111,86 @@ func BenchmarkFactsRedisMiss(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFactsRedisMissConcurrent: 16 decisions at a time, each missing
+// the local cache (1,000 subjects, none cached), with the misses read
+// together (batched) and each on its own (unbatched), alternating rounds
+// in one run. It reports this process's CPU per miss (store client,
+// go-redis, syscalls: the sidecar's share of a miss) and Redis's.
+//
+//	go test ./cache/redisstore/ -run '^$' -bench FactsRedisMissConcurrent -benchtime 20000x
+func BenchmarkFactsRedisMissConcurrent(b *testing.B) {
+	const subjects = 1000
+	srv := testredis.Start(b)
+	ctx := context.Background()
+	stores := map[string]*redisstore.Store{}
+	for _, name := range []string{"batched", "unbatched"} {
+		s, err := redisstore.New(ctx, srv.URL(), generous(cache.Options{MaxSubjects: 1}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		stores[name] = s
+	}
+	redisstore.UnbatchMissesForTest(stores["unbatched"])
+	s := stores["batched"]
+	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "bench", Action: "register.replace"}); err != nil {
+		b.Fatal(err)
+	}
+	var evs []model.Evidence
+	for i := range subjects {
+		evs = append(evs, model.Evidence{Subject: model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("m-%d", i)}, LegalisationID: "contract-care", Origin: storetest.T0})
+	}
+	if _, err := s.PutEvidence(ctx, evs, audit.Entry{Actor: "bench", Action: "evidence.import"}); err != nil {
+		b.Fatal(err)
+	}
+	type total struct {
+		client time.Duration
+		redis  float64
+		n      int
+	}
+	totals := map[string]*total{"batched": {}, "unbatched": {}}
+	const rounds = 4
+	per := max(b.N/rounds, 16)
+	for range rounds {
+		for _, name := range []string{"batched", "unbatched"} {
+			st := stores[name]
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			r0 := info(b, []string{srv.Addr()}, "used_cpu_")
+			c0 := processCPU()
+			for range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(per) {
+							return
+						}
+						ref := model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("m-%d", i%subjects)}
+						if _, err := st.Facts(ctx, ref, storetest.T0); err != nil {
+							failed.CompareAndSwap(nil, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			t := totals[name]
+			t.client += processCPU() - c0
+			t.redis += info(b, []string{srv.Addr()}, "used_cpu_") - r0
+			t.n += per
+		}
+	}
+	for name, t := range totals {
+		b.ReportMetric(float64(t.client.Nanoseconds())/1e3/float64(t.n), name+"_client_µs/miss")
+		b.ReportMetric(t.redis*1e6/float64(t.n), name+"_redis_µs/miss")
+	}
+	b.ReportMetric(float64(totals["batched"].client)/float64(totals["unbatched"].client), "client_batched/unbatched")
 }

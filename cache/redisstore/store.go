@@ -112,6 +112,10 @@ type Store struct {
 	prev [numTags + 1]int64
 
 	hints parentHints
+	// misses coalesces the local-cache misses of concurrent decisions.
+	misses missBatcher
+	// unbatched reads every miss on its own (a benchmark's baseline).
+	unbatched bool
 
 	// dueDensity (float64 bits) is how many due subjects the buckets the
 	// last Due read held, each: how many buckets the next one reads.

@@ -222,8 +222,11 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 			return f, nil
 		}
 	}
+	if !cache.IsAdmin(ctx) && !s.unbatched {
+		return s.factsMiss(ctx, ref, now)
+	}
 	out := make([]cache.Facts, 1)
-	if err := s.loadFacts(ctx, []model.SubjectRef{ref}, []int{0}, out, now); err != nil {
+	if err := s.loadFacts(ctx, []model.SubjectRef{ref}, []int{0}, out, []time.Time{now}); err != nil {
 		return cache.Facts{}, err
 	}
 	return out[0], nil
@@ -264,25 +267,26 @@ func (s *Store) FactsMany(ctx context.Context, refs []model.SubjectRef, now time
 	if len(miss) == 0 {
 		return out, nil
 	}
-	if err := s.loadFacts(ctx, refs, miss, out, now); err != nil {
+	if err := s.loadFacts(ctx, refs, miss, out, []time.Time{now}); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// loadFacts computes out[i] for each i in miss from the store.
-func (s *Store) loadFacts(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, now time.Time) error {
+// loadFacts computes out[i] for each i in miss from the store, at
+// nows[i] (at nows[0] for every i when nows has one instant).
+func (s *Store) loadFacts(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time) error {
 	for range miss {
 		s.local.CountMiss()
 	}
-	err := s.loadFactsFromStore(ctx, refs, miss, out, now)
+	err := s.loadFactsFromStore(ctx, refs, miss, out, nows)
 	if errors.Is(err, cache.ErrUnavailable) {
 		s.local.CountUnavailable()
 	}
 	return err
 }
 
-func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, now time.Time) error {
+func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time) error {
 	ix, err := s.Registers(ctx)
 	if err != nil {
 		return err
@@ -334,6 +338,10 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 		if parent != nil {
 			inherited = recs[*parent].rec.evidence
 			s.hints.put(refs[i], *parent)
+		}
+		now := nows[0]
+		if len(nows) > 1 {
+			now = nows[i]
 		}
 		f := cache.ComputeFacts(ix, rec, src, inherited, now)
 		s.local.Put(refs[i], parent, f, gen)

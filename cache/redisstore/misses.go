@@ -1,0 +1,111 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// Local-cache misses of concurrent decisions share round trips: a miss
+// that finds a read slot free reads at once; misses that arrive while
+// every slot is busy wait for one to end and go together in its next read.
+// There is no timer: an idle sidecar pays no delay, a busy one pays one
+// round trip (two syscalls, one pipeline) for many misses instead of one
+// each. Bounded: maxMissReads reads in flight, maxMissBatch subjects a
+// read. A decision waits no longer than its own deadline and then fails
+// closed, whatever becomes of the read (its facts are cached when it ends).
+const (
+	maxMissReads = 2
+	maxMissBatch = 128
+)
+
+type missBatcher struct {
+	mu      sync.Mutex
+	pending []*missReq
+	reads   int // reads in flight
+}
+
+type missReq struct {
+	ref  model.SubjectRef
+	now  time.Time
+	done chan struct{}
+	f    cache.Facts
+	err  error
+}
+
+// take removes up to maxMissBatch pending misses (b.mu held).
+func (b *missBatcher) take() []*missReq {
+	n := min(len(b.pending), maxMissBatch)
+	batch := make([]*missReq, n)
+	copy(batch, b.pending)
+	rest := copy(b.pending, b.pending[n:])
+	clear(b.pending[rest:])
+	b.pending = b.pending[:rest]
+	return batch
+}
+
+// factsMiss reads ref's facts for a decision, sharing the round trip with
+// the misses of concurrent decisions.
+func (s *Store) factsMiss(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	r := &missReq{ref: ref, now: now, done: make(chan struct{})}
+	b := &s.misses
+	b.mu.Lock()
+	b.pending = append(b.pending, r)
+	var batch []*missReq
+	if b.reads < maxMissReads {
+		b.reads++
+		batch = b.take()
+	}
+	b.mu.Unlock()
+	if batch != nil {
+		// Not on this goroutine: the caller must be free to give up at its
+		// own deadline, and the read answers the others too.
+		go s.readMisses(ctx, batch)
+	}
+	select {
+	case <-r.done:
+		return r.f, r.err
+	case <-ctx.Done():
+		return cache.Facts{}, s.fail("facts", ctx.Err())
+	}
+}
+
+// readMisses reads a batch of misses, then reads the misses that arrived
+// meanwhile in the same slot, or frees it. A read is bounded by the
+// decisions' timeout, not by one caller's context: it answers the others
+// too.
+func (s *Store) readMisses(ctx context.Context, batch []*missReq) {
+	ctx = context.WithoutCancel(ctx)
+	b := &s.misses
+	for {
+		s.readBatch(ctx, batch)
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.reads--
+			b.mu.Unlock()
+			return
+		}
+		batch = b.take()
+		b.mu.Unlock()
+	}
+}
+
+func (s *Store) readBatch(ctx context.Context, batch []*missReq) {
+	refs := make([]model.SubjectRef, len(batch))
+	nows := make([]time.Time, len(batch))
+	miss := make([]int, len(batch))
+	for i, r := range batch {
+		refs[i], nows[i], miss[i] = r.ref, r.now, i
+	}
+	out := make([]cache.Facts, len(batch))
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	err := s.loadFacts(ctx, refs, miss, out, nows)
+	cancel()
+	for i, r := range batch {
+		r.f, r.err = out[i], err
+		close(r.done)
+	}
+}

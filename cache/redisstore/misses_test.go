@@ -1,0 +1,125 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gdprgate/gdprgate/cache"
+	"github.com/gdprgate/gdprgate/cache/redisstore"
+	"github.com/gdprgate/gdprgate/cache/storetest"
+	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/testredis"
+	"github.com/gdprgate/gdprgate/policy/model"
+)
+
+// TestConcurrentMissesEachGetTheirOwnFacts: misses of concurrent decisions
+// read together still answer each its own subject at its own instant —
+// the same facts a store reading every miss on its own computes.
+func TestConcurrentMissesEachGetTheirOwnFacts(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	batched := seededStore(t, srv.URL(), generous(cache.Options{MaxSubjects: 1}))
+	alone := newStore(t, srv.URL(), generous(cache.Options{MaxSubjects: 1}))
+	redisstore.UnbatchMissesForTest(alone)
+	var evs []model.Evidence
+	for i := range 40 { // c-40 .. c-79 are unknown
+		evs = append(evs, model.Evidence{Subject: contact(i), LegalisationID: "contract-care", Origin: storetest.T0.AddDate(0, 0, -30*i)})
+	}
+	if _, err := batched.PutEvidence(ctx, evs, audit.Entry{Actor: "t", Action: "evidence.import"}); err != nil {
+		t.Fatal(err)
+	}
+	type ask struct {
+		ref model.SubjectRef
+		now time.Time
+	}
+	var asks []ask
+	for i := range 80 {
+		for _, d := range []int{0, 400, 2000} {
+			asks = append(asks, ask{contact(i), storetest.T0.AddDate(0, 0, d)})
+		}
+	}
+	got := make([]cache.Facts, len(asks))
+	errs := make([]error, len(asks))
+	var wg sync.WaitGroup
+	for i, a := range asks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = batched.Facts(ctx, a.ref, a.now)
+		}()
+	}
+	wg.Wait()
+	for i, a := range asks {
+		if errs[i] != nil {
+			t.Fatalf("Facts(%v, %v): %v", a.ref, a.now, errs[i])
+		}
+		want, err := alone.Facts(ctx, a.ref, a.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got[i], want) {
+			t.Errorf("Facts(%v, %v) read with others = %+v, read alone = %+v", a.ref, a.now, got[i], want)
+		}
+	}
+}
+
+// TestMissFailsClosedAtItsOwnDeadline: a decision whose miss waits on a
+// read that does not come back (Redis frozen) fails with ErrUnavailable at
+// its own deadline, as do the decisions queued behind it; reads resume
+// when Redis does.
+func TestMissFailsClosedAtItsOwnDeadline(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	s := seededStore(t, srv.URL(), generous(cache.Options{MaxSubjects: 1}))
+	if _, err := s.PutEvidence(ctx, []model.Evidence{{Subject: contact(1), LegalisationID: "contract-care", Origin: storetest.T0}}, audit.Entry{Actor: "t", Action: "evidence.create"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Registers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Continue()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			_, errs[i] = s.Facts(c, contact(i+1), storetest.T0)
+		}()
+	}
+	wg.Wait() // would hang past the deadlines if a miss waited for its read
+	for i, err := range errs {
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("miss %d with Redis frozen: err = %v, want ErrUnavailable", i, err)
+		}
+	}
+	srv.Continue()
+	stopped = false
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f, err := s.Facts(ctx, contact(1), storetest.T0)
+		if err == nil {
+			if !f.Known {
+				t.Fatalf("c-1 after Redis resumed: %+v, want known", f)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("misses never resumed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
