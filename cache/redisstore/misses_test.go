@@ -123,3 +123,49 @@ func TestMissFailsClosedAtItsOwnDeadline(t *testing.T) {
 	}
 }
 
+// TestAdminReadsWaitWhereDecisionsFailClosed: with Redis frozen, a
+// decision's read fails closed within Options.Timeout while the same read
+// for the admin API (cache.ForAdmin) waits, up to Options.WriteTimeout,
+// and succeeds once Redis answers again.
+func TestAdminReadsWaitWhereDecisionsFailClosed(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	s := seededStore(t, srv.URL(), cache.Options{Timeout: 200 * time.Millisecond, WriteTimeout: 2 * time.Minute, MaxSubjects: 1})
+	if _, err := s.PutEvidence(ctx, []model.Evidence{{Subject: contact(1), LegalisationID: "contract-care", Origin: storetest.T0}}, audit.Entry{Actor: "t", Action: "evidence.create"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Registers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Local().Invalidate(contact(1))
+	srv.Stop()
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Continue()
+		}
+	}()
+	type result struct {
+		f   cache.Facts
+		err error
+	}
+	admin := make(chan result, 1)
+	go func() {
+		f, err := s.Facts(cache.ForAdmin(ctx), contact(1), storetest.T0)
+		admin <- result{f, err}
+	}()
+	if _, err := s.Facts(ctx, contact(1), storetest.T0); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("decision with Redis frozen: err = %v, want ErrUnavailable", err)
+	}
+	select {
+	case r := <-admin:
+		t.Fatalf("admin read returned while Redis was frozen: %+v, %v", r.f, r.err)
+	default:
+	}
+	srv.Continue()
+	stopped = false
+	r := <-admin
+	if r.err != nil || !r.f.Known {
+		t.Fatalf("admin read after Redis resumed: %+v, %v; want c-1's facts", r.f, r.err)
+	}
+}
