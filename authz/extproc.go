@@ -134,7 +134,7 @@ func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.Processin
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+		return s.streamTrailers(ctx, st)
 	default:
 		// A phase this version does not know: answer with an empty request
 		// headers response rather than break the stream; Envoy ignores

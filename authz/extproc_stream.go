@@ -41,6 +41,9 @@ type streamedBody struct {
 	out []byte
 	// done: the answer was finished or aborted; Envoy stops listening.
 	done bool
+	// trailers: the body ended with trailers, so no answer carries
+	// end_of_stream (the trailers answer ends it).
+	trailers bool
 }
 
 func streamedMode(m filterv3.ProcessingMode_BodySendMode) bool {
@@ -124,7 +127,7 @@ func (s *Server) streamBody(ctx context.Context, st *stream, b *extprocv3.HttpBo
 			sb.done = true
 		}
 		if sb.duplex {
-			return duplexBody(out, eos), true
+			return duplexOut(st, out, eos && !sb.trailers), true
 		}
 		return chunkBody(out), true
 	}
@@ -160,9 +163,48 @@ func (s *Server) streamBody(ctx context.Context, st *stream, b *extprocv3.HttpBo
 		return chunkBody(body), true
 	}
 	addRewrittenHeaders(sb.held, rw)
-	st.extra = append(st.extra, duplexBody(body, true))
+	first := duplexOut(st, body, !sb.trailers)
+	st.extra = append([]*extprocv3.ProcessingResponse{first}, st.extra...)
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
 		Response: &extprocv3.CommonResponse{HeaderMutation: sb.held}}}}, true
+}
+
+// duplexPiece is the largest streamed_response gdprgate sends: Envoy's
+// processing_mode documentation recommends at most 64 KiB per message.
+const duplexPiece = 64 << 10
+
+// duplexOut answers with out in streamed_response pieces: the first is
+// returned, the rest queued in st.extra; eos goes on the last.
+func duplexOut(st *stream, out []byte, eos bool) *extprocv3.ProcessingResponse {
+	if len(out) <= duplexPiece {
+		return duplexBody(out, eos)
+	}
+	first := duplexBody(out[:duplexPiece], false)
+	for rest := out[duplexPiece:]; len(rest) > 0; {
+		n := min(len(rest), duplexPiece)
+		st.extra = append(st.extra, duplexBody(rest[:n], eos && n == len(rest)))
+		rest = rest[n:]
+	}
+	return first
+}
+
+// streamTrailers: in FULL_DUPLEX_STREAMED (whose trailer mode must be SEND)
+// trailers, not end_of_stream, tell the processor that the body is
+// complete. The rest of the answer goes out without end_of_stream, then the
+// trailers answer.
+func (s *Server) streamTrailers(ctx context.Context, st *stream) *extprocv3.ProcessingResponse {
+	trailers := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	sb := st.body
+	if sb == nil || !sb.duplex || sb.done {
+		return trailers
+	}
+	sb.trailers = true
+	r, _ := s.streamBody(ctx, st, &extprocv3.HttpBody{EndOfStream: true})
+	if r.GetImmediateResponse() != nil {
+		return r
+	}
+	st.extra = append(st.extra, trailers)
+	return r
 }
 
 // abortStream ends a streamed answer whose rest cannot be checked: the

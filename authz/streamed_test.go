@@ -27,6 +27,12 @@ func envoyMode(body extprocfilterv3.ProcessingMode_BodySendMode) *extprocfilterv
 	return m
 }
 
+// whole stands for gate.RewriteStream saying an answer must be seen whole
+// (a confirm subject, a communication, origin_from…).
+func whole(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool) {
+	return nil, gate.Rewritten{}, false
+}
+
 type streamCase struct {
 	mode            extprocfilterv3.ProcessingMode_BodySendMode
 	disallowOverrid bool
@@ -81,9 +87,11 @@ func TestStreamedModesAnswerAsBuffered(t *testing.T) {
 		c          streamCase
 		wantChunks int
 	}{
-		{"STREAMED asks Envoy to buffer", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED}, 1},
-		{"STREAMED without allow_mode_override collects the chunks", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true}, chunks},
-		{"FULL_DUPLEX_STREAMED holds the headers", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED}, chunks},
+		{"STREAMED rewrites chunk by chunk", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED}, chunks},
+		{"FULL_DUPLEX_STREAMED rewrites chunk by chunk", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED}, chunks},
+		{"STREAMED asks Envoy to buffer an answer needed whole", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, hook: whole}, 1},
+		{"STREAMED without allow_mode_override collects the chunks", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, hook: whole}, chunks},
+		{"FULL_DUPLEX_STREAMED holds the headers", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, hook: whole}, chunks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,20 +108,26 @@ func TestStreamedModesAnswerAsBuffered(t *testing.T) {
 }
 
 // TestStreamedRefusalsFailClosed: an answer refused after its headers went
-// out (STREAMED without the override) resets the client's stream having
-// released nothing; FULL_DUPLEX_STREAMED still answers an error status.
+// out resets the client's stream, after the redacted part released (a
+// collected one releases nothing); a collected FULL_DUPLEX_STREAMED answer
+// still gets an error status.
 func TestStreamedRefusalsFailClosed(t *testing.T) {
-	small := func(c *config.Config) { c.Body.MaxBytes = 64 }
+	small := func(c *config.Config) { c.Body.MaxBytes, c.Body.StreamAbove = 64, 64 }
+	// c-1's record is cut after its health notes: a streamed rewrite cannot
+	// release it (it may not be valid), the collected one refuses it all.
+	truncated := `{"data":[{"id":"c-2","first_name":"Bob"},{"id":"c-1","health_notes":"asthma"`
 	tests := []struct {
 		name       string
 		c          streamCase
 		wantStatus int
 		wantReset  bool
 	}{
-		{"STREAMED invalid JSON resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: `{"data":[{"id":"c-1","health_notes":"asthma"`}, 200, true},
-		{"STREAMED over body.max_bytes resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: contactList, configure: small}, 200, true},
-		{"FULL_DUPLEX invalid JSON is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: `{"data":[{"id":"c-1","health_notes":"asthma"`}, 502, false},
-		{"FULL_DUPLEX over body.max_bytes is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: contactList, configure: small}, 502, false},
+		{"STREAMED invalid JSON resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, body: truncated}, 200, true},
+		{"FULL_DUPLEX invalid JSON resets", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: truncated}, 200, true},
+		{"STREAMED collected invalid JSON resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: truncated, hook: whole}, 200, true},
+		{"STREAMED collected over body.max_bytes resets", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, disallowOverrid: true, body: contactList, configure: small, hook: whole}, 200, true},
+		{"FULL_DUPLEX collected invalid JSON is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: truncated, hook: whole}, 502, false},
+		{"FULL_DUPLEX collected over body.max_bytes is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: contactList, configure: small, hook: whole}, 502, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,7 +135,7 @@ func TestStreamedRefusalsFailClosed(t *testing.T) {
 			if got.Status != tc.wantStatus || got.Reset != tc.wantReset {
 				t.Fatalf("status %d reset %v details %q events %q", got.Status, got.Reset, got.Details, got.Events)
 			}
-			if strings.Contains(string(got.Body), "asthma") || tc.wantReset && len(got.Body) != 0 {
+			if strings.Contains(string(got.Body), "asthma") || tc.c.hook != nil && tc.wantReset && len(got.Body) != 0 {
 				t.Fatalf("released %q", got.Body)
 			}
 		})
@@ -180,5 +194,28 @@ func TestStreamedChunksGoThroughTheBodyStream(t *testing.T) {
 				t.Errorf("content-length %q", got.Header.Get("content-length"))
 			}
 		})
+	}
+}
+
+// TestFullDuplexLongAnswerInPieces: a collected FULL_DUPLEX_STREAMED answer
+// goes back in streamed_response pieces of at most 64 KiB (Envoy's
+// recommendation), whole and in order.
+func TestFullDuplexLongAnswerInPieces(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"data":[`)
+	for i := range 2000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"id":"c-1","first_name":"Alice","health_notes":"asthma, a long note to make the answer bigger"}`)
+	}
+	b.WriteString(`]}`)
+	want := runGate(t, streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, body: b.String()})
+	got := runGate(t, streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: b.String()})
+	if want.Status != 200 || len(want.Body) <= 64<<10 {
+		t.Fatalf("premise: buffered status %d, %d bytes", want.Status, len(want.Body))
+	}
+	if got.Status != 200 || got.Reset || !bytes.Equal(got.Body, want.Body) {
+		t.Fatalf("status %d reset %v, %d bytes, want %d (events %q)", got.Status, got.Reset, len(got.Body), len(want.Body), got.Events)
 	}
 }
