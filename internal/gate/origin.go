@@ -1,12 +1,12 @@
 package gate
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/internal/config"
@@ -69,71 +69,121 @@ func (g *Gate) noteOrigin(ref model.SubjectRef, have cache.OriginSource, body []
 	}
 }
 
-// noteItemOrigins records the origins of a list's subjects (2xx answer).
+// noteItemOrigins records the origins of a list's subjects (2xx answer),
+// all of them in one background run: a list of new subjects is learnt
+// from one answer, not a few subjects per answer.
 func (g *Gate) noteItemOrigins(r *route, unrecorded map[string]cache.OriginSource, body []byte) {
 	if len(unrecorded) == 0 {
 		return
 	}
 	var stated map[string][]byte
 	if r.cfg.Subject.OriginFrom != "" {
-		stated = itemValues(body, r.cfg.Subject.Path, r.cfg.Subject.OriginFrom)
+		stated = itemValues(body, r.cfg.Subject.Path, r.cfg.Subject.OriginFrom, func(id string) bool {
+			_, ok := unrecorded[id]
+			return ok
+		})
 	}
 	g.noteOrigins(r, unrecorded, stated)
 }
 
 // noteOrigins records the origins of unrecorded subjects: the one stated
 // for them (when the route has origin_from: stated is not nil), else first
-// seen now.
+// seen now; all of them in one background run, so that a list of new
+// subjects is learnt from one answer, not a few subjects per answer.
 func (g *Gate) noteOrigins(r *route, unrecorded map[string]cache.OriginSource, stated map[string][]byte) {
+	batch := make([]originWrite, 0, len(unrecorded))
 	for id, have := range unrecorded {
 		ref := model.SubjectRef{Entity: r.cfg.Subject.Entity, ID: id}
 		if raw, ok := stated[id]; ok {
 			if t, ok := g.parseOrigin(raw); ok {
-				g.recordOrigin(ref, t, cache.OriginStated)
+				batch = append(batch, originWrite{originKey{ref, cache.OriginStated}, t})
 				continue
 			}
 		} else if stated != nil {
 			g.metrics.originIgnored.WithLabelValues("missing").Inc()
 		}
 		if have == cache.OriginNone {
-			g.recordOrigin(ref, g.now(), cache.OriginObserved)
+			batch = append(batch, originWrite{originKey{ref, cache.OriginObserved}, g.now()})
 		}
 	}
+	g.recordOrigins(batch)
 }
 
 // maxOrigins bounds the in-flight set; past it the set is cleared (the
 // cached facts then stop repeats as soon as invalidations arrive).
 const maxOrigins = 100000
 
+// originWrite is one origin to record.
+type originWrite struct {
+	key originKey
+	at  time.Time
+}
+
 // recordOrigin writes an origin off the request path, once per subject
 // and source while the cache catches up.
 func (g *Gate) recordOrigin(ref model.SubjectRef, at time.Time, src cache.OriginSource) {
-	key := originKey{ref, src}
-	if _, dup := g.origins.LoadOrStore(key, struct{}{}); dup {
-		return
+	g.recordOrigins([]originWrite{{originKey{ref, src}, at}})
+}
+
+// recordOrigins writes origins off the request path, in one background
+// run, each once per subject and source while the cache catches up.
+func (g *Gate) recordOrigins(batch []originWrite) {
+	n := 0
+	for _, w := range batch {
+		if _, dup := g.origins.LoadOrStore(w.key, struct{}{}); dup {
+			continue
+		}
+		if g.originsN.Add(1) > maxOrigins {
+			g.origins.Clear()
+			g.originsN.Store(0)
+		}
+		batch[n] = w
+		n++
 	}
-	if g.originsN.Add(1) > maxOrigins {
-		g.origins.Clear()
-		g.originsN.Store(0)
+	batch = batch[:n]
+	if n == 0 {
+		return
 	}
 	select {
 	case g.originSem <- struct{}{}:
 	default:
-		// Too many in flight: a later answer records it.
-		g.origins.Delete(key)
+		// Too many in flight: a later answer records them.
+		for _, w := range batch {
+			g.origins.Delete(w.key)
+		}
 		return
 	}
 	go func() {
 		defer func() { <-g.originSem }()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := g.store.RecordOrigin(ctx, ref, at, src); err != nil {
-			g.origins.Delete(key)
-			g.log.Warn("origin not recorded; a later answer retries", "subject", g.subjectLabel(ref), "err", err)
-			return
+		for i, w := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := g.store.RecordOrigin(ctx, w.key.ref, w.at, w.key.src)
+			cancel()
+			if err != nil {
+				// The store is failing: the rest wait for a later answer
+				// rather than a timeout each.
+				for _, w := range batch[i:] {
+					g.origins.Delete(w.key)
+				}
+				g.log.Warn("origins not recorded; a later answer retries", "subject", g.subjectLabel(w.key.ref), "left", len(batch)-i, "err", err)
+				return
+			}
+			g.metrics.originRecorded.WithLabelValues(w.key.src.String()).Inc()
 		}
-		g.metrics.originRecorded.WithLabelValues(src.String()).Inc()
 	}()
+}
+
+// originPending reports whether this process is recording ref's origin
+// already, from the best source a list answer can give it (stated when
+// the route names the field, observed otherwise): a list of subjects
+// being learnt is not read for origins again while the store catches up.
+func (g *Gate) originPending(ref model.SubjectRef, stated bool) bool {
+	src := cache.OriginObserved
+	if stated {
+		src = cache.OriginStated
+	}
+	_, ok := g.origins.Load(originKey{ref, src})
+	return ok
 }
 
 type originKey struct {
@@ -185,32 +235,30 @@ func parseInstant(s string) (time.Time, bool) {
 }
 
 // itemValues pairs each list element's subject id with the scalar at the
-// origin path (both paths share the list prefix up to "#"). It decodes the
-// body generically: it runs only when a list holds subjects whose origin
-// is still to be learnt, not on the warm path.
-func itemValues(body []byte, idPath, valuePath string) map[string][]byte {
+// origin path (both paths share the list prefix up to "#"), for the ids
+// want accepts. It runs only when a list holds subjects whose origin is
+// still to be learnt, not on the warm path, on a body the rewriter has
+// validated. An element naming its id or its origin twice is skipped:
+// which one the backend meant would be a guess.
+func itemValues(body []byte, idPath, valuePath string, want func(id string) bool) map[string][]byte {
 	listPath, idRel, _ := strings.Cut(idPath, "#.")
 	_, valRel, _ := strings.Cut(valuePath, "#.")
-	var doc any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if dec.Decode(&doc) != nil {
+	list := gjson.GetBytes(body, gjsonLiteral(strings.TrimSuffix(listPath, ".")))
+	if !list.IsArray() {
 		return nil
 	}
-	list, ok := walk(doc, strings.TrimSuffix(listPath, ".")).([]any)
-	if !ok {
-		return nil
-	}
+	idKeys, valKeys := strings.Split(idRel, "."), strings.Split(valRel, ".")
 	out := map[string][]byte{}
-	for _, el := range list {
-		id, ok := scalar(walk(el, idRel))
-		if !ok {
-			continue
+	list.ForEach(func(_, el gjson.Result) bool {
+		id, ok := member(el, idKeys)
+		if !ok || !want(id.String()) {
+			return true
 		}
-		if v, ok := scalar(walk(el, valRel)); ok {
-			out[id] = []byte(v)
+		if v, ok := member(el, valKeys); ok {
+			out[id.String()] = []byte(v.String())
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -218,41 +266,59 @@ func itemValues(body []byte, idPath, valuePath string) map[string][]byte {
 func itemValue(item []byte, idPath, valuePath string) (id string, v []byte, ok bool) {
 	_, idRel, _ := strings.Cut(idPath, "#.")
 	_, valRel, _ := strings.Cut(valuePath, "#.")
-	var el any
-	dec := json.NewDecoder(bytes.NewReader(item))
-	dec.UseNumber()
-	if dec.Decode(&el) != nil {
+	el := gjson.ParseBytes(item)
+	idv, ok := member(el, strings.Split(idRel, "."))
+	if !ok {
 		return "", nil, false
 	}
-	if id, ok = scalar(walk(el, idRel)); !ok {
+	val, ok := member(el, strings.Split(valRel, "."))
+	if !ok {
 		return "", nil, false
 	}
-	s, ok := scalar(walk(el, valRel))
-	return id, []byte(s), ok
+	return idv.String(), []byte(val.String()), true
 }
 
-func walk(v any, path string) any {
-	if path == "" {
-		return v
-	}
-	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
+// member reads the scalar (string or number) at keys below el, exactly
+// spelt, refusing a key that appears twice on the way.
+func member(el gjson.Result, keys []string) (gjson.Result, bool) {
+	for _, k := range keys {
+		if !el.IsObject() {
+			return gjson.Result{}, false
 		}
-		v = m[k]
+		var found gjson.Result
+		n := 0
+		el.ForEach(func(key, v gjson.Result) bool {
+			if key.String() == k {
+				found = v
+				n++
+			}
+			return n < 2
+		})
+		if n != 1 {
+			return gjson.Result{}, false
+		}
+		el = found
 	}
-	return v
+	if el.Type != gjson.String && el.Type != gjson.Number {
+		return gjson.Result{}, false
+	}
+	return el, true
 }
 
-func scalar(v any) (string, bool) {
-	switch t := v.(type) {
-	case string:
-		return t, true
-	case json.Number:
-		return t.String(), true
+// gjsonLiteral escapes gjson's path syntax in a plain dotted path.
+func gjsonLiteral(path string) string {
+	if path == "" {
+		return "@this"
 	}
-	return "", false
+	var b strings.Builder
+	for _, c := range path {
+		switch c {
+		case '\\', '*', '?', '|', '#', '@', '!', '=', '<', '>', '%', '[', ']', '{', '}', '(', ')', ',', ':', '"':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // compileOrigin builds the extractor of a route's origin_from for a single

@@ -118,6 +118,12 @@ func TestOriginsComeOnlyFromAnswersThatNameTheSubject(t *testing.T) {
 	if _, src := e.origin(t, "x-5"); src != cache.OriginObserved {
 		t.Fatalf("list item without created_at: %s", src)
 	}
+	// An item stating its creation twice is not guessed at: first seen.
+	e.read(t, "/api/contacts", fmt.Sprintf(`{"data":[{"id":"x-6","created_at":%q,"created_at":%q}],"page":1,"total":1}`,
+		older.Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339)), 200)
+	if at, src := e.origin(t, "x-6"); src != cache.OriginObserved || !at.Equal(now) {
+		t.Fatalf("item with two created_at: origin %s %s, want first seen now", at, src)
+	}
 	// The seed's subjects have an operator's origin: answers change nothing.
 	e.read(t, "/api/contacts/c-1", fmt.Sprintf(`{"id":"c-1","created_at":%q}`, now.Add(-5000*24*time.Hour).Format(time.RFC3339)), 200)
 	if at, src := e.origin(t, "c-1"); src != cache.OriginSet || !at.Equal(now.Add(-100*24*time.Hour)) {

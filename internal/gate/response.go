@@ -447,7 +447,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
 	}
-	if src < cache.OriginStated {
+	if src < cache.OriginStated && !p.g.originPending(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.ex.route.cfg.Subject.OriginFrom != "") {
 		if p.unrecorded == nil {
 			p.unrecorded = map[string]cache.OriginSource{}
 		}
