@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gdprgate/gdprgate/internal/bufpool"
 )
 
 // Codec is gdprgate's gRPC codec (give it to the server with
@@ -45,7 +47,7 @@ type vtMessage interface {
 }
 
 // bodyPool holds the buffers bodies are rewritten into.
-var bodyPool = mem.DefaultBufferPool()
+var bodyPool = bufpool.Pool
 
 // zeroCopyMin is the body size from which a body travels as its own buffer:
 // below it, one copy costs less than one more buffer.
@@ -84,7 +86,7 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
-	pool := mem.DefaultBufferPool()
+	pool := bufpool.Pool
 	buf := pool.Get(size)
 	if _, err := m.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
 		pool.Put(buf)
@@ -206,7 +208,7 @@ func marshalMsg(m proto.Message) ([]byte, error) {
 // Unmarshal implements encoding.CodecV2.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if cr, ok := v.(*authv3.CheckRequest); ok {
-		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		buf := data.MaterializeToBuffer(bufpool.Pool)
 		defer buf.Free()
 		return decodeCheckRequest(buf.ReadOnlyData(), cr)
 	}
@@ -214,7 +216,7 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return protoCodec.Unmarshal(data, v)
 	}
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	buf := data.MaterializeToBuffer(bufpool.Pool)
 	aliased, err := decodeProcessingRequest(buf.ReadOnlyData(), &in.req)
 	if err != nil || !aliased {
 		buf.Free()

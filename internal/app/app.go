@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/gdprgate/gdprgate/adminapi"
@@ -29,6 +30,7 @@ import (
 	"github.com/gdprgate/gdprgate/cache/redisstore"
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/auditretention"
+	"github.com/gdprgate/gdprgate/internal/bufpool"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/forget"
 	"github.com/gdprgate/gdprgate/internal/gate"
@@ -453,6 +455,9 @@ func (a *App) GRPCServer() *grpc.Server {
 		// Answers marshalled by generated code into pooled buffers, bodies
 		// neither copied out of requests nor into answers.
 		grpc.ForceServerCodecV2(authz.Codec{}),
+		// Frames and messages from a pool that does not zero what it
+		// hands out (see bufpool): a 1 MB body was cleared twice.
+		experimental.BufferPool(bufpool.Pool),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

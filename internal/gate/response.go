@@ -198,7 +198,10 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
-		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity}
+		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity, now: g.now(),
+			// About one subject per 400 bytes of list: the map is not
+			// grown and rehashed a dozen times for a big answer.
+			seen: make(map[string]uint32, min(len(body)/400, maxPrefetch))}
 		if g.batchLookups {
 			ip.items, ip.body = m, body
 		}
@@ -366,7 +369,15 @@ type itemPlanner struct {
 	ex     *Exchange
 	base   policy.Facts
 	entity string
-	seen   map[string]uint32
+	// now is the instant the whole answer is judged at.
+	now  time.Time
+	seen map[string]uint32
+	// last are the facts of the previous distinct subject and the mask
+	// they gave: items of a list mostly share their facts, and a mask
+	// depends on the facts alone in the response stage.
+	last     policy.Facts
+	lastMask uint32
+	hasLast  bool
 	// unrecorded are the subjects whose origin gdprgate may still learn
 	// from this answer, with how it is recorded now.
 	unrecorded map[string]cache.OriginSource
@@ -409,7 +420,7 @@ func (p *itemPlanner) prefetch(m *redact.Map, body []byte) {
 	}
 	ctx, span := observe.Start(p.ctx, "store.facts_many")
 	defer span.End()
-	fs, err := p.g.store.FactsMany(ctx, refs, p.g.now())
+	fs, err := p.g.store.FactsMany(ctx, refs, p.now)
 	if err != nil || len(fs) != len(refs) {
 		return
 	}
@@ -429,7 +440,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 		// are all read now, together.
 		m, body := p.items, p.body
 		p.items, p.body = nil, nil
-		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.g.now()) {
+		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.now) {
 			p.prefetch(m, body)
 		}
 	}
@@ -442,7 +453,8 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if sf, ok := p.pre[string(id)]; ok {
 		src, err = fillFacts(&f, sf, nil, 0, "")
 	} else {
-		src, err = p.g.subjectFacts(p.ctx, &f, model.SubjectRef{Entity: p.entity, ID: string(id)}, 0, "")
+		sf, ferr := p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: string(id)}, p.now)
+		src, err = fillFacts(&f, sf, ferr, 0, "")
 	}
 	if err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
@@ -453,13 +465,19 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 		}
 		p.unrecorded[string(id)] = src
 	}
-	d, err := p.g.decide(p.ctx, f, nil, nil)
-	if err != nil {
-		return 0, &plannerError{err}
-	}
-	mask := p.ex.narrow(d.VisibleMask)
-	if !d.Allow {
-		mask = 0
+	var mask uint32
+	if p.hasLast && f == p.last {
+		mask = p.lastMask
+	} else {
+		d, err := p.g.decide(p.ctx, f, nil, nil)
+		if err != nil {
+			return 0, &plannerError{err}
+		}
+		mask = p.ex.narrow(d.VisibleMask)
+		if !d.Allow {
+			mask = 0
+		}
+		p.last, p.lastMask, p.hasLast = f, mask, true
 	}
 	if p.seen == nil {
 		p.seen = make(map[string]uint32)

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
-	"google.golang.org/grpc/mem"
 
+	"github.com/gdprgate/gdprgate/internal/bufpool"
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/observe"
 )
@@ -102,7 +102,7 @@ func (c *copyBuffers) Get() []byte {
 func (c *copyBuffers) Put(b []byte) { c.p.Put(&b) }
 
 // bodyPool holds the buffers mapped answers are read and rewritten into.
-var bodyPool = mem.DefaultBufferPool()
+var bodyPool = bufpool.Pool
 
 // New returns a proxy to opts.Upstream.
 func New(opts Options) (*Proxy, error) {
