@@ -369,7 +369,8 @@ type itemPlanner struct {
 	ex     *Exchange
 	base   policy.Facts
 	entity string
-	// now is the instant the whole answer is judged at.
+	// now is the instant the whole answer is judged at (zero: each
+	// subject at the time it is read, as a long stream's are).
 	now  time.Time
 	seen map[string]uint32
 	// last are the facts of the previous distinct subject and the mask
@@ -420,7 +421,7 @@ func (p *itemPlanner) prefetch(m *redact.Map, body []byte) {
 	}
 	ctx, span := observe.Start(p.ctx, "store.facts_many")
 	defer span.End()
-	fs, err := p.g.store.FactsMany(ctx, refs, p.now)
+	fs, err := p.g.store.FactsMany(ctx, refs, p.at())
 	if err != nil || len(fs) != len(refs) {
 		return
 	}
@@ -428,6 +429,13 @@ func (p *itemPlanner) prefetch(m *redact.Map, body []byte) {
 	for i, ref := range refs {
 		p.pre[ref.ID] = fs[i]
 	}
+}
+
+func (p *itemPlanner) at() time.Time {
+	if p.now.IsZero() {
+		return p.g.now()
+	}
+	return p.now
 }
 
 func (p *itemPlanner) Visible(id []byte) (uint32, error) {
@@ -440,7 +448,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 		// are all read now, together.
 		m, body := p.items, p.body
 		p.items, p.body = nil, nil
-		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.now) {
+		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.at()) {
 			p.prefetch(m, body)
 		}
 	}
@@ -453,7 +461,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if sf, ok := p.pre[string(id)]; ok {
 		src, err = fillFacts(&f, sf, nil, 0, "")
 	} else {
-		sf, ferr := p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: string(id)}, p.now)
+		sf, ferr := p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: string(id)}, p.at())
 		src, err = fillFacts(&f, sf, ferr, 0, "")
 	}
 	if err != nil && !p.base.FailOpen {
