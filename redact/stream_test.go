@@ -173,7 +173,11 @@ func TestStreamMatchesRewriteOnLargeListsInRandomChunks(t *testing.T) {
 	m := benchMap(t)
 	body := listBody(2000) // ~1 MB, beyond one stream slice
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 20 {
+	runs := 20
+	if raceEnabled {
+		runs = 2 // ten times slower; the splits are not what races
+	}
+	for range runs {
 		var cuts []int
 		for c := rng.IntN(5000); c < len(body); c += 1 + rng.IntN(1<<uint(rng.IntN(18))) {
 			cuts = append(cuts, c)
@@ -182,7 +186,7 @@ func TestStreamMatchesRewriteOnLargeListsInRandomChunks(t *testing.T) {
 	}
 	checkStream(t, m, alternating(), body, nil)
 	// Cut off anywhere: the same error class as the buffered rewrite.
-	for range 20 {
+	for range runs {
 		n := rng.IntN(len(body))
 		checkStream(t, m, alternating(), body[:n], []int{n / 2})
 	}

@@ -173,6 +173,7 @@ func runProxyListeners(ctx context.Context, a *app.App, cfg *config.Config, plis
 	}
 	p, err := proxy.New(proxy.Options{Gate: a.Gate, Upstream: cfg.Upstream, Logger: a.Log,
 		MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes,
+		StreamAbove:     max(cfg.Body.StreamAbove, 0),
 		TrustedSources:  cfg.Identity.TrustedPrefixes(),
 		IdentityHeaders: []string{cfg.Identity.RolesHeader, cfg.Identity.CallerHeader, cfg.Identity.ProjectHeader}})
 	if err != nil {

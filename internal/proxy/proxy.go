@@ -40,6 +40,7 @@ type Proxy struct {
 	log             *slog.Logger
 	maxRequestBytes int
 	maxBodyBytes    int
+	streamAbove     int
 	trusted         []netip.Prefix
 	identity        map[string]bool // lower-case identity header names
 }
@@ -51,8 +52,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// MaxRequestBytes bounds request bodies buffered to find a subject.
 	MaxRequestBytes int
-	// MaxBodyBytes bounds response bodies of mapped routes (larger: 502).
+	// MaxBodyBytes bounds response bodies of mapped routes rewritten whole
+	// (larger: 502).
 	MaxBodyBytes int
+	// StreamAbove: a mapped answer longer than this is rewritten while it
+	// streams (gate.RewriteStream, bounded memory, no MaxBodyBytes) when
+	// its route allows; shorter ones are rewritten whole. 0: never.
+	StreamAbove int
 	// Transport reaches the backend (nil: Transport(MaxIdleConnsPerHost)).
 	Transport http.RoundTripper
 	// MaxIdleConnsPerHost is how many idle connections to the backend
@@ -111,6 +117,7 @@ func New(opts Options) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy: upstream must be an http(s) URL (got %q)", opts.Upstream)
 	}
 	p := &Proxy{gate: opts.Gate, log: opts.Logger, maxRequestBytes: opts.MaxRequestBytes, maxBodyBytes: opts.MaxBodyBytes,
+		streamAbove: min(opts.StreamAbove, opts.MaxBodyBytes),
 		trusted: opts.TrustedSources, identity: map[string]bool{}}
 	if p.trusted == nil {
 		p.trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -142,6 +149,9 @@ func New(opts Options) (*Proxy, error) {
 		},
 		Transport:  opts.Transport,
 		BufferPool: &copyBuffers{},
+		// ReverseProxy's own messages (a streamed answer cut short) go to
+		// the proxy's log, not the standard logger.
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	if opts.Transport == nil {
 		p.rp.Transport = Transport(opts.MaxIdleConnsPerHost)
@@ -289,6 +299,27 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		p.gate.Observe(ex, resp.StatusCode)
 		return nil
 	}
+	if p.streamAbove > 0 && resp.Body != nil && resp.Request.Method != http.MethodHead && resp.ContentLength != 0 &&
+		(resp.ContentLength < 0 || resp.ContentLength > int64(p.streamAbove)) {
+		// Buffered up to the threshold: an answer that ends within it is
+		// rewritten whole as always (exact status and headers); a longer
+		// one streams from the bytes read so far.
+		prefix, over, err := readUpTo(resp.Body, resp.ContentLength, p.streamAbove)
+		if err != nil {
+			resp.Body.Close()
+			return fmt.Errorf("read upstream body: %w", err)
+		}
+		if over {
+			if p.stream(resp, ex, prefix) {
+				return nil
+			}
+			// The route needs the whole answer: buffered as always.
+			resp.Body = &prefixed{Reader: io.MultiReader(bytes.NewReader(*prefix), resp.Body), body: resp.Body, prefix: prefix}
+		} else {
+			resp.Body.Close()
+			resp.Body = &prefixed{Reader: bytes.NewReader(*prefix), body: http.NoBody, prefix: prefix}
+		}
+	}
 	in, over, err := readBody(resp, p.maxBodyBytes)
 	if err != nil {
 		return fmt.Errorf("read upstream body: %w", err)
@@ -346,9 +377,21 @@ func readBody(resp *http.Response, limit int) (buf *[]byte, over bool, err error
 		return nil, false, nil
 	}
 	defer resp.Body.Close()
+	buf, over, err = readUpTo(resp.Body, resp.ContentLength, limit)
+	if over {
+		bodyPool.Put(buf)
+		buf = nil
+	}
+	return buf, over, err
+}
+
+// readUpTo reads body into a pooled buffer up to limit+1 bytes (over: it
+// has more than limit; the buffer then holds what was read). length is the
+// announced length (-1: unknown).
+func readUpTo(body io.Reader, length int64, limit int) (buf *[]byte, over bool, err error) {
 	size := 64 << 10
-	if resp.ContentLength >= 0 {
-		size = int(min(resp.ContentLength, int64(limit))) + 1
+	if length >= 0 {
+		size = int(min(length, int64(limit))) + 1
 	}
 	buf = bodyPool.Get(size)
 	b := (*buf)[:0]
@@ -363,7 +406,7 @@ func readBody(resp *http.Response, limit int) (buf *[]byte, over bool, err error
 			bodyPool.Put(buf)
 			buf, b = &nb, nb
 		}
-		n, rerr := resp.Body.Read(b[len(b):min(cap(b), limit+1)])
+		n, rerr := body.Read(b[len(b):min(cap(b), limit+1)])
 		b = b[:len(b)+n]
 		if rerr == io.EOF {
 			break
@@ -377,11 +420,20 @@ func readBody(resp *http.Response, limit int) (buf *[]byte, over bool, err error
 		}
 	}
 	*buf = b
-	if len(b) > limit {
-		bodyPool.Put(buf)
-		return nil, true, nil
-	}
-	return buf, false, nil
+	return buf, len(b) > limit, nil
+}
+
+// prefixed is an upstream body whose first bytes were read already.
+type prefixed struct {
+	io.Reader
+	body   io.ReadCloser
+	prefix *[]byte
+	once   sync.Once
+}
+
+func (b *prefixed) Close() error {
+	b.once.Do(func() { bodyPool.Put(b.prefix) })
+	return b.body.Close()
 }
 
 // pooledBody is a rewritten answer whose buffers go back to the pool once
@@ -425,4 +477,112 @@ func writeAnswer(w http.ResponseWriter, status int, body []byte, headers map[str
 	w.Header().Set("content-length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// stream makes resp's body the streamed rewrite of prefix and the rest of
+// the upstream body, when the route allows (false: it needs the whole
+// answer, nothing was changed).
+func (p *Proxy) stream(resp *http.Response, ex *gate.Exchange, prefix *[]byte) bool {
+	s, head, ok := p.gate.RewriteStream(resp.Request.Context(), ex, &gate.Response{
+		Status: resp.StatusCode,
+		Header: func(name string) string { return resp.Header.Get(name) },
+	})
+	if !ok {
+		return false
+	}
+	for _, h := range head.RemoveHeaders {
+		resp.Header.Del(h)
+	}
+	for k, v := range head.SetHeaders {
+		resp.Header.Set(k, v)
+	}
+	if head.Replace {
+		resp.Body.Close()
+		bodyPool.Put(prefix)
+		setBody(resp, head.Status, head.Body)
+		return true
+	}
+	resp.ContentLength = -1 // ReverseProxy then flushes every write
+	resp.Header.Del("content-length")
+	resp.Body = &streamBody{s: s, up: resp.Body, prefix: prefix, rest: *prefix, buf: bodyPool.Get(32 << 10), p: p, ex: ex}
+	return true
+}
+
+// streamBody is a mapped answer rewritten as it is read. An error (a body
+// that turns invalid, an item over the bound, the backend failing
+// mid-way) makes ReverseProxy abort the response (http.ErrAbortHandler):
+// the client sees it cut, after only rewritten items.
+type streamBody struct {
+	s      *gate.BodyStream
+	up     io.ReadCloser
+	prefix *[]byte
+	rest   []byte // of prefix, not yet rewritten
+	buf    *[]byte
+	out    []byte // rewritten, not yet read
+	obuf   []byte // out's memory
+	eof    bool
+	err    error
+	p      *Proxy
+	ex     *gate.Exchange
+	once   sync.Once
+}
+
+func (b *streamBody) Read(dst []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		if b.eof {
+			return 0, io.EOF
+		}
+		b.fill()
+	}
+	n := copy(dst, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+// fill rewrites the next chunk (or the end of the body) into out.
+func (b *streamBody) fill() {
+	out := b.obuf[:0]
+	var err error
+	switch {
+	case len(b.rest) > 0:
+		n := min(len(b.rest), 32<<10)
+		out, err = b.s.Write(out, b.rest[:n])
+		if b.rest = b.rest[n:]; len(b.rest) == 0 {
+			bodyPool.Put(b.prefix)
+			b.prefix = nil
+		}
+	default:
+		in := *b.buf
+		n, rerr := b.up.Read(in[:cap(in)])
+		if n > 0 {
+			out, err = b.s.Write(out, in[:n])
+		}
+		switch {
+		case err != nil:
+		case rerr == io.EOF:
+			out, err = b.s.Close(out)
+			b.eof = err == nil
+		case rerr != nil:
+			// The backend failed mid-way: the answer can't be finished.
+			b.p.log.Warn("proxy: upstream failed while streaming a mapped answer", "decision_id", b.ex.DecisionID, "route", b.ex.RouteName(), "err", rerr)
+			err = fmt.Errorf("read upstream body: %w", rerr)
+		}
+	}
+	b.out, b.obuf = out, out
+	if err != nil {
+		b.err = err
+	}
+}
+
+func (b *streamBody) Close() error {
+	b.once.Do(func() {
+		if b.prefix != nil {
+			bodyPool.Put(b.prefix)
+		}
+		bodyPool.Put(b.buf)
+	})
+	return b.up.Close()
 }
