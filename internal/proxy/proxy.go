@@ -118,7 +118,7 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{gate: opts.Gate, log: opts.Logger, maxRequestBytes: opts.MaxRequestBytes, maxBodyBytes: opts.MaxBodyBytes,
 		streamAbove: min(opts.StreamAbove, opts.MaxBodyBytes),
-		trusted: opts.TrustedSources, identity: map[string]bool{}}
+		trusted:     opts.TrustedSources, identity: map[string]bool{}}
 	if p.trusted == nil {
 		p.trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
