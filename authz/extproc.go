@@ -275,8 +275,12 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 	if st.ex == nil || !st.ex.NeedsBody() {
 		if st.respMode == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
 			// Nothing to redact, but in this mode Envoy sends on only what
-			// the processor gives back.
-			return duplexBody(b.GetBody(), b.GetEndOfStream())
+			// the processor gives back. A copy: the received bytes are
+			// released before the transport writes the answer.
+			dst := bodyPool.Get(len(b.GetBody()))
+			*dst = append((*dst)[:0], b.GetBody()...)
+			st.pooled = dst
+			return duplexBody(*dst, b.GetEndOfStream())
 		}
 		return empty
 	}

@@ -36,9 +36,6 @@ type streamedBody struct {
 	// holds back until the body is checked: until it is sent the client has
 	// nothing, and a refusal is a real error status.
 	held *extprocv3.HeaderMutation
-	// out is the output buffer, reused: each answer is marshalled and sent
-	// before the next chunk is read.
-	out []byte
 	// done: the answer was finished or aborted; Envoy stops listening.
 	done bool
 	// trailers: the body ended with trailers, so no answer carries
@@ -113,16 +110,28 @@ func (s *Server) streamBody(ctx context.Context, st *stream, b *extprocv3.HttpBo
 		return nil, true
 	}
 	if sb.bs != nil {
-		out, err := sb.bs.Write(sb.out[:0], chunk)
+		// The codec sends a body from its own buffer, after SendMsg
+		// returns: each answer gets a pooled buffer of its own, handed back
+		// once written (st.pooled), never one reused for the next chunk.
+		dst := bodyPool.Get(len(chunk) + len(chunk)/8 + 512)
+		out, err := sb.bs.Write((*dst)[:0], chunk)
 		if err == nil && eos {
 			out, err = sb.bs.Close(out)
 		}
 		if err != nil {
+			bodyPool.Put(dst)
 			sb.done = true
 			s.log.Warn("ext_proc: streamed answer aborted", "decision_id", st.ex.DecisionID, "err", err)
 			return abortStream(st), true
 		}
-		sb.out = out[:0]
+		switch {
+		case len(out) > duplexPiece && sb.duplex:
+			// Sent in pieces that all share dst: left to the collector.
+		case cap(out) > 0 && &out[:1][0] == &(*dst)[:1][0]:
+			st.pooled = dst
+		default:
+			bodyPool.Put(dst)
+		}
 		if eos {
 			sb.done = true
 		}

@@ -3,6 +3,7 @@ package authz_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,6 +40,7 @@ type streamCase struct {
 	body            string
 	configure       func(*config.Config)
 	hook            func(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool)
+	chunk           int
 }
 
 func runGate(t *testing.T, c streamCase) *envoytest.Response {
@@ -57,7 +59,7 @@ func runGate(t *testing.T, c streamCase) *envoytest.Response {
 		ProcessingMode:       envoyMode(c.mode),
 		DisallowModeOverride: c.disallowOverrid,
 		ForwardAuthzMetadata: true,
-		StreamChunkSize:      16,
+		StreamChunkSize:      max(c.chunk, 16),
 		MessageTimeout:       time.Minute, AuthzTimeout: time.Minute,
 		SpuriousIsError: true,
 	})
@@ -194,6 +196,31 @@ func TestStreamedChunksGoThroughTheBodyStream(t *testing.T) {
 				t.Errorf("content-length %q", got.Header.Get("content-length"))
 			}
 		})
+	}
+}
+
+// TestStreamedBigChunksAnswerAsBuffered: chunks big enough for the codec to
+// send their output from its own buffer (not copied into the message) come
+// out whole and in order: each answer's buffer lives until written.
+func TestStreamedBigChunksAnswerAsBuffered(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"data":[`)
+	for i := range 3000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"c-%d","first_name":"Alice %d","health_notes":"asthma, a long note to make the answer bigger"}`, i%3+1, i)
+	}
+	b.WriteString(`]}`)
+	want := runGate(t, streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, body: b.String()})
+	if want.Status != 200 {
+		t.Fatalf("premise: buffered status %d", want.Status)
+	}
+	for _, mode := range []extprocfilterv3.ProcessingMode_BodySendMode{extprocfilterv3.ProcessingMode_STREAMED, extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED} {
+		got := runGate(t, streamCase{mode: mode, body: b.String(), chunk: 64 << 10})
+		if got.Status != 200 || got.Reset || !bytes.Equal(got.Body, want.Body) {
+			t.Fatalf("%v: status %d reset %v, %d bytes, want %d identical", mode, got.Status, got.Reset, len(got.Body), len(want.Body))
+		}
 	}
 }
 

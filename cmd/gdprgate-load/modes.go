@@ -38,6 +38,9 @@ type modeFlags struct {
 	verifyWith   string
 	peakRSS      bool
 	gzip         bool
+	emulator     bool
+	// log receives per-exchange notes (the emulator's sha256 comparison).
+	log io.Writer
 
 	serveBackend   string
 	servePlain     string
@@ -61,6 +64,7 @@ func (m *modeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.verifyWith, "verify-with", "", "proxy with --blocks: learn the buffered rewrite from this gdprgate ext_proc server (host:port, same configuration) instead of the proxy's own answers for one and two blocks")
 	fs.BoolVar(&m.peakRSS, "peak-rss", false, "reset the server's peak RSS before the run and report it after (needs the right to write /proc/PID/clear_refs)")
 	fs.BoolVar(&m.gzip, "gzip", false, "proxy: ask the backend for gzip-encoded answers")
+	fs.BoolVar(&m.emulator, "emulator", false, "extproc: send each request through the Envoy emulator (authz/envoytest: Check, then ext_proc as Envoy's filter runs the body mode, from a loopback backend); with --blocks the answer's sha256 is compared with the buffered rewrite's")
 	fs.StringVar(&m.serveBackend, "serve-backend", "", "run the static backend of proxy runs on this loopback address instead of generating load")
 	fs.StringVar(&m.servePlain, "serve-plainproxy", "", "run the plain httputil.ReverseProxy baseline to --upstream on this loopback address")
 	fs.StringVar(&m.upstream, "upstream", "http://127.0.0.1:8181", "--serve-plainproxy: the backend")
@@ -131,6 +135,7 @@ func (m *modeFlags) run(ctx context.Context, mode string, rf runFlags, stdout, s
 	if rf.duration > loadgen.MaxDuration {
 		fmt.Fprintf(stderr, "gdprgate-load: --duration %s capped at %s\n", rf.duration, loadgen.MaxDuration)
 	}
+	m.log = stderr
 	one, err := m.runner(ctx, mode, rf)
 	if err != nil {
 		fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
@@ -262,7 +267,7 @@ func (m *modeFlags) runner(ctx context.Context, mode string, rf runFlags) (runOn
 		base := loadgen.ExtProcConfig{
 			Concurrency: rf.concurrency, Duration: rf.duration, Warmup: rf.warmup, Timeout: rf.timeout,
 			Path: m.requestPath, Roles: rf.roles, BodyMode: bm, ChunkBytes: m.chunkBytes,
-			BufferLimit: m.bufferLimit, AuthzMetadata: m.authzMetadata,
+			BufferLimit: m.bufferLimit, AuthzMetadata: m.authzMetadata, Emulator: m.emulator,
 		}
 		if m.blocks > 0 {
 			exp, err := m.learnExtProc(ctx, rf.target, base)
@@ -273,6 +278,10 @@ func (m *modeFlags) runner(ctx context.Context, mode string, rf runFlags) (runOn
 			k := m.blocks
 			base.Generate = func(w io.Writer) error { return loadgen.WritePeriodic(w, q, k, m.chunkBytes) }
 			base.Sink = func() io.Writer { return exp.NewVerifier(k) }
+			if m.emulator {
+				want := exp.SHA256(k)
+				base.Sink = func() io.Writer { return exp.NewHashVerifier(k, want, m.log) }
+			}
 		} else {
 			base.Body = loadgen.ListBody(m.bodyBytes)
 		}

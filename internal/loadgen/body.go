@@ -2,7 +2,10 @@ package loadgen
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"strconv"
 )
@@ -226,3 +229,53 @@ func (v *Verifier) Done() error {
 
 // Bytes is how many bytes were compared.
 func (v *Verifier) Bytes() int64 { return v.n }
+
+// SHA256 is the hex sha256 of the expected answer for k blocks, hashed as
+// it is generated (never held).
+func (e PeriodicExpectation) SHA256(k int64) string {
+	h := sha256.New()
+	h.Write(e.Head)
+	for n := range k {
+		if n > 0 {
+			h.Write([]byte{','})
+		}
+		h.Write(e.Block)
+	}
+	h.Write(e.Tail)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// HashVerifier is a Verifier that also hashes what it is given and, at
+// Done, compares the sha256 with want and writes both to log.
+type HashVerifier struct {
+	*Verifier
+	h    hash.Hash
+	want string
+	log  io.Writer
+}
+
+// NewHashVerifier returns a verifier for k blocks whose whole answer must
+// hash to want.
+func (e PeriodicExpectation) NewHashVerifier(k int64, want string, log io.Writer) *HashVerifier {
+	return &HashVerifier{Verifier: e.NewVerifier(k), h: sha256.New(), want: want, log: log}
+}
+
+func (v *HashVerifier) Write(p []byte) (int, error) {
+	v.h.Write(p)
+	return v.Verifier.Write(p)
+}
+
+// Done checks the answer was whole and hashes as expected.
+func (v *HashVerifier) Done() error {
+	got := hex.EncodeToString(v.h.Sum(nil))
+	if v.log != nil {
+		fmt.Fprintf(v.log, "answer sha256 %s (%d bytes), buffered rewrite's %s\n", got, v.n, v.want)
+	}
+	if err := v.Verifier.Done(); err != nil {
+		return err
+	}
+	if got != v.want {
+		return fmt.Errorf("answer sha256 %s, buffered rewrite's %s", got, v.want)
+	}
+	return nil
+}

@@ -64,6 +64,11 @@ type ExtProcConfig struct {
 	AuthzMetadata bool
 	// Sink, when set, gets each exchange's answer body.
 	Sink func() io.Writer
+	// Emulator sends each request through authz/envoytest (ext_authz Check,
+	// then ext_proc as Envoy's filter runs it: pipelined chunks, watermark,
+	// resets) to a loopback backend serving the answer, instead of making
+	// the ext_proc exchange by hand. The Check is then part of each request.
+	Emulator bool
 }
 
 // maxPrefetch bounds the distinct requests whose Check is made in advance.
@@ -105,6 +110,9 @@ func RunExtProc(ctx context.Context, cfg ExtProcConfig) (*Report, error) {
 		Warmup: cfg.Warmup, Timeout: cfg.Timeout, ServerPID: cfg.ServerPID}
 	if err := wl.normalise(); err != nil {
 		return nil, fmt.Errorf("loadgen: %w", err)
+	}
+	if cfg.Emulator {
+		return runEmulated(ctx, cfg, conn, wl)
 	}
 	x := &exchanger{cfg: cfg, client: extprocv3.NewExternalProcessorClient(conn)}
 	n := min(wl.Requests+wl.Warmup, maxPrefetch)

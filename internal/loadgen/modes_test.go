@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -102,6 +103,41 @@ func TestExtProcExchangesInEveryBodyMode(t *testing.T) {
 			}
 			if rep.Allowed != 12 || rep.Errors != 0 || rep.Bytes != 12*PeriodicSize(len(q), k) {
 				t.Fatalf("report %+v", rep)
+			}
+		})
+	}
+}
+
+func TestExtProcThroughTheEmulatorChecksTheHash(t *testing.T) {
+	addr := startServer(t, func(s *grpc.Server) { allowall.Register(s); allowall.RegisterProcessor(s) })
+	q := PeriodicBlock(5)
+	var one, two strings.Builder
+	_ = WritePeriodic(&one, q, 1, 64)
+	_ = WritePeriodic(&two, q, 2, 64)
+	e, err := LearnPeriodic([]byte(one.String()), []byte(two.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 7
+	for _, mode := range []filterv3.ProcessingMode_BodySendMode{filterv3.ProcessingMode_STREAMED, filterv3.ProcessingMode_FULL_DUPLEX_STREAMED} {
+		t.Run(mode.String(), func(t *testing.T) {
+			for _, want := range []string{e.SHA256(k), e.SHA256(k - 1)} {
+				var log strings.Builder
+				rep, err := RunExtProc(context.Background(), ExtProcConfig{
+					Target: addr, Concurrency: 1, Requests: 2, BodyMode: mode, ChunkBytes: 1000, BufferLimit: 3000,
+					Emulator: true, Timeout: 10 * time.Second,
+					Generate: func(w io.Writer) error { return WritePeriodic(w, q, k, 100) },
+					Sink:     func() io.Writer { return e.NewHashVerifier(k, want, &log) },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok := want == e.SHA256(k); ok && (rep.Allowed != 2 || rep.Errors != 0) || !ok && rep.Errors != 2 {
+					t.Fatalf("want %s: report %+v, log %s", want, rep, log.String())
+				}
+				if !strings.Contains(log.String(), "answer sha256 "+e.SHA256(k)) {
+					t.Fatalf("log %q", log.String())
+				}
 			}
 		})
 	}
