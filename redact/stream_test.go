@@ -279,3 +279,21 @@ func FuzzStream(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkStream(b *testing.B) {
+	m := benchMap(b)
+	p := alternating()
+	body := listBody(2300)
+	out := make([]byte, 0, 64<<10)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		s, _ := m.NewStream(p, StreamOptions{})
+		for i := 0; i < len(body); i += 32 << 10 {
+			out, _ = s.Write(out[:0], body[i:min(i+32<<10, len(body))])
+		}
+		if _, _, err := s.Close(out[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
