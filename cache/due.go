@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strconv"
@@ -54,6 +55,15 @@ type Due struct {
 	// to callers: passed back in SweepUpdate.Token, it lets the commit
 	// compare the whole record as read instead of reading it again.
 	Token string
+}
+
+// DueSharder is implemented by a store whose due index splits into
+// shards holding disjoint sets of subjects: DueShard is Due restricted to
+// shard i of n. The sweeper reads one shard while it decides and commits
+// another (a read never sees a commit in flight, as it would with one
+// index), so that the store's work and the sweeper's overlap.
+type DueSharder interface {
+	DueShard(ctx context.Context, until time.Time, limit, shard, shards int) ([]Due, error)
 }
 
 // Scores of the due index. A positive score is the due instant in unix

@@ -103,10 +103,20 @@ func bucketSnapshot(ref model.SubjectRef, v string, sym symbolTable) *cache.Snap
 // the due subjects of a bucket come together, so the order is approximate
 // when more than limit are due; the sweeper's repeated calls see them all.
 func (s *Store) Due(ctx context.Context, until time.Time, limit int) ([]cache.Due, error) {
-	return s.due(ctx, until, limit, true)
+	return s.due(ctx, until, limit, true, 0, 1)
 }
 
-func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool) ([]cache.Due, error) {
+// DueShard is Due over the tags t with t % shards == shard.
+func (s *Store) DueShard(ctx context.Context, until time.Time, limit, shard, shards int) ([]cache.Due, error) {
+	if shards < 1 || shard < 0 || shard >= shards {
+		return nil, fmt.Errorf("due: shard %d of %d", shard, shards)
+	}
+	return s.due(ctx, until, limit, true, shard, shards)
+}
+
+var _ cache.DueSharder = (*Store)(nil)
+
+func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool, shard, shards int) ([]cache.Due, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*s.opts.WriteTimeout)
 	defer cancel()
 	if limit <= 0 {
@@ -115,7 +125,7 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 	upTo := strconv.FormatInt(until.UnixMilli(), 10)
 	p := s.c.Pipeline()
 	counts := make([]*redis.IntCmd, numTags)
-	for t := range numTags {
+	for t := shard; t < numTags; t += shards {
 		counts[t] = p.ZCount(ctx, keyDue(t), "-inf", upTo)
 	}
 	if _, err := p.Exec(ctx); err != nil {
@@ -124,7 +134,7 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 	var tags []int
 	var avail []int64
 	for t, c := range counts {
-		if c.Val() > 0 {
+		if c != nil && c.Val() > 0 {
 			tags = append(tags, t)
 			avail = append(avail, c.Val())
 		}
@@ -215,13 +225,22 @@ func (s *Store) due(ctx context.Context, until time.Time, limit int, snaps bool)
 	byScore := func(a, b dueEntry) int {
 		return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.member, b.member))
 	}
-	for _, g := range groups {
-		slices.SortFunc(g, byScore)
-	}
-	slices.SortFunc(groups, func(a, b []dueEntry) int { return byScore(a[0], b[0]) })
 	due := make([]dueEntry, 0, min(got, limit))
+	if got > limit {
+		// Each group's earliest subject first, for the order of the groups
+		// and for the part of the last one.
+		for _, g := range groups {
+			for i := 1; i < len(g); i++ {
+				if byScore(g[i], g[0]) < 0 {
+					g[0], g[i] = g[i], g[0]
+				}
+			}
+		}
+		slices.SortFunc(groups, func(a, b []dueEntry) int { return byScore(a[0], b[0]) })
+	}
 	for _, g := range groups {
 		if len(due)+len(g) > limit {
+			slices.SortFunc(g, byScore)
 			due = append(due, g[:limit-len(due)]...)
 			break
 		}
@@ -402,7 +421,7 @@ func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error)
 		n, _ := c.Int()
 		total += n
 	}
-	ds, err := s.due(ctx, until, 100000, false)
+	ds, err := s.due(ctx, until, 100000, false, 0, 1)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -410,11 +429,13 @@ func (s *Store) DueCount(ctx context.Context, until time.Time) (int, int, error)
 }
 
 // sweepScript moves subjects of one tag to their next due score when
-// their record is still the one the sweeper read (every write of a
+// their score is still the one the sweeper read (every write of a
 // subject's data gives it a fresh mark, so a write in between fails the
 // compare): the sweeper sends the record as read and as it is to be,
-// with only the score changed, so the script compares and writes whole
-// values — one HMGET and one HSET per bucket, no decoding in Lua. Nothing
+// with only the score changed, so that the script compares and writes
+// whole values in the common case — one HMGET and one HSET per bucket, no
+// decoding in Lua — and patches the score of a record changed with its
+// score kept (a restriction) as before. Nothing
 // cached changes (no epoch, no invalidation), and each touched bucket's
 // score in the due zset is set right at once — raised when a moved subject
 // may have held the bucket's lowest score — instead of being found stale
@@ -435,11 +456,17 @@ for j = 2, #KEYS do
   local set = {}
   for i = 1, k do
     local o = a + 3 * (i - 1)
-    if vals[i] == ARGV[o + 1] then
+    local v, old, new = vals[i], ARGV[o + 1], ARGV[o + 2]
+    if v ~= old and v and #v > 7 and bit.band(string.byte(v, 8), 0xEF) ~= 0 and string.sub(v, 1, 6) == string.sub(old, 1, 6) then
+      -- Changed without a new score (a restriction keeps it): the score
+      -- is moved on the record as it is now.
+      old, new = v, string.sub(new, 1, 6) .. string.sub(v, 7)
+    end
+    if v == old then
       out[#out + 1] = 1
-      if ARGV[o + 2] ~= ARGV[o + 1] then
+      if new ~= old then
         set[#set + 1] = ARGV[o]
-        set[#set + 1] = ARGV[o + 2]
+        set[#set + 1] = new
       end
     else
       out[#out + 1] = 0

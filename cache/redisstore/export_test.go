@@ -51,3 +51,14 @@ func DueKeyForTest(tag int) string { return keyDue(tag) }
 
 // UnbatchMissesForTest makes every local-cache miss read on its own.
 func UnbatchMissesForTest(s *Store) { s.unbatched = true }
+
+// RecordKeyForTest is the bucket key and field holding a subject's record.
+func RecordKeyForTest(t *testing.T, s *Store, ref model.SubjectRef) (string, string) {
+	t.Helper()
+	m, err := member(s.sym.current(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := subjectPlace(ref, s.buckets)
+	return keyBucket(pl.tag, pl.bucket), m
+}

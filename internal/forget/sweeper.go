@@ -249,30 +249,113 @@ func (s *Sweeper) Pass(ctx context.Context) (PassResult, error) {
 	}
 
 	// Due transitions, earliest first.
-	for {
-		now := s.e.o.Clock()
-		ds, err := s.st.Due(ctx, now, s.o.Batch)
-		if err != nil {
-			return res, fmt.Errorf("due: %w", err)
-		}
-		if len(ds) == 0 {
-			break
-		}
-		if err := s.process(ctx, ix, ds, &res); err != nil {
-			return res, err
-		}
-		if len(ds) < s.o.Batch {
-			break
-		}
-		if ok, err := renew(); !ok {
-			return res, err
-		}
+	var stop bool
+	if sh, ok := s.st.(cache.DueSharder); ok {
+		stop, err = s.sweepShards(ctx, sh, ix, &res, renew)
+	} else {
+		stop, err = s.sweepDue(ctx, ix, &res, renew)
+	}
+	if stop || err != nil {
+		return res, err
 	}
 	if total, due, err := s.st.DueCount(ctx, s.e.o.Clock()); err == nil {
 		s.e.m.indexed.Set(float64(total))
 		s.e.m.due.Set(float64(due))
 	}
 	return res, nil
+}
+
+// sweepDue is the due loop over a store with one due index. It reports
+// whether the pass must stop (its bound reached, or the lease lost).
+func (s *Sweeper) sweepDue(ctx context.Context, ix *model.Index, res *PassResult, renew func() (bool, error)) (bool, error) {
+	for {
+		ds, err := s.st.Due(ctx, s.e.o.Clock(), s.o.Batch)
+		if err != nil {
+			return true, fmt.Errorf("due: %w", err)
+		}
+		if len(ds) == 0 {
+			return false, nil
+		}
+		if err := s.process(ctx, ix, ds, res); err != nil {
+			return true, err
+		}
+		if len(ds) < s.o.Batch {
+			return false, nil
+		}
+		if ok, err := renew(); !ok {
+			return true, err
+		}
+	}
+}
+
+// dueShards is how many shards of a sharded due index the sweeper
+// alternates between: one is read while the other is decided and committed.
+const dueShards = 2
+
+// sweepShards is the due loop over a store whose due index splits in
+// shards: while the subjects read from one shard are decided and
+// committed, the other shard is read (its own last commit is done, and
+// the shards hold different subjects, so no read sees a commit in flight).
+// A shard whose read comes back short is finished for this pass. It
+// reports whether the pass must stop (its bound reached, or the lease lost).
+func (s *Sweeper) sweepShards(ctx context.Context, sh cache.DueSharder, ix *model.Index, res *PassResult, renew func() (bool, error)) (bool, error) {
+	type page struct {
+		ds  []cache.Due
+		err error
+	}
+	var ahead [dueShards]<-chan page
+	read := func(shard int) {
+		ch := make(chan page, 1)
+		now := s.e.o.Clock()
+		go func() {
+			ds, err := sh.DueShard(ctx, now, s.o.Batch, shard, dueShards)
+			ch <- page{ds, err}
+		}()
+		ahead[shard] = ch
+	}
+	defer func() {
+		for _, ch := range ahead {
+			if ch != nil {
+				<-ch // no read outlives the pass
+			}
+		}
+	}()
+	var done [dueShards]bool
+	cur := 0
+	read(cur)
+	for {
+		pg := <-ahead[cur]
+		ahead[cur] = nil
+		if pg.err != nil {
+			return true, fmt.Errorf("due: %w", pg.err)
+		}
+		if len(pg.ds) < s.o.Batch {
+			done[cur] = true
+		}
+		next := cur
+		for k := 1; k <= dueShards; k++ {
+			if o := (cur + k) % dueShards; !done[o] {
+				next = o
+				break
+			}
+		}
+		if !done[next] && ahead[next] == nil && next != cur {
+			read(next)
+		}
+		if err := s.process(ctx, ix, pg.ds, res); err != nil {
+			return true, err
+		}
+		if done[next] {
+			return false, nil // every shard finished
+		}
+		if ok, err := renew(); !ok {
+			return true, err
+		}
+		if next == cur {
+			read(cur) // the others are finished: read this one again
+		}
+		cur = next
+	}
 }
 
 func b2f(b bool) float64 {
