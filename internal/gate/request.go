@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -193,6 +194,36 @@ func (g *Gate) project(req *Request, caller identity.Caller) (string, error) {
 // run before another gdprgate stage (ext_authz before ext_proc) leave them
 // in the request for it.
 func (g *Gate) IdentityHeaders() []string { return g.identityHeaders }
+
+// RequestBodyMatters reports whether the decision on a request (its method
+// and request target, as a front-end received them) may depend on its
+// body, so that the front-end must read the body before Check. It is false
+// only when the path is mapped under no method (no override read from a
+// form body can lead to a route either) and nothing else reads requests
+// whole: no policy entry point, no decision log. A front-end may then pass
+// the body to the backend as it streams in, unread. Anything unusual (an
+// unreadable target, no registers) answers true: Check decides as always.
+func (g *Gate) RequestBodyMatters(ctx context.Context, method, target string) bool {
+	if g.engine.Layered() || g.dlog != nil {
+		return true
+	}
+	if _, err := canon.Method(method); err != nil {
+		return true
+	}
+	t, err := canon.Parse(target)
+	if err != nil {
+		return true
+	}
+	ix, err := g.store.Registers(ctx)
+	if err != nil {
+		return true
+	}
+	tbl, err := g.routes(ix)
+	if err != nil {
+		return true
+	}
+	return tbl.mappedAny(t.Path)
+}
 
 // MaxBodyBytes is body.max_bytes: the largest answer Rewrite checks. A
 // front-end that collects a streamed answer for Rewrite stops there.

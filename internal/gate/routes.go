@@ -254,6 +254,18 @@ func (t *table) mappedElsewhere(method, path string) bool {
 	return false
 }
 
+// mappedAny reports whether path matches a route of any method.
+func (t *table) mappedAny(path string) bool {
+	for _, routes := range t.byMethod {
+		for _, r := range routes {
+			if _, ok := r.matchPath(path); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (r *route) matchPath(path string) (param string, ok bool) {
 	if path == "" || path[0] != '/' {
 		return "", false // "*"

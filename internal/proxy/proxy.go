@@ -167,7 +167,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var body []byte
 	partial := false
-	if r.Body != nil && r.ContentLength != 0 && (r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH") {
+	// A route's body is read (bounded) only when its decision may depend
+	// on it; any other body streams to the backend unread.
+	if r.Body != nil && r.ContentLength != 0 && (r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH") &&
+		p.gate.RequestBodyMatters(r.Context(), r.Method, r.URL.RequestURI()) {
 		b, err := io.ReadAll(io.LimitReader(r.Body, int64(p.maxRequestBytes)+1))
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, []byte(`{"error":"request_body_unreadable","message":"the request body could not be read"}`), nil)
