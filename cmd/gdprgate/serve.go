@@ -175,6 +175,7 @@ func runProxyListeners(ctx context.Context, a *app.App, cfg *config.Config, plis
 		MaxRequestBytes: cfg.Body.MaxRequestBytes, MaxBodyBytes: cfg.Body.MaxBytes,
 		StreamAbove:     max(cfg.Body.StreamAbove, 0),
 		TrustedSources:  cfg.Identity.TrustedPrefixes(),
+		BackendH2C:      cfg.Proxy.BackendHTTP2 == config.BackendHTTP2H2C,
 		IdentityHeaders: []string{cfg.Identity.RolesHeader, cfg.Identity.CallerHeader, cfg.Identity.ProjectHeader}})
 	if err != nil {
 		return err

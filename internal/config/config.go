@@ -60,6 +60,7 @@ type Config struct {
 	Decisions   DecisionConfig  `yaml:"decisions"`
 	Limits      LimitsConfig    `yaml:"limits"`
 	Listeners   ListenersConfig `yaml:"listeners"`
+	Proxy       ProxyConfig     `yaml:"proxy"`
 	FailOpen    bool            `yaml:"fail_open"`
 	HashKeyEnv  string          `yaml:"hash_key_env"`
 	LogLevel    string          `yaml:"log_level"`
@@ -408,6 +409,20 @@ type RedactionConfig struct {
 	Mask          string            `yaml:"mask"`
 }
 
+// ProxyConfig tunes `gdprgate proxy`'s connections to the backend.
+type ProxyConfig struct {
+	// BackendHTTP2 is off (default: HTTP/1.1 to an http:// upstream, HTTP/2
+	// over TLS when an https:// one offers it) or h2c: HTTP/2 without TLS
+	// to an http:// upstream that speaks it (prior knowledge, no upgrade).
+	BackendHTTP2 string `yaml:"backend_http2"`
+}
+
+// Backend HTTP/2 settings.
+const (
+	BackendHTTP2Off = "off"
+	BackendHTTP2H2C = "h2c"
+)
+
 // BodyConfig says how awkward bodies are treated on mapped routes.
 type BodyConfig struct {
 	MaxBytes int `yaml:"max_bytes"`
@@ -569,6 +584,7 @@ func (c *Config) applyDefaults() {
 	def(&c.AdminAddr, "127.0.0.1:9192")
 	def(&c.Listen, "127.0.0.1:8080")
 	def(&c.Unmapped, "allow")
+	def(&c.Proxy.BackendHTTP2, BackendHTTP2Off)
 	def(&c.Mode, ModeEnforce)
 	def(&c.Identity.RolesHeader, "x-gdpr-roles")
 	def(&c.Identity.CallerHeader, "x-gdpr-caller")
@@ -695,6 +711,15 @@ func (c *Config) Validate() error {
 	c.Listeners.validate(add)
 	if c.Unmapped != "allow" && c.Unmapped != "deny" {
 		add("unmapped: must be allow or deny (got %q)", c.Unmapped)
+	}
+	switch c.Proxy.BackendHTTP2 {
+	case BackendHTTP2Off:
+	case BackendHTTP2H2C:
+		if strings.HasPrefix(strings.ToLower(c.Upstream), "https:") {
+			add("proxy.backend_http2: h2c is HTTP/2 without TLS; the upstream %q is https (HTTP/2 over TLS is negotiated by itself)", c.Upstream)
+		}
+	default:
+		add("proxy.backend_http2: must be off or h2c (got %q)", c.Proxy.BackendHTTP2)
 	}
 	if c.Mode != ModeEnforce && c.Mode != ModeShadow {
 		add("mode: must be enforce or shadow (got %q)", c.Mode)

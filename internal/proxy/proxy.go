@@ -64,6 +64,9 @@ type Options struct {
 	// MaxIdleConnsPerHost is how many idle connections to the backend
 	// the default transport keeps (0: DefaultMaxIdleConnsPerHost).
 	MaxIdleConnsPerHost int
+	// BackendH2C makes the default transport speak HTTP/2 without TLS
+	// (prior knowledge) to an http:// upstream (config proxy.backend_http2).
+	BackendH2C bool
 	// TrustedSources are the peers whose IdentityHeaders are believed
 	// (nil: loopback only). From any other peer those headers are hidden
 	// from the decision, which then needs a verified JWT.
@@ -153,8 +156,19 @@ func New(opts Options) (*Proxy, error) {
 		// the proxy's log, not the standard logger.
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
+	if opts.BackendH2C && u.Scheme != "http" {
+		return nil, fmt.Errorf("proxy: h2c is HTTP/2 without TLS; the upstream %q is not http://", opts.Upstream)
+	}
 	if opts.Transport == nil {
-		p.rp.Transport = Transport(opts.MaxIdleConnsPerHost)
+		t := Transport(opts.MaxIdleConnsPerHost)
+		if opts.BackendH2C {
+			// Only HTTP/2 without TLS: every request goes over a few
+			// multiplexed connections, none falls back to HTTP/1.1.
+			var protos http.Protocols
+			protos.SetUnencryptedHTTP2(true)
+			t.Protocols = &protos
+		}
+		p.rp.Transport = t
 	}
 	return p, nil
 }
