@@ -1,8 +1,10 @@
 package redact
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -128,6 +130,14 @@ type shold struct {
 	comma  int   // the frame's comma (-1)
 	n      *node // the value's node
 	item   bool  // a list item: its subject is read first
+	// skip: a held container whose end is found by counting brackets
+	// outside strings (the rewriter validates it whole afterwards); at
+	// is the absolute offset reached, in the state below.
+	skip   bool
+	at     int
+	nest   int
+	inStr  bool
+	esc    bool
 }
 
 // NewStream starts a streamed rewrite with planner p (nil sees nothing).
@@ -282,6 +292,17 @@ func (s *Stream) bound() error {
 		s.peak = held
 	}
 	if held > s.maxHeld {
+		if s.hold.active {
+			// An item that is invalid before the bound is refused as
+			// invalid, as the buffered rewrite refuses it.
+			s.r.src = s.win
+			h := s.hold
+			s.r.depth = h.depth
+			var se *SyntaxError
+			if err := s.rewriteHeld(h); err != nil && (!errors.As(err, &se) || !truncated(se, len(s.win))) {
+				return err
+			}
+		}
 		return fmt.Errorf("%w (%d bytes at offset %d)", ErrHeldTooLarge, held, s.safe())
 	}
 	return nil
@@ -295,6 +316,20 @@ func (s *Stream) step(eof bool) error {
 	r := s.r
 	r.src = s.win
 	for {
+		if s.hold.skip {
+			e, ok := s.skip()
+			if !ok {
+				if eof {
+					return s.heldError(nil, eof)
+				}
+				return nil
+			}
+			s.hold.skip = false
+			if err := s.end(e); err != nil {
+				return s.heldError(err, eof)
+			}
+			continue
+		}
 		if s.tok.kind != tNone {
 			ok, err := s.token(eof)
 			if err != nil || !ok {
@@ -366,8 +401,15 @@ func (s *Stream) heldError(err error, eof bool) error {
 }
 
 // rewriteHeld runs the rewriter's own member code over a held value.
-func (s *Stream) rewriteHeld(h shold) error {
+func (s *Stream) rewriteHeld(h shold) (err error) {
 	r := s.r
+	n0 := len(r.out)
+	defer func() {
+		if err != nil {
+			// Nothing of an item that fails is released.
+			r.out = r.out[:n0]
+		}
+	}()
 	var f *sframe
 	if len(s.stack) > h.depth-1 && h.depth > 0 {
 		f = &s.stack[h.depth-1]
@@ -387,7 +429,7 @@ func (s *Stream) rewriteHeld(h shold) error {
 		comma = h.comma - s.off
 	}
 	emitted := f != nil && f.emitted
-	_, emitted, err := r.member(v, h.start-s.off, comma, emitted, h.n)
+	_, emitted, err = r.member(v, h.start-s.off, comma, emitted, h.n)
 	if err != nil {
 		return err
 	}
@@ -395,6 +437,69 @@ func (s *Stream) rewriteHeld(h shold) error {
 		f.emitted = emitted
 	}
 	return nil
+}
+
+// truncated reports whether a syntax error in a window of n bytes may only
+// be its end: more bytes could make it valid (a string, an escape, a
+// literal or a number cut off).
+func truncated(se *SyntaxError, n int) bool {
+	return se.Offset >= n-6 || se.Msg == "unterminated string"
+}
+
+// skip goes on looking for the end of the held container: e is the
+// absolute offset after its closing bracket, ok false when the window ends
+// first. Only brackets outside strings count; whether the value is valid
+// is the rewriter's to say.
+func (s *Stream) skip() (e int, ok bool) {
+	h := &s.hold
+	win := s.win
+	j := h.at - s.off
+	for j < len(win) {
+		if h.inStr {
+			if h.esc {
+				h.esc = false
+				j++
+				continue
+			}
+			// Eight bytes at a time through plain string content.
+			for j+8 <= len(win) {
+				x := binary.LittleEndian.Uint64(win[j:])
+				q := x ^ (lsb * '"')
+				b := x ^ (lsb * '\\')
+				if m := ((q - lsb) &^ q | (b - lsb) &^ b) & msb; m != 0 {
+					j += bits.TrailingZeros64(m) >> 3
+					break
+				}
+				j += 8
+			}
+			if j >= len(win) {
+				break
+			}
+			switch win[j] {
+			case '"':
+				h.inStr = false
+			case '\\':
+				h.esc = true
+			}
+			j++
+			continue
+		}
+		switch win[j] {
+		case '"':
+			h.inStr = true
+		case '{', '[':
+			h.nest++
+		case '}', ']':
+			if h.nest--; h.nest == 0 {
+				h.at = s.off + j + 1
+				return h.at, true
+			}
+		}
+		j++
+	}
+	h.at = s.off + j
+	s.pos = h.at
+	return 0, false
 }
 
 // begin starts the value at window index i whose node is n (nil below
@@ -415,6 +520,13 @@ func (s *Stream) begin(i int, n *node, item bool, f *sframe) error {
 	}
 	if s.hold.active {
 		n = nil
+	}
+	if s.hold.active && s.hold.value == s.off+i && (win[i] == '{' || win[i] == '[') {
+		// The held value is a container: its end is found fast, and the
+		// rewriter reads it (validating) once whole.
+		s.hold.skip, s.hold.at, s.hold.nest = true, s.off+i+1, 1
+		s.pos = s.off + i + 1
+		return nil
 	}
 	switch c := win[i]; {
 	case c == '{' || c == '[':
