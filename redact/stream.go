@@ -133,11 +133,11 @@ type shold struct {
 	// skip: a held container whose end is found by counting brackets
 	// outside strings (the rewriter validates it whole afterwards); at
 	// is the absolute offset reached, in the state below.
-	skip   bool
-	at     int
-	nest   int
-	inStr  bool
-	esc    bool
+	skip  bool
+	at    int
+	nest  int
+	inStr bool
+	esc   bool
 }
 
 // NewStream starts a streamed rewrite with planner p (nil sees nothing).
@@ -466,7 +466,7 @@ func (s *Stream) skip() (e int, ok bool) {
 				x := binary.LittleEndian.Uint64(win[j:])
 				q := x ^ (lsb * '"')
 				b := x ^ (lsb * '\\')
-				if m := ((q - lsb) &^ q | (b - lsb) &^ b) & msb; m != 0 {
+				if m := ((q-lsb)&^q | (b-lsb)&^b) & msb; m != 0 {
 					j += bits.TrailingZeros64(m) >> 3
 					break
 				}
