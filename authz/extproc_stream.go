@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"strconv"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -63,7 +64,18 @@ func (s *Server) rewriteStream(ctx context.Context, ex *gate.Exchange, resp *gat
 // Envoy streams. mut already holds the exchange's own header changes.
 func (s *Server) streamHeaders(ctx context.Context, st *stream, mut *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
 	duplex := st.respMode == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED
-	bs, head, ok := s.rewriteStream(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Head: st.head})
+	var (
+		bs   bodyStream
+		head gate.Rewritten
+		ok   bool
+	)
+	// An answer known to be short (body.stream_above, as the proxy reads
+	// it; -1 never streams) is rewritten whole, where a refusal is still an
+	// error status.
+	above := s.gate.StreamAbove()
+	if n, err := strconv.Atoi(st.respHdrs["content-length"]); above >= 0 && (err != nil || n > above) {
+		bs, head, ok = s.rewriteStream(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Head: st.head})
+	}
 	headers := func(m *extprocv3.HeaderMutation) *extprocv3.ProcessingResponse {
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
 			Response: &extprocv3.CommonResponse{HeaderMutation: m}}}}

@@ -41,11 +41,21 @@ type streamCase struct {
 	configure       func(*config.Config)
 	hook            func(context.Context, *gate.Exchange, *gate.Response) (authz.BodyStream, gate.Rewritten, bool)
 	chunk           int
+	// short keeps body.stream_above at its default (1 MiB).
+	short bool
 }
 
 func runGate(t *testing.T, c streamCase) *envoytest.Response {
 	t.Helper()
-	sc := apptest.New(t, apptest.Options{Configure: c.configure})
+	sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) {
+		if !c.short {
+			// The test answers are short: stream them all the same.
+			cfg.Body.StreamAbove = 1
+		}
+		if c.configure != nil {
+			c.configure(cfg)
+		}
+	}})
 	if c.hook != nil {
 		authz.SetRewriteStream(sc.App.Authz, c.hook)
 	}
@@ -194,6 +204,32 @@ func TestStreamedChunksGoThroughTheBodyStream(t *testing.T) {
 			}
 			if got.Header.Get("content-length") != "" {
 				t.Errorf("content-length %q", got.Header.Get("content-length"))
+			}
+		})
+	}
+}
+
+// TestShortAnswersAreRewrittenWhole: an answer whose content-length is at
+// most body.stream_above is rewritten whole in either streamed mode (as the
+// proxy does), so a refusal is an error status, not a reset.
+func TestShortAnswersAreRewrittenWhole(t *testing.T) {
+	truncated := `{"data":[{"id":"c-2","first_name":"Bob"},{"id":"c-1","health_notes":"asthma"`
+	tests := []struct {
+		name       string
+		c          streamCase
+		wantStatus int
+		wantChunks int
+	}{
+		{"STREAMED goes BUFFERED", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, body: contactList, short: true}, 200, 1},
+		{"STREAMED invalid JSON is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, body: truncated, short: true}, 502, 1},
+		{"FULL_DUPLEX invalid JSON is a 502", streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, body: truncated, short: true}, 502, (len(truncated) + 15) / 16},
+		{"body.stream_above -1 never streams", streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, body: truncated, configure: func(c *config.Config) { c.Body.StreamAbove = -1 }}, 502, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runGate(t, tc.c)
+			if got.Status != tc.wantStatus || got.Reset || got.BodyChunks != tc.wantChunks || strings.Contains(string(got.Body), "asthma") {
+				t.Fatalf("status %d reset %v chunks %d body %q (events %q)", got.Status, got.Reset, got.BodyChunks, got.Body, got.Events)
 			}
 		})
 	}

@@ -228,3 +228,7 @@ func (g *Gate) RequestBodyMatters(ctx context.Context, method, target string) bo
 // MaxBodyBytes is body.max_bytes: the largest answer Rewrite checks. A
 // front-end that collects a streamed answer for Rewrite stops there.
 func (g *Gate) MaxBodyBytes() int { return g.cfg.Body.MaxBytes }
+
+// StreamAbove is body.stream_above: a mapped answer known to be at most
+// this long is rewritten whole rather than streamed (-1: never streamed).
+func (g *Gate) StreamAbove() int { return g.cfg.Body.StreamAbove }
