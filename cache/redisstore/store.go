@@ -306,7 +306,10 @@ func (s *Store) apply(payload string) {
 	kind, arg, _ := strings.Cut(rest, " ")
 	switch kind {
 	case "r":
-		if v, err := strconv.ParseInt(arg, 10, 64); err != nil || s.local.Index() == nil || s.local.Index().Version != v {
+		// The cached index is read once: another goroutine may drop it
+		// between two reads (a nil dereference, seen under -race).
+		ix := s.local.Index()
+		if v, err := strconv.ParseInt(arg, 10, 64); err != nil || ix == nil || ix.Version != v {
 			s.local.DropIndex()
 		}
 	case "s":
