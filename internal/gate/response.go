@@ -103,12 +103,7 @@ func (g *Gate) shadowRewrite(ctx context.Context, ex *Exchange, out Rewritten) R
 }
 
 func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewritten {
-	set := map[string]string{}
-	for _, h := range coverageHeaders {
-		if c := ex.Verdict.ResponseHeaders[h]; c != "" {
-			set[h] = c
-		}
-	}
+	set := ex.coverageSet()
 	if !ex.NeedsBody() || resp.Head || resp.Status == 204 || resp.Status == 304 || len(resp.Body) == 0 {
 		g.Observe(ex, resp.Status)
 		return Rewritten{SetHeaders: set, Reason: "no_body"}
@@ -281,17 +276,48 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 // bodyError refuses an answer the rewriter could not take, whatever its
 // status: invalid JSON under a JSON content type is refused like a 2xx.
 func (g *Gate) bodyError(err error) Rewritten {
-	var pe *plannerError
-	switch {
-	case errors.As(err, &pe):
-		return g.refuse(503, "store_unavailable", "gdprgate cannot reach its store; failing closed")
-	case errors.Is(err, redact.ErrInvalidJSON):
-		return g.refuse(502, "body_not_json", "the backend's answer is not valid JSON")
-	case errors.Is(err, redact.ErrDuplicateSubject):
-		return g.refuse(502, "subject_ambiguous", "the backend's answer names its subject more than once")
+	switch reason := bodyErrorReason(err); reason {
+	case "store_unavailable":
+		return g.refuse(503, reason, "gdprgate cannot reach its store; failing closed")
+	case "body_not_json":
+		return g.refuse(502, reason, "the backend's answer is not valid JSON")
+	case "subject_ambiguous":
+		return g.refuse(502, reason, "the backend's answer names its subject more than once")
 	default:
 		return g.refuse(502, "body_rejected", "the backend's answer could not be checked")
 	}
+}
+
+// bodyErrorReason reads a rewrite error as the reason the buffered and the
+// streamed paths alike report (the last two arise only when streaming).
+func bodyErrorReason(err error) string {
+	var pe *plannerError
+	switch {
+	case errors.As(err, &pe):
+		return "store_unavailable"
+	case errors.Is(err, redact.ErrInvalidJSON):
+		return "body_not_json"
+	case errors.Is(err, redact.ErrDuplicateSubject):
+		return "subject_ambiguous"
+	case errors.Is(err, redact.ErrHeldTooLarge):
+		return "item_too_large"
+	case errors.Is(err, errStreamDecode):
+		return "body_undecodable"
+	default:
+		return "body_rejected"
+	}
+}
+
+// coverageSet is the coverage headers the decision gave, set on the answer
+// whatever becomes of its body.
+func (ex *Exchange) coverageSet() map[string]string {
+	set := map[string]string{}
+	for _, h := range coverageHeaders {
+		if c := ex.Verdict.ResponseHeaders[h]; c != "" {
+			set[h] = c
+		}
+	}
+	return set
 }
 
 // rootFits reports whether the body's top-level value is one the route's

@@ -72,12 +72,7 @@ func (g *Gate) RewriteStream(ctx context.Context, ex *Exchange, resp *Response) 
 	if ex == nil || ex.Shadow() || ex.comm != nil {
 		return nil, Rewritten{}, false
 	}
-	set := map[string]string{}
-	for _, h := range coverageHeaders {
-		if c := ex.Verdict.ResponseHeaders[h]; c != "" {
-			set[h] = c
-		}
-	}
+	set := ex.coverageSet()
 	s = &BodyStream{g: g, ex: ex, start: time.Now(), status: resp.Status}
 	pass := Rewritten{SetHeaders: set, Reason: "no_body"}
 	if !ex.NeedsBody() || resp.Head || resp.Status == 204 || resp.Status == 304 {
@@ -246,7 +241,7 @@ func (s *BodyStream) Close(dst []byte) ([]byte, error) {
 func (s *BodyStream) fail(err error) error {
 	var se *StreamError
 	if !errors.As(err, &se) {
-		se = &StreamError{Reason: streamReason(err), err: err}
+		se = &StreamError{Reason: bodyErrorReason(err), err: err}
 	}
 	s.err = se
 	s.rs = nil
@@ -256,25 +251,6 @@ func (s *BodyStream) fail(err error) error {
 	g.metrics.streamAborted.WithLabelValues(se.Reason).Inc()
 	g.log.Warn("streamed answer aborted", "decision_id", s.ex.DecisionID, "route", s.ex.RouteName(), "reason", se.Reason)
 	return se
-}
-
-// streamReason is bodyError's reading of a rewrite error.
-func streamReason(err error) string {
-	var pe *plannerError
-	switch {
-	case errors.As(err, &pe):
-		return "store_unavailable"
-	case errors.Is(err, redact.ErrHeldTooLarge):
-		return "item_too_large"
-	case errors.Is(err, redact.ErrInvalidJSON):
-		return "body_not_json"
-	case errors.Is(err, redact.ErrDuplicateSubject):
-		return "subject_ambiguous"
-	case errors.Is(err, errStreamDecode):
-		return "body_undecodable"
-	default:
-		return "body_rejected"
-	}
 }
 
 // streamItemPlanner is itemPlanner with a bounded memory of decisions and
