@@ -196,7 +196,7 @@ func TestConsoleDecisionLogs(t *testing.T) {
 			if err := json.Unmarshal([]byte(strings.SplitN(s, "\n", 2)[0]), &line); err != nil {
 				t.Fatalf("console line is not JSON: %v\n%s", err, s)
 			}
-			if line["decision_id"] == nil || strings.Contains(s, "c-5") {
+			if line["decision_id"] == nil || apptest.MentionsID(s, "c-5") {
 				t.Fatalf("console event: %s", s)
 			}
 			return
