@@ -62,6 +62,7 @@ type entry struct {
 	hasParent  bool
 	size       int64
 	facts      Facts
+	at         time.Time // the instant facts were computed for
 	prev, next *entry
 }
 
@@ -196,6 +197,14 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 		return Facts{}, false
 	}
 	f := e.facts
+	if now.Before(e.at) {
+		// Computed for a later instant (a concurrent decision's): facts
+		// hold from their instant to Next, and what held before is not
+		// known: an unknown subject's grace, for one, runs from its first
+		// reading. A miss; the entry stays for later readers.
+		l.mu.Unlock()
+		return Facts{}, false
+	}
 	if f.RegistersVersion != ix.Version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
 		// Outdated: computed with older registers, or the state may have
 		// moved on. Drop it so the next reader recomputes.
@@ -208,17 +217,18 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 	return f, true
 }
 
-// Put caches f for ref unless an invalidation happened since gen was read.
+// Put caches f, the facts of ref at the instant at, unless an invalidation
+// happened since gen was read. They are served from at until their Next.
 // parent is the subject whose evidence ref inherits (nil: none), so that a
 // change of the parent drops the child too. The subject strings are copied:
 // an entry never pins the request buffer an id was cut from. An entry
 // larger than the whole byte budget is not cached.
-func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, gen uint64) {
+func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at time.Time, gen uint64) {
 	size := entrySize(ref, parent, f)
 	if size > l.maxBytes {
 		return
 	}
-	e := &entry{ref: cloneRef(ref), facts: f, size: size}
+	e := &entry{ref: cloneRef(ref), facts: f, at: at, size: size}
 	if parent != nil {
 		e.parent, e.hasParent = cloneRef(*parent), true
 	}

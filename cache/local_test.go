@@ -31,7 +31,11 @@ func facts(version int64, next time.Time) cache.Facts {
 	return cache.Facts{RegistersVersion: version, Known: true, State: lifecycle.State{Active: 1, Next: next}}
 }
 
-func TestLocalServesUntilJustBeforeNext(t *testing.T) {
+// TestLocalServesFromItsInstantUntilJustBeforeNext: facts computed for an
+// instant hold from it to Next; a decision dated before that instant (a
+// concurrent one that read its clock earlier) is not served them — an
+// unknown subject's grace, for one, starts at its first reading.
+func TestLocalServesFromItsInstantUntilJustBeforeNext(t *testing.T) {
 	l := cache.NewLocal(cache.Options{})
 	l.SetIndex(index(t, 1))
 	next := t0.Add(time.Hour)
@@ -40,20 +44,22 @@ func TestLocalServesUntilJustBeforeNext(t *testing.T) {
 		now  time.Time
 		hit  bool
 	}{
-		{"before next", t0, true},
+		{"at the instant computed for", t0, true},
+		{"a nanosecond before the instant computed for", t0.Add(-time.Nanosecond), false},
+		{"a year before", t0.AddDate(-1, 0, 0), false},
 		{"a nanosecond before next", next.Add(-time.Nanosecond), true},
 		{"at next", next, false},
 		{"after next", next.Add(time.Second), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l.Put(ref("c-1"), nil, facts(1, next), l.Gen())
+			l.Put(ref("c-1"), nil, facts(1, next), t0, l.Gen())
 			if _, hit := l.Get(ref("c-1"), tc.now); hit != tc.hit {
 				t.Fatalf("hit = %v, want %v", hit, tc.hit)
 			}
 		})
 	}
-	l.Put(ref("c-2"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("c-2"), nil, facts(1, time.Time{}), t0, l.Gen())
 	if _, hit := l.Get(ref("c-2"), t0.AddDate(100, 0, 0)); !hit {
 		t.Fatal("an entry without a next transition expired")
 	}
@@ -62,12 +68,12 @@ func TestLocalServesUntilJustBeforeNext(t *testing.T) {
 func TestLocalDropsEntriesOfOtherRegisterVersions(t *testing.T) {
 	l := cache.NewLocal(cache.Options{})
 	l.SetIndex(index(t, 1))
-	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), t0, l.Gen())
 	l.SetIndex(index(t, 2))
 	if _, hit := l.Get(ref("c-1"), t0); hit {
 		t.Fatal("entry computed with registers 1 served under registers 2")
 	}
-	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen()) // a late reader of version 1
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), t0, l.Gen()) // a late reader of version 1
 	if _, hit := l.Get(ref("c-1"), t0); hit {
 		t.Fatal("late entry of an older register version served")
 	}
@@ -78,7 +84,7 @@ func TestLocalRefusesPutAfterInvalidation(t *testing.T) {
 	l.SetIndex(index(t, 1))
 	gen := l.Gen() // a reader starts
 	l.Invalidate(ref("c-1"))
-	l.Put(ref("c-1"), nil, facts(1, time.Time{}), gen) // ... and finishes late
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), t0, gen) // ... and finishes late
 	if _, hit := l.Get(ref("c-1"), t0); hit {
 		t.Fatal("a read that raced an invalidation was cached")
 	}
@@ -89,8 +95,8 @@ func TestLocalInvalidatesInheritingChildren(t *testing.T) {
 	l.SetIndex(index(t, 1))
 	parent := ref("c-1")
 	child := model.SubjectRef{Entity: "phone_number", ID: "+420"}
-	l.Put(child, &parent, facts(1, time.Time{}), l.Gen())
-	l.Put(ref("c-2"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(child, &parent, facts(1, time.Time{}), t0, l.Gen())
+	l.Put(ref("c-2"), nil, facts(1, time.Time{}), t0, l.Gen())
 	l.Invalidate(parent)
 	if _, hit := l.Get(child, t0); hit {
 		t.Fatal("child still cached after its parent changed")
@@ -104,10 +110,10 @@ func TestLocalEvictsLeastRecentlyUsed(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	l := cache.NewLocal(cache.Options{MaxSubjects: 2, Registerer: reg})
 	l.SetIndex(index(t, 1))
-	l.Put(ref("a"), nil, facts(1, time.Time{}), l.Gen())
-	l.Put(ref("b"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("a"), nil, facts(1, time.Time{}), t0, l.Gen())
+	l.Put(ref("b"), nil, facts(1, time.Time{}), t0, l.Gen())
 	l.Get(ref("a"), t0) // a is now the most recently used
-	l.Put(ref("c"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("c"), nil, facts(1, time.Time{}), t0, l.Gen())
 	if l.Len() != 2 {
 		t.Fatalf("Len = %d, want 2", l.Len())
 	}
@@ -164,7 +170,7 @@ func TestLocalBoundedByBytes(t *testing.T) {
 	// Forty distinct 900 KB ids (issue: they grew a proxy by 64 MB).
 	for i := range 40 {
 		id := strings.Repeat(string(rune('a'+i%26)), 900<<10) + strconv.Itoa(i)
-		l.Put(ref(id), nil, facts(1, time.Time{}), l.Gen())
+		l.Put(ref(id), nil, facts(1, time.Time{}), t0, l.Gen())
 		if b := l.Bytes(); b > budget {
 			t.Fatalf("after %d long ids the cache holds %d bytes, budget %d", i+1, b, budget)
 		}
@@ -173,13 +179,13 @@ func TestLocalBoundedByBytes(t *testing.T) {
 		t.Fatalf("cache keeps %d entries of 900 KB under a 4 MiB budget", n)
 	}
 	// Ordinary ids are still cached next to them, the long ones make room.
-	l.Put(ref("c-1"), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref("c-1"), nil, facts(1, time.Time{}), t0, l.Gen())
 	if _, hit := l.Get(ref("c-1"), t0); !hit {
 		t.Fatal("a short id was not cached")
 	}
 	// One entry larger than the whole budget is not cached at all.
 	huge := strings.Repeat("x", budget)
-	l.Put(ref(huge), nil, facts(1, time.Time{}), l.Gen())
+	l.Put(ref(huge), nil, facts(1, time.Time{}), t0, l.Gen())
 	if _, hit := l.Get(ref(huge), t0); hit {
 		t.Fatal("an entry larger than the byte budget was cached")
 	}
@@ -220,7 +226,7 @@ func BenchmarkLocalGetHit(b *testing.B) {
 	ix, _ := model.NewIndex(&model.Registers{}, 1)
 	l.SetIndex(ix)
 	r := ref("c-1")
-	l.Put(r, nil, facts(1, t0.Add(time.Hour)), l.Gen())
+	l.Put(r, nil, facts(1, t0.Add(time.Hour)), t0, l.Gen())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, hit := l.Get(r, t0); !hit {

@@ -236,7 +236,7 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 		}
 	}
 	f := cache.ComputeFacts(s.index, rec, src, inherited, now)
-	s.local.Put(ref, parent, f, gen)
+	s.local.Put(ref, parent, f, now, gen)
 	return f, nil
 }
 

@@ -344,7 +344,7 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 			now = nows[i]
 		}
 		f := cache.ComputeFacts(ix, rec, src, inherited, now)
-		s.local.Put(refs[i], parent, f, gen)
+		s.local.Put(refs[i], parent, f, now, gen)
 		out[i] = f
 	}
 	return nil

@@ -615,8 +615,10 @@ func testFirstSeen(t *testing.T, newStore func(*testing.T) cache.Store) {
 	s, ix := seeded(t, newStore)
 	ctx := ctxT(t)
 	// 300 random ids used to make 300 keys: a read of an unknown subject
-	// must record nothing, and evaluate it from the instant asked.
-	for _, now := range []time.Time{T0, T0.Add(200 * 24 * time.Hour)} {
+	// must record nothing, and evaluate it from the instant asked — also
+	// when a concurrent decision asked for a later instant first (its
+	// facts, cached, do not hold before it).
+	for _, now := range []time.Time{T0, T0.Add(200 * 24 * time.Hour), T0} {
 		f := mustFacts(t, s, bob, now)
 		if f.Known || f.Origin != cache.OriginNone {
 			t.Fatalf("unknown subject Facts = %+v, want not known, origin none", f)
