@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gdprgate/gdprgate/internal/testid"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -220,7 +221,7 @@ func TestEvidenceCreateListRevoke(t *testing.T) {
 		t.Fatalf("stored evidence: %s", r.body)
 	}
 	a := e.lastAudit()
-	if a.Action != "evidence.create" || !strings.HasPrefix(a.Subject, "h:") || strings.Contains(fmt.Sprint(a), "c-1") {
+	if a.Action != "evidence.create" || !strings.HasPrefix(a.Subject, "h:") || testid.MentionsID(fmt.Sprint(a), "c-1") {
 		t.Fatalf("audit entry must name the subject by hash only: %+v", a)
 	}
 	r = e.do("GET", "/v1/evidence?entity=contact&id=c-1", ScopeExportEvidence, "")
@@ -349,7 +350,7 @@ func TestSubjectStateAndPut(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("put subject: %d %s", r.status, r.body)
 	}
-	if a := e.lastAudit(); a.Action != "subject.put" || strings.Contains(fmt.Sprint(a), "+420111") || strings.Contains(fmt.Sprint(a), "c-1") {
+	if a := e.lastAudit(); a.Action != "subject.put" || strings.Contains(fmt.Sprint(a), "+420111") || testid.MentionsID(fmt.Sprint(a), "c-1") {
 		t.Fatalf("audit leaks the subject: %+v", a)
 	}
 	r = e.do("GET", "/v1/subjects/contact/c-1", ScopeExportEvidence, "")

@@ -24,6 +24,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/observe"
+	"github.com/gdprgate/gdprgate/internal/testid"
 	defaultpolicy "github.com/gdprgate/gdprgate/rego"
 )
 
@@ -196,7 +197,7 @@ func TestConsoleDecisionLogs(t *testing.T) {
 			if err := json.Unmarshal([]byte(strings.SplitN(s, "\n", 2)[0]), &line); err != nil {
 				t.Fatalf("console line is not JSON: %v\n%s", err, s)
 			}
-			if line["decision_id"] == nil || apptest.MentionsID(s, "c-5") {
+			if line["decision_id"] == nil || testid.MentionsID(s, "c-5") {
 				t.Fatalf("console event: %s", s)
 			}
 			return

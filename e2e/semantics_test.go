@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gdprgate/gdprgate/internal/testid"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -270,7 +271,7 @@ func TestCommunicationRecordsTheRulesEvidence(t *testing.T) {
 			for _, e := range entries {
 				if e.Action == "evidence.communication" && e.Detail["rules"] == "inbound-care" {
 					audited = true
-					if strings.Contains(fmt.Sprint(e), "c-4") {
+					if testid.MentionsID(fmt.Sprint(e), "c-4") {
 						t.Errorf("audit entry names the subject in clear: %+v", e)
 					}
 				}

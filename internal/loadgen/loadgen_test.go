@@ -24,6 +24,7 @@ import (
 	"github.com/gdprgate/gdprgate/cache/memstore"
 	"github.com/gdprgate/gdprgate/examples/crm"
 	"github.com/gdprgate/gdprgate/internal/loadgen/allowall"
+	"github.com/gdprgate/gdprgate/internal/testid"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -47,7 +48,7 @@ type denyC5 struct {
 }
 
 func (denyC5) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	if strings.Contains(r.GetAttributes().GetRequest().GetHttp().GetPath(), "c-5") {
+	if testid.MentionsID(r.GetAttributes().GetRequest().GetHttp().GetPath(), "c-5") {
 		return &authv3.CheckResponse{Status: &status.Status{Code: 7}}, nil
 	}
 	return &authv3.CheckResponse{Status: &status.Status{}}, nil

@@ -1,4 +1,7 @@
-package apptest
+// Package testid holds test helpers about subject ids that any package's
+// tests can import: it depends on nothing of gdprgate, so internal/gate's own
+// tests can use it without the import cycle internal/apptest would make.
+package testid
 
 import "strings"
 
