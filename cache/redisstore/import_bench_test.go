@@ -116,8 +116,12 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		targets = append(targets, t)
 	}
 	ctx := context.Background()
+	stats := os.Getenv("GDPRGATE_BENCH_COMMANDSTATS") != ""
 	for _, t := range targets {
 		t.before = usedMemory(b, t.masters)
+		if stats {
+			resetStats(b, append(t.masters, t.replicas...))
+		}
 	}
 	b.ResetTimer()
 	for range b.N {
@@ -146,6 +150,14 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		b.ReportMetric(float64(t.client.Microseconds())/float64(total*b.N), t.name+"_client_µs/rec")
 		if len(t.replicas) > 0 {
 			b.ReportMetric(t.cpu[1]*1e6/float64(total*b.N), t.name+"_replicas_µs/rec")
+		}
+	}
+	if stats {
+		for _, t := range targets {
+			b.Logf("%s masters: %s", t.name, commandStats(b, t.masters, total*b.N))
+			if len(t.replicas) > 0 {
+				b.Logf("%s replicas: %s", t.name, commandStats(b, t.replicas, total*b.N))
+			}
 		}
 	}
 	b.ReportMetric(rate["cluster3"]/rate["single"], "cluster/single")
@@ -221,6 +233,63 @@ func info(b testing.TB, addrs []string, prefix string) float64 {
 		}
 	}
 	return sum
+}
+
+// resetStats clears INFO commandstats on addrs.
+func resetStats(b testing.TB, addrs []string) {
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		err := c.ConfigResetStat(context.Background()).Err()
+		_ = c.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// commandStats sums INFO commandstats over addrs: per command, calls and
+// µs of Redis CPU per imported record (commands a script calls count on
+// their own as well as inside the script's evalsha).
+func commandStats(b testing.TB, addrs []string, records int) string {
+	type stat struct{ calls, usec float64 }
+	sum := map[string]*stat{}
+	var names []string
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		text, err := c.Info(context.Background(), "commandstats").Result()
+		_ = c.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(text, "\r\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+			if !ok || !strings.HasPrefix(line, "cmdstat_") {
+				continue
+			}
+			st := sum[name]
+			if st == nil {
+				st = &stat{}
+				sum[name] = st
+				names = append(names, name)
+			}
+			for _, kv := range strings.Split(rest, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				n, _ := strconv.ParseFloat(v, 64)
+				switch k {
+				case "calls":
+					st.calls += n
+				case "usec":
+					st.usec += n
+				}
+			}
+		}
+	}
+	var out strings.Builder
+	for _, n := range names {
+		st := sum[n]
+		fmt.Fprintf(&out, "%s %.3f calls/rec %.2f µs/rec; ", n, st.calls/float64(records), st.usec/float64(records))
+	}
+	return out.String()
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
