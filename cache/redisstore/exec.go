@@ -26,7 +26,7 @@ type call struct {
 // scripts are loaded on every node at start and again when a node answers
 // NOSCRIPT (a promoted replica that restarted, SCRIPT FLUSH).
 var scripts = []*redis.Script{
-	registersScript, writeScript, markScript, fixBucketScript, claimScript,
+	registersScript, writeScript, insertScript, markScript, fixBucketScript, claimScript,
 	internScript, acquireScript, releaseScript, guardScript, saveRecomputeScript, auditScript,
 }
 

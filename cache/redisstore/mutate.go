@@ -120,6 +120,68 @@ local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
 return {1, id}`)
 
+// insertScript is writeScript for a part whose every subject is read as
+// absent, gets a fresh recompute mark and an inline record: an import of
+// new subjects. Its per-record work is one HSETNX (the compare-and-set of
+// an absent record and its write in one command) instead of an HGET, an
+// HSET and a ZADD; the due index gets one ZADD per part with each bucket's
+// lowest mark, and the records arrive without their score, which the
+// script prefixes.
+//
+//	KEYS: 1 meta, 2 due, 3 audit, 4 evcount, then the part's buckets
+//	ARGV: 1 n, 2 entry ("" none), 3 channel, 4 message members, 5 tag, 6 k,
+//	      7 deadline (as writeScript's), 8 change of the indexed-subject
+//	      count, 9.. k pairs (legalisation, delta), then per bucket
+//	      (KEYS[4 + j]) its number, then per subject 3 values: member,
+//	      record without its score, j
+//
+// A subject that has a record makes the script delete the records it had
+// added (so nothing is changed) and answer as writeScript does: {0, i,
+// current}, or {0, i} when a current record is a stub (the caller reads
+// the subjects again).
+var insertScript = redis.NewScript(auditLua + `
+local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
+local bb = 8 + 2 * k
+local base = bb + #KEYS - 4
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[7]) then return {-1} end
+local m0 = tonumber(redis.call('HGET', KEYS[1], 'duemark') or '0')
+local low = {}
+for i = 1, n do
+  local a = base + (i - 1) * 3
+  local j = tonumber(ARGV[a + 3])
+  if redis.call('HSETNX', KEYS[4 + j], ARGV[a + 1], struct.pack('>i6', -(m0 + i)) .. ARGV[a + 2]) == 0 then
+    for h = 1, i - 1 do
+      local ah = base + (h - 1) * 3
+      redis.call('HDEL', KEYS[4 + tonumber(ARGV[ah + 3])], ARGV[ah + 1])
+    end
+    local cur = {}
+    for h = 1, n do
+      local ah = base + (h - 1) * 3
+      local v = redis.call('HGET', KEYS[4 + tonumber(ARGV[ah + 3])], ARGV[ah + 1]) or ''
+      if #v > 6 and bit.band(string.byte(v, 7), 1) == 1 then return {0, i} end
+      cur[2 * h - 1], cur[2 * h] = v, ''
+    end
+    return {0, i, cur}
+  end
+  low[j] = -(m0 + i)
+end
+redis.call('HINCRBY', KEYS[1], 'duemark', n)
+local z = {}
+for j, sc in pairs(low) do
+  z[#z + 1], z[#z + 2] = sc, ARGV[bb + j]
+  if #z >= 1000 then redis.call('ZADD', KEYS[2], 'LT', unpack(z)) z = {} end
+end
+if #z > 0 then redis.call('ZADD', KEYS[2], 'LT', unpack(z)) end
+if ARGV[8] ~= '0' then redis.call('HINCRBY', KEYS[1], 'n', ARGV[8]) end
+for j = 1, k do
+  redis.call('HINCRBY', KEYS[4], ARGV[7 + 2 * j], ARGV[8 + 2 * j])
+end
+local id = audit(KEYS[3], ARGV[2])
+local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
+return {1, id}`)
+
 // markScript gives subjects of one tag fresh recompute marks, if they have
 // a record: the children of a subject written in another tag.
 //
@@ -234,8 +296,6 @@ func (s *Store) writeParts(ctx context.Context, sym symbolTable, parts []*part) 
 }
 
 func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, error) {
-	keys := make([]string, 0, 4+2*len(p.changes))
-	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
 	entry := ""
 	if p.entry != nil {
 		e, err := encodeEntry(*p.entry, s.opts.Clock())
@@ -249,26 +309,39 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 		notify = append(notify, c.cur.ref)
 	}
 	notify = append(notify, p.notify...)
-	args := make([]any, 0, 7+2*len(p.evcount)+8*len(p.changes))
-	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
 	var ev []any
 	for leg, d := range p.evcount {
 		if d != 0 {
 			ev = append(ev, leg, d)
 		}
 	}
-	args = append(args, len(ev)/2, deadline.UnixMilli())
-	args = append(args, ev...)
-	for _, c := range p.changes {
-		keys = append(keys, keyBucket(p.tag, c.cur.bucket), keyOverflow(p.tag, c.cur.member))
-		newInline, newOverflow := "", ""
+	// The new records, encoded once: whether the part can be an insert
+	// depends on their sizes.
+	inline := make([]string, len(p.changes))
+	overflow := make([]string, len(p.changes))
+	insert := true
+	for i, c := range p.changes {
 		if c.rec != nil && c.rec.exists() {
 			full, err := encodeRecord(c.rec, sym)
 			if err != nil {
 				return call{}, err
 			}
-			newInline, newOverflow = splitRecord(full)
+			inline[i], overflow[i] = splitRecord(full)
 		}
+		insert = insert && c.mark && c.cur.inline == "" && c.cur.overflow == "" && c.cur.member != "" &&
+			inline[i] != "" && overflow[i] == ""
+	}
+	if insert && distinctMembers(p.changes) {
+		return insertCall(p, deadline, entry, notify, ev, inline), nil
+	}
+	keys := make([]string, 0, 4+2*len(p.changes))
+	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
+	args := make([]any, 0, 7+len(ev)+8*len(p.changes))
+	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
+	args = append(args, len(ev)/2, deadline.UnixMilli())
+	args = append(args, ev...)
+	for i, c := range p.changes {
+		keys = append(keys, keyBucket(p.tag, c.cur.bucket), keyOverflow(p.tag, c.cur.member))
 		m := ""
 		if c.mark {
 			m = "m"
@@ -277,12 +350,54 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 		if indexed(c.cur.inline) {
 			d--
 		}
-		if indexed(newInline) {
+		if indexed(inline[i]) {
 			d++
 		}
-		args = append(args, c.cur.member, c.cur.inline, c.cur.overflow, newInline, newOverflow, m, c.cur.bucket, d)
+		args = append(args, c.cur.member, c.cur.inline, c.cur.overflow, inline[i], overflow[i], m, c.cur.bucket, d)
 	}
 	return call{writeScript, keys, args}, nil
+}
+
+// distinctMembers reports whether no two changes name one subject (an
+// insert would refuse its own second write of it).
+func distinctMembers(cs []*change) bool {
+	seen := make(map[string]struct{}, len(cs))
+	for _, c := range cs {
+		if _, ok := seen[c.cur.member]; ok {
+			return false
+		}
+		seen[c.cur.member] = struct{}{}
+	}
+	return true
+}
+
+// insertCall is the insertScript call of a part whose subjects are all
+// absent and get fresh marks, with their new inline records.
+func insertCall(p *part, deadline time.Time, entry string, notify []model.SubjectRef, ev []any, inline []string) call {
+	keys := make([]string, 0, 4+len(p.changes))
+	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
+	slot := make(map[int]int, len(p.changes))
+	var buckets []any
+	d := 0
+	for i, c := range p.changes {
+		if _, ok := slot[c.cur.bucket]; !ok {
+			slot[c.cur.bucket] = len(buckets) + 1
+			keys = append(keys, keyBucket(p.tag, c.cur.bucket))
+			buckets = append(buckets, c.cur.bucket)
+		}
+		if indexed(inline[i]) {
+			d++
+		}
+	}
+	args := make([]any, 0, 8+len(ev)+len(buckets)+3*len(p.changes))
+	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
+	args = append(args, len(ev)/2, deadline.UnixMilli(), d)
+	args = append(args, ev...)
+	args = append(args, buckets...)
+	for i, c := range p.changes {
+		args = append(args, c.cur.member, inline[i][scoreLen:], slot[c.cur.bucket])
+	}
+	return call{insertScript, keys, args}
 }
 
 // sameBody reports whether the stored value is the record rec would
