@@ -67,9 +67,14 @@ func Decode(contentEncoding string, body []byte, limit int) ([]byte, error) {
 
 func decodeOne(c string, body []byte, limit int) ([]byte, error) {
 	var r io.Reader
+	// in is read to its end: bytes after the compressed stream are refused
+	// (gzip reads on to a next member; zlib, raw deflate and br stop at
+	// their end), as the streamed decoder refuses them, since another
+	// decoder could read them otherwise.
+	in := bytes.NewReader(body)
 	switch c {
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
+		zr, err := gzip.NewReader(in)
 		if err != nil {
 			return nil, fmt.Errorf("redact: decode gzip: %w", err)
 		}
@@ -78,16 +83,17 @@ func decodeOne(c string, body []byte, limit int) ([]byte, error) {
 	case "deflate":
 		// HTTP "deflate" is zlib (RFC 1950), but some servers send a raw
 		// RFC 1951 stream: accept both, as browsers do.
-		if zr, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
+		if zr, err := zlib.NewReader(in); err == nil {
 			defer zr.Close()
 			r = zr
 		} else {
-			fr := flate.NewReader(bytes.NewReader(body))
+			in.Reset(body)
+			fr := flate.NewReader(in)
 			defer fr.Close()
 			r = fr
 		}
 	case "br":
-		r = brotli.NewReader(bytes.NewReader(body))
+		r = brotli.NewReader(in)
 	}
 	if limit > 0 {
 		r = io.LimitReader(r, int64(limit)+1)
@@ -103,6 +109,9 @@ func decodeOne(c string, body []byte, limit int) ([]byte, error) {
 	}
 	if limit > 0 && buf.Len() > limit {
 		return nil, fmt.Errorf("%w (%s body over %d bytes)", ErrTooLarge, c, limit)
+	}
+	if in.Len() > 0 {
+		return nil, fmt.Errorf("redact: decode %s: %d bytes after the compressed stream", c, in.Len())
 	}
 	return buf.Bytes(), nil
 }

@@ -125,3 +125,27 @@ func BenchmarkCodec(b *testing.B) {
 		})
 	}
 }
+
+// Bytes after the end of the compressed data are refused for every coding
+// (zlib and raw deflate stop at their end and left them unread): another
+// decoder could read them, and the streamed decoder refuses them.
+func TestDecodeRefusesBytesAfterTheCompressedData(t *testing.T) {
+	body := listBody(3)
+	var raw bytes.Buffer
+	fw, _ := flate.NewWriter(&raw, 5)
+	fw.Write(body)
+	fw.Close()
+	for _, ce := range []string{"gzip", "deflate", "br", "raw"} {
+		enc := raw.Bytes()
+		if ce != "raw" {
+			enc, _ = Encode(ce, body)
+		}
+		if got, err := Decode(strings.Replace(ce, "raw", "deflate", 1), enc, 0); err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%s: premise: %v", ce, err)
+		}
+		enc = append(enc[:len(enc):len(enc)], `{"x":1}`...)
+		if _, err := Decode(strings.Replace(ce, "raw", "deflate", 1), enc, 0); err == nil {
+			t.Fatalf("%s: bytes after the compressed data were ignored", ce)
+		}
+	}
+}

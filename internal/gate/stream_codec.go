@@ -92,6 +92,9 @@ func (c *streamCodec) run(s *BodyStream) {
 	var (
 		dec io.Reader
 		enc flusher
+		// src is what dec reads the compressed bytes from: read to its
+		// end once dec ends.
+		src io.Reader = c.pr
 	)
 	switch c.coding {
 	case "gzip":
@@ -104,7 +107,8 @@ func (c *streamCodec) run(s *BodyStream) {
 	case "deflate":
 		// As redact.Decode: zlib (RFC 1950), or a raw RFC 1951 stream.
 		br := bufio.NewReader(c.pr)
-		if h, err := br.Peek(2); err == nil && h[0]&0x0f == 8 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 {
+		src = br
+		if h, err := br.Peek(2); err == nil && zlibHeader(h) {
 			zr, err := zlib.NewReader(br)
 			if err != nil {
 				fail(fmt.Errorf("%w: %w", errStreamDecode, err))
@@ -151,7 +155,7 @@ func (c *streamCodec) run(s *BodyStream) {
 	}
 	// The compressed stream ended: so must the body (anything after the
 	// end of the compressed data is refused, as Decode would not read it).
-	rest, err := io.Copy(io.Discard, c.pr)
+	rest, err := io.Copy(io.Discard, src)
 	if err == nil && rest > 0 {
 		err = fmt.Errorf("%w: data after the compressed stream", errStreamDecode)
 	}
@@ -173,6 +177,14 @@ func (c *streamCodec) run(s *BodyStream) {
 		return
 	}
 	c.res = res
+}
+
+// zlibHeader reports whether h starts a stream zlib.NewReader takes (as
+// redact.Decode tries it first): deflate, a window of at most 32 KiB, the
+// check bits, no preset dictionary. Anything else is read as raw deflate
+// by both, so the two paths decode the same bytes the same way.
+func zlibHeader(h []byte) bool {
+	return h[0]&0x0f == 8 && h[0]>>4 <= 7 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 && h[1]&0x20 == 0
 }
 
 // write hands chunk to the decoder and appends what has been released.
