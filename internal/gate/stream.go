@@ -49,9 +49,12 @@ type BodyStream struct {
 	checked bool // the body's first byte was checked against the route's shape
 	matched []uint64
 	status  int
-	codec   *streamCodec
-	err     error
-	done    bool
+	// some: a body byte arrived (before any decoding). An empty body is no
+	// body, as Rewrite reads it: passed, not refused as invalid JSON.
+	some  bool
+	codec *streamCodec
+	err   error
+	done  bool
 }
 
 // RewriteStream prepares the streamed rewrite of an answer whose headers
@@ -167,6 +170,9 @@ func (s *BodyStream) Write(dst, chunk []byte) ([]byte, error) {
 	if s.rs == nil {
 		return append(dst, chunk...), nil
 	}
+	if len(chunk) > 0 {
+		s.some = true
+	}
 	if s.codec != nil {
 		var err error
 		if dst, err = s.codec.write(dst, chunk); err != nil {
@@ -209,6 +215,9 @@ func (s *BodyStream) Close(dst []byte) ([]byte, error) {
 	if s.rs == nil {
 		return dst, nil
 	}
+	if !s.some {
+		return s.empty(dst), nil
+	}
 	var (
 		res redact.Result
 		err error
@@ -234,6 +243,20 @@ func (s *BodyStream) Close(dst []byte) ([]byte, error) {
 	g.metrics.decision("response", "allow", reason).Inc()
 	g.metrics.latencyOf("response").Observe(time.Since(s.start).Seconds())
 	return dst, nil
+}
+
+// empty ends a stream that got no body byte at all: Rewrite passes an
+// empty body (no_body), so the stream does too, with nothing to append.
+func (s *BodyStream) empty(dst []byte) []byte {
+	if s.codec != nil {
+		s.codec.abandon()
+	}
+	_, _, _ = s.rs.Close(nil) // it fails (no value), which frees it
+	s.rs = nil
+	g := s.g
+	g.metrics.decision("response", "allow", "no_body").Inc()
+	g.metrics.latencyOf("response").Observe(time.Since(s.start).Seconds())
+	return dst
 }
 
 // fail ends the stream: counted, logged without the cause's text (a

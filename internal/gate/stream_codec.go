@@ -209,6 +209,17 @@ func (c *streamCodec) close(dst []byte) ([]byte, redact.Result, error) {
 	return dst, c.res, nil
 }
 
+// abandon stops the decoder of a body that never came (nothing to decode,
+// nothing to encode).
+func (c *streamCodec) abandon() {
+	c.pw.CloseWithError(errNoBody)
+	<-c.done
+	c.stop()
+}
+
+// errNoBody ends the decoder of an empty body.
+var errNoBody = errors.New("gate: no body")
+
 // failure is the decoder's own error when it has one.
 func (c *streamCodec) failure(err error) error {
 	if c.err != nil {

@@ -173,3 +173,26 @@ func TestStreamedAnswerIsTheBufferedOneForAdversarialBodies(t *testing.T) {
 		streamedAsBuffered(t, r, "/api/contacts", "", []byte(b))
 	}
 }
+
+// An empty answer (a chunked 200 with no body byte, compressed or not) is
+// no body: the buffered rewrite passes it, so the stream closes cleanly
+// with nothing released rather than aborting it as invalid JSON.
+func TestStreamedEmptyAnswerIsPassedAsBuffered(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	r := streamRig{g: sc.App.Gate}
+	for _, ce := range []string{"", "gzip", "deflate", "br"} {
+		ex := r.check(t, "/api/contacts")
+		if want := r.g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Header: header("application/json", ce)}); want.Replace {
+			t.Fatalf("%q: premise: the buffered rewrite passes an empty body: %+v", ce, want)
+		}
+		streamedAsBuffered(t, r, "/api/contacts", ce, nil)
+		ex = r.check(t, "/api/contacts")
+		s, _, _ := r.g.RewriteStream(context.Background(), ex, &gate.Response{Status: 200, Header: header("application/json", ce)})
+		if out, err := s.Write(nil, nil); err != nil || len(out) != 0 {
+			t.Fatalf("%q: empty chunk: %q %v", ce, out, err)
+		}
+		if out, err := s.Close(nil); err != nil || len(out) != 0 {
+			t.Fatalf("%q: empty answer: %q %v", ce, out, err)
+		}
+	}
+}
