@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -77,6 +78,7 @@ func BenchmarkRewrite(b *testing.B) {
 			dst := make([]byte, 0, len(body))
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for b.Loop() {
 				out, _, err := m.Rewrite(dst[:0], body, p)
 				if err != nil {
@@ -84,6 +86,7 @@ func BenchmarkRewrite(b *testing.B) {
 				}
 				dst = out
 			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -117,12 +120,25 @@ func BenchmarkRewriteBaseline(b *testing.B) {
 		b.Run("scanner/"+bb.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
+			cpu0 := processCPU()
 			for b.Loop() {
 				s := scanner{src: body}
 				if _, err := s.value(0); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// processCPU is the process's user+system CPU time so far, in ns: on a
+// shared machine CPU time per op stays comparable between runs when wall
+// time does not.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

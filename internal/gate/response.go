@@ -5,6 +5,7 @@ import (
 	"errors"
 	"mime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -194,9 +195,8 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
 		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity, now: g.now(),
-			// About one subject per 400 bytes of list: the map is not
-			// grown and rehashed a dozen times for a big answer.
-			seen: make(map[string]uint32, min(len(body)/400, maxPrefetch))}
+			seen: getSeen(len(body))}
+		defer putSeen(ip)
 		if g.batchLookups {
 			ip.items, ip.body = m, body
 		}
@@ -416,6 +416,31 @@ type itemPlanner struct {
 	body  []byte
 }
 
+// seenMaps are the memories of lists' decisions, kept between answers:
+// a big list's map is neither allocated nor grown again for each one.
+var seenMaps sync.Pool
+
+// getSeen returns an empty decision memory for a list of size bytes.
+func getSeen(size int) map[string]uint32 {
+	if m, ok := seenMaps.Get().(map[string]uint32); ok {
+		return m
+	}
+	// About one subject per 400 bytes of list: the map is not grown and
+	// rehashed a dozen times for a big answer.
+	return make(map[string]uint32, min(size/400, maxPrefetch))
+}
+
+// putSeen gives p's decision memory back, emptied (its subject ids must
+// not outlive the answer).
+func putSeen(p *itemPlanner) {
+	if p.seen == nil {
+		return
+	}
+	clear(p.seen)
+	seenMaps.Put(p.seen)
+	p.seen = nil
+}
+
 // localCache is a store with a local cache in front of round trips.
 type localCache interface {
 	// Cached reports whether ref's facts are served locally now.
@@ -468,13 +493,15 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if m, ok := p.seen[string(id)]; ok {
 		return m, nil
 	}
+	// The one copy of the id, for the store, the memo and the origins.
+	sid := string(id)
 	if p.items != nil {
 		// First subject: when the store has it at hand, so probably has
 		// it the others of the list (read as they come); when not, they
 		// are all read now, together.
 		m, body := p.items, p.body
 		p.items, p.body = nil, nil
-		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.at()) {
+		if c, ok := p.g.store.(localCache); !ok || !c.Cached(model.SubjectRef{Entity: p.entity, ID: sid}, p.at()) {
 			p.prefetch(m, body)
 		}
 	}
@@ -484,20 +511,20 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 		src cache.OriginSource
 		err error
 	)
-	if sf, ok := p.pre[string(id)]; ok {
+	if sf, ok := p.pre[sid]; ok {
 		src, err = fillFacts(&f, sf, nil, 0, "")
 	} else {
-		sf, ferr := p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: string(id)}, p.at())
+		sf, ferr := p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: sid}, p.at())
 		src, err = fillFacts(&f, sf, ferr, 0, "")
 	}
 	if err != nil && !p.base.FailOpen {
 		return 0, &plannerError{err}
 	}
-	if src < cache.OriginStated && !p.g.originPending(model.SubjectRef{Entity: p.entity, ID: string(id)}, p.ex.route.cfg.Subject.OriginFrom != "") {
+	if src < cache.OriginStated && !p.g.originPending(model.SubjectRef{Entity: p.entity, ID: sid}, p.ex.route.cfg.Subject.OriginFrom != "") {
 		if p.unrecorded == nil {
 			p.unrecorded = map[string]cache.OriginSource{}
 		}
-		p.unrecorded[string(id)] = src
+		p.unrecorded[sid] = src
 	}
 	var mask uint32
 	if p.hasLast && f == p.last {
@@ -516,6 +543,6 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	if p.seen == nil {
 		p.seen = make(map[string]uint32)
 	}
-	p.seen[string(id)] = mask
+	p.seen[sid] = mask
 	return mask, nil
 }
