@@ -33,6 +33,14 @@ import (
 
 type ctxKey struct{}
 
+// exchange is what the request's context carries to ReverseProxy's hooks:
+// the decision, and for a mapped answer the writer that sends a whole
+// rewrite in one piece.
+type exchange struct {
+	ex    *gate.Exchange
+	whole *wholeWriter // nil: the answer's body is not rewritten
+}
+
 // Proxy is an http.Handler.
 type Proxy struct {
 	gate            *gate.Gate
@@ -144,9 +152,9 @@ func New(opts Options) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			p.log.Warn("proxy: upstream error", "err", err)
-			if ex, _ := r.Context().Value(ctxKey{}).(*gate.Exchange); ex != nil {
+			if x, _ := r.Context().Value(ctxKey{}).(*exchange); x != nil {
 				// The write may have reached the backend before it failed.
-				p.gate.Responded(r.Context(), ex, 0)
+				p.gate.Responded(r.Context(), x.ex, 0)
 			}
 			writeJSON(w, http.StatusBadGateway, []byte(`{"error":"upstream_unavailable","message":"the backend did not answer"}`), nil)
 		},
@@ -259,8 +267,57 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, h := range v.Additions().RemoveHeaders {
 		r.Header.Del(h)
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ex)))
+	x := &exchange{ex: ex}
+	if ex.NeedsBody() {
+		x.whole = &wholeWriter{ResponseWriter: w}
+		w = x.whole
+		defer x.whole.done()
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, x)))
 }
+
+// wholeMin is the rewritten answer from which wholeWriter sends it: a
+// shorter one is one read and one write through ReverseProxy's buffer
+// anyway.
+const wholeMin = 32 << 10
+
+// wholeWriter sends a mapped answer rewritten whole in one Write, right
+// after its status line, instead of ReverseProxy copying it through its 32
+// KiB buffer (a copy of the body and one write each). modifyResponse gives
+// it the body and leaves ReverseProxy an empty one under the same
+// content-length.
+type wholeWriter struct {
+	http.ResponseWriter
+	status  int
+	body    []byte
+	release func()
+}
+
+func (w *wholeWriter) WriteHeader(code int) {
+	w.ResponseWriter.WriteHeader(code)
+	// Only with the final status it was prepared for: not with a 1xx
+	// ReverseProxy relays first.
+	if w.body != nil && code == w.status {
+		body := w.body
+		w.body = nil
+		_, _ = w.ResponseWriter.Write(body)
+		w.done()
+	}
+}
+
+// done gives the buffers back (once written, or when the answer never
+// was).
+func (w *wholeWriter) done() {
+	w.body = nil
+	if w.release != nil {
+		w.release()
+		w.release = nil
+	}
+}
+
+// Unwrap lets http.ResponseController (ReverseProxy's flushes and
+// upgrades) reach the connection's writer.
+func (w *wholeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // trustedPeer reports whether the TCP peer is a trusted source of identity
 // headers. Only the peer counts: X-Forwarded-For is the client's to write.
@@ -300,10 +357,11 @@ func (p *Proxy) hideIdentity(header func(string) string, headers func() map[stri
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
-	ex, _ := resp.Request.Context().Value(ctxKey{}).(*gate.Exchange)
-	if ex == nil {
+	x, _ := resp.Request.Context().Value(ctxKey{}).(*exchange)
+	if x == nil {
 		return nil
 	}
+	ex := x.ex
 	// A write the backend took is audited now (see gate.Responded).
 	p.gate.Responded(resp.Request.Context(), ex, resp.StatusCode)
 	for k, v := range ex.Verdict.ResponseHeaders {
@@ -373,17 +431,21 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	for k, v := range rw.SetHeaders {
 		resp.Header.Set(k, v)
 	}
-	switch {
-	case rw.Replace:
+	if rw.Replace {
 		release()
 		setBody(resp, rw.Status, rw.Body)
-	case rw.Modified:
-		setBody(resp, resp.StatusCode, rw.Body)
-		resp.Body = &pooledBody{Reader: bytes.NewReader(rw.Body), release: release}
-	default:
-		setBody(resp, resp.StatusCode, body)
-		resp.Body = &pooledBody{Reader: bytes.NewReader(body), release: release}
+		return nil
 	}
+	if rw.Modified {
+		body = rw.Body
+	}
+	setBody(resp, resp.StatusCode, body)
+	if x.whole != nil && len(body) >= wholeMin {
+		x.whole.status, x.whole.body, x.whole.release = resp.StatusCode, body, release
+		resp.Body = http.NoBody
+		return nil
+	}
+	resp.Body = &pooledBody{Reader: bytes.NewReader(body), release: release}
 	return nil
 }
 

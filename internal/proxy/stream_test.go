@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 
@@ -59,6 +61,11 @@ func streamServe(t *testing.T) *streamEnv {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var size int
 		fmt.Sscan(r.URL.Query().Get("size"), &size)
+		if r.URL.Query().Get("hints") != "" {
+			w.Header().Set("link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("link")
+		}
 		w.Header().Set("content-type", "application/json")
 		tail := listTail
 		if r.URL.Query().Get("bad") != "" {
@@ -156,6 +163,40 @@ func TestProxyStreamsLongMappedAnswers(t *testing.T) {
 		streamed := resp.Header.Get("x-gdpr-redacted") == ""
 		if streamed != (size > 256<<10) {
 			t.Fatalf("%d bytes: streamed %v (headers %v)", size, streamed, resp.Header)
+		}
+	}
+}
+
+// A mapped answer rewritten whole goes out in one piece after its final
+// status — not after a 1xx the backend sent first — under its exact
+// content-length, as the buffered rewrite.
+func TestProxySendsAWholeRewriteAfterItsFinalStatus(t *testing.T) {
+	e := streamServe(t)
+	for _, size := range []int{100 << 10, 200 << 10} {
+		for _, q := range []string{"", "&hints=1"} {
+			want := e.reference(t, size)
+			var got bytes.Buffer
+			var early int
+			req, _ := http.NewRequest("GET", e.url+fmt.Sprintf("/api/contacts?size=%d%s", size, q), nil)
+			req.Header.Set("x-gdpr-roles", "agent")
+			req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+				Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { early++; return nil },
+			}))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.Copy(&got, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d%s: status %d, err %v", size, q, resp.StatusCode, err)
+			}
+			if resp.ContentLength != int64(len(want)) || !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("%d%s: %d bytes under content-length %d, want the buffered rewrite's %d bytes", size, q, got.Len(), resp.ContentLength, len(want))
+			}
+			if wantEarly := q != ""; (early == 1) != wantEarly {
+				t.Fatalf("%d%s: %d 1xx answers relayed", size, q, early)
+			}
 		}
 	}
 }
