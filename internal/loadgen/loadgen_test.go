@@ -28,6 +28,14 @@ import (
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
+// Tests that count requests must not stop at the default 10 s bound nor
+// fail a Check at the default 1 s timeout: under make test's -race run on
+// a loaded 2-core machine 2000 Checks took longer than 10 s.
+const (
+	patient      = MaxDuration
+	patientCheck = 30 * time.Second
+)
+
 // startServer serves register on a loopback port and returns its address.
 func startServer(t *testing.T, register func(*grpc.Server)) string {
 	t.Helper()
@@ -56,7 +64,7 @@ func (denyC5) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckRes
 
 func TestRunAgainstAllowAllCountsAddUp(t *testing.T) {
 	addr := startServer(t, allowall.Register)
-	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 8, Requests: 2000, Warmup: 20, ServerPID: os.Getpid()})
+	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 8, Requests: 2000, Warmup: 20, ServerPID: os.Getpid(), Duration: patient, Timeout: patientCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +86,7 @@ func TestRunAgainstAllowAllCountsAddUp(t *testing.T) {
 func TestRunCountsDenials(t *testing.T) {
 	addr := startServer(t, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, denyC5{}) })
 	n := len(BuiltinScenario()) * 20
-	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 4, Requests: n})
+	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 4, Requests: n, Duration: patient, Timeout: patientCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +115,7 @@ func TestRunStopsAtTheDuration(t *testing.T) {
 func TestRunCountsErrors(t *testing.T) {
 	// A server without the Authorization service answers Unimplemented.
 	addr := startServer(t, func(*grpc.Server) {})
-	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 2, Requests: 50})
+	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 2, Requests: 50, Duration: patient, Timeout: patientCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +260,7 @@ func (p *pathRecorder) Check(_ context.Context, r *authv3.CheckRequest) (*authv3
 func TestUniformLoadSpreadsOverTheSubjects(t *testing.T) {
 	rec := &pathRecorder{paths: map[string]int{}}
 	addr := startServer(t, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, rec) })
-	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 4, Requests: 2000, Uniform: Uniform{Subjects: 50}})
+	rep, err := Run(context.Background(), Config{Target: addr, Concurrency: 4, Requests: 2000, Uniform: Uniform{Subjects: 50}, Duration: patient, Timeout: patientCheck})
 	if err != nil || rep.Requests != 2000 || rep.Errors != 0 {
 		t.Fatalf("report %+v, %v", rep, err)
 	}

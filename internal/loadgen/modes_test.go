@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -93,7 +92,7 @@ func TestExtProcExchangesInEveryBodyMode(t *testing.T) {
 				limit = 3000 // a few chunks in flight at most
 			}
 			rep, err := RunExtProc(context.Background(), ExtProcConfig{
-				Target: addr, Concurrency: 3, Requests: 12, BodyMode: mode, ChunkBytes: 1000, BufferLimit: limit,
+				Target: addr, Concurrency: 3, Requests: 12, Duration: patient, Timeout: patientCheck, BodyMode: mode, ChunkBytes: 1000, BufferLimit: limit,
 				Generate:  func(w io.Writer) error { return WritePeriodic(w, q, k, 100) },
 				Sink:      func() io.Writer { return e.NewVerifier(k) },
 				ServerPID: os.Getpid(),
@@ -124,8 +123,8 @@ func TestExtProcThroughTheEmulatorChecksTheHash(t *testing.T) {
 			for _, want := range []string{e.SHA256(k), e.SHA256(k - 1)} {
 				var log strings.Builder
 				rep, err := RunExtProc(context.Background(), ExtProcConfig{
-					Target: addr, Concurrency: 1, Requests: 2, BodyMode: mode, ChunkBytes: 1000, BufferLimit: 3000,
-					Emulator: true, Timeout: 10 * time.Second,
+					Target: addr, Concurrency: 1, Requests: 2, Duration: patient, Timeout: patientCheck, BodyMode: mode, ChunkBytes: 1000, BufferLimit: 3000,
+					Emulator: true,
 					Generate: func(w io.Writer) error { return WritePeriodic(w, q, k, 100) },
 					Sink:     func() io.Writer { return e.NewHashVerifier(k, want, &log) },
 				})
@@ -153,7 +152,7 @@ func TestHTTPRunsThroughThePlainProxyToTheBackend(t *testing.T) {
 	proxy := httptest.NewServer(plain)
 	defer proxy.Close()
 
-	rep, err := RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Path: "/api/contacts?bytes=5000", Concurrency: 4, Requests: 40})
+	rep, err := RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Path: "/api/contacts?bytes=5000", Concurrency: 4, Requests: 40, Duration: patient, Timeout: patientCheck})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +165,7 @@ func TestHTTPRunsThroughThePlainProxyToTheBackend(t *testing.T) {
 	var outs [2]string
 	for k := range outs {
 		var b strings.Builder
-		r, err := RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 1, Requests: 1,
+		r, err := RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 1, Requests: 1, Duration: patient, Timeout: patientCheck,
 			Path: "/api/contacts?period=4&blocks=" + string(rune('1'+k)) + "&length=1", Sink: func() io.Writer { return &b }})
 		if err != nil || r.Allowed != 1 {
 			t.Fatalf("learn %d: %v %+v", k, err, r)
@@ -177,7 +176,7 @@ func TestHTTPRunsThroughThePlainProxyToTheBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 2, Requests: 4,
+	rep, err = RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 2, Requests: 4, Duration: patient, Timeout: patientCheck,
 		Path: "/api/contacts?period=4&blocks=300", Sink: func() io.Writer { return e.NewVerifier(300) }})
 	if err != nil || rep.Allowed != 4 || rep.Errors != 0 {
 		t.Fatalf("streamed: %v %+v", err, rep)
@@ -185,7 +184,7 @@ func TestHTTPRunsThroughThePlainProxyToTheBackend(t *testing.T) {
 
 	// Interleaved rounds merge into one report per side.
 	side := func(context.Context, int) (*Report, error) {
-		return RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 2, Requests: 10})
+		return RunHTTP(context.Background(), HTTPConfig{Target: proxy.URL, Concurrency: 2, Requests: 10, Duration: patient, Timeout: patientCheck})
 	}
 	c, b, err := Interleave(context.Background(), 3, side, side)
 	if err != nil || c.Requests != 30 || b.Requests != 30 || len(c.lats) != 30 {
