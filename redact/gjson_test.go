@@ -236,6 +236,7 @@ func redactedLeaves(t testing.TB, body []byte, paths []string, exact bool) map[s
 	if err != nil {
 		t.Fatalf("compile %q: %v", paths, err)
 	}
+	m.anyShape = true // what the paths select, whatever the shape
 	out, _, err := m.Rewrite(nil, body, Fixed(0))
 	if err != nil {
 		t.Fatalf("rewrite %s with %q: %v", body, paths, err)

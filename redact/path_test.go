@@ -107,6 +107,9 @@ func TestRewritePathLanguage(t *testing.T) {
 		exact    bool
 		in, want string
 		redacted []string
+		// anyShape: what the path selects in a body that is not its shape
+		// (refused otherwise: TestRewriteRefusesContainersOfTheOtherKind).
+		anyShape bool
 	}{
 		{
 			name:   "a key with a dot, escaped",
@@ -141,13 +144,13 @@ func TestRewritePathLanguage(t *testing.T) {
 		{
 			name:   "wildcards do not index arrays",
 			fields: []FieldSpec{{Path: "list.*", Bit: 1}},
-			in:     `{"list":["a","b"]}`, want: `{"list":["a","b"]}`,
+			in:     `{"list":["a","b"]}`, want: `{"list":["a","b"]}`, anyShape: true,
 		},
 		{
 			name:   "# is the key # on an object, as gjson reads it",
 			fields: []FieldSpec{{Path: "data.#.email", Bit: 1}},
 			in:     `{"data":{"#":{"email":"a"},"x":{"email":"b"}}}`,
-			want:   `{"data":{"#":{"email":null},"x":{"email":"b"}}}`,
+			want:   `{"data":{"#":{"email":null},"x":{"email":"b"}}}`, anyShape: true,
 		},
 		{
 			name:   "keys matched ignoring case and escapes",
@@ -186,6 +189,7 @@ func TestRewritePathLanguage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			m.anyShape = tt.anyShape
 			out, res, err := m.Rewrite(nil, []byte(tt.in), Fixed(0))
 			if err != nil {
 				t.Fatal(err)
@@ -336,8 +340,61 @@ func TestPerElementMaskDoesNotLeakPastItsArray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := m.Rewrite(nil, []byte(`{"data":[{"id":"c-1","email":"a"}],"data":{"#":{"email":"b"}}}`), Fixed(0xff))
+	body := []byte(`{"data":[{"id":"c-1","email":"a"}],"data":{"#":{"email":"b"}}}`)
+	if _, _, err := m.Rewrite(nil, body, Fixed(0xff)); !errors.Is(err, ErrShape) {
+		t.Errorf("an object where the list's items are mapped: %v, want ErrShape", err)
+	}
+	// Read as gjson reads it (# the key "#"), the mask stays in its array.
+	m.anyShape = true
+	out, _, err := m.Rewrite(nil, body, Fixed(0xff))
 	if err != nil || string(out) != `{"data":[{"id":"c-1","email":"a"}],"data":{"#":{"email":null}}}` {
 		t.Errorf("got %s, %v", out, err)
+	}
+}
+
+// A container of the other kind than the paths describe, below the root,
+// holds values no path selects, which a client reads all the same (a list
+// sent as an object keyed by index, as PHP encodes a list with gaps; a
+// record sent as a list): refused unless empty, streamed alike. The root's
+// shape is the caller's to judge (gate's body_shape).
+func TestRewriteRefusesContainersOfTheOtherKind(t *testing.T) {
+	list := []FieldSpec{{Path: "data.#.email", Bit: 1}, {Path: "data.#.phones.#.number", Bit: 2}, {Path: "meta.owner.name", Bit: 3}}
+	tests := []struct {
+		name   string
+		fields []FieldSpec
+		in     string
+		shape  bool
+	}{
+		{"a list as an object keyed by index", list, `{"data":{"0":{"email":"a"},"2":{"email":"b"}}}`, true},
+		{"a list as an object, # as a key", list, `{"data":{"#":{"email":"a"}}}`, true},
+		{"a list inside the list", list, `{"data":[[{"email":"a"}]]}`, true},
+		{"a record as a list", list, `{"meta":{"owner":[{"name":"n"}]}}`, true},
+		{"a record as a list of scalars", list, `{"meta":{"owner":["n"]}}`, true},
+		{"a nested list as an object", list, `{"data":[{"phones":{"home":{"number":1}}}]}`, true},
+		{"an item as a list", []FieldSpec{{Path: "#.email", Bit: 1}}, `[["a"]]`, true},
+		{"empty ones carry nothing", list, `{"data":{},"meta":{"owner":[ ]},"x":[[{"email":"a"}]]}`, false},
+		{"scalars and null carry no field", list, `{"data":null,"meta":{"owner":"n"}}`, false},
+		{"an index reads an object's key", []FieldSpec{{Path: "data.0.email", Bit: 1}}, `{"data":{"0":{"email":"a"}}}`, false},
+		{"keys and # at one place take both", []FieldSpec{{Path: "data.#.email", Bit: 1}, {Path: "data.total", Bit: 2}}, `{"data":{"total":1,"x":2}}`, false},
+		{"a wildcard takes an object", []FieldSpec{{Path: "data.*", Bit: 1}}, `{"data":{"a":1}}`, false},
+		{"a wildcard refuses a list", []FieldSpec{{Path: "data.*", Bit: 1}}, `{"data":[1]}`, true},
+		{"the root is not judged", list, `[{"email":"a"}]`, false},
+		{"below a hidden value nothing is read", []FieldSpec{{Path: "meta", Bit: 4}, {Path: "meta.owner.name", Bit: 3}}, `{"meta":{"owner":[{"name":"n"}]}}`, false},
+		{"cut short inside is invalid, not misshapen", list, `{"data":{`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Compile(Spec{Fields: tt.fields})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = m.Rewrite(nil, []byte(tt.in), Fixed(0))
+			if got := errors.Is(err, ErrShape); got != tt.shape {
+				t.Fatalf("ErrShape %v, want %v (err %v)", got, tt.shape, err)
+			}
+			for i := 0; i <= len(tt.in); i++ {
+				checkStream(t, m, Fixed(0), []byte(tt.in), []int{i})
+			}
+		})
 	}
 }

@@ -30,6 +30,15 @@ var ErrDuplicateSubject = errors.New("redact: subject id appears more than once"
 // ErrSubjectType is returned when a subject id is not a string, number or null.
 var ErrSubjectType = errors.New("redact: subject id must be a string or a number")
 
+// ErrShape is returned when a container stands where the paths expect the
+// other kind — an object holding members where they go through a list's
+// items (#), a list holding items where they name keys — below the root:
+// no path selects anything in it, so its values would pass unredacted,
+// yet a client reads them (an API that sends a list as an object keyed by
+// index, as PHP does for a list with gaps). An empty one carries nothing
+// and passes.
+var ErrShape = errors.New("redact: a value is not the JSON shape the paths describe")
+
 // ErrSubjectNotFound is returned by Subject when the body has no subject id.
 var ErrSubjectNotFound = errors.New("redact: subject id not found in body")
 
@@ -231,6 +240,9 @@ func (r *rewriter) rewrite(i int, n *node) (int, error) {
 	if i < len(r.src) {
 		switch r.src[i] {
 		case '{':
+			if n.list && r.holds(i, '}') {
+				return 0, fmt.Errorf("%w (offset %d)", ErrShape, i)
+			}
 			if n.obj {
 				return r.object(i, n)
 			}
@@ -238,9 +250,25 @@ func (r *rewriter) rewrite(i int, n *node) (int, error) {
 			if n.arr {
 				return r.array(i, n)
 			}
+			if n.obj && r.holds(i, ']') {
+				return 0, fmt.Errorf("%w (offset %d)", ErrShape, i)
+			}
 		}
 	}
 	return r.value(i)
+}
+
+// holds reports, for a container at i that is not the mapped shape, whether
+// it is refused: below the root (the caller judges the root's shape), when
+// not only validating, and when it holds something — a first byte that is
+// not its end (at the end of the body it is simply invalid, as a stream
+// finds it).
+func (r *rewriter) holds(i int, end byte) bool {
+	if r.depth == 0 || r.quiet > 0 || r.m.anyShape {
+		return false
+	}
+	j := r.ws(i + 1)
+	return j < len(r.src) && r.src[j] != end
 }
 
 // redacted reports whether the value under n is to be redacted: one of its

@@ -182,6 +182,9 @@ type node struct {
 	idx    []idxChild // array elements by index, sorted; each includes elem's paths
 	obj    bool       // object members can match
 	arr    bool       // array elements can match
+	// list: paths go through every element here (#) and name no key (the
+	// key "#" and indexes aside): an object here is not the mapped shape.
+	list bool
 
 	fields  []int  // fields redacted here (several when paths overlap)
 	bits    uint32 // OR of the fields' bits
@@ -278,6 +281,9 @@ type Map struct {
 	rootObj    bool // some path starts with a key
 	rootArr    bool // some path starts with # or an index
 	pool       pool
+	// anyShape: containers of the other kind below the root pass instead of
+	// ErrShape (the path-language tests compare selections on any shape).
+	anyShape bool
 }
 
 // pnode is a node of the paths' trie before determinisation.
@@ -517,6 +523,14 @@ func (b *builder) state(set []*pnode) (*node, error) {
 		n.idx = append(n.idx, idxChild{i, c})
 	}
 	n.arr = n.elem != nil || n.idx != nil
+	named := false
+	for _, p := range set {
+		named = named || len(p.wild) > 0
+		for k := range p.keys {
+			named = named || !k.index
+		}
+	}
+	n.list = n.elem != nil && !named
 	return n, nil
 }
 

@@ -99,6 +99,9 @@ type sframe struct {
 	k, next int   // array: element index and idx cursor
 	mask    uint32
 	subj    int
+	// shape: a container of the kind the paths here do not go through
+	// while they go through the other: a member in it is ErrShape.
+	shape bool
 }
 
 // Token kinds.
@@ -534,10 +537,13 @@ func (s *Stream) begin(i int, n *node, item bool, f *sframe) error {
 			return s.r.errAt(i, fmt.Sprintf("nesting deeper than %d", MaxDepth))
 		}
 		arr := c == '['
-		if n != nil && (arr && !n.arr || !arr && !n.obj) {
+		// Below the root, a container that is not the mapped shape may
+		// only be empty (as the rewriter's holds).
+		shape := n != nil && len(s.stack) > 0 && (arr && !n.arr && n.obj || !arr && n.list)
+		if n != nil && (arr && !n.arr || !arr && !n.obj) || shape {
 			n = nil
 		}
-		s.stack = append(s.stack, sframe{arr: arr, n: n, comma: -1, pend: -1, mask: s.r.mask, subj: s.r.subj})
+		s.stack = append(s.stack, sframe{arr: arr, n: n, comma: -1, pend: -1, mask: s.r.mask, subj: s.r.subj, shape: shape})
 		s.pos = s.off + i + 1
 	case c == '"':
 		s.tok = stok{kind: tStr, start: s.off + i, j: s.off + i + 1}
@@ -602,6 +608,9 @@ func (s *Stream) objectByte(f *sframe, i int, c byte) error {
 		if c == '}' && f.state == fFirst {
 			return s.close(i)
 		}
+		if f.shape {
+			return fmt.Errorf("%w (offset %d)", ErrShape, s.off+i)
+		}
 		if c != '"' {
 			return r.unexpected(i, "a string key")
 		}
@@ -643,6 +652,9 @@ func (s *Stream) arrayByte(f *sframe, i int, c byte) error {
 	case fFirst, fItem:
 		if c == ']' && f.state == fFirst {
 			return s.close(i)
+		}
+		if f.shape {
+			return fmt.Errorf("%w (offset %d)", ErrShape, s.off+i)
 		}
 		f.start = s.off + i
 		var el *node

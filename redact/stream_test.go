@@ -78,6 +78,8 @@ func errClass(err error) string {
 		return "invalid"
 	case errors.Is(err, ErrHeldTooLarge):
 		return "held"
+	case errors.Is(err, ErrShape):
+		return "shape"
 	}
 	return "other: " + err.Error()
 }

@@ -283,6 +283,8 @@ func (g *Gate) bodyError(err error) Rewritten {
 		return g.refuse(502, reason, "the backend's answer is not valid JSON")
 	case "subject_ambiguous":
 		return g.refuse(502, reason, "the backend's answer names its subject more than once")
+	case "body_shape":
+		return g.refuse(502, reason, "the backend's answer is not the JSON shape the route map describes")
 	default:
 		return g.refuse(502, "body_rejected", "the backend's answer could not be checked")
 	}
@@ -299,6 +301,8 @@ func bodyErrorReason(err error) string {
 		return "body_not_json"
 	case errors.Is(err, redact.ErrDuplicateSubject):
 		return "subject_ambiguous"
+	case errors.Is(err, redact.ErrShape):
+		return "body_shape"
 	case errors.Is(err, redact.ErrHeldTooLarge):
 		return "item_too_large"
 	case errors.Is(err, errStreamDecode):

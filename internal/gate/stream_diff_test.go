@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -169,6 +170,10 @@ func TestStreamedAnswerIsTheBufferedOneForAdversarialBodies(t *testing.T) {
 		`{"data":[{"id":"c-1","x":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `,"health_notes":"SECRET"}]}`,
 		`{"x":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat("}", 300) + `,"data":[]}`,
 		`null`, `"str"`, `12`, `[]`, `{}`,
+		`{"data":{"0":{"id":"c-1","health_notes":"SECRET"}}}`,
+		`{"data":[[{"id":"c-1","health_notes":"SECRET"}]]}`,
+		`{"data":[{"id":"c-1","health_notes":"x"},[{"id":"c-1","health_notes":"SECRET"}]]}`,
+		`{"data":{},"x":[]}`,
 	} {
 		streamedAsBuffered(t, r, "/api/contacts", "", []byte(b))
 	}
@@ -193,6 +198,31 @@ func TestStreamedEmptyAnswerIsPassedAsBuffered(t *testing.T) {
 		}
 		if out, err := s.Close(nil); err != nil || len(out) != 0 {
 			t.Fatalf("%q: empty answer: %q %v", ce, out, err)
+		}
+	}
+}
+
+// A list the route maps item by item that the backend sends as an object
+// keyed by index (PHP's encoding of a list with gaps), or wrapped in
+// another list, is refused — buffered 502 body_shape, streamed aborted
+// before the item — rather than passed with every field unredacted, which
+// a client reads as data["0"].health_notes all the same.
+func TestListInAnotherShapeIsRefused(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	r := streamRig{g: sc.App.Gate}
+	for _, body := range []string{
+		`{"data":{"0":{"id":"c-1","health_notes":"SECRET"},"2":{"id":"c-3","health_notes":"SECRET"}}}`,
+		`{"data":[[{"id":"c-1","health_notes":"SECRET"}]]}`,
+	} {
+		ex := r.check(t, "/api/contacts")
+		rw := r.g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: header("application/json", "")})
+		if !rw.Replace || rw.Status != 502 || rw.Reason != "body_shape" || bytes.Contains(rw.Body, []byte("SECRET")) {
+			t.Fatalf("%s: buffered %d %s %s", body, rw.Status, rw.Reason, rw.Body)
+		}
+		got, _, err := r.stream(t, "/api/contacts", "", []byte(body), 5)
+		var se *gate.StreamError
+		if !errors.As(err, &se) || se.Reason != "body_shape" || bytes.Contains(got, []byte("SECRET")) {
+			t.Fatalf("%s: streamed %q, %v", body, got, err)
 		}
 	}
 }
