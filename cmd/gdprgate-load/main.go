@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		uniform     = fs.Int("uniform-subjects", 0, "instead of the scenario, GET <path-prefix><id-prefix><n> for n drawn uniformly from [0, N): with N above the server's cache size most Checks miss it")
 		pathPrefix  = fs.String("path-prefix", "/api/contacts/", "uniform load: the route the subject id is appended to")
 		idPrefix    = fs.String("id-prefix", "u-", "uniform load and import: subject ids are <id-prefix><n>")
+		seed        = fs.Uint64("seed", 0, "uniform load: seed of the subject sequence (the same seed repeats the same ids: vary it between runs that must miss the cache)")
 		roles       = fs.String("roles", "agent", "uniform, extproc and proxy load: the caller's roles header")
 		importN     = fs.Int("import", 0, fmt.Sprintf("instead of Checks, import N evidence records (one per subject <id-prefix><n>) through the admin API (max %d)", loadgen.MaxImportRecords))
 		adminURL    = fs.String("admin-url", "http://127.0.0.1:9192", "import: the admin API (loopback only)")
@@ -178,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg := loadgen.Config{
 			Target: *target, Concurrency: *concurrency, Requests: *requests, Duration: *duration,
 			Warmup: *warmup, Timeout: *timeout, ServerPID: *serverPID,
-			Uniform: loadgen.Uniform{Subjects: *uniform, PathPrefix: *pathPrefix, IDPrefix: *idPrefix, Roles: *roles},
+			Uniform: loadgen.Uniform{Subjects: *uniform, PathPrefix: *pathPrefix, IDPrefix: *idPrefix, Roles: *roles, Seed: *seed},
 		}
 		if *scenario != "crm" {
 			reqs, err := loadgen.LoadScenario(*scenario)
