@@ -228,9 +228,9 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if size > l.maxBytes {
 		return
 	}
-	e := &entry{ref: cloneRef(ref), facts: f, at: at, size: size}
+	ne := entry{ref: cloneRef(ref), facts: f, at: at, size: size}
 	if parent != nil {
-		e.parent, e.hasParent = cloneRef(*parent), true
+		ne.parent, ne.hasParent = cloneRef(*parent), true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -240,16 +240,26 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if old, ok := l.entries[ref]; ok {
 		l.remove(old)
 	}
+	// Make room first and reuse the last evicted entry: with a cache
+	// smaller than the subjects asked for, nearly every miss evicts one,
+	// and the churn was an allocation per miss. Nothing outside the lock
+	// holds an *entry (Get copies the facts out).
+	var e *entry
+	for (len(l.entries) >= l.maxSubjects || l.bytes+size > l.maxBytes) && l.tail != nil {
+		e = l.tail
+		l.remove(e)
+		l.evictions.Inc()
+	}
+	if e == nil {
+		e = new(entry)
+	}
+	*e = ne
 	if e.hasParent {
 		l.withParent++
 	}
 	l.entries[e.ref] = e
 	l.bytes += e.size
 	l.pushFront(e)
-	for (len(l.entries) > l.maxSubjects || l.bytes > l.maxBytes) && l.tail != nil {
-		l.remove(l.tail)
-		l.evictions.Inc()
-	}
 }
 
 func cloneRef(r model.SubjectRef) model.SubjectRef {

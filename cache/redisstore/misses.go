@@ -78,8 +78,8 @@ func (s *Store) factsMiss(ctx context.Context, ref model.SubjectRef, now time.Ti
 
 // readMisses reads a batch of misses, then reads the misses that arrived
 // meanwhile in the same slot, or frees it. A read is bounded by the
-// decisions' timeout, not by one caller's context: it answers the others
-// too.
+// decisions' timeout (loadFactsFromStore sets it), not by one caller's
+// context: it answers the others too.
 func (s *Store) readMisses(ctx context.Context, batch []*missReq) {
 	ctx = context.WithoutCancel(ctx)
 	b := &s.misses
@@ -104,9 +104,10 @@ func (s *Store) readBatch(ctx context.Context, batch []*missReq) {
 		refs[i], nows[i], miss[i] = r.ref, r.now, i
 	}
 	out := make([]cache.Facts, len(batch))
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	// loadFacts bounds the read itself (the decisions' timeout, a little
+	// more for a large batch); a second deadline here cost a timer and a
+	// child context registered with this one for every read.
 	err := s.loadFacts(ctx, refs, miss, out, nows)
-	cancel()
 	for i, r := range batch {
 		r.f, r.err = out[i], err
 		close(r.done)
