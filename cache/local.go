@@ -47,6 +47,10 @@ type Local struct {
 	watchdog   *time.Timer
 	watchEvery time.Duration
 
+	// entityNames holds one copy of each entity name (see cloneRef).
+	entityNames sync.Map
+	entityCount atomic.Int32
+
 	mu         sync.Mutex
 	entries    map[model.SubjectRef]*entry
 	head, tail *entry // most / least recently used
@@ -228,9 +232,9 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if size > l.maxBytes {
 		return
 	}
-	ne := entry{ref: cloneRef(ref), facts: f, at: at, size: size}
+	ne := entry{ref: l.cloneRef(ref), facts: f, at: at, size: size}
 	if parent != nil {
-		ne.parent, ne.hasParent = cloneRef(*parent), true
+		ne.parent, ne.hasParent = l.cloneRef(*parent), true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -262,8 +266,32 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	l.pushFront(e)
 }
 
-func cloneRef(r model.SubjectRef) model.SubjectRef {
-	return model.SubjectRef{Entity: strings.Clone(r.Entity), ID: strings.Clone(r.ID)}
+// cloneRef copies r's id and shares its entity name: entity names come
+// from the route map, not from requests, so they are few, and one copy of
+// each spares an allocation per miss and an object per cached entry (the
+// garbage collector marks every object of a large cache on each cycle).
+func (l *Local) cloneRef(r model.SubjectRef) model.SubjectRef {
+	return model.SubjectRef{Entity: l.entityName(r.Entity), ID: strings.Clone(r.ID)}
+}
+
+// maxEntityNames bounds the shared entity names (past it, names are
+// copied per entry as before).
+const maxEntityNames = 256
+
+func (l *Local) entityName(e string) string {
+	if v, ok := l.entityNames.Load(e); ok {
+		return v.(string)
+	}
+	c := strings.Clone(e)
+	if l.entityCount.Add(1) > maxEntityNames {
+		l.entityCount.Add(-1)
+		return c
+	}
+	v, loaded := l.entityNames.LoadOrStore(c, c)
+	if loaded {
+		l.entityCount.Add(-1)
+	}
+	return v.(string)
 }
 
 // Invalidate drops ref and every cached subject inheriting from it.
