@@ -51,11 +51,19 @@ type Local struct {
 	entityNames sync.Map
 	entityCount atomic.Int32
 
-	mu         sync.Mutex
-	entries    map[model.SubjectRef]*entry
-	head, tail *entry // most / least recently used
-	withParent int    // entries whose subject inherits evidence
-	bytes      int64  // sum of the entries' sizes
+	mu sync.Mutex
+	// entries maps a subject to its slot in slots. The entries live in
+	// one slice, linked by index, not as one object each linked by
+	// pointers: a full cache is 100,000 entries or more that the garbage
+	// collector marks on every cycle, and objects and pointers are what
+	// it pays for (an entry object, its map value and two list pointers
+	// per subject before).
+	entries    map[model.SubjectRef]int32
+	slots      []entry
+	free       int32 // first free slot (linked by next), none: -1
+	head, tail int32 // most / least recently used, none: -1
+	withParent int   // entries whose subject inherits evidence
+	bytes      int64 // sum of the entries' sizes
 
 	hits, misses, evictions, stale, unavailable prometheus.Counter
 }
@@ -67,8 +75,10 @@ type entry struct {
 	size       int64
 	facts      Facts
 	at         time.Time // the instant facts were computed for
-	prev, next *entry
+	prev, next int32     // slots' indexes, none: -1
 }
+
+const none = -1
 
 // entryOverhead approximates what an entry costs besides the bytes of its
 // strings and grants: the struct, its map slot and allocator rounding.
@@ -99,7 +109,10 @@ func NewLocal(opts Options) *Local {
 		maxBytes:     opts.MaxBytes,
 		maxStaleness: opts.MaxStaleness,
 		clock:        opts.Clock,
-		entries:      make(map[model.SubjectRef]*entry),
+		entries:      make(map[model.SubjectRef]int32),
+		free:         none,
+		head:         none,
+		tail:         none,
 	}
 	l.hits = counter(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
 	l.misses = counter(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
@@ -195,11 +208,12 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 		return Facts{}, false
 	}
 	l.mu.Lock()
-	e, ok := l.entries[ref]
+	i, ok := l.entries[ref]
 	if !ok {
 		l.mu.Unlock()
 		return Facts{}, false
 	}
+	e := &l.slots[i]
 	f := e.facts
 	if now.Before(e.at) {
 		// Computed for a later instant (a concurrent decision's): facts
@@ -212,11 +226,11 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 	if f.RegistersVersion != ix.Version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
 		// Outdated: computed with older registers, or the state may have
 		// moved on. Drop it so the next reader recomputes.
-		l.remove(e)
+		l.remove(i)
 		l.mu.Unlock()
 		return Facts{}, false
 	}
-	l.moveToFront(e)
+	l.moveToFront(i)
 	l.mu.Unlock()
 	return f, true
 }
@@ -244,26 +258,26 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if old, ok := l.entries[ref]; ok {
 		l.remove(old)
 	}
-	// Make room first and reuse the last evicted entry: with a cache
-	// smaller than the subjects asked for, nearly every miss evicts one,
-	// and the churn was an allocation per miss. Nothing outside the lock
-	// holds an *entry (Get copies the facts out).
-	var e *entry
-	for (len(l.entries) >= l.maxSubjects || l.bytes+size > l.maxBytes) && l.tail != nil {
-		e = l.tail
-		l.remove(e)
+	// Make room first: with a cache smaller than the subjects asked for,
+	// nearly every miss evicts one, and its slot is the one reused.
+	for (len(l.entries) >= l.maxSubjects || l.bytes+size > l.maxBytes) && l.tail != none {
+		l.remove(l.tail)
 		l.evictions.Inc()
 	}
-	if e == nil {
-		e = new(entry)
+	i := l.free
+	if i != none {
+		l.free = l.slots[i].next
+	} else {
+		i = int32(len(l.slots))
+		l.slots = append(l.slots, entry{})
 	}
-	*e = ne
-	if e.hasParent {
+	l.slots[i] = ne
+	if ne.hasParent {
 		l.withParent++
 	}
-	l.entries[e.ref] = e
-	l.bytes += e.size
-	l.pushFront(e)
+	l.entries[ne.ref] = i
+	l.bytes += ne.size
+	l.pushFront(i)
 }
 
 // cloneRef copies r's id and shares its entity name: entity names come
@@ -298,13 +312,13 @@ func (l *Local) entityName(e string) string {
 func (l *Local) Invalidate(ref model.SubjectRef) {
 	l.mu.Lock()
 	l.gen.Add(1)
-	if e, ok := l.entries[ref]; ok {
-		l.remove(e)
+	if i, ok := l.entries[ref]; ok {
+		l.remove(i)
 	}
 	if l.withParent > 0 {
-		for _, e := range l.entries {
-			if e.hasParent && e.parent == ref {
-				l.remove(e)
+		for _, i := range l.entries {
+			if e := &l.slots[i]; e.hasParent && e.parent == ref {
+				l.remove(i)
 			}
 		}
 	}
@@ -316,7 +330,8 @@ func (l *Local) InvalidateAll() {
 	l.mu.Lock()
 	l.gen.Add(1)
 	clear(l.entries)
-	l.head, l.tail, l.withParent, l.bytes = nil, nil, 0, 0
+	l.slots = nil // the slots' strings and grants go with it
+	l.free, l.head, l.tail, l.withParent, l.bytes = none, none, none, 0, 0
 	l.mu.Unlock()
 }
 
@@ -340,46 +355,50 @@ func (l *Local) CountMiss()        { l.misses.Inc() }
 func (l *Local) CountStale()       { l.stale.Inc() }
 func (l *Local) CountUnavailable() { l.unavailable.Inc() }
 
-func (l *Local) remove(e *entry) {
+// remove unlinks slot i, drops it from the map and frees it (its strings
+// and grants are released at once, not when the slot is reused).
+func (l *Local) remove(i int32) {
+	e := &l.slots[i]
 	delete(l.entries, e.ref)
 	l.bytes -= e.size
 	if e.hasParent {
 		l.withParent--
 	}
-	if e.prev != nil {
-		e.prev.next = e.next
+	l.unlink(i)
+	*e = entry{prev: none, next: l.free}
+	l.free = i
+}
+
+func (l *Local) unlink(i int32) {
+	e := &l.slots[i]
+	if e.prev != none {
+		l.slots[e.prev].next = e.next
 	} else {
 		l.head = e.next
 	}
-	if e.next != nil {
-		e.next.prev = e.prev
+	if e.next != none {
+		l.slots[e.next].prev = e.prev
 	} else {
 		l.tail = e.prev
 	}
-	e.prev, e.next = nil, nil
 }
 
-func (l *Local) pushFront(e *entry) {
-	e.prev, e.next = nil, l.head
-	if l.head != nil {
-		l.head.prev = e
+func (l *Local) pushFront(i int32) {
+	e := &l.slots[i]
+	e.prev, e.next = none, l.head
+	if l.head != none {
+		l.slots[l.head].prev = i
 	}
-	l.head = e
-	if l.tail == nil {
-		l.tail = e
+	l.head = i
+	if l.tail == none {
+		l.tail = i
 	}
 }
 
-func (l *Local) moveToFront(e *entry) {
-	if l.head == e {
+func (l *Local) moveToFront(i int32) {
+	if l.head == i {
 		return
 	}
-	// unlink
-	e.prev.next = e.next
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		l.tail = e.prev
-	}
-	l.pushFront(e)
+	l.unlink(i)
+	l.pushFront(i)
 }

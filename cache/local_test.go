@@ -18,7 +18,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func ref(id string) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: id} }
 
-func index(t *testing.T, version int64) *model.Index {
+func index(t testing.TB, version int64) *model.Index {
 	t.Helper()
 	ix, err := model.NewIndex(&model.Registers{}, version)
 	if err != nil {
@@ -248,4 +248,80 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// TestLocalAgreesWithASimpleLRU: random puts, gets, invalidations (some
+// subjects inheriting from others) and evictions by count; after every step
+// the cache holds exactly what a plain least-recently-used list holds, each
+// subject with its own facts — slots are reused by index, so a stale link
+// or a slot freed twice would show as a wrong or lost entry.
+func TestLocalAgreesWithASimpleLRU(t *testing.T) {
+	const max = 8
+	l := cache.NewLocal(cache.Options{MaxSubjects: max})
+	ix := index(t, 1)
+	l.SetIndex(ix)
+	type item struct {
+		ref    model.SubjectRef
+		parent *model.SubjectRef
+		active uint32
+	}
+	var lru []item // most recently used first
+	find := func(r model.SubjectRef) int {
+		for i, it := range lru {
+			if it.ref == r {
+				return i
+			}
+		}
+		return -1
+	}
+	rnd := uint64(1)
+	next := func(n int) int {
+		rnd = rnd*6364136223846793005 + 1442695040888963407
+		return int(rnd>>33) % n
+	}
+	for step := range 5000 {
+		r := ref("c-" + strconv.Itoa(next(20)))
+		switch op := next(10); {
+		case op < 5: // put
+			it := item{ref: r, active: uint32(step + 1)}
+			if p := next(4); p == 0 {
+				pr := ref("c-" + strconv.Itoa(next(20)))
+				it.parent = &pr
+			}
+			f := cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: it.active}}
+			l.Put(r, it.parent, f, t0, l.Gen())
+			if i := find(r); i >= 0 {
+				lru = append(lru[:i], lru[i+1:]...)
+			}
+			lru = append([]item{it}, lru...)
+			if len(lru) > max {
+				lru = lru[:max]
+			}
+		case op < 9: // get
+			f, ok := l.Get(r, t0)
+			i := find(r)
+			if ok != (i >= 0) {
+				t.Fatalf("step %d: Get(%v) hit=%v, want %v", step, r, ok, i >= 0)
+			}
+			if ok {
+				if f.State.Active != lru[i].active {
+					t.Fatalf("step %d: Get(%v) = facts of put %d, want %d", step, r, f.State.Active, lru[i].active)
+				}
+				it := lru[i]
+				lru = append([]item{it}, append(lru[:i:i], lru[i+1:]...)...)
+			}
+		default: // invalidate r and its children
+			l.Invalidate(r)
+			kept := lru[:0:0]
+			for _, it := range lru {
+				if it.ref != r && (it.parent == nil || *it.parent != r) {
+					kept = append(kept, it)
+				}
+			}
+			lru = kept
+		}
+		if l.Len() != len(lru) {
+			t.Fatalf("step %d: Len = %d, want %d", step, l.Len(), len(lru))
+		}
+	}
 }
