@@ -58,7 +58,8 @@ func New(g *gate.Gate, log *slog.Logger) *Server {
 
 // Register adds Check, Process and gRPC health checking to s.
 func (s *Server) Register(gs *grpc.Server) {
-	authv3.RegisterAuthorizationServer(gs, s)
+	// Authorization's service with the fast path's handler (checkfast.go).
+	gs.RegisterService(&checkDesc, s)
 	extprocv3.RegisterExternalProcessorServer(gs, s)
 	healthpb.RegisterHealthServer(gs, s.health)
 	s.SetServing(true)
@@ -78,34 +79,67 @@ func (s *Server) SetServing(ok bool) {
 // Check answers Envoy's ext_authz call.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := req.GetAttributes().GetRequest().GetHttp()
-	headers := h.GetHeaders()
+	ex, headers, plan := s.check(ctx, fastHTTP{
+		method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
+		protocol: h.GetProtocol(), body: h.GetBody(), rawBody: h.GetRawBody(), headers: h.GetHeaders(),
+	}, req.GetAttributes(), nil)
+	return checkResponse(ex, headers, s.gate.IdentityHeaders(), plan), nil
+}
+
+// checkIn answers a Check the codec decoded (fast or whole).
+func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
+	if !in.fast {
+		return s.Check(ctx, &in.CheckRequest)
+	}
+	ex, headers, plan := s.check(ctx, in.http, nil, func() *authv3.AttributeContext {
+		req, err := in.full()
+		if err != nil {
+			// validMessage accepted the message: cannot happen. The
+			// policy then sees the request as the other front-ends
+			// describe it.
+			s.log.Error("check request not decodable after validation", "err", err)
+			return nil
+		}
+		return req.GetAttributes()
+	})
+	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, headers, s.gate.IdentityHeaders(), plan); ok {
+		return &checkAnswer{b: b}, nil
+	}
+	return checkResponse(ex, headers, s.gate.IdentityHeaders(), plan), nil
+}
+
+// check decides a Check from the request's fields h; attrs are its
+// attributes, or lazy gives them.
+func (s *Server) check(ctx context.Context, h fastHTTP, attrs *authv3.AttributeContext, lazy func() *authv3.AttributeContext) (*gate.Exchange, map[string]string, string) {
+	headers := h.headers
 	if observe.Enabled() {
 		md, _ := metadata.FromIncomingContext(ctx)
 		var span trace.Span
 		ctx, span = observe.StartServer(ctx, "ext_authz.Check", headers, md)
 		defer span.End()
 	}
-	body := h.GetRawBody()
-	if len(body) == 0 && h.GetBody() != "" {
-		body = []byte(h.GetBody())
+	body := h.rawBody
+	if len(body) == 0 && h.body != "" {
+		body = []byte(h.body)
 	}
-	method := h.GetMethod()
+	method := h.method
 	if method == "" {
 		method = headers[":method"]
 	}
-	path := h.GetPath()
+	path := h.path
 	if path == "" {
 		path = headers[":path"]
 	}
 	greq := &gate.Request{
-		Method:     method,
-		Path:       path,
-		Host:       h.GetHost(),
-		Scheme:     h.GetScheme(),
-		Header:     func(name string) string { return headers[name] },
-		Headers:    func() map[string]string { return headers },
-		Body:       body,
-		Attributes: req.GetAttributes(),
+		Method:         method,
+		Path:           path,
+		Host:           h.host,
+		Scheme:         h.scheme,
+		Header:         func(name string) string { return headers[name] },
+		Headers:        func() map[string]string { return headers },
+		Body:           body,
+		Attributes:     attrs,
+		LazyAttributes: lazy,
 	}
 	// With with_request_body, Envoy marks every body it sends "true"
 	// (truncated: allow_partial_message) or "false", after dropping any
@@ -117,12 +151,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	case "true":
 		greq.BodyPartial = true
 	case "":
-		proto := h.GetProtocol()
+		proto := h.protocol
 		greq.BodyUnseen = len(body) == 0 && headers["content-length"] == "" &&
 			(strings.HasPrefix(proto, "HTTP/2") || strings.HasPrefix(proto, "HTTP/3"))
 	}
 	ex := s.gate.Check(ctx, greq)
-	return checkResponse(ex, headers, s.gate.IdentityHeaders(), s.gate.SealPlan(ex, greq)), nil
+	return ex, headers, s.gate.SealPlan(ex, greq)
 }
 
 // checkResponse answers Check. An allow removes the client's x-gdpr-*
@@ -173,23 +207,7 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 		ok.Headers = append(ok.Headers, ha.header(k, val))
 	}
 	ok.Headers = append(ok.Headers, policyHeaders(add.AppendHeaders)...)
-	// Envoy applies removals after sets: never remove what is set here
-	// (its overwrite replaces a client's copy anyway).
-	for _, k := range gate.Forgeable {
-		if _, set := v.UpstreamHeaders[k]; !set {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
-		}
-	}
-	for k := range reqHeaders {
-		if !gate.IsOwnHeader(k) {
-			continue
-		}
-		_, set := v.UpstreamHeaders[k]
-		keep := ex.Mapped() && slices.Contains(identity, k)
-		if !set && !keep && !slices.Contains(gate.Forgeable, k) {
-			ok.HeadersToRemove = append(ok.HeadersToRemove, k)
-		}
-	}
+	ok.HeadersToRemove = headersToRemove(ok.HeadersToRemove, ex, reqHeaders, identity)
 	ok.HeadersToRemove = append(ok.HeadersToRemove, add.RemoveHeaders...)
 	// Envoy adds these after ext_proc has answered (ext_authz encodes
 	// last). On a route whose answer says whom it is about, the coverage
@@ -207,6 +225,31 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: meta,
 	}
+}
+
+// headersToRemove appends the request headers an allowed Check removes:
+// gdprgate's response-only headers and the client's other x-gdpr-* ones
+// (see checkResponse).
+func headersToRemove(dst []string, ex *gate.Exchange, reqHeaders map[string]string, identity []string) []string {
+	v := &ex.Verdict
+	// Envoy applies removals after sets: never remove what is set here
+	// (its overwrite replaces a client's copy anyway).
+	for _, k := range gate.Forgeable {
+		if _, set := v.UpstreamHeaders[k]; !set {
+			dst = append(dst, k)
+		}
+	}
+	for k := range reqHeaders {
+		if !gate.IsOwnHeader(k) {
+			continue
+		}
+		_, set := v.UpstreamHeaders[k]
+		keep := ex.Mapped() && slices.Contains(identity, k)
+		if !set && !keep && !slices.Contains(gate.Forgeable, k) {
+			dst = append(dst, k)
+		}
+	}
+	return dst
 }
 
 // dynamicMetadata is the policy's dynamic_metadata, if any, with gdprgate's

@@ -7,8 +7,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gdprgate/gdprgate/internal/gate"
 )
 
 // appendCheckResponse writes r in protobuf's wire format as proto.Marshal
@@ -234,4 +237,93 @@ func (e *wireEncoder) value(v *structpb.Value) {
 	default:
 		e.ok = false
 	}
+}
+
+// checkAnswer is a Check answer already in wire format (appendCheckAnswer).
+type checkAnswer struct{ b []byte }
+
+// appendCheckAnswer writes the answer checkResponse(ex, reqHeaders,
+// identity, plan) describes, straight from the exchange, without building
+// the message first (its headers, Struct and their allocations were a
+// sixth of a Check's CPU). It covers the answers of gdprgate's own policy;
+// ok is false for the others (an opa-envoy-plugin policy's additions, a
+// write's rectification, strings structpb refuses): the caller then builds
+// the message. TestCheckAnswerAsCheckResponse holds the two equal.
+func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders map[string]string, identity []string, plan string) ([]byte, bool) {
+	v := &ex.Verdict
+	if v.Policy != nil || ex.Rectification() != nil || !ownMetadataValid(ex) {
+		return b, false
+	}
+	e := wireEncoder{b: b, ok: true}
+	if !v.Allow {
+		code := codes.PermissionDenied
+		if v.Status == 401 {
+			code = codes.Unauthenticated
+		}
+		e.nested(1, func() {
+			e.int32(1, int32(code))
+			e.str(2, v.Reason)
+		})
+		e.nested(2, func() {
+			e.nested(1, func() { e.int32(1, int32(v.Status)) })
+			e.ownHeader(2, gate.HeaderDecisionID, ex.DecisionID)
+			if !v.PlainBody {
+				e.ownHeader(2, "content-type", "application/json")
+			}
+			for k, val := range v.ResponseHeaders {
+				e.ownHeader(2, k, val)
+			}
+			if len(v.Body) > 0 {
+				if !utf8.Valid(v.Body) {
+					e.ok = false
+				}
+				e.b = protowire.AppendTag(e.b, 3, protowire.BytesType)
+				e.b = protowire.AppendBytes(e.b, v.Body)
+			}
+		})
+	} else {
+		e.nested(1, func() {})
+		e.nested(3, func() {
+			for k, val := range v.UpstreamHeaders {
+				e.ownHeader(2, k, val)
+			}
+			var buf [16]string
+			for _, k := range headersToRemove(buf[:0], ex, reqHeaders, identity) {
+				e.strAlways(5, k)
+			}
+			if !ex.ConfirmsSubject() {
+				for k, val := range v.ResponseHeaders {
+					e.ownHeader(6, k, val)
+				}
+			}
+		})
+	}
+	e.nested(4, func() {
+		e.metaString("decision_id", ex.DecisionID)
+		e.metaString(gate.PlanMetadataKey, plan)
+		if r := ex.RouteName(); r != "" {
+			e.metaString("route", r)
+		}
+	})
+	return e.b, e.ok
+}
+
+// ownHeader writes a HeaderValueOption that replaces any value a client
+// sent (header()).
+func (e *wireEncoder) ownHeader(num protowire.Number, k, v string) {
+	e.nested(num, func() {
+		e.nested(1, func() {
+			e.str(1, k)
+			e.str(2, v)
+		})
+		e.int32(3, int32(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+	})
+}
+
+// metaString writes one Struct field holding a string value.
+func (e *wireEncoder) metaString(k, v string) {
+	e.nested(1, func() {
+		e.strAlways(1, k)
+		e.nested(2, func() { e.strAlways(3, v) })
+	})
 }

@@ -69,6 +69,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 			defer bodyPool.Put(pooled)
 		}
 	}
+	if a, ok := v.(*checkAnswer); ok {
+		return mem.BufferSlice{mem.SliceBuffer(a.b)}, nil
+	}
 	if r, ok := v.(*authv3.CheckResponse); ok {
 		if b, ok := appendCheckResponse(make([]byte, 0, 512), r); ok {
 			return mem.BufferSlice{mem.SliceBuffer(b)}, nil
@@ -207,6 +210,11 @@ func marshalMsg(m proto.Message) ([]byte, error) {
 
 // Unmarshal implements encoding.CodecV2.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if in, ok := v.(*checkIn); ok {
+		buf := data.MaterializeToBuffer(bufpool.Pool)
+		defer buf.Free()
+		return decodeCheckIn(buf.ReadOnlyData(), in)
+	}
 	if cr, ok := v.(*authv3.CheckRequest); ok {
 		buf := data.MaterializeToBuffer(bufpool.Pool)
 		defer buf.Free()

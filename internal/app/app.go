@@ -446,6 +446,10 @@ func (a *App) enforcedGauge() float64 {
 	return 0
 }
 
+// grpcStreamWorkers is the number of goroutines the gRPC server keeps for
+// its streams.
+const grpcStreamWorkers = 64
+
 // GRPCServer returns a gRPC server with Check, Process and health registered.
 func (a *App) GRPCServer() *grpc.Server {
 	gs := grpc.NewServer(
@@ -458,6 +462,13 @@ func (a *App) GRPCServer() *grpc.Server {
 		// Frames and messages from a pool that does not zero what it
 		// hands out (see bufpool): a 1 MB body was cleared twice.
 		experimental.BufferPool(bufpool.Pool),
+		// Streams run on goroutines that keep their stacks: a fresh
+		// goroutine per Check grew its stack through a Check's depth
+		// every time (runtime.copystack was 6-13% of the server's CPU
+		// under Check load, 1.5% with 64 workers). A stream arriving while
+		// all are busy (ext_proc streams hold theirs for a whole
+		// exchange) gets its own goroutine, as without workers.
+		grpc.NumStreamWorkers(grpcStreamWorkers),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

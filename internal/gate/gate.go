@@ -243,6 +243,11 @@ type Request struct {
 	// opa-envoy-plugin. Other front-ends leave it nil and describe the
 	// request with the fields above and below.
 	Attributes *authv3.AttributeContext
+	// LazyAttributes, when Attributes is nil, gives them on demand (the
+	// ext_authz fast path decodes them only when something reads them: a
+	// policy that is not memoised, identity from Envoy's metadata, a
+	// decision log).
+	LazyAttributes func() *authv3.AttributeContext
 	// Protocol is the HTTP version ("HTTP/1.1"); RemoteAddr and LocalAddr
 	// are the client's and the listener's host:port.
 	Protocol, RemoteAddr, LocalAddr string
@@ -283,10 +288,19 @@ func HeaderGetter(h http.Header) func(name string) string {
 // filterMetadata is one namespace of Envoy's dynamic metadata as the
 // front-end has it: ext_authz's metadata_context, or ext_proc's.
 func (req *Request) filterMetadata(namespace string) *structpb.Struct {
-	if md := req.Attributes.GetMetadataContext(); md != nil {
+	if md := req.attributes().GetMetadataContext(); md != nil {
 		return md.GetFilterMetadata()[namespace]
 	}
 	return req.Metadata.GetFilterMetadata()[namespace]
+}
+
+// attributes are Envoy's CheckRequest.attributes (nil from other
+// front-ends), decoded on first use when they are lazy.
+func (req *Request) attributes() *authv3.AttributeContext {
+	if req.Attributes == nil && req.LazyAttributes != nil {
+		req.Attributes, req.LazyAttributes = req.LazyAttributes(), nil
+	}
+	return req.Attributes
 }
 
 // HeaderMap adapts net/http headers to Request.Headers.
@@ -973,8 +987,8 @@ func (g *Gate) decide(ctx context.Context, f policy.Facts, req *Request, rd *rea
 // canonical path, so that a policy reads the path as the route map does.
 // rd is nil when the request could not be read.
 func policyRequest(req *Request, rd *reading, now time.Time) *policy.Request {
-	if req.Attributes != nil {
-		return &policy.Request{Attributes: req.Attributes, Now: now}
+	if a := req.attributes(); a != nil {
+		return &policy.Request{Attributes: a, Now: now}
 	}
 	h := &authv3.AttributeContext_HttpRequest{
 		Method: req.Method, Path: req.Path, Host: req.Host, Scheme: req.Scheme,

@@ -100,31 +100,29 @@ func newPlanKeys(secret []byte, routes []config.Route) *planKeys {
 	return k
 }
 
-// mac is the seal of payload for the request's binding.
-func (k *planKeys) mac(dst, payload []byte, binding []string) []byte {
+// mac appends to dst the seal of msg: a plan's payload followed by its
+// request's binding (appendBinding). dst may share msg's array: msg is
+// read whole before dst is written.
+func (k *planKeys) mac(dst, msg []byte) []byte {
 	h := k.pool.Get().(hash.Hash)
 	h.Reset()
-	h.Write(payload)
-	var n [binary.MaxVarintLen64]byte
-	for _, s := range binding {
-		// Length-prefixed: no two bindings write the same bytes.
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-		h.Write([]byte(s))
-	}
+	h.Write(msg)
 	dst = h.Sum(dst)
 	k.pool.Put(h)
 	return dst[:len(dst)-sha256.Size+planMACLen]
 }
 
-// binding is what of a request a plan is bound to: the request line, the
-// request id Envoy gives it, and everything the caller's identity is read
-// from (the identity headers and Authorization), so that a plan cannot
-// serve another request or another caller.
-func (g *Gate) binding(req *Request) []string {
-	b := make([]string, 0, 5+len(g.identityHeaders))
-	b = append(b, req.Method, req.Path, req.Host, req.Header("x-request-id"), req.Header("authorization"))
+// appendBinding appends what of a request a plan is bound to: the request
+// line, the request id Envoy gives it, and everything the caller's
+// identity is read from (the identity headers and Authorization), so that
+// a plan cannot serve another request or another caller. Each is
+// length-prefixed: no two bindings write the same bytes.
+func (g *Gate) appendBinding(b []byte, req *Request) []byte {
+	for _, s := range [...]string{req.Method, req.Path, req.Host, req.Header("x-request-id"), req.Header("authorization")} {
+		b = appendStr(b, s)
+	}
 	for _, h := range g.identityHeaders {
-		b = append(b, req.Header(h))
+		b = appendStr(b, req.Header(h))
 	}
 	return b
 }
@@ -132,11 +130,11 @@ func (g *Gate) binding(req *Request) []string {
 // seal returns the sealed plan of an allowed exchange ("" when it cannot
 // have one: denied, or a communication route whose plan needs the request
 // body).
-func (g *Gate) seal(ex *Exchange, binding []string) string {
+func (g *Gate) seal(ex *Exchange, req *Request) string {
 	if !ex.Verdict.Allow || ex.comm != nil || ex.needsRequestBody {
 		return ""
 	}
-	p := make([]byte, 0, 256)
+	p := make([]byte, 0, 512)
 	p = append(p, planVersion)
 	p = binary.AppendVarint(p, g.now().UnixMilli())
 	p = appendStr(p, ex.DecisionID)
@@ -187,13 +185,13 @@ func (g *Gate) seal(ex *Exchange, binding []string) string {
 		p = append(p, planShadow)
 	}
 	n := len(p)
-	p = g.planKeys.mac(p, p[:n], binding)
+	p = g.planKeys.mac(p[:n], g.appendBinding(p, req))
 	return base64.RawURLEncoding.EncodeToString(p)
 }
 
 // SealPlan returns the sealed plan of an exchange Check decided for req,
 // for ext_authz's dynamic metadata ("" when there is none).
-func (g *Gate) SealPlan(ex *Exchange, req *Request) string { return g.seal(ex, g.binding(req)) }
+func (g *Gate) SealPlan(ex *Exchange, req *Request) string { return g.seal(ex, req) }
 
 var errPlan = errors.New("plan not believed")
 
@@ -214,7 +212,8 @@ func (g *Gate) openPlan(req *Request) (*Exchange, string, error) {
 	}
 	payload, mac := raw[:len(raw)-planMACLen], raw[len(raw)-planMACLen:]
 	var buf [sha256.Size]byte
-	if !hmac.Equal(mac, g.planKeys.mac(buf[:0], payload, g.binding(req))) {
+	msg := g.appendBinding(append(make([]byte, 0, len(payload)+256), payload...), req)
+	if !hmac.Equal(mac, g.planKeys.mac(buf[:0], msg)) {
 		// Forged, sealed by a replica with another key or route map, or
 		// another request's.
 		return nil, "invalid", errPlan

@@ -1,0 +1,255 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"unicode/utf8"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The Check fast path. A warm, memoised decision reads a handful of a
+// CheckRequest's fields (the request line, host, scheme, protocol, the
+// headers and the body); protobuf-go's Unmarshal builds all of it (peers,
+// addresses, time, metadata) through reflection, which was the largest
+// single cost of a Check. So the codec checks that the whole message is
+// one protobuf-go accepts (validCheck: every field's wire type, string
+// UTF-8, nesting) without building anything, reads those fields itself
+// with protobuf's rules (a repeated singular field: the last wins; a
+// repeated message: merged), and keeps the bytes: the rest is decoded by
+// proto.Unmarshal only when something asks for it (a policy that is not
+// memoised, identity from Envoy's metadata, a decision log). Anything the
+// validator is not sure of (groups, packed fields, deep nesting) makes the
+// codec decode the whole message with proto.Unmarshal as before, errors
+// included: the fast path never reads a message differently from
+// protobuf-go, and never accepts one it refuses.
+
+// checkIn is a CheckRequest received by the codec. CheckRequest is
+// embedded, so that grpc-go's own codec (a server built without Codec)
+// fills it like any CheckRequest; Codec sets fast instead when the fast
+// reading applies.
+type checkIn struct {
+	authv3.CheckRequest
+	// fast: http holds the request's fields and raw the whole message;
+	// CheckRequest is empty until full is called.
+	fast bool
+	raw  []byte
+	http fastHTTP
+}
+
+// fastHTTP is what Check reads of AttributeContext.request.http.
+type fastHTTP struct {
+	method, path, host, scheme, protocol, body string
+	rawBody                                    []byte
+	headers                                    map[string]string
+}
+
+// full decodes the whole message (once) and returns it.
+func (in *checkIn) full() (*authv3.CheckRequest, error) {
+	if in.fast {
+		if err := proto.Unmarshal(in.raw, &in.CheckRequest); err != nil {
+			return nil, fmt.Errorf("check request: %w", err)
+		}
+		in.fast, in.raw = false, nil
+	}
+	return &in.CheckRequest, nil
+}
+
+// decodeCheckIn reads b into in: the fast reading when validCheck is sure
+// of b, decodeCheckRequest (proto.Unmarshal's result and errors) otherwise.
+func decodeCheckIn(b []byte, in *checkIn) error {
+	if validMessage(b, checkRequestDesc, 0) {
+		raw := make([]byte, len(b))
+		copy(raw, b)
+		in.fast, in.raw = true, raw
+		in.http = fastHTTP{headers: make(map[string]string, 16)}
+		readCheckPath(raw, 0, &in.http)
+		return nil
+	}
+	return decodeCheckRequest(b, &in.CheckRequest)
+}
+
+var checkRequestDesc = (&authv3.CheckRequest{}).ProtoReflect().Descriptor()
+
+// maxValidDepth bounds validMessage's recursion; deeper messages go to
+// proto.Unmarshal (whose own limit is 10,000).
+const maxValidDepth = 32
+
+// validMessage reports whether proto.Unmarshal would accept b as a message
+// of md. False means "not sure", not "invalid": the caller lets
+// proto.Unmarshal decide. It is stricter than protobuf-go where that is
+// simpler (every string field's UTF-8 is checked, any group or packed
+// field is refused), never laxer.
+func validMessage(b []byte, md protoreflect.MessageDescriptor, depth int) bool {
+	if depth > maxValidDepth {
+		return false
+	}
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return false
+		}
+		b = b[n:]
+		if typ == protowire.StartGroupType || typ == protowire.EndGroupType {
+			return false
+		}
+		fd := fields.ByNumber(num)
+		if fd != nil && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return false
+			}
+			switch k := fd.Kind(); {
+			case k == protoreflect.MessageKind:
+				// Maps too: an entry is a message of its key and value.
+				if !validMessage(v, fd.Message(), depth+1) {
+					return false
+				}
+			case k == protoreflect.StringKind:
+				if !utf8.Valid(v) {
+					return false
+				}
+			case k == protoreflect.BytesKind:
+			case fd.IsList():
+				// A packed repeated scalar.
+				return false
+			}
+			// A scalar field sent as bytes is an unknown field to
+			// protobuf-go: skipped, as here.
+			b = b[m:]
+			continue
+		}
+		if fd != nil && fd.Kind() == protoreflect.GroupKind {
+			return false
+		}
+		// Scalars (any value of the right wire type is valid) and unknown
+		// fields: only their framing matters.
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return false
+		}
+		b = b[m:]
+	}
+	return true
+}
+
+// checkHTTPPath leads from a CheckRequest to its HttpRequest: attributes
+// (1), AttributeContext.request (4), Request.http (2).
+var checkHTTPPath = [...]protowire.Number{1, 4, 2}
+
+// HttpRequest's fields read by the fast path (attribute_context.proto).
+const (
+	fieldHTTPMethod   = 2
+	fieldHTTPPath     = 4
+	fieldHTTPHost     = 5
+	fieldHTTPScheme   = 6
+	fieldHTTPProtocol = 10
+	fieldHTTPBody     = 11
+	fieldHTTPRawBody  = 12
+)
+
+// readCheckPath reads the HttpRequest fields of b (validated by
+// validMessage) into h as proto.Unmarshal merges them: every occurrence of
+// a message on the path is read in order, a later scalar replacing an
+// earlier one, a later map entry an earlier one with its key. A field of
+// another wire type than its declared one is an unknown field to
+// protobuf-go, and skipped here.
+func readCheckPath(b []byte, depth int, h *fastHTTP) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if typ != protowire.BytesType {
+			b = b[m:]
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(b)
+		b = b[m:]
+		if depth < len(checkHTTPPath) {
+			if num == checkHTTPPath[depth] {
+				readCheckPath(v, depth+1, h)
+			}
+			continue
+		}
+		switch num {
+		case fieldHTTPMethod:
+			h.method = string(v)
+		case fieldHTTPHeaders:
+			readHeaderEntry(v, h.headers)
+		case fieldHTTPPath:
+			h.path = string(v)
+		case fieldHTTPHost:
+			h.host = string(v)
+		case fieldHTTPScheme:
+			h.scheme = string(v)
+		case fieldHTTPProtocol:
+			h.protocol = string(v)
+		case fieldHTTPBody:
+			h.body = string(v)
+		case fieldHTTPRawBody:
+			h.rawBody = v
+		}
+	}
+}
+
+// readHeaderEntry reads a validated map<string, string> entry as
+// protobuf-go does: key (1) and value (2) default to "", a later one
+// replaces an earlier one, fields of other numbers or wire types are
+// skipped.
+func readHeaderEntry(b []byte, headers map[string]string) {
+	var key, val []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if typ == protowire.BytesType && (num == 1 || num == 2) {
+			v, _ := protowire.ConsumeBytes(b)
+			if num == 1 {
+				key = v
+			} else {
+				val = v
+			}
+		}
+		b = b[m:]
+	}
+	headers[string(key)] = string(val)
+}
+
+// checkDesc is Authorization's service description with a handler that
+// decodes into checkIn (the generated one decodes into a fresh
+// CheckRequest, always whole).
+var checkDesc = grpc.ServiceDesc{
+	ServiceName: authv3.Authorization_ServiceDesc.ServiceName,
+	HandlerType: authv3.Authorization_ServiceDesc.HandlerType,
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Check",
+		Handler:    checkHandler,
+	}},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: authv3.Authorization_ServiceDesc.Metadata,
+}
+
+func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(checkIn)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	s := srv.(*Server)
+	if interceptor == nil {
+		return s.checkIn(ctx, in)
+	}
+	// Interceptors are given the CheckRequest they expect.
+	req, err := in.full()
+	if err != nil {
+		return nil, err
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
+	return interceptor(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return s.Check(ctx, req.(*authv3.CheckRequest))
+	})
+}
