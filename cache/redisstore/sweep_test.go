@@ -40,21 +40,40 @@ func TestCommitSweepLeavesOutOnlyTheSubjectWrittenMeanwhile(t *testing.T) {
 func testCommitSweepConflict(t *testing.T, applied, tokens bool) {
 	srv := testredis.Start(t)
 	s := newStore(t, srv.URL(), cache.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A bound against a hang, not a speed check: 1,200 writes under -race on
+	// a loaded CI machine took more than the minute this once was.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t0 := storetest.T0
 	e := audit.Entry{Actor: "tester", Action: "test", Object: "test", Time: t0}
 	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, e); err != nil {
 		t.Fatal(err)
 	}
-	// Enough subjects that the victim's tag holds others too.
+	// Enough subjects that the victim's tag holds others too, written by a
+	// few writers at once (each write is round trips, not CPU).
 	byTag := map[int][]model.SubjectRef{}
-	for i := range 1200 {
-		ref := model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("c-%d", i)}
-		if err := s.PutSubject(ctx, model.Subject{Ref: ref, Origin: t0.Add(-10 * 24 * time.Hour)}, e); err != nil {
+	refs := make([]model.SubjectRef, 1200)
+	for i := range refs {
+		refs[i] = model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("c-%d", i)}
+		byTag[redisstore.TagForTest(refs[i])] = append(byTag[redisstore.TagForTest(refs[i])], refs[i])
+	}
+	const writers = 8
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := w; i < len(refs); i += writers {
+				if err := s.PutSubject(ctx, model.Subject{Ref: refs[i], Origin: t0.Add(-10 * 24 * time.Hour)}, e); err != nil {
+					errs <- fmt.Errorf("put %s: %w", refs[i].ID, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-		byTag[redisstore.TagForTest(ref)] = append(byTag[redisstore.TagForTest(ref)], ref)
 	}
 	// While more are due than asked for, Due returns as many as asked
 	// (the sweeper ends its pass on a short answer).
