@@ -11,6 +11,10 @@ REDIS_URL ?=
 # Packages with concurrency worth running under the race detector.
 RACE_PKGS ?= ./cache/... ./policy/... ./authz/... ./adminapi/... ./internal/... ./redact/... ./e2e/...
 
+# Per test binary: go test's default (10m) is a hang detector, and authz
+# under -race on a loaded 2-core machine took longer than that while passing.
+TEST_TIMEOUT ?= 30m
+
 # Platforms of `make image`.
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 
@@ -50,8 +54,8 @@ test-deps:
 test: test-deps
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (echo "gofmt needed:"; gofmt -l .; exit 1)
-	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 ./...
-	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 -race $(RACE_PKGS)
+	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	GDPRGATE_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -race $(RACE_PKGS)
 
 lint:
 	$(GO) vet ./...
