@@ -20,6 +20,15 @@ import (
 // stream aborts having released no secret.
 func streamedAsBuffered(t *testing.T, r streamRig, path, ce string, body []byte) {
 	t.Helper()
+	streamedAsBufferedLeak(t, r, path, ce, body, true)
+}
+
+// streamedAsBufferedLeak is streamedAsBuffered whose check that an aborted
+// stream released no "SECRET" is made only when leak is set: bytes outside
+// mapped values go out as they come, so a secret elsewhere may be released
+// before the error, as designed.
+func streamedAsBufferedLeak(t *testing.T, r streamRig, path, ce string, body []byte, leak bool) {
+	t.Helper()
 	ex := r.check(t, path)
 	want := r.g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: body, Header: header("application/json", ce)})
 	wantBody := body
@@ -59,7 +68,7 @@ func streamedAsBuffered(t *testing.T, r streamRig, path, ce string, body []byte)
 		case want.Replace && err == nil:
 			t.Fatalf("chunks of %d: streamed %q, buffered refused %d %s", n, out, want.Status, want.Reason)
 		case want.Replace:
-			if bytes.Contains(out, []byte("SECRET")) {
+			if leak && bytes.Contains(out, []byte("SECRET")) {
 				t.Fatalf("chunks of %d: aborted (%v) after releasing %q", n, err, out)
 			}
 		case err != nil:
@@ -144,37 +153,41 @@ func TestStreamedAndBufferedDecodeAlike(t *testing.T) {
 	}
 }
 
+// adversarialBodies are answers of the list route a different parser
+// might read otherwise, or that are not the mapped shape.
+var adversarialBodies = []string{
+	diffList, "\xef\xbb\xbf" + diffList, diffList + ` x`, diffList + diffList, diffList + `}`, ` `,
+	`{"data":[{"id":1,"health_notes":"SECRET"}]}`,
+	`{"data":[{"id":null,"health_notes":"SECRET"}]}`,
+	`{"data":[{"id":{"a":1},"health_notes":"SECRET"}]}`,
+	`{"data":[{"id":["c-1"],"health_notes":"SECRET"}]}`,
+	`{"data":[{"id":true,"health_notes":"SECRET"}]}`,
+	`{"data":[{"id":"c-1","health_notes":"SECRET","id":"c-3"}]}`,
+	`{"data":[{"id":null,"health_notes":"SECRET","id":"c-3"}]}`,
+	`{"data":[{"id":"c-1","health_notes":"SECRET","health_notes":"SECRET2"}]}`,
+	`{"data":[{"health\u005fnotes":"SECRET","id":"c-1"}]}`,
+	`{"data":[{"Health_Notes":"SECRET","id":"c-1"}]}`,
+	`{"data":[{"id":"c-\u0031","health_notes":"SECRET"}]}`,
+	`{"data":[{"id":"c-1","health_notes":"\ud83d\ude00SECRET\u00e9"}]}`,
+	"{\"data\":[{\"id\":\"c-1\",\"health_notes\":\"SECRET\xff\"}]}",
+	"{\"data\":[{\"id\":\"c-1\",\"health_notes\xff\":\"SECRET\"}]}",
+	`{"data":[{"id":"c-1","health_notes":"SECRET"}],"data":[{"id":"c-3","health_notes":"SECRET"}]}`,
+	`{"Data":[{"id":"c-1","health_notes":"SECRET"}]}`,
+	`{"data":[{"id":"c-1","x":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `,"health_notes":"SECRET"}]}`,
+	`{"x":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat("}", 300) + `,"data":[]}`,
+	`null`, `"str"`, `12`, `[]`, `{}`,
+	`{"data":{"0":{"id":"c-1","health_notes":"SECRET"}}}`,
+	`{"data":[[{"id":"c-1","health_notes":"SECRET"}]]}`,
+	`{"data":[{"id":"c-1","health_notes":"x"},[{"id":"c-1","health_notes":"SECRET"}]]}`,
+	`{"data":{},"x":[]}`,
+}
+
 // Bodies a different parser might read otherwise, or that are not the
 // mapped shape: streamed as buffered, chunk boundaries anywhere.
 func TestStreamedAnswerIsTheBufferedOneForAdversarialBodies(t *testing.T) {
 	sc := apptest.New(t, apptest.Options{})
 	r := streamRig{g: sc.App.Gate}
-	for _, b := range []string{
-		diffList, "\xef\xbb\xbf" + diffList, diffList + ` x`, diffList + diffList, diffList + `}`, ` `,
-		`{"data":[{"id":1,"health_notes":"SECRET"}]}`,
-		`{"data":[{"id":null,"health_notes":"SECRET"}]}`,
-		`{"data":[{"id":{"a":1},"health_notes":"SECRET"}]}`,
-		`{"data":[{"id":["c-1"],"health_notes":"SECRET"}]}`,
-		`{"data":[{"id":true,"health_notes":"SECRET"}]}`,
-		`{"data":[{"id":"c-1","health_notes":"SECRET","id":"c-3"}]}`,
-		`{"data":[{"id":null,"health_notes":"SECRET","id":"c-3"}]}`,
-		`{"data":[{"id":"c-1","health_notes":"SECRET","health_notes":"SECRET2"}]}`,
-		`{"data":[{"health\u005fnotes":"SECRET","id":"c-1"}]}`,
-		`{"data":[{"Health_Notes":"SECRET","id":"c-1"}]}`,
-		`{"data":[{"id":"c-\u0031","health_notes":"SECRET"}]}`,
-		`{"data":[{"id":"c-1","health_notes":"\ud83d\ude00SECRET\u00e9"}]}`,
-		"{\"data\":[{\"id\":\"c-1\",\"health_notes\":\"SECRET\xff\"}]}",
-		"{\"data\":[{\"id\":\"c-1\",\"health_notes\xff\":\"SECRET\"}]}",
-		`{"data":[{"id":"c-1","health_notes":"SECRET"}],"data":[{"id":"c-3","health_notes":"SECRET"}]}`,
-		`{"Data":[{"id":"c-1","health_notes":"SECRET"}]}`,
-		`{"data":[{"id":"c-1","x":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `,"health_notes":"SECRET"}]}`,
-		`{"x":` + strings.Repeat(`{"a":`, 300) + `1` + strings.Repeat("}", 300) + `,"data":[]}`,
-		`null`, `"str"`, `12`, `[]`, `{}`,
-		`{"data":{"0":{"id":"c-1","health_notes":"SECRET"}}}`,
-		`{"data":[[{"id":"c-1","health_notes":"SECRET"}]]}`,
-		`{"data":[{"id":"c-1","health_notes":"x"},[{"id":"c-1","health_notes":"SECRET"}]]}`,
-		`{"data":{},"x":[]}`,
-	} {
+	for _, b := range adversarialBodies {
 		streamedAsBuffered(t, r, "/api/contacts", "", []byte(b))
 	}
 }
