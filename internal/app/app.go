@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	if len(cfg.Routes) == 0 {
 		return nil, ErrNoRoutes
+	}
+	if cfg.Limits.MemoryLimit > 0 {
+		// Process-wide, as GOMEMLIMIT is (which it replaces).
+		debug.SetMemoryLimit(cfg.Limits.MemoryLimit)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -565,6 +565,13 @@ type LimitsConfig struct {
 	// MaxIDBytes bounds a subject id read from a request (path, query,
 	// header or body); a longer one is refused with 400. Default 256.
 	MaxIDBytes int `yaml:"max_id_bytes"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (runtime/debug.SetMemoryLimit; the GOMEMLIMIT environment variable's
+	// value when 0, no limit when neither is set). The collector works
+	// harder as the heap nears it: a sidecar streaming big answers keeps
+	// its peak resident memory down at some CPU. It is soft: live memory
+	// above it is never refused.
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
 // Default returns the configuration with every default filled in.
@@ -742,6 +749,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Body.Compressed != "decode" && c.Body.Compressed != "refuse" {
 		add("body.compressed: must be decode or refuse (got %q)", c.Body.Compressed)
+	}
+	if c.Limits.MemoryLimit < 0 {
+		add("limits.memory_limit: must be positive or 0 for the runtime's default (got %d)", c.Limits.MemoryLimit)
 	}
 	if c.Limits.MaxIDBytes < 0 {
 		add("limits.max_id_bytes: must be positive (got %d)", c.Limits.MaxIDBytes)

@@ -58,6 +58,7 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"empty segment", "routes:\n  - {method: GET, path: /a//b, kind: write}\n", "write literal segments decoded"},
 		{"path parameter", "routes:\n  - {method: GET, path: /a;v=1, kind: write}\n", "write literal segments decoded"},
 		{"negative id bound", "limits: {max_id_bytes: -1}\n", "limits.max_id_bytes"},
+		{"negative memory limit", "limits: {memory_limit: -1}\n", "limits.memory_limit"},
 		{"bad trusted source", "identity: {trusted_sources: [10.0.0.0/8, lan]}\n", "identity.trusted_sources[1]"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
 		{"communication without its spec", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n", "needs communication: {id: …}"},
