@@ -274,7 +274,7 @@ type Request struct {
 // the gate can refuse a repeated header it decides on).
 func HeaderGetter(h http.Header) func(name string) string {
 	return func(name string) string {
-		v := h.Values(name)
+		v := h[CanonicalHeader(name)] // h.Values(name), without a new key each call
 		switch len(v) {
 		case 0:
 			return ""

@@ -375,8 +375,11 @@ func (g *Gate) refuse(status int, reason, message string) Rewritten {
 }
 
 func isJSON(ct string) bool {
-	if ct == "" {
+	switch ct {
+	case "":
 		return false
+	case "application/json", "application/json; charset=utf-8":
+		return true // what mime.ParseMediaType would say, without its allocations
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {

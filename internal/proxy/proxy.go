@@ -238,7 +238,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v := &ex.Verdict
 	if !v.Allow {
 		for _, ph := range v.Additions().AppendHeaders {
-			w.Header().Add(ph.Key, ph.Value)
+			hadd(w.Header(), ph.Key, ph.Value)
 		}
 		h := map[string]string{gate.HeaderDecisionID: ex.DecisionID}
 		for k, val := range v.ResponseHeaders {
@@ -259,13 +259,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for k, val := range v.UpstreamHeaders {
-		r.Header.Set(k, val)
+		hset(r.Header, k, val)
 	}
 	for _, ph := range v.Additions().AppendHeaders {
-		r.Header.Add(ph.Key, ph.Value)
+		hadd(r.Header, ph.Key, ph.Value)
 	}
 	for _, h := range v.Additions().RemoveHeaders {
-		r.Header.Del(h)
+		hdel(r.Header, h)
 	}
 	x := &exchange{ex: ex}
 	if ex.NeedsBody() {
@@ -365,10 +365,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	// A write the backend took is audited now (see gate.Responded).
 	p.gate.Responded(resp.Request.Context(), ex, resp.StatusCode)
 	for k, v := range ex.Verdict.ResponseHeaders {
-		resp.Header.Set(k, v)
+		hset(resp.Header, k, v)
 	}
 	for _, ph := range ex.Verdict.Additions().AddResponseHeaders {
-		resp.Header.Add(ph.Key, ph.Value)
+		hadd(resp.Header, ph.Key, ph.Value)
 	}
 	if !ex.NeedsBody() {
 		p.gate.Observe(ex, resp.StatusCode)
@@ -401,8 +401,8 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	if over {
 		setBody(resp, http.StatusBadGateway, []byte(`{"error":"body_too_large","message":"the backend's answer is larger than gdprgate may check"}`))
-		resp.Header.Set("content-type", "application/json")
-		resp.Header.Del("content-encoding")
+		hset(resp.Header, "content-type", "application/json")
+		hdel(resp.Header, "content-encoding")
 		return nil
 	}
 	var body []byte
@@ -420,16 +420,16 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	rw := p.gate.Rewrite(resp.Request.Context(), ex, &gate.Response{
 		Status: resp.StatusCode,
-		Header: func(name string) string { return resp.Header.Get(name) },
+		Header: func(name string) string { return hget(resp.Header, name) },
 		Body:   body,
 		Head:   resp.Request.Method == http.MethodHead,
 		Dst:    (*out)[:0],
 	})
 	for _, h := range rw.RemoveHeaders {
-		resp.Header.Del(h)
+		hdel(resp.Header, h)
 	}
 	for k, v := range rw.SetHeaders {
-		resp.Header.Set(k, v)
+		hset(resp.Header, k, v)
 	}
 	if rw.Replace {
 		release()
@@ -439,7 +439,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if rw.Modified {
 		body = rw.Body
 	}
-	setBody(resp, resp.StatusCode, body)
+	setLength(resp, resp.StatusCode, len(body))
 	if x.whole != nil && len(body) >= wholeMin {
 		x.whole.status, x.whole.body, x.whole.release = resp.StatusCode, body, release
 		resp.Body = http.NoBody
@@ -528,12 +528,36 @@ func (b *pooledBody) Close() error {
 	return nil
 }
 
+// hset, hadd, hdel and hget are http.Header's Set, Add, Del and Get
+// without a new canonical key string per call (gate.CanonicalHeader).
+func hset(h http.Header, k, v string) { h[gate.CanonicalHeader(k)] = []string{v} }
+
+func hadd(h http.Header, k, v string) {
+	ck := gate.CanonicalHeader(k)
+	h[ck] = append(h[ck], v)
+}
+
+func hdel(h http.Header, k string) { delete(h, gate.CanonicalHeader(k)) }
+
+func hget(h http.Header, k string) string {
+	if v := h[gate.CanonicalHeader(k)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 func setBody(resp *http.Response, status int, body []byte) {
+	setLength(resp, status, len(body))
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+}
+
+// setLength gives resp the status and the length of the body it is
+// about to get.
+func setLength(resp *http.Response, status, n int) {
 	resp.StatusCode = status
 	resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.Header.Set("content-length", strconv.Itoa(len(body)))
+	resp.ContentLength = int64(n)
+	hset(resp.Header, "content-length", strconv.Itoa(n))
 	resp.TransferEncoding = nil
 }
 
@@ -548,12 +572,12 @@ func writeBody(w http.ResponseWriter, status int, body []byte, headers map[strin
 
 func writeAnswer(w http.ResponseWriter, status int, body []byte, headers map[string]string, contentType string) {
 	for k, v := range headers {
-		w.Header().Set(k, v)
+		hset(w.Header(), k, v)
 	}
 	if contentType != "" {
-		w.Header().Set("content-type", contentType)
+		hset(w.Header(), "content-type", contentType)
 	}
-	w.Header().Set("content-length", strconv.Itoa(len(body)))
+	hset(w.Header(), "content-length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -564,16 +588,16 @@ func writeAnswer(w http.ResponseWriter, status int, body []byte, headers map[str
 func (p *Proxy) stream(resp *http.Response, ex *gate.Exchange, prefix *[]byte) bool {
 	s, head, ok := p.gate.RewriteStream(resp.Request.Context(), ex, &gate.Response{
 		Status: resp.StatusCode,
-		Header: func(name string) string { return resp.Header.Get(name) },
+		Header: func(name string) string { return hget(resp.Header, name) },
 	})
 	if !ok {
 		return false
 	}
 	for _, h := range head.RemoveHeaders {
-		resp.Header.Del(h)
+		hdel(resp.Header, h)
 	}
 	for k, v := range head.SetHeaders {
-		resp.Header.Set(k, v)
+		hset(resp.Header, k, v)
 	}
 	if head.Replace {
 		resp.Body.Close()
@@ -582,7 +606,7 @@ func (p *Proxy) stream(resp *http.Response, ex *gate.Exchange, prefix *[]byte) b
 		return true
 	}
 	resp.ContentLength = -1 // ReverseProxy then flushes every write
-	resp.Header.Del("content-length")
+	hdel(resp.Header, "content-length")
 	resp.Body = &streamBody{s: s, up: resp.Body, prefix: prefix, rest: *prefix, buf: bodyPool.Get(32 << 10), p: p, ex: ex}
 	return true
 }
