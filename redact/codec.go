@@ -2,16 +2,10 @@ package redact
 
 import (
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-
-	"github.com/andybalholm/brotli"
 )
 
 // ErrTooLarge is returned by Decode when the decoded body exceeds the limit.
@@ -66,35 +60,12 @@ func Decode(contentEncoding string, body []byte, limit int) ([]byte, error) {
 }
 
 func decodeOne(c string, body []byte, limit int) ([]byte, error) {
-	var r io.Reader
-	// in is read to its end: bytes after the compressed stream are refused
-	// (gzip reads on to a next member; zlib, raw deflate and br stop at
-	// their end), as the streamed decoder refuses them, since another
-	// decoder could read them otherwise.
-	in := bytes.NewReader(body)
-	switch c {
-	case "gzip":
-		zr, err := gzip.NewReader(in)
-		if err != nil {
-			return nil, fmt.Errorf("redact: decode gzip: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case "deflate":
-		// HTTP "deflate" is zlib (RFC 1950), but some servers send a raw
-		// RFC 1951 stream: accept both, as browsers do.
-		if zr, err := zlib.NewReader(in); err == nil {
-			defer zr.Close()
-			r = zr
-		} else {
-			in.Reset(body)
-			fr := flate.NewReader(in)
-			defer fr.Close()
-			r = fr
-		}
-	case "br":
-		r = brotli.NewReader(in)
+	d, err := NewDecoder(c, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
+	defer d.Close()
+	var r io.Reader = d
 	if limit > 0 {
 		r = io.LimitReader(r, int64(limit)+1)
 	}
@@ -110,13 +81,13 @@ func decodeOne(c string, body []byte, limit int) ([]byte, error) {
 	if limit > 0 && buf.Len() > limit {
 		return nil, fmt.Errorf("%w (%s body over %d bytes)", ErrTooLarge, c, limit)
 	}
-	if in.Len() > 0 {
-		return nil, fmt.Errorf("redact: decode %s: %d bytes after the compressed stream", c, in.Len())
+	// Bytes after the compressed stream are refused, as the streamed
+	// decoder refuses them.
+	if n, _ := d.Trailing(); n > 0 {
+		return nil, fmt.Errorf("redact: decode %s: %d bytes after the compressed stream", c, n)
 	}
 	return buf.Bytes(), nil
 }
-
-var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 
 // Encode applies contentEncoding to body, for re-compressing a rewritten
 // body with the encoding the backend used. For identity the result is body.
@@ -137,18 +108,9 @@ func Encode(contentEncoding string, body []byte) ([]byte, error) {
 func encodeOne(c string, body []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(body)/3 + 64)
-	var w io.WriteCloser
-	switch c {
-	case "gzip":
-		zw := gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(zw)
-		zw.Reset(&buf)
-		w = zw
-	case "deflate":
-		w = zlib.NewWriter(&buf)
-	case "br":
-		// Level 4 keeps br near gzip's speed; the body is re-sent at once.
-		w = brotli.NewWriterLevel(&buf, 4)
+	w, err := NewEncoder(c, &buf)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := w.Write(body); err != nil {
 		return nil, fmt.Errorf("redact: encode %s: %w", c, err)

@@ -1,18 +1,11 @@
 package gate
 
 import (
-	"bufio"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-
-	"github.com/andybalholm/brotli"
 
 	"github.com/gdprgate/gdprgate/redact"
 )
@@ -42,13 +35,9 @@ type streamCodec struct {
 // newStreamCodec returns a codec for one coding gdprgate can stream, or an
 // error (a list of codings, an unknown one): such answers are buffered.
 func newStreamCodec(enc string) (*streamCodec, error) {
-	c := strings.ToLower(strings.TrimSpace(enc))
-	switch c {
-	case "gzip", "x-gzip":
-		c = "gzip"
-	case "br", "deflate":
-	default:
-		return nil, fmt.Errorf("%w %q", redact.ErrUnsupportedEncoding, enc)
+	c, err := redact.Coding(enc)
+	if err != nil {
+		return nil, err
 	}
 	return &streamCodec{coding: c}, nil
 }
@@ -70,11 +59,6 @@ func (c *streamCodec) take(dst []byte) []byte {
 	return dst
 }
 
-type flusher interface {
-	io.WriteCloser
-	Flush() error
-}
-
 // start runs the decoder for the stream s.
 func (c *streamCodec) start(ctx context.Context, s *BodyStream) {
 	c.pr, c.pw = io.Pipe()
@@ -89,38 +73,18 @@ func (c *streamCodec) run(s *BodyStream) {
 		c.err = err
 		c.pr.CloseWithError(err)
 	}
-	var (
-		dec io.Reader
-		enc flusher
-		// src is what dec reads the compressed bytes from: read to its
-		// end once dec ends.
-		src io.Reader = c.pr
-	)
-	switch c.coding {
-	case "gzip":
-		zr, err := gzip.NewReader(c.pr)
-		if err != nil {
-			fail(fmt.Errorf("%w: %w", errStreamDecode, err))
-			return
-		}
-		dec, enc = zr, gzip.NewWriter(c)
-	case "deflate":
-		// As redact.Decode: zlib (RFC 1950), or a raw RFC 1951 stream.
-		br := bufio.NewReader(c.pr)
-		src = br
-		if h, err := br.Peek(2); err == nil && zlibHeader(h) {
-			zr, err := zlib.NewReader(br)
-			if err != nil {
-				fail(fmt.Errorf("%w: %w", errStreamDecode, err))
-				return
-			}
-			dec = zr
-		} else {
-			dec = flate.NewReader(br)
-		}
-		enc = zlib.NewWriter(c)
-	case "br":
-		dec, enc = brotli.NewReader(c.pr), brotli.NewWriterLevel(c, 4)
+	// The decoder and encoder are the buffered rewrite's (redact.Decode
+	// and Encode): both read the same bytes the same way.
+	dec, err := redact.NewDecoder(c.coding, c.pr)
+	if err != nil {
+		fail(fmt.Errorf("%w: %w", errStreamDecode, err))
+		return
+	}
+	defer dec.Close()
+	enc, err := redact.NewEncoder(c.coding, c)
+	if err != nil {
+		fail(err)
+		return
 	}
 	buf := make([]byte, 32<<10)
 	var plain []byte
@@ -155,7 +119,7 @@ func (c *streamCodec) run(s *BodyStream) {
 	}
 	// The compressed stream ended: so must the body (anything after the
 	// end of the compressed data is refused, as Decode would not read it).
-	rest, err := io.Copy(io.Discard, src)
+	rest, err := dec.Trailing()
 	if err == nil && rest > 0 {
 		err = fmt.Errorf("%w: data after the compressed stream", errStreamDecode)
 	}
@@ -177,14 +141,6 @@ func (c *streamCodec) run(s *BodyStream) {
 		return
 	}
 	c.res = res
-}
-
-// zlibHeader reports whether h starts a stream zlib.NewReader takes (as
-// redact.Decode tries it first): deflate, a window of at most 32 KiB, the
-// check bits, no preset dictionary. Anything else is read as raw deflate
-// by both, so the two paths decode the same bytes the same way.
-func zlibHeader(h []byte) bool {
-	return h[0]&0x0f == 8 && h[0]>>4 <= 7 && (uint16(h[0])<<8|uint16(h[1]))%31 == 0 && h[1]&0x20 == 0
 }
 
 // write hands chunk to the decoder and appends what has been released.

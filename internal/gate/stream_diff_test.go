@@ -5,7 +5,9 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/adler32"
 	"strings"
 	"testing"
 
@@ -120,6 +122,21 @@ func storedDeflate(b0 byte, body []byte) []byte {
 	return append(out, rest...)
 }
 
+// zlibEmptyDictionary is body as zlib whose header flags a preset
+// dictionary with the empty dictionary's id (Adler-32 1): zlib takes it
+// (nothing to preset), so it is zlib, not raw deflate.
+func zlibEmptyDictionary(body []byte) []byte {
+	out := append([]byte{0x78, 0x20, 0, 0, 0, 1}, rawDeflate(body)...)
+	return binary.BigEndian.AppendUint32(out, adler32.Checksum(body))
+}
+
+// zlibOtherDictionary flags a preset dictionary gdprgate does not have:
+// not zlib to zlib, so raw deflate, which these bytes are not.
+func zlibOtherDictionary(body []byte) []byte {
+	out := append([]byte{0x78, 0x20, 0, 0, 0, 2}, rawDeflate(body)...)
+	return binary.BigEndian.AppendUint32(out, adler32.Checksum(body))
+}
+
 const diffList = `{"data":[{"id":"c-1","health_notes":"SECRET1"},{"health_notes":"SECRET3","id":"c-3"}],"page":1}`
 
 // A compressed answer is decoded the same way streamed and buffered: the
@@ -144,6 +161,8 @@ func TestStreamedAndBufferedDecodeAlike(t *testing.T) {
 		{"bytes after raw deflate", "deflate", append(rawDeflate(g), 'x')},
 		{"raw deflate that looks like zlib with a 64 KiB window", "deflate", storedDeflate(0x88, g)},
 		{"raw deflate that looks like zlib with a preset dictionary", "deflate", storedDeflate(0x78, g)},
+		{"zlib with the empty preset dictionary", "deflate", zlibEmptyDictionary(g)},
+		{"zlib with another preset dictionary", "deflate", zlibOtherDictionary(g)},
 		{"br", "br", encoded(t, "br", g)},
 		{"bytes after br", "br", append(encoded(t, "br", g), 'x')},
 		{"br cut short", "br", encoded(t, "br", g)[:10]},
