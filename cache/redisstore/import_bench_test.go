@@ -79,6 +79,7 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		cpu      [2]float64 // masters, replicas
 		client   time.Duration
 		took     time.Duration
+		done     int
 	}
 	opts := cache.Options{Timeout: 30 * time.Second, Logger: quiet(), Buckets: buckets}
 	srv := testredis.Start(b)
@@ -109,14 +110,25 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 		t := &target{name: k.name, store: seededStore(b, cl.URL(), opts)}
 		for _, m := range cl.Masters() {
 			t.masters = append(t.masters, m.Addr())
-			for _, r := range cl.ReplicasOf(m) {
-				t.replicas = append(t.replicas, r.Addr())
+			// The cluster's view can lag (or time out) on a loaded machine:
+			// replicas missing here would be missing from the CPU figures.
+			for wait := 0; ; wait++ {
+				rs := cl.ReplicasOf(m)
+				if len(rs) >= k.replicas || wait == 60 {
+					for _, r := range rs {
+						t.replicas = append(t.replicas, r.Addr())
+					}
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
 			}
 		}
 		targets = append(targets, t)
 	}
 	ctx := context.Background()
 	stats := os.Getenv("GDPRGATE_BENCH_COMMANDSTATS") != ""
+	// GDPRGATE_BENCH_PROGRESS=1: figures so far on stderr every 1M subjects.
+	progress := os.Getenv("GDPRGATE_BENCH_PROGRESS") != ""
 	for _, t := range targets {
 		t.before = usedMemory(b, t.masters)
 		if stats {
@@ -136,6 +148,15 @@ func BenchmarkImportSingleVsCluster(b *testing.B) {
 				t.client += processCPU() - c0
 				t.cpu[0] += info(b, t.masters, "used_cpu_") - m0
 				t.cpu[1] += info(b, t.replicas, "used_cpu_") - r0
+				t.done += to - from
+			}
+			if progress && (to/chunk)%10 == 0 || to == total {
+				// A long run can be stopped with figures in hand.
+				for _, t := range targets {
+					fmt.Fprintf(os.Stderr, "progress %s: %d subjects, %.0f rec/s, redis %.2f µs/rec (replicas %.2f), client %.2f µs/rec, %.1f B/subject\n",
+						t.name, t.done, float64(t.done)/t.took.Seconds(), t.cpu[0]*1e6/float64(t.done), t.cpu[1]*1e6/float64(t.done),
+						float64(t.client.Microseconds())/float64(t.done), float64(usedMemory(b, t.masters)-t.before)/float64(t.done))
+				}
 			}
 		}
 	}
