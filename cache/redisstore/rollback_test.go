@@ -118,6 +118,11 @@ func TestBatchWhoseRollbackFailsLeavesOnlyAuditedParts(t *testing.T) {
 	if err := nodes[b].Do(ctx, "client", "pause", 12000, "write").Err(); err != nil {
 		t.Fatal(err)
 	}
+	var keysOnA [][2]string
+	for _, ref := range onA {
+		bk, f := redisstore.RecordKeyForTest(t, s, ref)
+		keysOnA = append(keysOnA, [2]string{bk, f})
+	}
 	// Once A has written all its part, A stops answering for longer than
 	// the rollback may take (4 × the write timeout).
 	paused := make(chan error, 1)
@@ -127,9 +132,8 @@ func TestBatchWhoseRollbackFailsLeavesOnlyAuditedParts(t *testing.T) {
 			deadline := time.Now().Add(writeTimeout)
 			for time.Now().Before(deadline) {
 				all := true
-				for _, ref := range onA {
-					bk, f := redisstore.RecordKeyForTest(t, s, ref)
-					if ok, err := nodes[a].HExists(ctx, bk, f).Result(); err != nil || !ok {
+				for _, k := range keysOnA {
+					if ok, err := nodes[a].HExists(ctx, k[0], k[1]).Result(); err != nil || !ok {
 						all = false
 						break
 					}
