@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"mime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -270,8 +271,15 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		out = re
 	}
-	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: append([]string{"etag", "content-md5", "digest"}, stale...), Reason: "redacted"}
+	return Rewritten{Modified: true, Body: out, SetHeaders: set, RemoveHeaders: append(slices.Clone(contentDerived), stale...), Reason: "redacted"}
 }
+
+// contentDerived are the response headers computed from the backend's
+// body: a rewritten answer drops them, as they no longer match it and a
+// hash of the original lets a client confirm guesses of redacted values
+// (a birth year). content-digest and repr-digest are RFC 9530's successors
+// of digest.
+var contentDerived = []string{"etag", "content-md5", "digest", "content-digest", "repr-digest"}
 
 // bodyError refuses an answer the rewriter could not take, whatever its
 // status: invalid JSON under a JSON content type is refused like a 2xx.

@@ -132,7 +132,7 @@ func (g *Gate) RewriteStream(ctx context.Context, ex *Exchange, resp *Response) 
 		}
 		planner = redact.Fixed(ex.visible)
 	}
-	head = Rewritten{SetHeaders: set, RemoveHeaders: []string{"content-length", "etag", "content-md5", "digest"}, Reason: "streamed"}
+	head = Rewritten{SetHeaders: set, RemoveHeaders: append([]string{"content-length"}, contentDerived...), Reason: "streamed"}
 	if m == nil {
 		s.done = true
 		g.metrics.decision("response", "allow", "no_fields").Inc()

@@ -258,3 +258,24 @@ func TestListInAnotherShapeIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Headers computed from the backend's body — etag, content-md5, digest and
+// RFC 9530's content-digest and repr-digest — are dropped from a rewritten
+// answer, buffered or streamed: a hash of the unredacted body lets a client
+// confirm guesses of what was redacted (a birth year, a sex).
+func TestBodyDigestsAreDroppedFromRewrittenAnswers(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	r := streamRig{g: sc.App.Gate}
+	ex := r.check(t, "/api/contacts")
+	rw := r.g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(diffList), Header: header("application/json", "")})
+	ex = r.check(t, "/api/contacts")
+	_, head, ok := r.g.RewriteStream(context.Background(), ex, &gate.Response{Status: 200, Header: header("application/json", "")})
+	if !rw.Modified || !ok {
+		t.Fatalf("premise: rewritten %v, streamed %v", rw.Modified, ok)
+	}
+	for _, h := range []string{"etag", "content-md5", "digest", "content-digest", "repr-digest"} {
+		if !contains(rw.RemoveHeaders, h) || !contains(head.RemoveHeaders, h) {
+			t.Errorf("%s kept: buffered removes %q, streamed %q", h, rw.RemoveHeaders, head.RemoveHeaders)
+		}
+	}
+}
