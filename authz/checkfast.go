@@ -178,7 +178,7 @@ func readCheckPath(b []byte, depth int, h *fastHTTP) {
 		}
 		switch num {
 		case fieldHTTPMethod:
-			h.method = string(v)
+			h.method = intern(v)
 		case fieldHTTPHeaders:
 			readHeaderEntry(v, h.headers)
 		case fieldHTTPPath:
@@ -186,9 +186,9 @@ func readCheckPath(b []byte, depth int, h *fastHTTP) {
 		case fieldHTTPHost:
 			h.host = string(v)
 		case fieldHTTPScheme:
-			h.scheme = string(v)
+			h.scheme = intern(v)
 		case fieldHTTPProtocol:
-			h.protocol = string(v)
+			h.protocol = intern(v)
 		case fieldHTTPBody:
 			h.body = string(v)
 		case fieldHTTPRawBody:
@@ -217,7 +217,35 @@ func readHeaderEntry(b []byte, headers map[string]string) {
 		}
 		b = b[m:]
 	}
-	headers[string(key)] = string(val)
+	headers[intern(key)] = string(val)
+}
+
+// interned are strings every request repeats: header names, methods,
+// schemes, protocols. Reading one of them allocates nothing; the set is
+// fixed, so it does not grow with what clients send.
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		":authority", ":method", ":path", ":scheme", "accept", "accept-encoding", "accept-language",
+		"authorization", "cache-control", "connection", "content-length", "content-type", "cookie",
+		"host", "origin", "referer", "traceparent", "tracestate", "user-agent",
+		"x-envoy-auth-partial-body", "x-envoy-expected-rq-timeout-ms", "x-envoy-internal",
+		"x-forwarded-client-cert", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+		"x-gdpr-caller", "x-gdpr-mode", "x-gdpr-project", "x-gdpr-roles", "x-http-method-override",
+		"x-request-id", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+		"http", "https", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// intern is string(b), shared when it is one of the interned strings.
+func intern(b []byte) string {
+	if s, ok := interned[string(b)]; ok {
+		return s
+	}
+	return string(b)
 }
 
 // checkDesc is Authorization's service description with a handler that
