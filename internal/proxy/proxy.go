@@ -607,7 +607,12 @@ func (p *Proxy) stream(resp *http.Response, ex *gate.Exchange, prefix *[]byte) b
 	}
 	resp.ContentLength = -1 // ReverseProxy then flushes every write
 	hdel(resp.Header, "content-length")
-	resp.Body = &streamBody{s: s, up: resp.Body, prefix: prefix, rest: *prefix, buf: bodyPool.Get(32 << 10), p: p, ex: ex}
+	// The backend's trailers are dropped, as from an answer rewritten whole:
+	// a digest of the original body among them would let a client confirm
+	// guesses of redacted values. Again at the end of the body, where the
+	// transport fills them in.
+	resp.Trailer = nil
+	resp.Body = &streamBody{s: s, up: resp.Body, prefix: prefix, rest: *prefix, buf: bodyPool.Get(32 << 10), p: p, ex: ex, resp: resp}
 	return true
 }
 
@@ -627,6 +632,7 @@ type streamBody struct {
 	err    error
 	p      *Proxy
 	ex     *gate.Exchange
+	resp   *http.Response
 	once   sync.Once
 }
 
@@ -666,6 +672,7 @@ func (b *streamBody) fill() {
 		switch {
 		case err != nil:
 		case rerr == io.EOF:
+			b.resp.Trailer = nil
 			out, err = b.s.Close(out)
 			b.eof = err == nil
 		case rerr != nil:
