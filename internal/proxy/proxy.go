@@ -420,7 +420,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	rw := p.gate.Rewrite(resp.Request.Context(), ex, &gate.Response{
 		Status: resp.StatusCode,
-		Header: func(name string) string { return hget(resp.Header, name) },
+		Header: gate.HeaderGetter(resp.Header), // a repeated header as one list, as Envoy gives it
 		Body:   body,
 		Head:   resp.Request.Method == http.MethodHead,
 		Dst:    (*out)[:0],
@@ -588,7 +588,7 @@ func writeAnswer(w http.ResponseWriter, status int, body []byte, headers map[str
 func (p *Proxy) stream(resp *http.Response, ex *gate.Exchange, prefix *[]byte) bool {
 	s, head, ok := p.gate.RewriteStream(resp.Request.Context(), ex, &gate.Response{
 		Status: resp.StatusCode,
-		Header: func(name string) string { return hget(resp.Header, name) },
+		Header: gate.HeaderGetter(resp.Header), // a repeated header as one list, as Envoy gives it
 	})
 	if !ok {
 		return false
