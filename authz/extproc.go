@@ -43,6 +43,9 @@ type stream struct {
 	respMode filterv3.ProcessingMode_BodySendMode
 	// body is a STREAMED or FULL_DUPLEX_STREAMED answer in progress.
 	body *streamedBody
+	// rewrote: the answer's body was rewritten, so trailers computed from
+	// the backend's body (a digest) must not follow it.
+	rewrote bool
 	// extra are answers to send after the phase's own (FULL_DUPLEX_STREAMED:
 	// a held headers answer is followed by the body).
 	extra []*extprocv3.ProcessingResponse
@@ -294,6 +297,7 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 	rw := s.gate.Rewrite(ctx, st.ex, &gate.Response{Status: st.status, Header: st.header, Body: body, Head: st.head, Dst: (*dst)[:0]})
 	if rw.Modified {
 		st.pooled = dst
+		st.rewrote = true
 	} else {
 		bodyPool.Put(dst)
 	}

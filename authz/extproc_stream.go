@@ -213,8 +213,16 @@ func duplexOut(st *stream, out []byte, eos bool) *extprocv3.ProcessingResponse {
 // trailers, not end_of_stream, tell the processor that the body is
 // complete. The rest of the answer goes out without end_of_stream, then the
 // trailers answer.
+//
+// In every mode, the trailers of an answer whose body was (or is being)
+// rewritten lose the names computed from the backend's body: a digest of
+// the original would let a client confirm guesses of redacted values.
 func (s *Server) streamTrailers(ctx context.Context, st *stream) *extprocv3.ProcessingResponse {
-	trailers := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	tr := &extprocv3.TrailersResponse{}
+	if st.rewrote || st.body != nil {
+		tr.HeaderMutation = &extprocv3.HeaderMutation{RemoveHeaders: gate.ContentDerived()}
+	}
+	trailers := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: tr}}
 	sb := st.body
 	if sb == nil || !sb.duplex || sb.done {
 		return trailers

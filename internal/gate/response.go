@@ -281,6 +281,11 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 // of digest.
 var contentDerived = []string{"etag", "content-md5", "digest", "content-digest", "repr-digest"}
 
+// ContentDerived lists the header (and trailer) names computed from the
+// backend's body that a rewritten answer must not carry: a front-end that
+// forwards trailers drops these from them too.
+func ContentDerived() []string { return slices.Clone(contentDerived) }
+
 // bodyError refuses an answer the rewriter could not take, whatever its
 // status: invalid JSON under a JSON content type is refused like a 2xx.
 func (g *Gate) bodyError(err error) Rewritten {

@@ -1,0 +1,109 @@
+package authz_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/gdprgate/gdprgate/internal/apptest"
+	"github.com/gdprgate/gdprgate/internal/config"
+)
+
+func headerMap(kv ...string) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	for i := 0; i < len(kv); i += 2 {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return m
+}
+
+// TestTrailersOfARewrittenAnswerLoseTheBodysDigest: a backend may end its
+// answer with trailers computed from the body (Digest, Content-Digest,
+// Repr-Digest, an ETag); once the body is redacted, such a trailer is a
+// hash of the original that lets a client confirm guesses of the redacted
+// values. When Envoy sends the trailers (response_trailer_mode SEND), the
+// trailers answer removes them, in the buffered and streamed modes alike;
+// an answer left as it came keeps its trailers.
+func TestTrailersOfARewrittenAnswerLoseTheBodysDigest(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		mode       extprocfilterv3.ProcessingMode_BodySendMode
+		path       string
+		wantRemove bool
+	}{
+		{"buffered, redacted", extprocfilterv3.ProcessingMode_BUFFERED, "/api/contacts", true},
+		{"full duplex, redacted", extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, "/api/contacts", true},
+		{"buffered, nothing to redact", extprocfilterv3.ProcessingMode_BUFFERED, "/health", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) { cfg.Body.StreamAbove = 1 }})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			proc, err := extprocv3.NewExternalProcessorClient(sc.GRPC(t)).Process(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			exchange := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				t.Helper()
+				if err := proc.Send(req); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := proc.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp
+			}
+			if r := exchange(&extprocv3.ProcessingRequest{ProtocolConfig: &extprocv3.ProtocolConfiguration{ResponseBodyMode: tc.mode},
+				Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{EndOfStream: true,
+					Headers: headerMap(":method", "GET", ":path", tc.path, ":authority", "crm.local", ":scheme", "http", "x-gdpr-roles", "agent")}}}); r.GetImmediateResponse() != nil {
+				t.Fatalf("request headers answered with %v", r)
+			}
+			r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+				Headers: headerMap(":status", "200", "content-type", "application/json")}}})
+			if r.GetImmediateResponse() != nil {
+				t.Fatalf("response headers answered with %v", r)
+			}
+			body := contactList
+			if tc.path == "/health" {
+				body = `{"status":"ok"}`
+			}
+			if tc.mode == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
+				// In this mode the body ends with the trailers, not with
+				// end_of_stream; the redacted body comes before the trailers
+				// answer.
+				if err := proc.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+					ResponseBody: &extprocv3.HttpBody{Body: []byte(body)}}}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+					ResponseBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}})
+			}
+			if err := proc.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{
+				Trailers: headerMap("digest", "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", "x-other", "kept")}}}); err != nil {
+				t.Fatal(err)
+			}
+			var tr *extprocv3.TrailersResponse
+			for tr == nil {
+				resp, err := proc.Recv()
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr = resp.GetResponseTrailers()
+			}
+			removed := tr.GetHeaderMutation().GetRemoveHeaders()
+			if got := slices.Contains(removed, "digest") && slices.Contains(removed, "content-digest"); got != tc.wantRemove {
+				t.Fatalf("trailers answer removes %q; want the body's digests removed: %v", removed, tc.wantRemove)
+			}
+			if slices.Contains(removed, "x-other") {
+				t.Fatalf("trailers answer removes %q: only trailers derived from the body go", removed)
+			}
+		})
+	}
+}
