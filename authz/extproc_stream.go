@@ -224,6 +224,17 @@ func (s *Server) streamTrailers(ctx context.Context, st *stream) *extprocv3.Proc
 	}
 	trailers := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: tr}}
 	sb := st.body
+	if sb != nil && !sb.duplex && !sb.done {
+		// STREAMED: a body that ends with trailers never gets a chunk with
+		// end_of_stream (Envoy's onTrailers), and a trailers answer carries
+		// no body, so what the rewrite still holds (the list's end, a held
+		// item) can never be sent. Without this the client would get a
+		// body cut short under a normal ending; an immediate response makes
+		// Envoy reset the stream, as for any failure mid-way.
+		sb.done = true
+		s.log.Warn("ext_proc: streamed answer aborted: the backend's body ended with trailers (use FULL_DUPLEX_STREAMED or BUFFERED for such answers)", "decision_id", st.ex.DecisionID)
+		return abortStream(st)
+	}
 	if sb == nil || !sb.duplex || sb.done {
 		return trailers
 	}

@@ -22,6 +22,50 @@ func headerMap(kv ...string) *corev3.HeaderMap {
 	return m
 }
 
+// TestStreamedAnswerEndingWithTrailersIsReset: in STREAMED mode a body
+// that ends with trailers gets no chunk with end_of_stream, and a trailers
+// answer cannot carry the rest of the rewrite (the list's end), so the
+// answer is reset like any failure mid-way instead of ending normally with
+// a truncated body.
+func TestStreamedAnswerEndingWithTrailersIsReset(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) { cfg.Body.StreamAbove = 1 }})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	proc, err := extprocv3.NewExternalProcessorClient(sc.GRPC(t)).Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+		t.Helper()
+		if err := proc.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := proc.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	streamed := extprocfilterv3.ProcessingMode_STREAMED
+	exchange(&extprocv3.ProcessingRequest{ProtocolConfig: &extprocv3.ProtocolConfiguration{ResponseBodyMode: streamed},
+		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{EndOfStream: true,
+			Headers: headerMap(":method", "GET", ":path", "/api/contacts", ":authority", "crm.local", ":scheme", "http", "x-gdpr-roles", "agent")}}})
+	if r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+		Headers: headerMap(":status", "200", "content-type", "application/json")}}}); r.GetResponseHeaders() == nil || r.GetModeOverride() != nil {
+		t.Fatalf("premise: the list streams; headers answered with %v", r)
+	}
+	r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: []byte(contactList)}}})
+	if r.GetResponseBody() == nil {
+		t.Fatalf("body chunk answered with %v", r)
+	}
+	r = exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{
+		Trailers: headerMap("x-checksum", "1")}}})
+	if r.GetImmediateResponse() == nil {
+		t.Fatalf("trailers of an unfinished streamed answer answered with %v; want an immediate response (Envoy resets the stream)", r)
+	}
+}
+
 // TestTrailersOfARewrittenAnswerLoseTheBodysDigest: a backend may end its
 // answer with trailers computed from the body (Digest, Content-Digest,
 // Repr-Digest, an ETag); once the body is redacted, such a trailer is a
