@@ -22,15 +22,16 @@ func headerMap(kv ...string) *corev3.HeaderMap {
 	return m
 }
 
-// TestStreamedAnswerEndingWithTrailersIsReset: in STREAMED mode a body
-// that ends with trailers gets no chunk with end_of_stream, and a trailers
-// answer cannot carry the rest of the rewrite (the list's end), so the
-// answer is reset like any failure mid-way instead of ending normally with
-// a truncated body.
-func TestStreamedAnswerEndingWithTrailersIsReset(t *testing.T) {
+// rawExchange opens an ext_proc stream to a fresh gdprgate as Envoy would
+// for an agent's GET of path with the given response body mode, and passes
+// the request headers and the backend's 200 JSON response headers. It
+// returns the stream, a send-then-receive step, and the response headers'
+// answer.
+func rawExchange(t *testing.T, mode extprocfilterv3.ProcessingMode_BodySendMode, path string) (extprocv3.ExternalProcessor_ProcessClient, func(*extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse, *extprocv3.ProcessingResponse) {
+	t.Helper()
 	sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) { cfg.Body.StreamAbove = 1 }})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	proc, err := extprocv3.NewExternalProcessorClient(sc.GRPC(t)).Process(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -46,15 +47,27 @@ func TestStreamedAnswerEndingWithTrailersIsReset(t *testing.T) {
 		}
 		return resp
 	}
-	streamed := extprocfilterv3.ProcessingMode_STREAMED
-	exchange(&extprocv3.ProcessingRequest{ProtocolConfig: &extprocv3.ProtocolConfiguration{ResponseBodyMode: streamed},
+	if r := exchange(&extprocv3.ProcessingRequest{ProtocolConfig: &extprocv3.ProtocolConfiguration{ResponseBodyMode: mode},
 		Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{EndOfStream: true,
-			Headers: headerMap(":method", "GET", ":path", "/api/contacts", ":authority", "crm.local", ":scheme", "http", "x-gdpr-roles", "agent")}}})
-	if r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
-		Headers: headerMap(":status", "200", "content-type", "application/json")}}}); r.GetResponseHeaders() == nil || r.GetModeOverride() != nil {
+			Headers: headerMap(":method", "GET", ":path", path, ":authority", "crm.local", ":scheme", "http", "x-gdpr-roles", "agent")}}}); r.GetImmediateResponse() != nil {
+		t.Fatalf("request headers answered with %v", r)
+	}
+	r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
+		Headers: headerMap(":status", "200", "content-type", "application/json")}}})
+	return proc, exchange, r
+}
+
+// TestStreamedAnswerEndingWithTrailersIsReset: in STREAMED mode a body
+// that ends with trailers gets no chunk with end_of_stream, and a trailers
+// answer cannot carry the rest of the rewrite (the list's end), so the
+// answer is reset like any failure mid-way instead of ending normally with
+// a truncated body.
+func TestStreamedAnswerEndingWithTrailersIsReset(t *testing.T) {
+	_, exchange, r := rawExchange(t, extprocfilterv3.ProcessingMode_STREAMED, "/api/contacts")
+	if r.GetResponseHeaders() == nil || r.GetModeOverride() != nil {
 		t.Fatalf("premise: the list streams; headers answered with %v", r)
 	}
-	r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+	r = exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
 		ResponseBody: &extprocv3.HttpBody{Body: []byte(contactList)}}})
 	if r.GetResponseBody() == nil {
 		t.Fatalf("body chunk answered with %v", r)
@@ -85,31 +98,7 @@ func TestTrailersOfARewrittenAnswerLoseTheBodysDigest(t *testing.T) {
 		{"buffered, nothing to redact", extprocfilterv3.ProcessingMode_BUFFERED, "/health", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := apptest.New(t, apptest.Options{Configure: func(cfg *config.Config) { cfg.Body.StreamAbove = 1 }})
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			proc, err := extprocv3.NewExternalProcessorClient(sc.GRPC(t)).Process(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			exchange := func(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-				t.Helper()
-				if err := proc.Send(req); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := proc.Recv()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return resp
-			}
-			if r := exchange(&extprocv3.ProcessingRequest{ProtocolConfig: &extprocv3.ProtocolConfiguration{ResponseBodyMode: tc.mode},
-				Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{EndOfStream: true,
-					Headers: headerMap(":method", "GET", ":path", tc.path, ":authority", "crm.local", ":scheme", "http", "x-gdpr-roles", "agent")}}}); r.GetImmediateResponse() != nil {
-				t.Fatalf("request headers answered with %v", r)
-			}
-			r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{
-				Headers: headerMap(":status", "200", "content-type", "application/json")}}})
+			proc, exchange, r := rawExchange(t, tc.mode, tc.path)
 			if r.GetImmediateResponse() != nil {
 				t.Fatalf("response headers answered with %v", r)
 			}
