@@ -38,6 +38,24 @@ const auditLua = `local function audit(key, e)
 end
 `
 
+// commitLua defines commit(dn, k, at), the end every subject write shares
+// (writeScript, insertScript): change the indexed-subject count by dn, add
+// the k legalisation deltas found as pairs from ARGV[at + 2], audit
+// ARGV[2], bump the epoch and publish the tag's members (KEYS 1 meta,
+// 3 audit, 4 evcount; ARGV 3 channel, 4 members, 5 tag). It answers
+// {1, audit id}.
+const commitLua = `local function commit(dn, k, at)
+  if dn ~= 0 then redis.call('HINCRBY', KEYS[1], 'n', dn) end
+  for j = 1, k do
+    redis.call('HINCRBY', KEYS[4], ARGV[at + 2 * j], ARGV[at + 1 + 2 * j])
+  end
+  local id = audit(KEYS[3], ARGV[2])
+  local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+  redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
+  return {1, id}
+end
+`
+
 // writeScript replaces the records of subjects of one tag when each is
 // still the one read, then counts, audits, bumps the epoch and publishes.
 //
@@ -53,7 +71,7 @@ end
 // A record that is not the one read writes nothing and answers {0, i,
 // current}: i the first such subject, current each subject's inline and
 // overflow ("" unless the inline is a stub) as they are.
-var writeScript = redis.NewScript(auditLua + `
+var writeScript = redis.NewScript(auditLua + commitLua + `
 local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
 local base = 7 + 2 * k
 local now = redis.call('TIME')
@@ -111,14 +129,7 @@ for i = 1, n do
     redis.call('SET', ok, newO)
   end
 end
-if dn ~= 0 then redis.call('HINCRBY', KEYS[1], 'n', dn) end
-for j = 1, k do
-  redis.call('HINCRBY', KEYS[4], ARGV[6 + 2 * j], ARGV[7 + 2 * j])
-end
-local id = audit(KEYS[3], ARGV[2])
-local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
-return {1, id}`)
+return commit(dn, k, 6)`)
 
 // insertScript is writeScript for a part whose every subject is read as
 // absent, gets a fresh recompute mark and an inline record: an import of
@@ -139,7 +150,7 @@ return {1, id}`)
 // added (so nothing is changed) and answer as writeScript does: {0, i,
 // current}, or {0, i} when a current record is a stub (the caller reads
 // the subjects again).
-var insertScript = redis.NewScript(auditLua + `
+var insertScript = redis.NewScript(auditLua + commitLua + `
 local n, k = tonumber(ARGV[1]), tonumber(ARGV[6])
 local bb = 8 + 2 * k
 local base = bb + #KEYS - 4
@@ -173,14 +184,7 @@ for j, sc in pairs(low) do
   if #z >= 1000 then redis.call('ZADD', KEYS[2], 'LT', unpack(z)) z = {} end
 end
 if #z > 0 then redis.call('ZADD', KEYS[2], 'LT', unpack(z)) end
-if ARGV[8] ~= '0' then redis.call('HINCRBY', KEYS[1], 'n', ARGV[8]) end
-for j = 1, k do
-  redis.call('HINCRBY', KEYS[4], ARGV[7 + 2 * j], ARGV[8 + 2 * j])
-end
-local id = audit(KEYS[3], ARGV[2])
-local e = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' ' .. e .. ' s ' .. ARGV[4])
-return {1, id}`)
+return commit(tonumber(ARGV[8]), k, 7)`)
 
 // markScript gives subjects of one tag fresh recompute marks, if they have
 // a record: the children of a subject written in another tag.
