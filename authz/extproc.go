@@ -287,9 +287,14 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 		}
 		return empty
 	}
-	if !b.GetEndOfStream() {
+	if !b.GetEndOfStream() && st.respMode != filterv3.ProcessingMode_BUFFERED {
 		// Streamed chunks mean Envoy is not buffering: redaction needs the
-		// whole body, so refuse rather than pass bytes unchecked.
+		// whole body, so refuse rather than pass bytes unchecked. In
+		// BUFFERED mode (as protocol_config announced it: gdprgate's own
+		// overrides keep it) Envoy sends the body only once it is whole,
+		// and without end_of_stream exactly when the backend's answer ends
+		// with trailers (Filter::onTrailers sends the buffered data, the
+		// trailers follow). A mode Envoy did not announce is not assumed.
 		return immediate(502, []byte(`{"error":"body_not_buffered","message":"gdprgate needs response_body_mode BUFFERED"}`), st.ex.DecisionID, nil)
 	}
 	body := b.GetBody()

@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,7 @@ func TestTrailersOfARewrittenAnswerLoseTheBodysDigest(t *testing.T) {
 		wantRemove bool
 	}{
 		{"buffered, redacted", extprocfilterv3.ProcessingMode_BUFFERED, "/api/contacts", true},
+		{"buffered whole body without end_of_stream, redacted", extprocfilterv3.ProcessingMode_BUFFERED, "/api/contacts", true},
 		{"full duplex, redacted", extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, "/api/contacts", true},
 		{"buffered, nothing to redact", extprocfilterv3.ProcessingMode_BUFFERED, "/health", false},
 	} {
@@ -115,8 +117,19 @@ func TestTrailersOfARewrittenAnswerLoseTheBodysDigest(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
-					ResponseBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}})
+				// Envoy releases announced BUFFERED bodies whole; older
+				// releases marked the one before trailers end_of_stream,
+				// newer ones do not (Filter::onTrailers).
+				eos := !strings.Contains(tc.name, "without end_of_stream")
+				r := exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+					ResponseBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: eos}}})
+				if r.GetResponseBody() == nil {
+					t.Fatalf("buffered body answered with %v; want a body answer", r)
+				}
+				out := string(r.GetResponseBody().GetResponse().GetBodyMutation().GetBody())
+				if tc.wantRemove && (out == "" || strings.Contains(out, "asthma")) {
+					t.Fatalf("buffered body not redacted: %q", out)
+				}
 			}
 			if err := proc.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{
 				Trailers: headerMap("digest", "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", "x-other", "kept")}}}); err != nil {
@@ -136,6 +149,27 @@ func TestTrailersOfARewrittenAnswerLoseTheBodysDigest(t *testing.T) {
 			}
 			if slices.Contains(removed, "x-other") {
 				t.Fatalf("trailers answer removes %q: only trailers derived from the body go", removed)
+			}
+		})
+	}
+}
+
+// TestBodyWithoutEndOfStreamInAModeNotAnnouncedBufferedIsRefused: only a
+// mode Envoy announced as BUFFERED makes a body without end_of_stream a
+// whole one; without protocol_config (an older Envoy) or in STREAMED mode
+// with the streaming rewriter off, such a chunk may be the first of many,
+// and redacting it as a whole would let the rest through unchecked.
+func TestBodyWithoutEndOfStreamInAModeNotAnnouncedBufferedIsRefused(t *testing.T) {
+	for _, mode := range []extprocfilterv3.ProcessingMode_BodySendMode{extprocfilterv3.ProcessingMode_NONE, extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL} {
+		t.Run(mode.String(), func(t *testing.T) {
+			_, exchange, r := rawExchange(t, mode, "/api/contacts")
+			if r.GetImmediateResponse() != nil {
+				t.Fatalf("response headers answered with %v", r)
+			}
+			r = exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+				ResponseBody: &extprocv3.HttpBody{Body: []byte(contactList[:40])}}})
+			if r.GetImmediateResponse() == nil {
+				t.Fatalf("a body chunk without end_of_stream in mode %v answered with %v; want it refused", mode, r)
 			}
 		})
 	}
