@@ -43,6 +43,9 @@ type streamCase struct {
 	chunk           int
 	// short keeps body.stream_above at its default (1 MiB).
 	short bool
+	// trailers end the backend's answer; trailerMode is Envoy's response trailer mode.
+	trailers    map[string]string
+	trailerMode extprocfilterv3.ProcessingMode_HeaderSendMode
 }
 
 func runGate(t *testing.T, c streamCase) *envoytest.Response {
@@ -60,13 +63,21 @@ func runGate(t *testing.T, c streamCase) *envoytest.Response {
 		authz.SetRewriteStream(sc.App.Authz, c.hook)
 	}
 	conn := sc.GRPC(t)
+	mode := envoyMode(c.mode)
+	mode.ResponseTrailerMode = c.trailerMode
 	env := envoytest.New(envoytest.Options{
 		Authz: conn, Proc: conn,
 		Upstream: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for k := range c.trailers {
+				w.Header().Add("Trailer", k)
+			}
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(c.body))
+			for k, v := range c.trailers {
+				w.Header().Set(k, v)
+			}
 		}),
-		ProcessingMode:       envoyMode(c.mode),
+		ProcessingMode:       mode,
 		DisallowModeOverride: c.disallowOverrid,
 		ForwardAuthzMetadata: true,
 		StreamChunkSize:      max(c.chunk, 16),

@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -170,6 +171,60 @@ func TestBodyWithoutEndOfStreamInAModeNotAnnouncedBufferedIsRefused(t *testing.T
 				ResponseBody: &extprocv3.HttpBody{Body: []byte(contactList[:40])}}})
 			if r.GetImmediateResponse() == nil {
 				t.Fatalf("a body chunk without end_of_stream in mode %v answered with %v; want it refused", mode, r)
+			}
+		})
+	}
+}
+
+// TestAnswersEndingWithTrailersThroughEnvoy drives gdprgate with the Envoy
+// emulator and a backend whose answer ends with trailers, in each body and
+// trailer mode: the client never gets an unredacted byte nor the backend's
+// digest of the unredacted body when gdprgate sees the trailers; an answer
+// that cannot be completed is reset, and the documented SKIP cases behave
+// as the README says.
+func TestAnswersEndingWithTrailersThroughEnvoy(t *testing.T) {
+	want := runGate(t, streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, body: contactList})
+	if want.Status != 200 || strings.Contains(string(want.Body), "asthma") {
+		t.Fatalf("premise: buffered status %d body %s", want.Status, want.Body)
+	}
+	const send, skip = extprocfilterv3.ProcessingMode_SEND, extprocfilterv3.ProcessingMode_SKIP
+	for _, tc := range []struct {
+		name string
+		c    streamCase
+		// whole: the client gets the buffered rewrite; digest: and the digest
+		// trailer; reset: the stream is reset; status: a local reply instead.
+		whole, digest, reset bool
+		status               int
+	}{
+		{name: "BUFFERED, trailers sent", c: streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, trailerMode: send}, whole: true},
+		{name: "BUFFERED, trailers skipped pass unseen", c: streamCase{mode: extprocfilterv3.ProcessingMode_BUFFERED, trailerMode: skip}, whole: true, digest: true},
+		{name: "FULL_DUPLEX_STREAMED", c: streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, trailerMode: send}, whole: true},
+		{name: "FULL_DUPLEX_STREAMED, answer needed whole", c: streamCase{mode: extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED, trailerMode: send, hook: whole}, whole: true},
+		{name: "STREAMED, trailers sent: reset", c: streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, trailerMode: send}, reset: true},
+		{name: "STREAMED, answer needed whole, trailers sent", c: streamCase{mode: extprocfilterv3.ProcessingMode_STREAMED, trailerMode: send, hook: whole}, status: 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.body = contactList
+			tc.c.trailers = map[string]string{"Digest": "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=", "X-Other": "kept"}
+			got := runGate(t, tc.c)
+			t.Logf("status %d reset %v body %q trailers %v phases %q events %q", got.Status, got.Reset, got.Body, got.Trailer, got.Phases, got.Events)
+			if strings.Contains(string(got.Body), "asthma") {
+				t.Fatalf("unredacted bytes reached the client: %s", got.Body)
+			}
+			if got.Reset != tc.reset {
+				t.Fatalf("reset %v, want %v", got.Reset, tc.reset)
+			}
+			if tc.status != 0 && got.Status != tc.status {
+				t.Fatalf("status %d, want %d", got.Status, tc.status)
+			}
+			if tc.whole && (got.Status != 200 || !bytes.Equal(got.Body, want.Body)) {
+				t.Fatalf("status %d body %s, want the buffered rewrite %s", got.Status, got.Body, want.Body)
+			}
+			if tc.whole && got.Trailer.Get("x-other") != "kept" {
+				t.Fatalf("trailers %v: x-other lost", got.Trailer)
+			}
+			if has := got.Trailer.Get("digest") != ""; has != tc.digest {
+				t.Fatalf("trailers %v: digest present %v, want %v", got.Trailer, has, tc.digest)
 			}
 		})
 	}

@@ -26,6 +26,7 @@
 //     With with_request_body, every buffered body is marked in the CheckRequest's headers
 //     with x-envoy-auth-partial-body "true" (cut to max_request_bytes) or "false", and a
 //     client's own copy of that header is dropped (check_request_utils.cc, setHttpRequest).
+//
 //   - ext_proc ordering: a response of the wrong type for the pending phase is a
 //     *spurious message*. Envoy does not fail the request for it: it logs, closes the
 //     stream, marks processing complete and lets the request and response continue
@@ -35,6 +36,7 @@
 //     (onGrpcClose). A gRPC error gives 500 (status_on_error), a message timeout gives 504
 //     "ext_proc_error_per-message_timeout_exceeded" (older Envoy releases used 500);
 //     failure_mode_allow turns both into "continue unprocessed".
+//
 //   - mode_override (Filter::onReceiveMessage) is honoured only in answers to
 //     request_headers or response_headers, only with allow_mode_override, never when the
 //     filter's configured mode streams a body FULL_DUPLEX_STREAMED, and only if it matches
@@ -44,6 +46,7 @@
 //     body mode unless it repeats it. A route's ExtProcPerRoute processing_mode
 //     (Options.RouteProcessingMode) replaces the filter's for that request
 //     (mergePerRouteConfig) and is what protocol_config reports.
+//
 //   - STREAMED response bodies (streamed.go; ext_proc.cc handleDataStreamedModeBase,
 //     processor_state.cc handleHeadersResponse, handleStreamedBodyResponse): the headers
 //     answer releases the response headers downstream, without content-length
@@ -57,6 +60,7 @@
 //     is armed at each send and stopped at each answer (onStartProcessorCall,
 //     onFinishProcessorCall). A streamed_response in STREAMED mode, an answer with no chunk
 //     pending or an answer of another type is spurious.
+//
 //   - FULL_DUPLEX_STREAMED response bodies (handleDataFullDuplexStreamedMode,
 //     handleDuplexStreamedBodyResponse): chunks go to the processor as they arrive even
 //     while the headers answer is awaited; Envoy keeps no copy, has no watermark and no
@@ -66,6 +70,7 @@
 //     body_mutation.streamed_response (a plain body_mutation is spurious); their bytes go
 //     downstream as they come, any number of them, until one has end_of_stream. Once a body
 //     chunk was received failure_mode_allow no longer applies (Filter::failureModeAllow).
+//
 //   - A failure after the response headers went downstream (ImmediateResponse, gRPC
 //     error, message timeout, fail-closed spurious message, upstream reset) cannot be a
 //     local reply: FilterManager::sendLocalReply resets the stream ("Prior headers have
@@ -74,6 +79,7 @@
 //     a processor closing the stream, a spurious message by default) inject the chunks
 //     Envoy still holds as they came and let the rest of the body through UNPROCESSED
 //     (clearAsyncState); in FULL_DUPLEX_STREAMED the chunks already sent are lost.
+//
 //   - Header mutations (MutationUtils::applyHeaderMutations + the mutation Checker): removals
 //     first, then sets. With default rules, changes to host, :authority, :method, :scheme,
 //     x-envoy-*, appends to ":" headers, removal of host or any ":" header, and :status below
@@ -82,6 +88,7 @@
 //     raw_value only: a processor that fills `value` sets an empty header (recorded as an
 //     event). For ext_proc append_action 0 falls back to the `append` wrapper (default
 //     overwrite).
+//
 //   - Content-Length (the question that motivated this package): in BUFFERED mode with
 //     headers sent, Envoy keeps the upstream content-length while it holds the headers. When
 //     a body response carries a body_mutation, its header_mutation is applied first, then if
@@ -92,18 +99,23 @@
 //     or set it to the new length. Envoy itself removes content-length only for
 //     CONTINUE_AND_REPLACE with a body_mutation, and for STREAMED, BUFFERED_PARTIAL,
 //     FULL_DUPLEX_STREAMED or BUFFERED-without-headers (shouldRemoveContentLength).
+//
 //   - CONTINUE_AND_REPLACE in a headers response replaces the body (if body_mutation is set)
 //     and stops all further processing of that message (body mode becomes NONE).
+//
 //   - A body larger than the buffer limit (per_connection_buffer_limit_bytes, 1 MiB) in
 //     BUFFERED mode gets 413 on the request path and 500 on the response path (the HTTP
 //     connection manager's buffer-overflow replies).
+//
 //   - Message sizes: Envoy's gRPC client receives messages of any size
 //     (config/core/v3/grpc_service.proto, EnvoyGrpc.max_receive_message_length: 0 means
 //     unlimited), so a processor's answer is never refused for its size; a body larger
 //     than the processor's receive limit fails the stream (RESOURCE_EXHAUSTED), which
 //     Envoy treats as any gRPC error.
+//
 //   - ImmediateResponse: status below 200 or unset becomes 200; headers are mutated through
 //     the same checker; details are kept in Response.Details.
+//
 //   - The first ProcessingRequest carries protocol_config (the body modes); with
 //     ForwardAuthzMetadata every request carries metadata_context with the request's dynamic
 //     metadata under "envoy.filters.http.ext_authz". Header values go in raw_value. That
@@ -113,7 +125,19 @@
 //     write survives, and with no Check (no ext_authz filter, or a failure let through) what
 //     the earlier filters wrote is all there is (ext_proc.cc, addDynamicMetadata).
 //
-// Not emulated: trailers, streamed REQUEST bodies (a STREAMED or FULL_DUPLEX_STREAMED
+//   - Response trailers (ext_proc.cc onTrailers, processor_state.cc finalizeBodyResponse,
+//     handleTrailersResponse): the backend's trailers end its body, so no body message
+//     says end_of_stream when trailers follow — a BUFFERED body is sent whole without it.
+//     With response_trailer_mode SEND (SKIP is the default for trailers) they go to the
+//     processor once every body answer came back (FULL_DUPLEX_STREAMED: right behind the
+//     last chunk, and their answer ends the response), also when no body was processed;
+//     the answer's header_mutation applies under the headers' rules; an immediate
+//     response or a failure after the headers went out resets the stream. An answer
+//     without trailers gets no trailers message. Response.Trailer is what the client got.
+//     A processor ending a FULL_DUPLEX_STREAMED body with end_of_stream while the trailers
+//     are with it drops them (an event; not read from Envoy's sources).
+//
+// Not emulated: request trailers, streamed REQUEST bodies (a STREAMED or FULL_DUPLEX_STREAMED
 // request body is sent as one chunk), BUFFERED_PARTIAL (one chunk),
 // send_body_without_waiting_for_header_response, override_message_timeout, route-cache
 // re-routing, the HTTP (non-gRPC) ext_authz service, async/observability mode, per-route

@@ -163,6 +163,9 @@ type Response struct {
 	// BodyBytes counts the response body bytes the client got (with DoTo, the bytes
 	// written to its writer; Body then stays empty).
 	BodyBytes int64
+	// Trailer holds the response trailers the client got after the body (nil when
+	// none): the backend's, as ext_proc's trailers answer left them.
+	Trailer http.Header
 }
 
 func (r *Response) event(format string, args ...any) {
@@ -278,6 +281,13 @@ type exchange struct {
 	upHasBody bool
 	upClose   func()
 	loaded    bool
+	// upResp is the backend's answer; its Trailer is filled once the body was read to
+	// the end.
+	upResp *http.Response
+	// respTrailers are the trailers as the client gets them, once trailersDone (ext_proc
+	// may have mutated them); until then the backend's go through as they are.
+	respTrailers headerMap
+	trailersDone bool
 	// sink, when set (DoTo), receives the downstream body instead of Response.Body.
 	sink io.Writer
 	// headersSent: the response headers went downstream (streamed modes); after that a
@@ -450,7 +460,36 @@ func (e *Envoy) finish(x *exchange, local *Response) *Response {
 	}
 	resp.Body = nil
 	x.writeBody(x.respBody)
+	if local == nil {
+		x.sendTrailers()
+	}
 	return resp
+}
+
+// upstreamTrailers are the backend's trailers; known once its body was read to the end
+// (Go's HTTP client fills Response.Trailer at EOF). Declared but unsent names are left out.
+func (x *exchange) upstreamTrailers() headerMap {
+	if x.upResp == nil {
+		return nil
+	}
+	var hm headerMap
+	for k, vs := range x.upResp.Trailer {
+		for _, v := range vs {
+			hm.add(strings.ToLower(k), v)
+		}
+	}
+	return hm
+}
+
+// sendTrailers ends the downstream response with its trailers: the backend's, or those
+// ext_proc left (respTrailers, once trailersDone).
+func (x *exchange) sendTrailers() {
+	if !x.trailersDone {
+		x.respTrailers, x.trailersDone = x.upstreamTrailers(), true
+	}
+	if len(x.respTrailers) > 0 {
+		x.resp.Trailer = x.respTrailers.httpHeader()
+	}
 }
 
 func valueOr(h headerMap, k, def string) string {
@@ -543,6 +582,7 @@ func (e *Envoy) callUpstream(ctx context.Context, x *exchange) error {
 		return fmt.Errorf("envoytest: upstream %s %s: %w", method, path, err)
 	}
 	x.upClose = func() { _ = hresp.Body.Close() }
+	x.upResp = hresp
 	x.upBody = bufio.NewReaderSize(hresp.Body, 64<<10)
 	if _, err := x.upBody.Peek(1); err == nil {
 		x.upHasBody = true

@@ -24,6 +24,9 @@ const (
 	PhaseRequestBody     = "request_body"
 	PhaseResponseHeaders = "response_headers"
 	PhaseResponseBody    = "response_body"
+	// PhaseResponseTrailers is sent only when the backend's answer has trailers and the
+	// response trailer mode is SEND.
+	PhaseResponseTrailers = "response_trailers"
 )
 
 // drainWait bounds how long the emulator waits, after the last phase, for the processor to
@@ -183,7 +186,7 @@ func responseKind(m *extprocv3.ProcessingResponse) string {
 	case *extprocv3.ProcessingResponse_RequestTrailers:
 		return "request_trailers"
 	case *extprocv3.ProcessingResponse_ResponseTrailers:
-		return "response_trailers"
+		return PhaseResponseTrailers
 	case *extprocv3.ProcessingResponse_ImmediateResponse:
 		return "immediate_response"
 	case nil:
@@ -470,7 +473,8 @@ func (p *procSession) run(d direction, x *exchange) (local *Response, streamed b
 	hasBody := d.hasBody()
 	if d.sendHeaders(p.mode) && !p.complete {
 		req := &extprocv3.ProcessingRequest{}
-		hh := &extprocv3.HttpHeaders{Headers: d.headers.toProto(), EndOfStream: !hasBody}
+		// Trailers follow even an empty body: the headers do not end the stream then.
+		hh := &extprocv3.HttpHeaders{Headers: d.headers.toProto(), EndOfStream: !hasBody && (x == nil || len(x.upstreamTrailers()) == 0)}
 		if d.decoding {
 			req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: hh}
 		} else {
@@ -494,7 +498,7 @@ func (p *procSession) run(d direction, x *exchange) (local *Response, streamed b
 	}
 	mode := d.bodyMode(p.mode)
 	if p.complete || !hasBody || mode == extprocfilterv3.ProcessingMode_NONE {
-		return nil, false
+		return p.responseTrailers(x), false
 	}
 	if x != nil && mode == extprocfilterv3.ProcessingMode_STREAMED {
 		return p.streamed(x, d)
@@ -515,7 +519,10 @@ func (p *procSession) run(d direction, x *exchange) (local *Response, streamed b
 		p.endStream()
 		return d.overLimit(p), false
 	}
-	hb := &extprocv3.HttpBody{Body: append([]byte(nil), *d.body...), EndOfStream: true}
+	// A body followed by trailers is sent whole but without end_of_stream: Envoy learns of
+	// its end from the trailers (Filter::onTrailers sends the buffered data with
+	// end_stream false; releases before it said true).
+	hb := &extprocv3.HttpBody{Body: append([]byte(nil), *d.body...), EndOfStream: x == nil || len(x.upstreamTrailers()) == 0}
 	req := &extprocv3.ProcessingRequest{}
 	if d.decoding {
 		req.Request = &extprocv3.ProcessingRequest_RequestBody{RequestBody: hb}
@@ -538,7 +545,48 @@ func (p *procSession) run(d direction, x *exchange) (local *Response, streamed b
 	if err := p.applyBodyResponse(d, cr, mode); err != nil {
 		return p.mutationError(err), false
 	}
-	return nil, false
+	return p.responseTrailers(x), false
+}
+
+// responseTrailers is the trailers phase of a response that did not stream (Filter::
+// onTrailers, ProcessorState::finalizeBodyResponse and handleTrailersResponse): with the
+// response trailer mode SEND, the backend's trailers go to the processor after the body
+// answer (at once when no body was processed), and the answer's header_mutation applies to
+// them under the same rules as to headers. With SKIP, the default for trailers, they go
+// downstream as they came. x is nil for the request direction (request trailers are not
+// emulated).
+func (p *procSession) responseTrailers(x *exchange) *Response {
+	if x == nil || p.complete || p.mode.GetResponseTrailerMode() != extprocfilterv3.ProcessingMode_SEND {
+		return nil
+	}
+	if err := x.load(); err != nil {
+		p.complete = true
+		p.endStream()
+		return localReply(p.resp, "upstream", http.StatusServiceUnavailable, "upstream reset", "upstream_reset_after_response_started")
+	}
+	tr := x.upstreamTrailers()
+	if len(tr) == 0 {
+		return nil
+	}
+	m, local := p.roundTrip(PhaseResponseTrailers, trailersRequest(tr))
+	if local != nil {
+		return local
+	}
+	x.respTrailers, x.trailersDone = tr, true
+	if m == nil {
+		return nil
+	}
+	if hm := m.GetResponseTrailers().GetHeaderMutation(); hm != nil {
+		if err := applyHeaderMutation(hm, &x.respTrailers, false, p.e.opts.MutationRules, p.ignored); err != nil {
+			return p.mutationError(err)
+		}
+	}
+	return nil
+}
+
+func trailersRequest(tr headerMap) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{
+		ResponseTrailers: &extprocv3.HttpTrailers{Trailers: tr.toProto()}}}
 }
 
 // applyHeadersResponse follows ProcessorState::handleHeadersResponse.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/status"
 )
@@ -151,6 +152,7 @@ func (p *procSession) passRest(x *exchange, d direction, s *streamer, held [][]b
 		upDone = c.end
 	}
 	p.resp.event("ext_proc: %d body bytes went downstream UNPROCESSED after the processor was dropped", n)
+	x.sendTrailers()
 	return nil, true
 }
 
@@ -225,7 +227,9 @@ func (p *procSession) streamed(x *exchange, d direction) (*Response, bool) {
 				continue
 			}
 			pending = &queuedChunk{data: c.data, end: c.end}
-			next = responseBodyRequest(c.data, c.end)
+			// With trailers the codec never says end_stream with data: the trailers
+			// end the body (onData with end_stream false, then onTrailers).
+			next = responseBodyRequest(c.data, c.end && len(x.upstreamTrailers()) == 0)
 			if err := p.prepare(PhaseResponseBody, next); err != nil {
 				return p.failLocal(x, http.StatusInternalServerError, "ext_proc_error_gRPC_error_"+strconv.Itoa(int(status.Code(err))))
 			}
@@ -298,7 +302,7 @@ func (p *procSession) streamed(x *exchange, d direction) (*Response, bool) {
 				watermark = false
 			}
 			if q.end {
-				return nil, true
+				return p.streamedTrailers(x, s), true
 			}
 		}
 	}
@@ -332,6 +336,10 @@ func (p *procSession) duplex(x *exchange, d direction) (*Response, bool) {
 		hasNext bool
 		upDone  bool
 		gotBody bool
+		// afterNext is the trailers message, sent right after the last chunk;
+		// trailersPending: the trailers are with the processor.
+		afterNext       *extprocv3.ProcessingRequest
+		trailersPending bool
 	)
 	allow := func() bool { return p.e.opts.FailureModeAllow && !gotBody }
 	for {
@@ -359,13 +367,36 @@ func (p *procSession) duplex(x *exchange, d direction) (*Response, bool) {
 				continue
 			}
 			hasNext = true
-			next = responseBodyRequest(c.data, c.end)
+			tr := x.upstreamTrailers()
+			next = responseBodyRequest(c.data, c.end && len(tr) == 0)
 			if err := p.prepare(PhaseResponseBody, next); err != nil {
 				return p.failLocal(x, http.StatusInternalServerError, "ext_proc_error_gRPC_error_"+strconv.Itoa(int(status.Code(err))))
 			}
+			if c.end && len(tr) > 0 {
+				// onTrailers does not wait for pending answers in this mode: with
+				// SEND the trailers follow the last chunk at once. With SKIP they
+				// wait for the processor's end of the body, which it can only
+				// guess: it is never told that the body ended.
+				x.respTrailers, x.trailersDone = tr, true
+				if p.mode.GetResponseTrailerMode() == extprocfilterv3.ProcessingMode_SEND {
+					afterNext = trailersRequest(tr)
+					trailersPending = true
+				} else {
+					p.resp.event("ext_proc: FULL_DUPLEX_STREAMED answer ends with trailers under trailer mode SKIP: the processor is not told that the body ended")
+				}
+			}
 		case sendq <- next:
 			hasNext = false
-			p.resp.BodyChunks++
+			if next.GetResponseBody() != nil {
+				p.resp.BodyChunks++
+			}
+			if afterNext != nil {
+				// The trailers, right behind the last chunk.
+				if err := p.prepare(PhaseResponseTrailers, afterNext); err != nil {
+					return p.failLocal(x, http.StatusInternalServerError, "ext_proc_error_gRPC_error_"+strconv.Itoa(int(status.Code(err))))
+				}
+				next, afterNext, hasNext = afterNext, nil, true
+			}
 		case r := <-p.recv:
 			if r.err != nil {
 				if errors.Is(r.err, io.EOF) {
@@ -414,6 +445,20 @@ func (p *procSession) duplex(x *exchange, d direction) (*Response, bool) {
 				p.sendHeadersDownstream(x, d)
 				continue
 			}
+			if tr := m.GetResponseTrailers(); tr != nil && !headersPending {
+				// handleTrailersResponse: in this mode the answer may come while
+				// body answers are still due; the response ends with it.
+				if !trailersPending {
+					return p.duplexSpurious(x, d, s, upDone, "response_trailers answer when no trailers were sent")
+				}
+				if hm := tr.GetHeaderMutation(); hm != nil {
+					if err := applyHeaderMutation(hm, &x.respTrailers, false, p.e.opts.MutationRules, p.ignored); err != nil {
+						return p.reset(err.Error()), true
+					}
+				}
+				x.sendTrailers()
+				return nil, true
+			}
 			br := m.GetResponseBody()
 			switch {
 			case br == nil:
@@ -432,6 +477,13 @@ func (p *procSession) duplex(x *exchange, d direction) (*Response, bool) {
 				if !upDone {
 					p.resp.event("ext_proc: processor ended the body before the backend did; later backend bytes are not sent")
 				}
+				if trailersPending {
+					// Not read from Envoy's sources: the stream's end goes downstream
+					// with the data, so no trailers can follow it.
+					p.resp.event("ext_proc: processor ended the body with end_of_stream while the trailers were with it: trailers dropped")
+					x.respTrailers = nil
+				}
+				x.sendTrailers()
 				return nil, true
 			}
 		}
@@ -445,4 +497,70 @@ func (p *procSession) duplexSpurious(x *exchange, d direction, s *streamer, upDo
 		p.resp.event("ext_proc: the body chunks already sent to the processor are lost")
 	}
 	return p.spurious(x, d, s, nil, upDone, why)
+}
+
+// streamedTrailers ends a STREAMED response once its last chunk was answered. With
+// trailers and the trailer mode SEND they go to the processor now (finalizeBodyResponse:
+// the queue is empty), under the message timer, and its answer may mutate them; the
+// headers being gone, a failure resets the stream. A processor that is dropped (a closed
+// stream, failure_mode_allow, a spurious answer by default) lets them through as they came.
+func (p *procSession) streamedTrailers(x *exchange, s *streamer) *Response {
+	tr := x.upstreamTrailers()
+	x.respTrailers, x.trailersDone = tr, true
+	if len(tr) == 0 || p.complete || p.mode.GetResponseTrailerMode() != extprocfilterv3.ProcessingMode_SEND {
+		x.sendTrailers()
+		return nil
+	}
+	req := trailersRequest(tr)
+	if err := p.prepare(PhaseResponseTrailers, req); err != nil {
+		return p.reset("ext_proc_error_gRPC_error_" + strconv.Itoa(int(status.Code(err))))
+	}
+	s.out <- req
+	timer := time.NewTimer(p.e.opts.MessageTimeout)
+	defer timer.Stop()
+	dropped := func(why string) *Response {
+		p.resp.event("ext_proc: %s; the trailers go downstream unprocessed", why)
+		p.complete = true
+		p.endStream()
+		x.sendTrailers()
+		return nil
+	}
+	select {
+	case <-timer.C:
+		p.resp.event("ext_proc: message timeout in %s", PhaseResponseTrailers)
+		if p.e.opts.FailureModeAllow {
+			return dropped("failure_mode_allow")
+		}
+		return p.reset("ext_proc_error_per-message_timeout_exceeded")
+	case r := <-p.recv:
+		if r.err != nil {
+			if errors.Is(r.err, io.EOF) {
+				return dropped("processor closed the stream while the trailers were pending")
+			}
+			if p.e.opts.FailureModeAllow {
+				return dropped(fmt.Sprintf("gRPC error %v, failure_mode_allow", r.err))
+			}
+			return p.reset("ext_proc_error_gRPC_error_" + strconv.Itoa(int(status.Code(r.err))))
+		}
+		m := r.m
+		if ir := m.GetImmediateResponse(); ir != nil {
+			p.resp.event("ext_proc: immediate response (status %d) after the response headers went downstream", ir.GetStatus().GetCode())
+			return p.reset(ir.GetDetails())
+		}
+		tr := m.GetResponseTrailers()
+		if tr == nil {
+			p.resp.event("ext_proc: spurious message: %s answer while the trailers were pending", responseKind(m))
+			if p.e.opts.SpuriousIsError {
+				return p.reset("ext_proc_error_spurious_message")
+			}
+			return dropped("spurious message")
+		}
+		if hm := tr.GetHeaderMutation(); hm != nil {
+			if err := applyHeaderMutation(hm, &x.respTrailers, false, p.e.opts.MutationRules, p.ignored); err != nil {
+				return p.reset(err.Error())
+			}
+		}
+		x.sendTrailers()
+		return nil
+	}
 }
