@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,30 +53,49 @@ type Local struct {
 	entityCount atomic.Int32
 
 	mu sync.Mutex
-	// entries maps a subject to its slot in slots. The entries live in
-	// one slice, linked by index, not as one object each linked by
-	// pointers: a full cache is 100,000 entries or more that the garbage
+	// ids maps an entity name, then a subject id, to the subject's slot
+	// in slots. Two levels, not one map keyed by SubjectRef: entities are
+	// a handful (found by comparing names, usually the same string), and
+	// a lookup then hashes and compares the id alone.
+	// The entries live in one slice, linked by index, not as one object
+	// each: a full cache is 100,000 entries or more that the garbage
 	// collector marks on every cycle, and objects and pointers are what
-	// it pays for (an entry object, its map value and two list pointers
-	// per subject before).
-	entries    map[model.SubjectRef]int32
+	// it pays for.
+	ids        []entityIDs
+	count      int
 	slots      []entry
 	free       int32 // first free slot (linked by next), none: -1
-	head, tail int32 // most / least recently used, none: -1
 	withParent int   // entries whose subject inherits evidence
 	bytes      int64 // sum of the entries' sizes
+	// Recency: ticks[i] is the instant (a counter) slot i was last used,
+	// 0 when free; uses lists (slot, tick) in the order of use, oldest
+	// first from usesHead. A use whose tick is no longer its slot's is
+	// stale and skipped, so the first live one is the least recently used
+	// entry — exact LRU, yet a hit writes only its own tick and appends
+	// one record, where a linked list rewrote two neighbours (cold memory
+	// for a big cache: the misses were most of a hit's cost).
+	tick     uint32
+	ticks    []uint32
+	uses     []use
+	usesHead int
 
 	hits, misses, evictions, stale, unavailable prometheus.Counter
 }
 
 type entry struct {
-	ref        model.SubjectRef
-	parent     model.SubjectRef
-	hasParent  bool
-	size       int64
-	facts      Facts
-	at         time.Time // the instant facts were computed for
-	prev, next int32     // slots' indexes, none: -1
+	facts     Facts
+	at        time.Time // the instant facts were computed for
+	ref       model.SubjectRef
+	parent    model.SubjectRef
+	hasParent bool
+	size      int64
+	next      int32 // next free slot, none: -1
+}
+
+// use is one use of a slot, at a tick.
+type use struct {
+	slot int32
+	tick uint32
 }
 
 const none = -1
@@ -109,10 +129,7 @@ func NewLocal(opts Options) *Local {
 		maxBytes:     opts.MaxBytes,
 		maxStaleness: opts.MaxStaleness,
 		clock:        opts.Clock,
-		entries:      make(map[model.SubjectRef]int32),
 		free:         none,
-		head:         none,
-		tail:         none,
 	}
 	l.hits = counter(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
 	l.misses = counter(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
@@ -208,7 +225,7 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 		return Facts{}, false
 	}
 	l.mu.Lock()
-	i, ok := l.entries[ref]
+	i, ok := l.slot(ref)
 	if !ok {
 		l.mu.Unlock()
 		return Facts{}, false
@@ -230,7 +247,7 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 		l.mu.Unlock()
 		return Facts{}, false
 	}
-	l.moveToFront(i)
+	l.used(i)
 	l.mu.Unlock()
 	return f, true
 }
@@ -255,13 +272,17 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if l.gen.Load() != gen {
 		return
 	}
-	if old, ok := l.entries[ref]; ok {
+	if old, ok := l.slot(ref); ok {
 		l.remove(old)
 	}
 	// Make room first: with a cache smaller than the subjects asked for,
 	// nearly every miss evicts one, and its slot is the one reused.
-	for (len(l.entries) >= l.maxSubjects || l.bytes+size > l.maxBytes) && l.tail != none {
-		l.remove(l.tail)
+	for l.count >= l.maxSubjects || l.bytes+size > l.maxBytes {
+		lru := l.oldest()
+		if lru == none {
+			break
+		}
+		l.remove(lru)
 		l.evictions.Inc()
 	}
 	i := l.free
@@ -270,14 +291,16 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	} else {
 		i = int32(len(l.slots))
 		l.slots = append(l.slots, entry{})
+		l.ticks = append(l.ticks, 0)
 	}
 	l.slots[i] = ne
 	if ne.hasParent {
 		l.withParent++
 	}
-	l.entries[ne.ref] = i
+	l.byID(ne.ref.Entity)[ne.ref.ID] = i
+	l.count++
 	l.bytes += ne.size
-	l.pushFront(i)
+	l.used(i)
 }
 
 // cloneRef copies r's id and shares its entity name: entity names come
@@ -312,13 +335,13 @@ func (l *Local) entityName(e string) string {
 func (l *Local) Invalidate(ref model.SubjectRef) {
 	l.mu.Lock()
 	l.gen.Add(1)
-	if i, ok := l.entries[ref]; ok {
+	if i, ok := l.slot(ref); ok {
 		l.remove(i)
 	}
 	if l.withParent > 0 {
-		for _, i := range l.entries {
+		for i := range l.slots {
 			if e := &l.slots[i]; e.hasParent && e.parent == ref {
-				l.remove(i)
+				l.remove(int32(i))
 			}
 		}
 	}
@@ -329,9 +352,10 @@ func (l *Local) Invalidate(ref model.SubjectRef) {
 func (l *Local) InvalidateAll() {
 	l.mu.Lock()
 	l.gen.Add(1)
-	clear(l.entries)
-	l.slots = nil // the slots' strings and grants go with it
-	l.free, l.head, l.tail, l.withParent, l.bytes = none, none, none, 0, 0
+	l.ids = nil
+	l.slots, l.ticks = nil, nil // the slots' strings and grants go with them
+	l.uses, l.usesHead = nil, 0
+	l.free, l.count, l.withParent, l.bytes = none, 0, 0, 0
 	l.mu.Unlock()
 }
 
@@ -339,7 +363,7 @@ func (l *Local) InvalidateAll() {
 func (l *Local) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.entries)
+	return l.count
 }
 
 // Bytes is the estimated memory held by the cached entries.
@@ -355,50 +379,115 @@ func (l *Local) CountMiss()        { l.misses.Inc() }
 func (l *Local) CountStale()       { l.stale.Inc() }
 func (l *Local) CountUnavailable() { l.unavailable.Inc() }
 
-// remove unlinks slot i, drops it from the map and frees it (its strings
-// and grants are released at once, not when the slot is reused).
+// entityIDs are the slots of one entity's subjects, by id.
+type entityIDs struct {
+	entity string
+	ids    map[string]int32
+}
+
+// slot finds ref's slot.
+func (l *Local) slot(ref model.SubjectRef) (int32, bool) {
+	for k := range l.ids {
+		if e := &l.ids[k]; e.entity == ref.Entity {
+			i, ok := e.ids[ref.ID]
+			return i, ok
+		}
+	}
+	return none, false
+}
+
+// byID is the map of entity's slots by id, added when there is none.
+func (l *Local) byID(entity string) map[string]int32 {
+	for k := range l.ids {
+		if e := &l.ids[k]; e.entity == entity {
+			return e.ids
+		}
+	}
+	m := make(map[string]int32)
+	l.ids = append(l.ids, entityIDs{entity: l.entityName(entity), ids: m})
+	return m
+}
+
+// remove drops slot i from the map and frees it (its strings and grants
+// are released at once, not when the slot is reused). Its uses become
+// stale: its tick is 0 until it is used again.
 func (l *Local) remove(i int32) {
 	e := &l.slots[i]
-	delete(l.entries, e.ref)
+	for k := range l.ids {
+		if ei := &l.ids[k]; ei.entity == e.ref.Entity {
+			delete(ei.ids, e.ref.ID)
+			if len(ei.ids) == 0 {
+				// Entities come from the route map, so they are few;
+				// none is kept empty, so they stay few.
+				last := len(l.ids) - 1
+				l.ids[k] = l.ids[last]
+				l.ids[last] = entityIDs{}
+				l.ids = l.ids[:last]
+			}
+			break
+		}
+	}
+	l.count--
 	l.bytes -= e.size
 	if e.hasParent {
 		l.withParent--
 	}
-	l.unlink(i)
-	*e = entry{prev: none, next: l.free}
+	*e = entry{next: l.free}
+	l.ticks[i] = 0
 	l.free = i
 }
 
-func (l *Local) unlink(i int32) {
-	e := &l.slots[i]
-	if e.prev != none {
-		l.slots[e.prev].next = e.next
-	} else {
-		l.head = e.next
+// used marks slot i as the most recently used.
+func (l *Local) used(i int32) {
+	if l.tick == math.MaxUint32 {
+		l.renumber()
 	}
-	if e.next != none {
-		l.slots[e.next].prev = e.prev
-	} else {
-		l.tail = e.prev
+	l.tick++
+	l.ticks[i] = l.tick
+	if n := len(l.uses) - l.usesHead; n > 2*l.count+64 || len(l.uses) == cap(l.uses) && l.usesHead >= n {
+		// Mostly stale uses (each live entry has exactly one live use,
+		// its last), or a full slice mostly consumed: keep the live ones
+		// rather than grow. Amortised over the uses appended since the
+		// last time, a few reads of ticks each.
+		l.compact()
 	}
+	l.uses = append(l.uses, use{slot: i, tick: l.tick})
 }
 
-func (l *Local) pushFront(i int32) {
-	e := &l.slots[i]
-	e.prev, e.next = none, l.head
-	if l.head != none {
-		l.slots[l.head].prev = i
+// compact keeps only the live uses, in order.
+func (l *Local) compact() {
+	n := 0
+	for _, u := range l.uses[l.usesHead:] {
+		if l.ticks[u.slot] == u.tick {
+			l.uses[n] = u
+			n++
+		}
 	}
-	l.head = i
-	if l.tail == none {
-		l.tail = i
-	}
+	l.uses, l.usesHead = l.uses[:n], 0
 }
 
-func (l *Local) moveToFront(i int32) {
-	if l.head == i {
-		return
+// renumber gives the live uses the ticks 1, 2, … in their order, when
+// the counter is about to wrap (once per 4 billion uses).
+func (l *Local) renumber() {
+	l.compact()
+	for k := range l.uses {
+		u := &l.uses[k]
+		u.tick = uint32(k + 1)
+		l.ticks[u.slot] = u.tick
 	}
-	l.unlink(i)
-	l.pushFront(i)
+	l.tick = uint32(len(l.uses))
+}
+
+// oldest returns the least recently used slot (none when the cache is
+// empty), dropping the stale uses before it.
+func (l *Local) oldest() int32 {
+	for l.usesHead < len(l.uses) {
+		u := l.uses[l.usesHead]
+		if l.ticks[u.slot] == u.tick {
+			return u.slot
+		}
+		l.usesHead++
+	}
+	l.uses, l.usesHead = l.uses[:0], 0
+	return none
 }
