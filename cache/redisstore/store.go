@@ -169,9 +169,6 @@ func open(ctx context.Context, url string, opts cache.Options, migrating bool) (
 		_ = c.Close()
 		return nil, err
 	}
-	// Fresh means a health check succeeded within the last two intervals
-	// (plus one timeout for the check itself).
-	s.local.ExpectContactEvery(2*opts.HealthInterval + opts.Timeout)
 	pctx, cancel := context.WithTimeout(ctx, max(4*opts.Timeout, opts.WriteTimeout))
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
@@ -199,6 +196,12 @@ func open(ctx context.Context, url string, opts cache.Options, migrating bool) (
 	if _, err := s.pubsub.Receive(pctx); err != nil {
 		return fail(fmt.Errorf("redis subscribe: %w: %v", cache.ErrUnavailable, err))
 	}
+	// Fresh means a health check succeeded within the last two intervals
+	// (plus one timeout for the check itself). Armed once open succeeded:
+	// an open slower than that bound would otherwise count as an outage,
+	// and the first health check would flush what open just loaded.
+	s.local.MarkContact()
+	s.local.ExpectContactEvery(2*opts.HealthInterval + opts.Timeout)
 	bg, stop := context.WithCancel(context.Background())
 	s.cancel = stop
 	s.wg.Add(2)
