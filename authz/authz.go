@@ -78,12 +78,22 @@ func (s *Server) SetServing(ok bool) {
 
 // Check answers Envoy's ext_authz call.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := messageHTTP(req)
+	ex, plan := s.check(ctx, &h, req.GetAttributes(), nil)
+	return checkResponse(ex, &h.headers, s.gate.IdentityHeaders(), plan), nil
+}
+
+// messageHTTP is what Check reads of a decoded CheckRequest.
+func messageHTTP(req *authv3.CheckRequest) fastHTTP {
 	h := req.GetAttributes().GetRequest().GetHttp()
-	ex, headers, plan := s.check(ctx, fastHTTP{
+	f := fastHTTP{
 		method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
-		protocol: h.GetProtocol(), body: h.GetBody(), rawBody: h.GetRawBody(), headers: h.GetHeaders(),
-	}, req.GetAttributes(), nil)
-	return checkResponse(ex, headers, s.gate.IdentityHeaders(), plan), nil
+		protocol: h.GetProtocol(), rawBody: h.GetRawBody(), headers: headersOf(h.GetHeaders()),
+	}
+	if b := h.GetBody(); b != "" {
+		f.body = []byte(b)
+	}
+	return f
 }
 
 // checkIn answers a Check the codec decoded (fast or whole).
@@ -91,7 +101,7 @@ func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
 	if !in.fast {
 		return s.Check(ctx, &in.CheckRequest)
 	}
-	ex, headers, plan := s.check(ctx, in.http, nil, func() *authv3.AttributeContext {
+	ex, plan := s.check(ctx, &in.http, nil, func() *authv3.AttributeContext {
 		req, err := in.full()
 		if err != nil {
 			// validMessage accepted the message: cannot happen. The
@@ -102,41 +112,42 @@ func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
 		}
 		return req.GetAttributes()
 	})
-	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, headers, s.gate.IdentityHeaders(), plan); ok {
-		return &checkAnswer{b: b}, nil
+	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, &in.http.headers, s.gate.IdentityHeaders(), plan); ok {
+		in.answer.b = b
+		return &in.answer, nil
 	}
-	return checkResponse(ex, headers, s.gate.IdentityHeaders(), plan), nil
+	return checkResponse(ex, &in.http.headers, s.gate.IdentityHeaders(), plan), nil
 }
 
 // check decides a Check from the request's fields h; attrs are its
 // attributes, or lazy gives them.
-func (s *Server) check(ctx context.Context, h fastHTTP, attrs *authv3.AttributeContext, lazy func() *authv3.AttributeContext) (*gate.Exchange, map[string]string, string) {
-	headers := h.headers
+func (s *Server) check(ctx context.Context, h *fastHTTP, attrs *authv3.AttributeContext, lazy func() *authv3.AttributeContext) (*gate.Exchange, string) {
+	headers := &h.headers
 	if observe.Enabled() {
 		md, _ := metadata.FromIncomingContext(ctx)
 		var span trace.Span
-		ctx, span = observe.StartServer(ctx, "ext_authz.Check", headers, md)
+		ctx, span = observe.StartServer(ctx, "ext_authz.Check", headers.all(), md)
 		defer span.End()
 	}
 	body := h.rawBody
-	if len(body) == 0 && h.body != "" {
-		body = []byte(h.body)
+	if len(body) == 0 {
+		body = h.body
 	}
 	method := h.method
 	if method == "" {
-		method = headers[":method"]
+		method = headers.get(":method")
 	}
 	path := h.path
 	if path == "" {
-		path = headers[":path"]
+		path = headers.get(":path")
 	}
 	greq := &gate.Request{
 		Method:         method,
 		Path:           path,
 		Host:           h.host,
 		Scheme:         h.scheme,
-		Header:         func(name string) string { return headers[name] },
-		Headers:        func() map[string]string { return headers },
+		Header:         headers.get,
+		Headers:        headers.all,
 		Body:           body,
 		Attributes:     attrs,
 		LazyAttributes: lazy,
@@ -147,16 +158,16 @@ func (s *Server) check(ctx context.Context, h fastHTTP, attrs *authv3.AttributeC
 	// no body: either there is none, or Envoy was not asked to send it —
 	// which only content-length can tell apart on HTTP/2 and HTTP/3, where
 	// a body needs no framing header.
-	switch headers["x-envoy-auth-partial-body"] {
+	switch headers.get("x-envoy-auth-partial-body") {
 	case "true":
 		greq.BodyPartial = true
 	case "":
 		proto := h.protocol
-		greq.BodyUnseen = len(body) == 0 && headers["content-length"] == "" &&
+		greq.BodyUnseen = len(body) == 0 && headers.get("content-length") == "" &&
 			(strings.HasPrefix(proto, "HTTP/2") || strings.HasPrefix(proto, "HTTP/3"))
 	}
 	ex := s.gate.Check(ctx, greq)
-	return ex, headers, s.gate.SealPlan(ex, greq)
+	return ex, s.gate.SealPlan(ex, greq)
 }
 
 // checkResponse answers Check. An allow removes the client's x-gdpr-*
@@ -164,7 +175,7 @@ func (s *Server) check(ctx context.Context, h fastHTTP, attrs *authv3.AttributeC
 // (identity) that ext_proc, next in the chain, decides with again: ext_proc
 // removes those (and gdprgate's example Envoy configs strip a client's
 // identity headers before ext_authz).
-func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []string, plan string) *authv3.CheckResponse {
+func checkResponse(ex *gate.Exchange, reqHeaders *reqHeaders, identity []string, plan string) *authv3.CheckResponse {
 	v := &ex.Verdict
 	add := v.Additions()
 	meta := dynamicMetadata(ex, add.DynamicMetadata, plan)
@@ -230,7 +241,7 @@ func checkResponse(ex *gate.Exchange, reqHeaders map[string]string, identity []s
 // headersToRemove appends the request headers an allowed Check removes:
 // gdprgate's response-only headers and the client's other x-gdpr-* ones
 // (see checkResponse).
-func headersToRemove(dst []string, ex *gate.Exchange, reqHeaders map[string]string, identity []string) []string {
+func headersToRemove(dst []string, ex *gate.Exchange, reqHeaders *reqHeaders, identity []string) []string {
 	v := &ex.Verdict
 	// Envoy applies removals after sets: never remove what is set here
 	// (its overwrite replaces a client's copy anyway).
@@ -239,7 +250,7 @@ func headersToRemove(dst []string, ex *gate.Exchange, reqHeaders map[string]stri
 			dst = append(dst, k)
 		}
 	}
-	for k := range reqHeaders {
+	for k := range reqHeaders.names {
 		if !gate.IsOwnHeader(k) {
 			continue
 		}

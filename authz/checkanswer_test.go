@@ -50,8 +50,8 @@ func TestCheckAnswerAsCheckResponse(t *testing.T) {
 		{"response-body subject", "GET", "/api/issues/i-1", agent, "", true},
 		{"outbound call", "POST", "/api/outbound/calls", with(map[string]string{"content-type": "application/json"}),
 			`{"contact_id":"c-1","type":"phone"}`, true},
-		{"write (rectification: the message)", "PUT", "/api/contacts/c-1",
-			map[string]string{"x-gdpr-roles": "supervisor", "content-type": "application/json"}, `{"first_name":"A"}`, false},
+		{"write (its rectification in the metadata)", "PUT", "/api/contacts/c-1",
+			map[string]string{"x-gdpr-roles": "supervisor", "content-type": "application/json"}, `{"first_name":"A"}`, true},
 	}
 	denied := 0
 	for _, c := range cases {
@@ -68,6 +68,9 @@ func TestCheckAnswerAsCheckResponse(t *testing.T) {
 			}
 			if ref.GetDeniedResponse() != nil {
 				denied++
+			}
+			if strings.HasPrefix(c.name, "write") && ref.GetDynamicMetadata().GetFields()["rectify"].GetStructValue() == nil {
+				t.Fatalf("no pending rectification in %v: the case no longer covers it", ref.GetDynamicMetadata())
 			}
 			if !ok {
 				return

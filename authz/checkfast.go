@@ -1,12 +1,15 @@
 package authz
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -38,36 +41,139 @@ type checkIn struct {
 	// CheckRequest is empty until full is called.
 	fast bool
 	raw  []byte
+	// buf holds raw when the codec received it (a pooled buffer); release
+	// returns it once the Check is answered.
+	buf  mem.Buffer
 	http fastHTTP
+	// kv backs http.headers: a request's headers cost no allocation of
+	// their own up to its size.
+	kv [24]headerKV
+	// answer is the answer written straight from the exchange.
+	answer checkAnswer
+}
+
+// release frees the message's buffer: nothing decodes it after the Check
+// is answered.
+func (in *checkIn) release() {
+	if in.buf != nil {
+		in.buf.Free()
+		in.buf, in.raw = nil, nil
+	}
 }
 
 // fastHTTP is what Check reads of AttributeContext.request.http.
 type fastHTTP struct {
-	method, path, host, scheme, protocol, body string
-	rawBody                                    []byte
-	headers                                    map[string]string
+	method, path, host, scheme, protocol string
+	body, rawBody                        []byte
+	headers                              reqHeaders
+}
+
+// reqHeaders are a Check request's headers: the message's map when
+// protobuf-go decoded it, otherwise the pairs the fast path read, each name
+// once in the order first seen (a later entry for a name replaces its
+// value, as protobuf-go merges a map). A handful of pairs are searched
+// faster than a map is built and hashed; past maxHeaderPairs they move into
+// a map, so that many headers never cost a quadratic search.
+type reqHeaders struct {
+	m  map[string]string
+	kv []headerKV
+}
+
+type headerKV struct{ k, v string }
+
+// maxHeaderPairs bounds the linear search (Envoy sends 10–20 headers).
+const maxHeaderPairs = 32
+
+// headersOf wraps a decoded message's headers.
+func headersOf(m map[string]string) reqHeaders { return reqHeaders{m: m} }
+
+func (h *reqHeaders) get(name string) string {
+	if h.m != nil {
+		return h.m[name]
+	}
+	for i := range h.kv {
+		if h.kv[i].k == name {
+			return h.kv[i].v
+		}
+	}
+	return ""
+}
+
+// set records a header as a map entry of the message.
+func (h *reqHeaders) set(k, v string) {
+	if h.m != nil {
+		h.m[k] = v
+		return
+	}
+	for i := range h.kv {
+		if h.kv[i].k == k {
+			h.kv[i].v = v
+			return
+		}
+	}
+	if len(h.kv) < maxHeaderPairs {
+		h.kv = append(h.kv, headerKV{k, v})
+		return
+	}
+	h.m = h.all()
+	h.m[k] = v
+	h.kv = nil
+}
+
+// all returns the headers as a map (a new one unless the message's).
+func (h *reqHeaders) all() map[string]string {
+	if h.m != nil {
+		return h.m
+	}
+	m := make(map[string]string, len(h.kv))
+	for _, kv := range h.kv {
+		m[kv.k] = kv.v
+	}
+	return m
+}
+
+// names yields every header name once.
+func (h *reqHeaders) names(yield func(string) bool) {
+	if h.m != nil {
+		for k := range h.m {
+			if !yield(k) {
+				return
+			}
+		}
+		return
+	}
+	for _, kv := range h.kv {
+		if !yield(kv.k) {
+			return
+		}
+	}
 }
 
 // full decodes the whole message (once) and returns it.
 func (in *checkIn) full() (*authv3.CheckRequest, error) {
 	if in.fast {
+		if in.raw == nil {
+			return nil, errors.New("check request: read after its answer")
+		}
 		if err := proto.Unmarshal(in.raw, &in.CheckRequest); err != nil {
 			return nil, fmt.Errorf("check request: %w", err)
 		}
-		in.fast, in.raw = false, nil
+		in.fast = false
+		in.release()
+		in.raw = nil
 	}
 	return &in.CheckRequest, nil
 }
 
 // decodeCheckIn reads b into in: the fast reading when validCheck is sure
 // of b, decodeCheckRequest (proto.Unmarshal's result and errors) otherwise.
+// The fast reading keeps b (for full) until in.release: the caller does
+// not reuse it before.
 func decodeCheckIn(b []byte, in *checkIn) error {
 	if validMessage(b, checkRequestDesc, 0) {
-		raw := make([]byte, len(b))
-		copy(raw, b)
-		in.fast, in.raw = true, raw
-		in.http = fastHTTP{headers: make(map[string]string, 16)}
-		readCheckPath(raw, 0, &in.http)
+		in.fast, in.raw = true, b
+		in.http = fastHTTP{headers: reqHeaders{kv: in.kv[:0]}}
+		readCheckPath(b, 0, &in.http)
 		return nil
 	}
 	return decodeCheckRequest(b, &in.CheckRequest)
@@ -180,19 +286,21 @@ func readCheckPath(b []byte, depth int, h *fastHTTP) {
 		case fieldHTTPMethod:
 			h.method = intern(v)
 		case fieldHTTPHeaders:
-			readHeaderEntry(v, h.headers)
+			readHeaderEntry(v, &h.headers)
 		case fieldHTTPPath:
-			h.path = string(v)
+			// Envoy sends the headers first: :path and :authority
+			// usually hold these very strings.
+			h.path = sameAs(v, h.headers.get(":path"))
 		case fieldHTTPHost:
-			h.host = string(v)
+			h.host = sameAs(v, h.headers.get(":authority"))
 		case fieldHTTPScheme:
 			h.scheme = intern(v)
 		case fieldHTTPProtocol:
 			h.protocol = intern(v)
 		case fieldHTTPBody:
-			h.body = string(v)
+			h.body = bytes.Clone(v)
 		case fieldHTTPRawBody:
-			h.rawBody = v
+			h.rawBody = bytes.Clone(v)
 		}
 	}
 }
@@ -201,7 +309,7 @@ func readCheckPath(b []byte, depth int, h *fastHTTP) {
 // protobuf-go does: key (1) and value (2) default to "", a later one
 // replaces an earlier one, fields of other numbers or wire types are
 // skipped.
-func readHeaderEntry(b []byte, headers map[string]string) {
+func readHeaderEntry(b []byte, headers *reqHeaders) {
 	var key, val []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -217,11 +325,19 @@ func readHeaderEntry(b []byte, headers map[string]string) {
 		}
 		b = b[m:]
 	}
-	headers[intern(key)] = string(val)
+	headers.set(intern(key), internValue(val))
+}
+
+// sameAs is string(b), s itself when it holds those bytes.
+func sameAs(b []byte, s string) string {
+	if string(b) == s {
+		return s
+	}
+	return string(b)
 }
 
 // interned are strings every request repeats: header names, methods,
-// schemes, protocols. Reading one of them allocates nothing; the set is
+// schemes, protocols, common header values. Reading one of them allocates nothing; the set is
 // fixed, so it does not grow with what clients send.
 var interned = func() map[string]string {
 	m := map[string]string{}
@@ -234,11 +350,23 @@ var interned = func() map[string]string {
 		"x-gdpr-caller", "x-gdpr-mode", "x-gdpr-project", "x-gdpr-roles", "x-http-method-override",
 		"x-request-id", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 		"http", "https", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3",
+		// Common header values.
+		"", "0", "true", "false", "*/*", "gzip", "application/json", "application/json; charset=utf-8",
+		"keep-alive", "no-cache", "gzip, deflate", "gzip, deflate, br",
 	} {
 		m[s] = s
 	}
 	return m
 }()
+
+// internValue is intern for a header value: only short values are looked
+// up (a long one is hardly one of them, and would be hashed for nothing).
+func internValue(b []byte) string {
+	if len(b) > 32 {
+		return string(b)
+	}
+	return intern(b)
+}
 
 // intern is string(b), shared when it is one of the interned strings.
 func intern(b []byte) string {
@@ -267,6 +395,7 @@ func checkHandler(srv any, ctx context.Context, dec func(any) error, interceptor
 	if err := dec(in); err != nil {
 		return nil, err
 	}
+	defer in.release()
 	s := srv.(*Server)
 	if interceptor == nil {
 		return s.checkIn(ctx, in)

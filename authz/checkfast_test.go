@@ -87,6 +87,17 @@ func fastCorpus(t testing.TB) map[string][]byte {
 		"bad length":                     cat(base, []byte{0x0a, 0x7f}),
 		"bad varint":                     cat(base, []byte{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
 	}
+	// More headers than the pairs searched linearly, one of them repeated
+	// before and after the reading moves to a map.
+	var lots [][]byte
+	for i := range maxHeaderPairs + 8 {
+		lots = append(lots, entry(str(1, fmt.Sprintf("x-h-%d", i)), str(2, fmt.Sprint(i))))
+		if i == 3 || i == maxHeaderPairs+4 {
+			lots = append(lots, entry(str(1, "x-gdpr-roles"), str(2, fmt.Sprintf("role-%d", i))))
+		}
+	}
+	cases["more headers than pairs searched"] = cat(base, nest(lots...))
+	cases["exactly the pairs searched"] = nest(lots[:maxHeaderPairs]...)
 	// Deep nesting through metadata: Struct values holding lists of
 	// structs, beyond validMessage's depth (then proto decides).
 	deep := []byte{}
@@ -143,12 +154,10 @@ func checkInAsProto(t *testing.T, b []byte) bool {
 	}
 	wasFast := in.fast
 	if wasFast {
-		h := want.GetAttributes().GetRequest().GetHttp()
-		got, exp := in.http, fastHTTP{method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
-			protocol: h.GetProtocol(), body: h.GetBody(), rawBody: h.GetRawBody(), headers: h.GetHeaders()}
+		got, exp := in.http, messageHTTP(&want)
 		if got.method != exp.method || got.path != exp.path || got.host != exp.host || got.scheme != exp.scheme ||
-			got.protocol != exp.protocol || got.body != exp.body || string(got.rawBody) != string(exp.rawBody) ||
-			!maps.Equal(got.headers, exp.headers) {
+			got.protocol != exp.protocol || string(got.body) != string(exp.body) || string(got.rawBody) != string(exp.rawBody) ||
+			!maps.Equal(got.headers.all(), exp.headers.all()) || !sameHeaderReads(&got.headers, &exp.headers) {
 			t.Fatalf("fast reading\n%+v\nproto.Unmarshal\n%+v", got, exp)
 		}
 	}
@@ -160,4 +169,20 @@ func checkInAsProto(t *testing.T, b []byte) bool {
 		t.Fatalf("decoded\n%v\nproto.Unmarshal\n%v", full, &want)
 	}
 	return wasFast
+}
+
+// sameHeaderReads reports whether every name a reads (and a few it does
+// not hold) reads the same in b.
+func sameHeaderReads(a, b *reqHeaders) bool {
+	for k := range a.names {
+		if a.get(k) != b.get(k) {
+			return false
+		}
+	}
+	for _, k := range []string{"", ":path", "x-absent"} {
+		if a.get(k) != b.get(k) {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -240,18 +241,23 @@ func (e *wireEncoder) value(v *structpb.Value) {
 }
 
 // checkAnswer is a Check answer already in wire format (appendCheckAnswer).
-type checkAnswer struct{ b []byte }
+// It lives in its request's checkIn, and out is the one-buffer slice the
+// codec hands gRPC: neither costs an allocation of its own per Check.
+type checkAnswer struct {
+	b   []byte
+	out [1]mem.Buffer
+}
 
 // appendCheckAnswer writes the answer checkResponse(ex, reqHeaders,
 // identity, plan) describes, straight from the exchange, without building
 // the message first (its headers, Struct and their allocations were a
-// sixth of a Check's CPU). It covers the answers of gdprgate's own policy;
-// ok is false for the others (an opa-envoy-plugin policy's additions, a
-// write's rectification, strings structpb refuses): the caller then builds
-// the message. TestCheckAnswerAsCheckResponse holds the two equal.
-func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders map[string]string, identity []string, plan string) ([]byte, bool) {
+// sixth of a Check's CPU). It covers the answers of gdprgate's own policy,
+// a write's pending rectification included; ok is false for the others
+// (an opa-envoy-plugin policy's additions, strings structpb refuses): the
+// caller then builds the message. TestCheckAnswerAsCheckResponse holds the two equal.
+func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders *reqHeaders, identity []string, plan string) ([]byte, bool) {
 	v := &ex.Verdict
-	if v.Policy != nil || ex.Rectification() != nil || !ownMetadataValid(ex) {
+	if v.Policy != nil || !ownMetadataValid(ex) {
 		return b, false
 	}
 	e := wireEncoder{b: b, ok: true}
@@ -303,6 +309,22 @@ func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders map[string]string
 		e.metaString(gate.PlanMetadataKey, plan)
 		if r := ex.RouteName(); r != "" {
 			e.metaString("route", r)
+		}
+		if r := ex.Rectification(); r != nil {
+			// Rectification.MetadataStruct, for ext_proc to write once
+			// the backend answers.
+			e.nested(1, func() {
+				e.strAlways(1, "rectify")
+				e.nested(2, func() {
+					e.nested(5, func() {
+						e.metaString("route", r.Route)
+						e.metaString("actor", r.Actor)
+						e.metaString("subject", r.Subject)
+						e.metaString("fields", r.Fields)
+						e.metaString("decision_id", r.DecisionID)
+					})
+				})
+			})
 		}
 	})
 	return e.b, e.ok

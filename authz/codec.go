@@ -70,7 +70,8 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 	}
 	if a, ok := v.(*checkAnswer); ok {
-		return mem.BufferSlice{mem.SliceBuffer(a.b)}, nil
+		a.out[0] = mem.SliceBuffer(a.b)
+		return a.out[:], nil
 	}
 	if r, ok := v.(*authv3.CheckResponse); ok {
 		if b, ok := appendCheckResponse(make([]byte, 0, 512), r); ok {
@@ -211,9 +212,15 @@ func marshalMsg(m proto.Message) ([]byte, error) {
 // Unmarshal implements encoding.CodecV2.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if in, ok := v.(*checkIn); ok {
+		// The fast reading keeps the buffer until the Check is answered
+		// (checkHandler releases it): no copy of the message.
 		buf := data.MaterializeToBuffer(bufpool.Pool)
-		defer buf.Free()
-		return decodeCheckIn(buf.ReadOnlyData(), in)
+		if err := decodeCheckIn(buf.ReadOnlyData(), in); err != nil || !in.fast {
+			buf.Free()
+			return err
+		}
+		in.buf = buf
+		return nil
 	}
 	if cr, ok := v.(*authv3.CheckRequest); ok {
 		buf := data.MaterializeToBuffer(bufpool.Pool)

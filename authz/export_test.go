@@ -4,6 +4,7 @@ import (
 	"context"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/mem"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
 )
@@ -20,11 +21,27 @@ func SetRewriteStream(s *Server, f func(context.Context, *gate.Exchange, *gate.R
 // written straight from the exchange (ok false when that path does not
 // apply) and the CheckResponse message checkResponse builds.
 func CheckAnswers(s *Server, ctx context.Context, req *authv3.CheckRequest) (direct []byte, ok bool, ref *authv3.CheckResponse) {
-	h := req.GetAttributes().GetRequest().GetHttp()
-	ex, headers, plan := s.check(ctx, fastHTTP{
-		method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
-		protocol: h.GetProtocol(), body: h.GetBody(), rawBody: h.GetRawBody(), headers: h.GetHeaders(),
-	}, req.GetAttributes(), nil)
-	direct, ok = appendCheckAnswer(nil, ex, headers, s.gate.IdentityHeaders(), plan)
-	return direct, ok, checkResponse(ex, headers, s.gate.IdentityHeaders(), plan)
+	h := messageHTTP(req)
+	ex, plan := s.check(ctx, &h, req.GetAttributes(), nil)
+	direct, ok = appendCheckAnswer(nil, ex, &h.headers, s.gate.IdentityHeaders(), plan)
+	return direct, ok, checkResponse(ex, &h.headers, s.gate.IdentityHeaders(), plan)
+}
+
+// CheckWire answers the wire-format CheckRequest raw as the gRPC server
+// does with Codec (decode, decide, encode), without the transport.
+func CheckWire(s *Server, ctx context.Context, raw []byte) ([]byte, error) {
+	in := new(checkIn)
+	if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw)}, in); err != nil {
+		return nil, err
+	}
+	defer in.release()
+	resp, err := s.checkIn(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out, err := (Codec{}).Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	return out.Materialize(), nil
 }

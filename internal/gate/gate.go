@@ -12,7 +12,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1035,11 +1034,7 @@ func deny(status int, reason, message string) Verdict {
 	if status == 0 {
 		status = 403
 	}
-	body, _ := json.Marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{reason, message})
-	return Verdict{Status: status, Reason: reason, Body: body}
+	return Verdict{Status: status, Reason: reason, Body: denyBody(reason, message)}
 }
 
 func orDefault(s, def string) string {
