@@ -203,8 +203,15 @@ func lowerHex(s string) bool {
 
 // encodeRecord returns the full record (header and body).
 func encodeRecord(r *record, sym symbolTable) ([]byte, error) {
-	e := encoder{b: make([]byte, headerLen, 64), sym: sym}
-	putScore(e.b, r.score)
+	return appendRecord(make([]byte, 0, 64), r, sym)
+}
+
+// appendRecord appends the full record to dst (a write encodes all its
+// records into one buffer).
+func appendRecord(dst []byte, r *record, sym symbolTable) ([]byte, error) {
+	at := len(dst)
+	e := encoder{b: append(dst, make([]byte, headerLen)...), sym: sym}
+	putScore(e.b[at:], r.score)
 	var p byte
 	if !r.seen.IsZero() {
 		p |= hasSeen
@@ -526,14 +533,20 @@ func (d *decoder) evidence(ev *model.Evidence, ref model.SubjectRef) {
 // stub of an overflowing record keeps the score, flags and the presence
 // byte, so that the index walks need not read the overflow.
 func splitRecord(full []byte) (inline, overflow string) {
+	return splitRecordString(string(full))
+}
+
+// splitRecordString is splitRecord of a record already a string (a
+// substring of a write's buffer): an inline record costs no copy.
+func splitRecordString(full string) (inline, overflow string) {
 	if len(full) <= maxInline {
-		return string(full), ""
+		return full, ""
 	}
-	stub := make([]byte, headerLen+1)
-	copy(stub, full[:scoreLen])
+	var stub [headerLen + 1]byte
+	copy(stub[:], full[:scoreLen])
 	stub[scoreLen] = flagStub
 	stub[headerLen] = full[headerLen]
-	return string(stub), string(full)
+	return string(stub[:]), full
 }
 
 // indexed reports whether a stored bucket value belongs in the lifecycle

@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"encoding/binary"
+	"hash/fnv"
 	"reflect"
 	"slices"
 	"strconv"
@@ -220,5 +222,29 @@ func TestRefListIsSubjectMembers(t *testing.T) {
 	back, err := parseRefList(got)
 	if err != nil || !slices.Equal(back, refs) {
 		t.Fatalf("parseRefList = %v, %v; want %v", back, err, refs)
+	}
+}
+
+// TestHashPartsIsFNV1a: the hand-written hash places subjects and keys
+// exactly where hash/fnv's FNV-1a did (a different hash would move every
+// stored subject).
+func TestHashPartsIsFNV1a(t *testing.T) {
+	ref := func(parts ...string) uint64 {
+		h := fnv.New64a()
+		var n [binary.MaxVarintLen64]byte
+		for _, p := range parts {
+			h.Write(n[:binary.PutUvarint(n[:], uint64(len(p)))])
+			h.Write([]byte(p))
+		}
+		return h.Sum64()
+	}
+	cases := [][]string{
+		{"contact", "c-00000001"}, {"", ""}, {"k", "contract-care", "key:1"},
+		{"a", strings.Repeat("x", 300)}, {"entity", "ü\x00\xff"},
+	}
+	for _, c := range cases {
+		if got, want := hashParts(c...), ref(c...); got != want {
+			t.Errorf("hashParts(%q) = %x, want %x", c, got, want)
+		}
 	}
 }

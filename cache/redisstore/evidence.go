@@ -3,11 +3,14 @@ package redisstore
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -249,16 +252,62 @@ func (s *Store) runIndex(ctx context.Context, script *redis.Script, head []any, 
 	return res, nil
 }
 
-// evidenceNames are the symbols a batch's records need.
-func evidenceNames(evs []model.Evidence) []symName {
-	out := make([]symName, 0, 3*len(evs))
+// evidenceNames are the symbols a batch's records need that t does not
+// have. A batch mostly repeats a few names: a name equal to the previous
+// record's is not looked up again.
+func evidenceNames(t *symTab, evs []model.Evidence) []symName {
+	var out []symName
+	var last [3]string
+	need := func(i int, kind byte, name string) {
+		if name == last[i] && name != "" {
+			return
+		}
+		last[i] = name
+		if _, ok := t.code(kind, name); !ok {
+			out = append(out, symName{kind, name})
+		}
+	}
 	for _, ev := range evs {
-		out = append(out, symName{symEntity, ev.Subject.Entity}, symName{symLegalisation, ev.LegalisationID})
+		need(0, symEntity, ev.Subject.Entity)
+		need(1, symLegalisation, ev.LegalisationID)
 		if ev.CreatedBy != "" {
-			out = append(out, symName{symActor, ev.CreatedBy})
+			need(2, symActor, ev.CreatedBy)
 		}
 	}
 	return out
+}
+
+// newEvidenceIDs gives the records of evs without an id fresh ones of
+// cache.NewID("ev-")'s form, from one random read and in one string.
+func newEvidenceIDs(evs []model.Evidence) {
+	const prefix, w = "ev-", 3 + 16
+	n := 0
+	for i := range evs {
+		if evs[i].ID == "" {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	raw := make([]byte, 8*n)
+	_, _ = rand.Read(raw) // crypto/rand.Read never fails (Go 1.24+)
+	var b strings.Builder
+	b.Grow(w * n)
+	var h [16]byte
+	for k := range n {
+		hex.Encode(h[:], raw[8*k:8*k+8])
+		b.WriteString(prefix)
+		b.Write(h[:])
+	}
+	all := b.String()
+	k := 0
+	for i := range evs {
+		if evs[i].ID == "" {
+			evs[i].ID = all[k*w : (k+1)*w]
+			k++
+		}
+	}
 }
 
 // keyTarget is one evidence key of a batch: where it goes and what the
@@ -279,8 +328,8 @@ type keyTarget struct {
 // PutEvidence stores a batch: atomic per subject, all or nothing in the end
 // (a batch over several tags whose later part fails is rolled back).
 func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry audit.Entry) ([]model.Evidence, error) {
-	for i, ev := range evs {
-		if ev.Subject.Entity == "" || ev.Subject.ID == "" || ev.LegalisationID == "" {
+	for i := range evs {
+		if ev := &evs[i]; ev.Subject.Entity == "" || ev.Subject.ID == "" || ev.LegalisationID == "" {
 			return nil, fmt.Errorf("put evidence: record %d: subject and legalisation_id are required", i)
 		}
 	}
@@ -293,7 +342,7 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	// (200µs per record timed them out).
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(evs))*time.Millisecond)
 	defer cancel()
-	sym, err := s.sym.intern(ctx, s.run, evidenceNames(evs))
+	sym, err := s.sym.intern(ctx, s.run, evidenceNames(s.sym.current(), evs))
 	if err != nil {
 		return nil, s.fail("put evidence: symbols", err)
 	}
@@ -301,11 +350,14 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	if met.IsZero() {
 		met = s.opts.Clock()
 	}
-	out := make([]model.Evidence, len(evs))
-	for i, ev := range evs {
-		ev.CommIDs = slices.Clone(ev.CommIDs)
-		ev.SubjectOrigin = nil
-		out[i] = ev
+	out := slices.Clone(evs)
+	for i := range out {
+		if out[i].CommIDs != nil {
+			out[i].CommIDs = slices.Clone(out[i].CommIDs)
+		}
+		if out[i].SubjectOrigin != nil {
+			out[i].SubjectOrigin = nil
+		}
 	}
 
 	// 1. Claim the keys.
@@ -322,23 +374,26 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 			out[i].ID = targets[out[i].LegalisationID+"\x00"+out[i].EvidenceKey].id
 		}
 	}
-	for i := range out {
-		if out[i].ID == "" {
-			out[i].ID = cache.NewID("ev-")
-		}
-	}
+	newEvidenceIDs(out)
 	// A batch over several tags leaves one audit entry per tag, each
 	// saying how many tags the batch took and how many of its records the
 	// tag holds.
-	tags := map[int]bool{}
-	for _, ev := range out {
-		tags[subjectPlace(ev.Subject, s.buckets).tag] = true
+	subjects := make([]model.SubjectRef, len(out))
+	for i := range out {
+		subjects[i] = out[i].Subject
 	}
-	for _, r := range sources {
-		tags[subjectPlace(r, s.buckets).tag] = true
+	var tagged [numTags]bool
+	tags := 0
+	for _, refs := range [][]model.SubjectRef{subjects, sources} {
+		for _, r := range refs {
+			if t := subjectPlace(r, s.buckets).tag; !tagged[t] {
+				tagged[t] = true
+				tags++
+			}
+		}
 	}
-	if len(tags) > 1 {
-		entry.Detail = withDetail(entry.Detail, "parts", strconv.Itoa(len(tags)))
+	if tags > 1 {
+		entry.Detail = withDetail(entry.Detail, "parts", strconv.Itoa(tags))
 	}
 	undo := &rollback{s: s, entry: entry}
 	fail := func(err error) ([]model.Evidence, error) {
@@ -358,10 +413,6 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	}
 
 	// 3. The records.
-	subjects := make([]model.SubjectRef, 0, len(out))
-	for _, ev := range out {
-		subjects = append(subjects, ev.Subject)
-	}
 	var children []model.SubjectRef
 	// Imports mostly bring new subjects: written as if absent, without a
 	// read first (the compare-and-set answers with the ones that exist).
@@ -374,8 +425,8 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	if err != nil {
 		return fail(err)
 	}
-	for _, ev := range out {
-		s.local.Invalidate(ev.Subject)
+	for _, ref := range subjects {
+		s.local.Invalidate(ref)
 	}
 	for _, ref := range sources {
 		s.local.Invalidate(ref)
@@ -582,20 +633,32 @@ func (s *Store) removeKey(st *stored, t *keyTarget, byTag map[int]*part, parts *
 // applyEvidence builds the parts writing the batch's records, and lists the
 // children of the subjects written (they inherit the change).
 func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model.Evidence, targets map[string]*keyTarget, met time.Time, entry audit.Entry) ([]*part, []model.SubjectRef) {
-	// Keyed by the record read (a pointer: an import's batch hashes its
-	// subjects once, in recs).
-	changes := make(map[*stored]*change, len(recs))
-	order := make([]*change, 0, len(recs))
-	records := make(map[*change]int, len(recs))
-	for i, ev := range out {
+	// An import's batch is thousands of subjects: their changes and new
+	// records come from two slabs, and a subject's change is found through
+	// its stored value (recs hashed the subjects once) rather than a map.
+	n := min(len(recs), len(out))
+	chs := make([]change, 0, n)
+	rs := make([]record, 0, n)
+	order := make([]*change, 0, n)
+	defer func() {
+		for _, c := range order {
+			c.cur.building = nil
+		}
+	}()
+	for i := range out {
+		ev := &out[i]
 		st := recs[ev.Subject]
 		if st == nil {
 			continue // not this attempt's subject (a re-read of other parts)
 		}
-		c := changes[st]
+		c := st.building
 		if c == nil {
-			c = &change{cur: st, rec: cloneRecord(st.rec), mark: true}
-			changes[st] = c
+			rs = append(rs, record{})
+			r := &rs[len(rs)-1]
+			cloneRecordInto(r, st.rec)
+			chs = append(chs, change{cur: st, rec: r, mark: true})
+			c = &chs[len(chs)-1]
+			st.building = c
 			order = append(order, c)
 		}
 		if so := in[i].SubjectOrigin; so != nil {
@@ -609,18 +672,26 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 				continue // a later record of the batch moved the key on
 			}
 		}
-		records[c]++
+		c.records++
 		r := c.rec
 		// One record per (legalisation, key) in a subject, whatever the index
 		// says; a given id replaces its record.
 		j := slices.IndexFunc(r.evidence, func(e model.Evidence) bool {
 			return e.ID == ev.ID || ev.EvidenceKey != "" && e.LegalisationID == ev.LegalisationID && e.EvidenceKey == ev.EvidenceKey
 		})
-		if j >= 0 {
-			r.evidence[j] = ev
-			continue
+		switch {
+		case j >= 0:
+			if c.shared {
+				r.evidence, c.shared = slices.Clone(r.evidence), false
+			}
+			r.evidence[j] = *ev
+		case len(r.evidence) == 0:
+			// The subject's only record so far: the batch's own copy, not a
+			// second one (its capacity of one makes an append copy it).
+			r.evidence, c.shared = out[i:i+1:i+1], true
+		default:
+			r.evidence, c.shared = append(r.evidence, *ev), false
 		}
-		r.evidence = append(r.evidence, ev)
 	}
 	byTag := map[int]*part{}
 	var parts []*part
@@ -637,13 +708,13 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 			parts = append(parts, p)
 		}
 		p.changes = append(p.changes, c)
-		for _, ev := range c.cur.rec.evidence {
-			p.evcount[ev.LegalisationID]--
+		for i := range c.cur.rec.evidence {
+			p.evcount[c.cur.rec.evidence[i].LegalisationID]--
 		}
-		for _, ev := range c.rec.evidence {
-			p.evcount[ev.LegalisationID]++
+		for i := range c.rec.evidence {
+			p.evcount[c.rec.evidence[i].LegalisationID]++
 		}
-		p.records += records[c]
+		p.records += c.records
 		children = append(children, c.rec.children...)
 	}
 	if entry.Detail["parts"] != "" {

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,5 +99,59 @@ func TestImportOverExistingSubjectsKeepsTheirRecords(t *testing.T) {
 	}
 	if total != n {
 		t.Errorf("DueCount total %d, want %d subjects", total, n)
+	}
+}
+
+// TestBatchRepeatingASubjectAnswersEachRecordAsGiven: a batch naming one
+// subject several times — without ids, twice with one given id, twice with
+// one evidence key — stores each subject's records (the last of a repeated
+// id or key wins), answers every record as it was given (with its id), and
+// leaves the caller's slice alone.
+func TestBatchRepeatingASubjectAnswersEachRecordAsGiven(t *testing.T) {
+	srv := testredis.Start(t)
+	s := seededStore(t, srv.URL(), cache.Options{})
+	ctx := context.Background()
+	alice, bob, carol := contact(1), contact(2), contact(3)
+	rec := func(ref model.SubjectRef, id, key, reference string) model.Evidence {
+		return model.Evidence{Subject: ref, ID: id, LegalisationID: "marketing-consent", EvidenceKey: key, Origin: storetest.T0, Reference: reference}
+	}
+	in := []model.Evidence{
+		rec(alice, "ev-given", "", "first"),
+		rec(bob, "", "", "b1"),
+		rec(alice, "ev-given", "", "second"),
+		rec(bob, "", "", "b2"),
+		rec(carol, "", "web-1", "k1"),
+		rec(carol, "", "web-1", "k2"),
+	}
+	given := slices.Clone(in)
+	out, err := s.PutEvidence(ctx, in, audit.Entry{Actor: "t", Action: "evidence.import"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(in, given, func(a, b model.Evidence) bool { return a.ID == b.ID && a.Reference == b.Reference }) {
+		t.Fatalf("PutEvidence changed its input: %+v", in)
+	}
+	for i, e := range out {
+		if e.Reference != in[i].Reference || e.Subject != in[i].Subject || e.ID == "" || in[i].ID != "" && e.ID != in[i].ID {
+			t.Errorf("answer %d = %+v, want the record given (%+v) with its id", i, e, in[i])
+		}
+	}
+	if out[4].ID != out[5].ID {
+		t.Errorf("one key, two ids: %q %q", out[4].ID, out[5].ID)
+	}
+	want := map[model.SubjectRef][]string{alice: {"second"}, bob: {"b1", "b2"}, carol: {"k2"}}
+	for ref, refs := range want {
+		got, err := s.Subject(cache.ForAdmin(ctx), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var have []string
+		for _, e := range got.Evidence {
+			have = append(have, e.Reference)
+		}
+		slices.Sort(have)
+		if !slices.Equal(have, refs) {
+			t.Errorf("%v holds %q, want %q", ref, have, refs)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -212,6 +213,11 @@ type change struct {
 	// mark gives the subject a fresh recompute mark (every write of a
 	// subject's data does; the sweeper's commit sets its score instead).
 	mark bool
+	// records counts the batch records the change holds (audit detail).
+	records int
+	// shared: rec.evidence is a one-record window on the caller's batch
+	// (PutEvidence's output), to be copied before it is changed in place.
+	shared bool
 }
 
 // part is a write to the subjects of one tag: atomic with its audit entry.
@@ -320,18 +326,31 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 		}
 	}
 	// The new records, encoded once: whether the part can be an insert
-	// depends on their sizes.
-	inline := make([]string, len(p.changes))
-	overflow := make([]string, len(p.changes))
-	insert := true
+	// depends on their sizes. They are encoded into one buffer that becomes
+	// one string, each record a substring of it (an import's part holds
+	// dozens of records: one allocation instead of two per record).
+	inline := make([]string, 2*len(p.changes))
+	overflow := inline[len(p.changes):]
+	inline = inline[:len(p.changes)]
+	ends := make([]int, len(p.changes))
+	buf := make([]byte, 0, 48*len(p.changes))
 	for i, c := range p.changes {
 		if c.rec != nil && c.rec.exists() {
-			full, err := encodeRecord(c.rec, sym)
-			if err != nil {
+			var err error
+			if buf, err = appendRecord(buf, c.rec, sym); err != nil {
 				return call{}, err
 			}
-			inline[i], overflow[i] = splitRecord(full)
 		}
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	insert := true
+	from := 0
+	for i, c := range p.changes {
+		if ends[i] > from {
+			inline[i], overflow[i] = splitRecordString(all[from:ends[i]])
+		}
+		from = ends[i]
 		insert = insert && c.mark && c.cur.inline == "" && c.cur.overflow == "" && c.cur.member != "" &&
 			inline[i] != "" && overflow[i] == ""
 	}
@@ -364,13 +383,18 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 
 // distinctMembers reports whether no two changes name one subject (an
 // insert would refuse its own second write of it).
+// Sorted rather than hashed: a part's few dozen members sort in less time
+// and memory than a map of them takes to build.
 func distinctMembers(cs []*change) bool {
-	seen := make(map[string]struct{}, len(cs))
-	for _, c := range cs {
-		if _, ok := seen[c.cur.member]; ok {
+	ms := make([]string, len(cs))
+	for i, c := range cs {
+		ms[i] = c.cur.member
+	}
+	slices.Sort(ms)
+	for i := 1; i < len(ms); i++ {
+		if ms[i] == ms[i-1] {
 			return false
 		}
-		seen[c.cur.member] = struct{}{}
 	}
 	return true
 }
@@ -380,15 +404,20 @@ func distinctMembers(cs []*change) bool {
 func insertCall(p *part, deadline time.Time, entry string, notify []model.SubjectRef, ev []any, inline []string) call {
 	keys := make([]string, 0, 4+len(p.changes))
 	keys = append(keys, keyMeta(p.tag), keyDue(p.tag), keyAudit(p.tag), keyEvCount(p.tag))
-	slot := make(map[int]int, len(p.changes))
-	var buckets []any
+	// slot[i] is change i's bucket's position among the part's buckets
+	// (1-based, as the script numbers them): found by a scan of the
+	// buckets met so far — a part holds a few dozen — instead of a map.
+	slot := make([]int, len(p.changes))
+	buckets := make([]int, 0, min(len(p.changes), 64))
 	d := 0
 	for i, c := range p.changes {
-		if _, ok := slot[c.cur.bucket]; !ok {
-			slot[c.cur.bucket] = len(buckets) + 1
+		j := slices.Index(buckets, c.cur.bucket)
+		if j < 0 {
+			j = len(buckets)
 			keys = append(keys, keyBucket(p.tag, c.cur.bucket))
 			buckets = append(buckets, c.cur.bucket)
 		}
+		slot[i] = j + 1
 		if indexed(inline[i]) {
 			d++
 		}
@@ -397,9 +426,11 @@ func insertCall(p *part, deadline time.Time, entry string, notify []model.Subjec
 	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
 	args = append(args, len(ev)/2, deadline.UnixMilli(), d)
 	args = append(args, ev...)
-	args = append(args, buckets...)
+	for _, b := range buckets {
+		args = append(args, b)
+	}
 	for i, c := range p.changes {
-		args = append(args, c.cur.member, inline[i][scoreLen:], slot[c.cur.bucket])
+		args = append(args, c.cur.member, inline[i][scoreLen:], slot[i])
 	}
 	return call{insertScript, keys, args}
 }
@@ -525,12 +556,13 @@ func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.Su
 func (s *Store) absent(refs []model.SubjectRef, sym symbolTable) map[model.SubjectRef]*stored {
 	m := make(map[model.SubjectRef]*stored, len(refs))
 	sts := make([]stored, len(refs))
-	rs := make([]record, len(refs))
+	// One empty record for all: records as read are never changed in
+	// place (a write clones what it changes).
+	empty := &record{score: scoreNever}
 	for i, r := range refs {
 		pl := subjectPlace(r, s.buckets)
-		rs[i].score = scoreNever
 		st := &sts[i]
-		*st = stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: &rs[i]}
+		*st = stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: empty}
 		if mb, err := member(sym, r); err == nil {
 			st.member = mb
 		}

@@ -362,7 +362,18 @@ func refList(refs []model.SubjectRef) string {
 }
 
 func parseRefList(s string) ([]model.SubjectRef, error) {
-	var out []model.SubjectRef
+	// Counted first: an import's message lists dozens of subjects, and
+	// growing the slice by appends cost more than the parse.
+	n := 0
+	for rest := s; rest != ""; n++ {
+		l, tail, ok := strings.Cut(rest, ":")
+		k, err := strconv.Atoi(l)
+		if !ok || err != nil || k < 0 || k > len(tail) {
+			break
+		}
+		rest = tail[k:]
+	}
+	out := make([]model.SubjectRef, 0, n)
 	for s != "" {
 		n, rest, ok := strings.Cut(s, ":")
 		l, err := strconv.Atoi(n)

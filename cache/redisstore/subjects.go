@@ -25,6 +25,9 @@ type stored struct {
 	member           string
 	inline, overflow string
 	rec              *record
+	// building is applyEvidence's change of the subject while it builds
+	// (nil otherwise): a field, not a map from subject to change.
+	building *change
 }
 
 // readRecords reads the records of refs in one pipelined round trip (a
@@ -418,18 +421,25 @@ func (s *Store) Children(ctx context.Context, ref model.SubjectRef) ([]model.Sub
 }
 
 func cloneRecord(r *record) *record {
-	c := *r
+	c := new(record)
+	cloneRecordInto(c, r)
+	return c
+}
+
+// cloneRecordInto is cloneRecord into dst (a write of many subjects
+// allocates their records together).
+func cloneRecordInto(dst, r *record) {
+	*dst = *r
 	if r.meta != nil {
 		m := *r.meta
 		if m.Parent != nil {
 			p := *m.Parent
 			m.Parent = &p
 		}
-		c.meta = &m
+		dst.meta = &m
 	}
-	c.children = slices.Clone(r.children)
-	c.evidence = slices.Clone(r.evidence)
-	return &c
+	dst.children = slices.Clone(r.children)
+	dst.evidence = slices.Clone(r.evidence)
 }
 
 func entityNames(refs ...model.SubjectRef) []symName {

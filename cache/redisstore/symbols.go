@@ -157,7 +157,9 @@ func member(t symbolTable, ref model.SubjectRef) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("redisstore: entity %q has no symbol code", ref.Entity)
 	}
-	b := binary.AppendUvarint(make([]byte, 0, 2+len(ref.ID)), c)
+	// Built on the stack: the string is the one allocation.
+	var buf [64]byte
+	b := binary.AppendUvarint(buf[:0], c)
 	return string(append(b, ref.ID...)), nil
 }
 
