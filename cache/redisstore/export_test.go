@@ -62,3 +62,16 @@ func RecordKeyForTest(t *testing.T, s *Store, ref model.SubjectRef) (string, str
 	pl := subjectPlace(ref, s.buckets)
 	return keyBucket(pl.tag, pl.bucket), m
 }
+
+// GoRedisMissesForTest makes the miss batcher read through go-redis, not
+// its own connection.
+func GoRedisMissesForTest(s *Store) {
+	if s.raw != nil {
+		s.raw.Close()
+	}
+	s.raw = nil
+}
+
+// RawMissesForTest reports whether the miss batcher reads through its own
+// connection.
+func RawMissesForTest(s *Store) bool { return s.raw != nil }

@@ -18,8 +18,11 @@ import (
 // gdprgate serve at ~4k Checks/s (99% misses, c=16, one Redis) misses
 // rarely overlap a read on loopback, so with two slots most read alone
 // (server CPU per Check, miss/cached, two interleaved rounds: one slot
-// 1.69 and 1.78, two slots 1.87 and 2.23, before batching 2.39 and 1.73). A decision waits no longer than its own deadline and then fails
-// closed, whatever becomes of the read (its facts are cached when it ends).
+// 1.69 and 1.78, two slots 1.87 and 2.23, before batching 2.39 and 1.73).
+// A decision waits no longer than its own deadline and then fails closed,
+// whatever becomes of the read (its facts are cached when it ends). On a
+// single-server store a batch is read through the batcher's own
+// connection (rawread.go), not go-redis.
 const (
 	maxMissReads = 1
 	maxMissBatch = 128
@@ -107,7 +110,7 @@ func (s *Store) readBatch(ctx context.Context, batch []*missReq) {
 	// loadFacts bounds the read itself (the decisions' timeout, a little
 	// more for a large batch); a second deadline here cost a timer and a
 	// child context registered with this one for every read.
-	err := s.loadFacts(ctx, refs, miss, out, nows)
+	err := s.loadFacts(ctx, refs, miss, out, nows, s.raw)
 	for i, r := range batch {
 		r.f, r.err = out[i], err
 		close(r.done)

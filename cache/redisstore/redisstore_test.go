@@ -115,8 +115,9 @@ func BenchmarkFactsRedisMiss(b *testing.B) {
 
 // BenchmarkFactsRedisMissConcurrent: 16 decisions at a time, each missing
 // the local cache (1,000 subjects, none cached), with the misses read
-// together (batched) and each on its own (unbatched), alternating rounds
-// in one run. It reports this process's CPU per miss (store client,
+// together (batched: through the batcher's own connection; goredis: the
+// same batches through go-redis) and each on its own (unbatched),
+// alternating rounds in one run. It reports this process's CPU per miss (store client,
 // go-redis, syscalls: the sidecar's share of a miss) and Redis's.
 //
 //	go test ./cache/redisstore/ -run '^$' -bench FactsRedisMissConcurrent -benchtime 20000x
@@ -125,7 +126,8 @@ func BenchmarkFactsRedisMissConcurrent(b *testing.B) {
 	srv := testredis.Start(b)
 	ctx := context.Background()
 	stores := map[string]*redisstore.Store{}
-	for _, name := range []string{"batched", "unbatched"} {
+	names := []string{"batched", "goredis", "unbatched"}
+	for _, name := range names {
 		s, err := redisstore.New(ctx, srv.URL(), generous(cache.Options{MaxSubjects: 1}))
 		if err != nil {
 			b.Fatal(err)
@@ -134,6 +136,7 @@ func BenchmarkFactsRedisMissConcurrent(b *testing.B) {
 		stores[name] = s
 	}
 	redisstore.UnbatchMissesForTest(stores["unbatched"])
+	redisstore.GoRedisMissesForTest(stores["goredis"])
 	s := stores["batched"]
 	if _, err := s.SaveRegisters(ctx, storetest.Registers(), 0, audit.Entry{Actor: "bench", Action: "register.replace"}); err != nil {
 		b.Fatal(err)
@@ -150,11 +153,11 @@ func BenchmarkFactsRedisMissConcurrent(b *testing.B) {
 		redis  float64
 		n      int
 	}
-	totals := map[string]*total{"batched": {}, "unbatched": {}}
+	totals := map[string]*total{"batched": {}, "goredis": {}, "unbatched": {}}
 	const rounds = 4
 	per := max(b.N/rounds, 16)
 	for range rounds {
-		for _, name := range []string{"batched", "unbatched"} {
+		for _, name := range names {
 			st := stores[name]
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -193,4 +196,5 @@ func BenchmarkFactsRedisMissConcurrent(b *testing.B) {
 		b.ReportMetric(t.redis*1e6/float64(t.n), name+"_redis_µs/miss")
 	}
 	b.ReportMetric(float64(totals["batched"].client)/float64(totals["unbatched"].client), "client_batched/unbatched")
+	b.ReportMetric(float64(totals["batched"].client)/float64(totals["goredis"].client), "client_batched/goredis")
 }

@@ -82,6 +82,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ type Store struct {
 	misses missBatcher
 	// unbatched reads every miss on its own (a benchmark's baseline).
 	unbatched bool
+	// raw is the miss batcher's own connection (rawread.go); nil for
+	// Sentinel and Cluster stores.
+	raw *rawReader
 
 	// dueDensity (float64 bits) is how many due subjects the buckets the
 	// last Due read held, each: how many buckets the next one reads.
@@ -159,6 +163,9 @@ func open(ctx context.Context, url string, opts cache.Options, migrating bool) (
 	s := &Store{c: c, opts: opts, local: cache.NewLocal(opts), log: opts.Logger}
 	if cc, ok := c.(*redis.ClusterClient); ok {
 		s.cluster = cc
+	}
+	if u, err := neturl.Parse(url); err == nil {
+		s.raw = newRawReader(c, u.Scheme)
 	}
 	s.hints.init(opts.MaxSubjects)
 	fail := func(err error) (*Store, error) {
@@ -638,5 +645,8 @@ func (s *Store) Close() error {
 	s.local.StopWatchdog()
 	_ = s.pubsub.Close()
 	s.wg.Wait()
+	if s.raw != nil {
+		s.raw.Close()
+	}
 	return s.c.Close()
 }

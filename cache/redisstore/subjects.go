@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,12 @@ func (s *Store) readRecords(ctx context.Context, refs []model.SubjectRef) ([]*st
 // withOverflow is set, else only for the records whose bucket holds a
 // stub, in a second one (writes, which mostly meet small or new records).
 func (s *Store) readRecordsWith(ctx context.Context, refs []model.SubjectRef, withOverflow bool) ([]*stored, error) {
+	return s.readRecordsFrom(ctx, refs, withOverflow, nil)
+}
+
+// readRecordsFrom is readRecordsWith reading through raw (the miss
+// batcher's own connection, always with the overflow keys) when not nil.
+func (s *Store) readRecordsFrom(ctx context.Context, refs []model.SubjectRef, withOverflow bool, raw *rawReader) ([]*stored, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
@@ -58,13 +65,11 @@ func (s *Store) readRecordsWith(ctx context.Context, refs []model.SubjectRef, wi
 		}
 	}
 	out := make([]*stored, len(refs))
-	p := s.c.Pipeline()
-	type cmds struct{ in, ov *redis.StringCmd }
-	cs := make([]cmds, len(refs))
-	queued := 0
+	sts := make([]stored, len(refs))
 	for i, r := range refs {
 		pl := subjectPlace(r, s.buckets)
-		st := &stored{ref: r, tag: pl.tag, bucket: pl.bucket}
+		st := &sts[i]
+		st.ref, st.tag, st.bucket = r, pl.tag, pl.bucket
 		out[i] = st
 		m, err := member(sym, r)
 		if err != nil {
@@ -72,44 +77,20 @@ func (s *Store) readRecordsWith(ctx context.Context, refs []model.SubjectRef, wi
 			continue
 		}
 		st.member = m
-		cs[i].in = p.HGet(ctx, keyBucket(pl.tag, pl.bucket), m)
-		if withOverflow {
-			cs[i].ov = p.Get(ctx, keyOverflow(pl.tag, m))
-		}
-		queued++
 	}
-	if queued > 0 {
-		if _, err := p.Exec(ctx); err != nil && !isNil(err) {
-			return nil, err
-		}
+	var err error
+	if raw != nil {
+		err = s.fetchRaw(ctx, out, raw)
+	} else {
+		err = s.fetch(ctx, out, withOverflow)
 	}
-	if !withOverflow {
-		var p2 redis.Pipeliner
-		for i, st := range out {
-			if st.member == "" {
-				continue
-			}
-			if v := cs[i].in.Val(); len(v) > scoreLen && v[scoreLen]&flagStub != 0 {
-				if p2 == nil {
-					p2 = s.c.Pipeline()
-				}
-				cs[i].ov = p2.Get(ctx, keyOverflow(st.tag, st.member))
-			}
-		}
-		if p2 != nil {
-			if _, err := p2.Exec(ctx); err != nil && !isNil(err) {
-				return nil, err
-			}
-		}
+	if err != nil {
+		return nil, err
 	}
 	reloaded := false
-	for i, st := range out {
+	for _, st := range out {
 		if st.member == "" {
 			continue
-		}
-		st.inline = cs[i].in.Val()
-		if cs[i].ov != nil {
-			st.overflow = cs[i].ov.Val()
 		}
 		rec, err := decodeRecord(st.ref, st.inline, st.overflow, sym)
 		if errors.Is(err, errUnknownSymbol) && !reloaded {
@@ -127,12 +108,110 @@ func (s *Store) readRecordsWith(ctx context.Context, refs []model.SubjectRef, wi
 	return out, nil
 }
 
+// fetch fills inline and overflow of the records with a member through
+// go-redis, in one pipelined round trip (two when !withOverflow and some
+// bucket holds a stub).
+func (s *Store) fetch(ctx context.Context, out []*stored, withOverflow bool) error {
+	p := s.c.Pipeline()
+	type cmds struct{ in, ov *redis.StringCmd }
+	cs := make([]cmds, len(out))
+	queued := 0
+	for i, st := range out {
+		if st.member == "" {
+			continue
+		}
+		cs[i].in = p.HGet(ctx, keyBucket(st.tag, st.bucket), st.member)
+		if withOverflow {
+			cs[i].ov = p.Get(ctx, keyOverflow(st.tag, st.member))
+		}
+		queued++
+	}
+	if queued == 0 {
+		return nil
+	}
+	if _, err := p.Exec(ctx); err != nil && !isNil(err) {
+		return err
+	}
+	if !withOverflow {
+		var p2 redis.Pipeliner
+		for i, st := range out {
+			if st.member == "" {
+				continue
+			}
+			if v := cs[i].in.Val(); len(v) > scoreLen && v[scoreLen]&flagStub != 0 {
+				if p2 == nil {
+					p2 = s.c.Pipeline()
+				}
+				cs[i].ov = p2.Get(ctx, keyOverflow(st.tag, st.member))
+			}
+		}
+		if p2 != nil {
+			if _, err := p2.Exec(ctx); err != nil && !isNil(err) {
+				return err
+			}
+		}
+	}
+	for i, st := range out {
+		if st.member == "" {
+			continue
+		}
+		st.inline = cs[i].in.Val()
+		if cs[i].ov != nil {
+			st.overflow = cs[i].ov.Val()
+		}
+	}
+	return nil
+}
+
+// fetchRaw is fetch (with the overflow keys) through raw: the keys are
+// written into its command buffer, not built as strings.
+func (s *Store) fetchRaw(ctx context.Context, out []*stored, raw *rawReader) error {
+	b := raw.buf[:0]
+	n := 0
+	var num [20]byte
+	for _, st := range out {
+		if st.member == "" {
+			continue
+		}
+		b = appendArray(b, 3)
+		b = appendBulk(b, "HGET")
+		b = appendBulk(b, tagPrefix[st.tag], "b:", string(strconv.AppendInt(num[:0], int64(st.bucket), 10)))
+		b = appendBulk(b, st.member)
+		b = appendArray(b, 2)
+		b = appendBulk(b, "GET")
+		b = appendBulk(b, tagPrefix[st.tag], "o:", st.member)
+		n += 2
+	}
+	raw.buf = b
+	if n == 0 {
+		return nil
+	}
+	vals, err := raw.do(ctx, b, n)
+	if err != nil {
+		return err
+	}
+	j := 0
+	for _, st := range out {
+		if st.member == "" {
+			continue
+		}
+		st.inline, st.overflow = vals[j], vals[j+1]
+		j += 2
+	}
+	return nil
+}
+
 // readMap is readRecords keyed by subject (refs may repeat).
 func (s *Store) readMap(ctx context.Context, refs []model.SubjectRef) (map[model.SubjectRef]*stored, error) {
 	return s.readMapWith(ctx, refs, true)
 }
 
 func (s *Store) readMapWith(ctx context.Context, refs []model.SubjectRef, withOverflow bool) (map[model.SubjectRef]*stored, error) {
+	return s.readMapFrom(ctx, refs, withOverflow, nil)
+}
+
+// readMapFrom is readMapWith through raw when not nil (readRecordsFrom).
+func (s *Store) readMapFrom(ctx context.Context, refs []model.SubjectRef, withOverflow bool, raw *rawReader) (map[model.SubjectRef]*stored, error) {
 	uniq := make([]model.SubjectRef, 0, len(refs))
 	seen := make(map[model.SubjectRef]bool, len(refs))
 	for _, r := range refs {
@@ -141,7 +220,7 @@ func (s *Store) readMapWith(ctx context.Context, refs []model.SubjectRef, withOv
 			uniq = append(uniq, r)
 		}
 	}
-	sts, err := s.readRecordsWith(ctx, uniq, withOverflow)
+	sts, err := s.readRecordsFrom(ctx, uniq, withOverflow, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +308,7 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 		return s.factsMiss(ctx, ref, now)
 	}
 	out := make([]cache.Facts, 1)
-	if err := s.loadFacts(ctx, []model.SubjectRef{ref}, []int{0}, out, []time.Time{now}); err != nil {
+	if err := s.loadFacts(ctx, []model.SubjectRef{ref}, []int{0}, out, []time.Time{now}, nil); err != nil {
 		return cache.Facts{}, err
 	}
 	return out[0], nil
@@ -270,26 +349,38 @@ func (s *Store) FactsMany(ctx context.Context, refs []model.SubjectRef, now time
 	if len(miss) == 0 {
 		return out, nil
 	}
-	if err := s.loadFacts(ctx, refs, miss, out, []time.Time{now}); err != nil {
+	var raw *rawReader
+	if !cache.IsAdmin(ctx) {
+		raw = s.raw // when the batcher is not using it
+	}
+	if err := s.loadFacts(ctx, refs, miss, out, []time.Time{now}, raw); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
 // loadFacts computes out[i] for each i in miss from the store, at
-// nows[i] (at nows[0] for every i when nows has one instant).
-func (s *Store) loadFacts(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time) error {
+// nows[i] (at nows[0] for every i when nows has one instant), reading
+// through raw when it is not nil and free (else through go-redis).
+func (s *Store) loadFacts(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time, raw *rawReader) error {
 	for range miss {
 		s.local.CountMiss()
 	}
-	err := s.loadFactsFromStore(ctx, refs, miss, out, nows)
+	if raw != nil {
+		if raw.mu.TryLock() {
+			defer raw.mu.Unlock()
+		} else {
+			raw = nil
+		}
+	}
+	err := s.loadFactsFromStore(ctx, refs, miss, out, nows, raw)
 	if errors.Is(err, cache.ErrUnavailable) {
 		s.local.CountUnavailable()
 	}
 	return err
 }
 
-func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time) error {
+func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time, raw *rawReader) error {
 	ix, err := s.Registers(ctx)
 	if err != nil {
 		return err
@@ -311,7 +402,7 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 			want = append(want, p)
 		}
 	}
-	recs, err := s.readMap(ctx, want)
+	recs, err := s.readMapFrom(ctx, want, true, raw)
 	if err != nil {
 		return s.fail("facts", err)
 	}
@@ -325,7 +416,7 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 		}
 	}
 	if len(more) > 0 {
-		m, err := s.readMap(ctx, more)
+		m, err := s.readMapFrom(ctx, more, true, raw)
 		if err != nil {
 			return s.fail("facts: parents", err)
 		}
