@@ -79,8 +79,9 @@ func (s *Server) SetServing(ok bool) {
 // Check answers Envoy's ext_authz call.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	h := messageHTTP(req)
-	ex, plan := s.check(ctx, &h, req.GetAttributes(), nil)
-	return checkResponse(ex, &h.headers, s.gate.IdentityHeaders(), plan), nil
+	var greq gate.Request
+	ex := s.check(ctx, &h, &greq, req.GetAttributes(), nil)
+	return checkResponse(ex, &h.headers, s.gate.IdentityHeaders(), s.gate.SealPlan(ex, &greq)), nil
 }
 
 // messageHTTP is what Check reads of a decoded CheckRequest.
@@ -101,7 +102,8 @@ func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
 	if !in.fast {
 		return s.Check(ctx, &in.CheckRequest)
 	}
-	ex, plan := s.check(ctx, &in.http, nil, func() *authv3.AttributeContext {
+	var greq gate.Request
+	ex := s.check(ctx, &in.http, &greq, nil, func() *authv3.AttributeContext {
 		req, err := in.full()
 		if err != nil {
 			// validMessage accepted the message: cannot happen. The
@@ -112,16 +114,17 @@ func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
 		}
 		return req.GetAttributes()
 	})
-	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, &in.http.headers, s.gate.IdentityHeaders(), plan); ok {
+	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, &in.http.headers, s.gate.IdentityHeaders(), planSource{s.gate, &greq}); ok {
 		in.answer.b = b
 		return &in.answer, nil
 	}
-	return checkResponse(ex, &in.http.headers, s.gate.IdentityHeaders(), plan), nil
+	return checkResponse(ex, &in.http.headers, s.gate.IdentityHeaders(), s.gate.SealPlan(ex, &greq)), nil
 }
 
-// check decides a Check from the request's fields h; attrs are its
-// attributes, or lazy gives them.
-func (s *Server) check(ctx context.Context, h *fastHTTP, attrs *authv3.AttributeContext, lazy func() *authv3.AttributeContext) (*gate.Exchange, string) {
+// check decides a Check from the request's fields h, filling greq (which
+// the exchange's plan is sealed for); attrs are its attributes, or lazy
+// gives them.
+func (s *Server) check(ctx context.Context, h *fastHTTP, greq *gate.Request, attrs *authv3.AttributeContext, lazy func() *authv3.AttributeContext) *gate.Exchange {
 	headers := &h.headers
 	if observe.Enabled() {
 		md, _ := metadata.FromIncomingContext(ctx)
@@ -141,7 +144,7 @@ func (s *Server) check(ctx context.Context, h *fastHTTP, attrs *authv3.Attribute
 	if path == "" {
 		path = headers.get(":path")
 	}
-	greq := &gate.Request{
+	*greq = gate.Request{
 		Method:         method,
 		Path:           path,
 		Host:           h.host,
@@ -166,8 +169,14 @@ func (s *Server) check(ctx context.Context, h *fastHTTP, attrs *authv3.Attribute
 		greq.BodyUnseen = len(body) == 0 && headers.get("content-length") == "" &&
 			(strings.HasPrefix(proto, "HTTP/2") || strings.HasPrefix(proto, "HTTP/3"))
 	}
-	ex := s.gate.Check(ctx, greq)
-	return ex, s.gate.SealPlan(ex, greq)
+	return s.gate.Check(ctx, greq)
+}
+
+// planSource seals an exchange's plan for its request straight into an
+// answer (gate.AppendPlan).
+type planSource struct {
+	g   *gate.Gate
+	req *gate.Request
 }
 
 // checkResponse answers Check. An allow removes the client's x-gdpr-*

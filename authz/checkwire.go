@@ -244,18 +244,18 @@ func (e *wireEncoder) value(v *structpb.Value) {
 // It lives in its request's checkIn, and out is the one-buffer slice the
 // codec hands gRPC: neither costs an allocation of its own per Check.
 type checkAnswer struct {
-	b   []byte
-	out [1]mem.Buffer
+	b   mem.SliceBuffer
+	out [1]mem.Buffer // &b: a pointer in an interface is not boxed
 }
 
 // appendCheckAnswer writes the answer checkResponse(ex, reqHeaders,
-// identity, plan) describes, straight from the exchange, without building
+// identity, plan's SealPlan) describes, straight from the exchange, without building
 // the message first (its headers, Struct and their allocations were a
 // sixth of a Check's CPU). It covers the answers of gdprgate's own policy,
 // a write's pending rectification included; ok is false for the others
 // (an opa-envoy-plugin policy's additions, strings structpb refuses): the
 // caller then builds the message. TestCheckAnswerAsCheckResponse holds the two equal.
-func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders *reqHeaders, identity []string, plan string) ([]byte, bool) {
+func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders *reqHeaders, identity []string, plan planSource) ([]byte, bool) {
 	v := &ex.Verdict
 	if v.Policy != nil || !ownMetadataValid(ex) {
 		return b, false
@@ -306,7 +306,14 @@ func appendCheckAnswer(b []byte, ex *gate.Exchange, reqHeaders *reqHeaders, iden
 	}
 	e.nested(4, func() {
 		e.metaString("decision_id", ex.DecisionID)
-		e.metaString(gate.PlanMetadataKey, plan)
+		e.nested(1, func() {
+			e.strAlways(1, gate.PlanMetadataKey)
+			e.nested(2, func() {
+				// A string field (base64: valid UTF-8) as nested writes
+				// a message: tag, length, bytes.
+				e.nested(3, func() { e.b = plan.g.AppendPlan(e.b, ex, plan.req) })
+			})
+		})
 		if r := ex.RouteName(); r != "" {
 			e.metaString("route", r)
 		}

@@ -70,7 +70,7 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 	}
 	if a, ok := v.(*checkAnswer); ok {
-		a.out[0] = mem.SliceBuffer(a.b)
+		a.out[0] = &a.b
 		return a.out[:], nil
 	}
 	if r, ok := v.(*authv3.CheckResponse); ok {

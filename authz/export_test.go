@@ -5,6 +5,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gdprgate/gdprgate/internal/gate"
 )
@@ -22,8 +23,18 @@ func SetRewriteStream(s *Server, f func(context.Context, *gate.Exchange, *gate.R
 // apply) and the CheckResponse message checkResponse builds.
 func CheckAnswers(s *Server, ctx context.Context, req *authv3.CheckRequest) (direct []byte, ok bool, ref *authv3.CheckResponse) {
 	h := messageHTTP(req)
-	ex, plan := s.check(ctx, &h, req.GetAttributes(), nil)
-	direct, ok = appendCheckAnswer(nil, ex, &h.headers, s.gate.IdentityHeaders(), plan)
+	var greq gate.Request
+	ex := s.check(ctx, &h, &greq, req.GetAttributes(), nil)
+	direct, ok = appendCheckAnswer(nil, ex, &h.headers, s.gate.IdentityHeaders(), planSource{s.gate, &greq})
+	// A plan lists the response headers in map order: the message gets
+	// the very plan the direct answer holds, so that the two compare.
+	plan := s.gate.SealPlan(ex, &greq)
+	if ok {
+		var d authv3.CheckResponse
+		if err := proto.Unmarshal(direct, &d); err == nil {
+			plan = d.GetDynamicMetadata().GetFields()[gate.PlanMetadataKey].GetStringValue()
+		}
+	}
 	return direct, ok, checkResponse(ex, &h.headers, s.gate.IdentityHeaders(), plan)
 }
 

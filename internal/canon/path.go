@@ -287,6 +287,14 @@ func Segments(path string, fn func(seg string) bool) {
 // segment written in ASCII also matches them. Route templates are folded once
 // at compile time; requests are compared with FoldEqual without allocating.
 func Fold(s string) string {
+	folded := true
+	for i := 0; i < len(s) && folded; i++ {
+		folded = s[i] < utf8.RuneSelf && (s[i] < 'A' || s[i] > 'Z')
+	}
+	if folded {
+		// ASCII without capitals (most JSON keys): already folded.
+		return s
+	}
 	var b strings.Builder
 	for _, r := range s {
 		b.WriteRune(foldRune(r))

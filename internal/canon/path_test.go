@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestParseReadsEveryRouterVariantAsOnePath(t *testing.T) {
@@ -229,5 +231,29 @@ func BenchmarkParse(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Fold's shortcut for ASCII without capitals returns what folding rune by
+// rune returns, and allocates nothing.
+func TestFoldShortcutIsTheRuneByRuneFold(t *testing.T) {
+	slow := func(s string) string {
+		var b strings.Builder
+		for _, r := range s {
+			if r < utf8.RuneSelf {
+				b.WriteRune(unicode.ToLower(r))
+			} else {
+				b.WriteRune(unicode.ToLower(unicode.ToUpper(r)))
+			}
+		}
+		return b.String()
+	}
+	for _, s := range []string{"", "first_name", "email", "a-b.c/1", "First_Name", "ſ", "K", "\xff", "ok\xffx", "\x00\x7f", "@[`{"} {
+		if got, want := Fold(s), slow(s); got != want {
+			t.Errorf("Fold(%q) = %q, want %q", s, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = Fold("first_name") }); n != 0 {
+		t.Errorf("Fold of a folded key: %v allocations", n)
 	}
 }

@@ -128,13 +128,47 @@ func (g *Gate) appendBinding(b []byte, req *Request) []byte {
 }
 
 // seal returns the sealed plan of an allowed exchange ("" when it cannot
-// have one: denied, or a communication route whose plan needs the request
-// body).
+// have one: see sealable).
 func (g *Gate) seal(ex *Exchange, req *Request) string {
-	if !ex.Verdict.Allow || ex.comm != nil || ex.needsRequestBody {
+	if !sealable(ex) {
 		return ""
 	}
-	p := make([]byte, 0, 512)
+	bp := planBufs.Get().(*[]byte)
+	defer putPlanBuf(bp)
+	*bp = g.sealed((*bp)[:0], ex, req)
+	return base64.RawURLEncoding.EncodeToString(*bp)
+}
+
+// AppendPlan appends to dst the sealed plan SealPlan returns, without
+// building the string.
+func (g *Gate) AppendPlan(dst []byte, ex *Exchange, req *Request) []byte {
+	if !sealable(ex) {
+		return dst
+	}
+	bp := planBufs.Get().(*[]byte)
+	defer putPlanBuf(bp)
+	*bp = g.sealed((*bp)[:0], ex, req)
+	return base64.RawURLEncoding.AppendEncode(dst, *bp)
+}
+
+// sealable reports whether an exchange has a plan: not when denied, nor a
+// communication route whose plan needs the request body.
+func sealable(ex *Exchange) bool {
+	return ex.Verdict.Allow && ex.comm == nil && !ex.needsRequestBody
+}
+
+// planBufs holds the buffers plans are built in before their encoding.
+var planBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// putPlanBuf returns a plan buffer unless a huge binding grew it.
+func putPlanBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		planBufs.Put(bp)
+	}
+}
+
+// sealed appends to p (empty) the plan of ex, sealed for req, unencoded.
+func (g *Gate) sealed(p []byte, ex *Exchange, req *Request) []byte {
 	p = append(p, planVersion)
 	p = binary.AppendVarint(p, g.now().UnixMilli())
 	p = appendStr(p, ex.DecisionID)
@@ -185,8 +219,7 @@ func (g *Gate) seal(ex *Exchange, req *Request) string {
 		p = append(p, planShadow)
 	}
 	n := len(p)
-	p = g.planKeys.mac(p[:n], g.appendBinding(p, req))
-	return base64.RawURLEncoding.EncodeToString(p)
+	return g.planKeys.mac(p[:n], g.appendBinding(p, req))
 }
 
 // SealPlan returns the sealed plan of an exchange Check decided for req,

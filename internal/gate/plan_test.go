@@ -49,6 +49,12 @@ func TestPlanIsBelievedOnlyForItsOwnRequest(t *testing.T) {
 		return g.Check(ctx, r)
 	}
 
+	// AppendPlan is the same plan written after what dst holds.
+	if appended := g.AppendPlan([]byte("prefix:"), authz, request("GET", "/api/contacts/c-1", agent)); string(appended[:7]) != "prefix:" ||
+		proc(agent, "/api/contacts/c-1", string(appended[7:])).Verdict.Reason != "plan" {
+		t.Errorf("appended plan %q not believed", appended)
+	}
+
 	got := proc(agent, "/api/contacts/c-1", plan)
 	if got.Verdict.Reason != "plan" || got.DecisionID != authz.DecisionID || got.RouteName() != "contact" || !got.NeedsBody() {
 		t.Fatalf("own request: reason %q, decision %q (want %q), route %q", got.Verdict.Reason, got.DecisionID, authz.DecisionID, got.RouteName())
