@@ -210,8 +210,7 @@ func (s *Store) markWithChildren(ref model.SubjectRef) {
 
 // Facts returns the subject's computed state at now.
 func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
-	if f, ok := s.local.Get(ref, now); ok {
-		s.local.CountHit()
+	if f, ok := s.CachedFacts(ref, now); ok {
 		return f, nil
 	}
 	s.local.CountMiss()
@@ -238,6 +237,17 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 	f := cache.ComputeFacts(s.index, rec, src, inherited, now)
 	s.local.Put(ref, parent, f, now, gen)
 	return f, nil
+}
+
+// CachedFacts returns ref's facts when the local cache serves them at now
+// (a hit, counted as Facts counts it). ref is not retained: a caller may
+// pass an id that aliases a buffer it reuses.
+func (s *Store) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+	f, ok := s.local.Get(ref, now)
+	if ok {
+		s.local.CountHit()
+	}
+	return f, ok
 }
 
 // FactsMany returns the facts of each subject, in order.

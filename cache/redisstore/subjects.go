@@ -294,15 +294,8 @@ func (h *parentHints) put(ref, parent model.SubjectRef) {
 
 // Facts returns the subject's computed state at now.
 func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
-	if ok, stale := s.local.Servable(); ok {
-		if f, hit := s.local.Get(ref, now); hit {
-			s.local.CountHit()
-			if stale {
-				f.Stale = true
-				s.local.CountStale()
-			}
-			return f, nil
-		}
+	if f, hit := s.CachedFacts(ref, now); hit {
+		return f, nil
 	}
 	if !cache.IsAdmin(ctx) && !s.unbatched {
 		return s.factsMiss(ctx, ref, now)
@@ -312,6 +305,27 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 		return cache.Facts{}, err
 	}
 	return out[0], nil
+}
+
+// CachedFacts returns ref's facts when the local cache serves them at now
+// (a hit, counted and marked stale as Facts does), without a round trip.
+// ref is not retained: a caller may pass an id that aliases a buffer it
+// reuses.
+func (s *Store) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+	ok, stale := s.local.Servable()
+	if !ok {
+		return cache.Facts{}, false
+	}
+	f, hit := s.local.Get(ref, now)
+	if !hit {
+		return cache.Facts{}, false
+	}
+	s.local.CountHit()
+	if stale {
+		f.Stale = true
+		s.local.CountStale()
+	}
+	return f, true
 }
 
 // Cached reports whether ref's facts are served from the local cache now

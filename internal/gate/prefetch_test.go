@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +106,98 @@ func TestListSubjectsAreReadTogether(t *testing.T) {
 	}
 	if s.facts.Load() != 7 || s.many.Load() != 0 {
 		t.Fatalf("cached list: %d Facts, %d FactsMany; want 7 and 0", s.facts.Load(), s.many.Load())
+	}
+}
+
+// cachedCounting is a store answering from its local cache alone
+// (CachedFacts), as memstore and redisstore do, counting those reads;
+// with off set it says nothing is cached (every item goes through Facts).
+type cachedCounting struct {
+	*countingStore
+	off         atomic.Bool
+	cachedReads atomic.Int64
+	mu          sync.Mutex
+	behind      []string // ids read with Facts
+}
+
+func (s *cachedCounting) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
+	s.mu.Lock()
+	s.behind = append(s.behind, ref.ID)
+	s.mu.Unlock()
+	return s.countingStore.Facts(ctx, ref, now)
+}
+
+func (s *cachedCounting) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+	if s.off.Load() {
+		return cache.Facts{}, false
+	}
+	s.cachedReads.Add(1)
+	return s.Store.(interface {
+		CachedFacts(model.SubjectRef, time.Time) (cache.Facts, bool)
+	}).CachedFacts(ref, now)
+}
+
+// A list whose subjects the local cache serves is decided item by item
+// from it, without the answer's own memory of decisions: repeats (one
+// with its id escaped, decoded into a buffer the next item's id reuses)
+// answer exactly as the memorised reading does, and nothing is read
+// from behind the cache once it is warm.
+func TestWarmListAnswersAsTheMemorisedReading(t *testing.T) {
+	sc := apptest.New(t, apptest.Options{})
+	g := sc.App.Gate
+	var items []string
+	for i := range 12 {
+		id := fmt.Sprintf("c-%d", i%6+1)
+		if i%4 == 3 {
+			id = `c-\u003` + id[2:] // the same id, escaped
+		}
+		items = append(items, fmt.Sprintf(`{"id":"%s","name":"n%d","email":"e%d@x","phone":"+44%d","health_notes":"h%d"}`, id, i, i, i, i))
+	}
+	items = append(items, `{"id":"x-unknown","email":"u@x"}`, `{"id":"c-1","email":"again@x"}`)
+	body := `{"data":[` + strings.Join(items, ",") + `],"page":1,"total":14}`
+	s := &cachedCounting{countingStore: &countingStore{Store: sc.App.Store}}
+	gate.SetStore(g, s)
+	read := func(t *testing.T) string {
+		t.Helper()
+		s.facts.Store(0)
+		s.cachedReads.Store(0)
+		s.mu.Lock()
+		s.behind = nil
+		s.mu.Unlock()
+		ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
+			if n == "x-gdpr-roles" {
+				return "agent"
+			}
+			return ""
+		}})
+		if !ex.Verdict.Allow {
+			t.Fatalf("list denied: %d %s", ex.Verdict.Status, ex.Verdict.Body)
+		}
+		rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
+			if n == "content-type" {
+				return "application/json"
+			}
+			return ""
+		}})
+		if rw.Replace || !rw.Modified {
+			t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
+		}
+		return string(rw.Body)
+	}
+	s.off.Store(true)
+	want := read(t)
+	if s.facts.Load() != 7 {
+		t.Fatalf("memorised reading: %d Facts, want 7 (one per distinct subject)", s.facts.Load())
+	}
+	s.off.Store(false)
+	got := read(t)
+	if got != want {
+		t.Fatalf("warm answer differs:\n got %s\nwant %s", got, want)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// x-unknown, never stored, is not cached: read once, remembered.
+	if s.cachedReads.Load() != 14 || len(s.behind) != 1 || s.behind[0] != "x-unknown" {
+		t.Fatalf("warm: %d cached reads, Facts for %q; want 14 and [x-unknown]", s.cachedReads.Load(), s.behind)
 	}
 }
