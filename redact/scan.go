@@ -46,8 +46,17 @@ func (s *scanner) unexpected(i int, want string) error {
 	return s.errAt(i, fmt.Sprintf("unexpected %q, want %s", s.src[i], want))
 }
 
-// ws skips JSON whitespace.
+// ws skips JSON whitespace. Compact JSON has none: one compare says so
+// (every whitespace byte is at most ' ').
 func (s *scanner) ws(i int) int {
+	if i < len(s.src) && s.src[i] > ' ' {
+		return i
+	}
+	return s.wsSlow(i)
+}
+
+//go:noinline // keeps ws small enough to inline everywhere
+func (s *scanner) wsSlow(i int) int {
 	src := s.src
 	for i < len(src) {
 		switch src[i] {
@@ -88,11 +97,17 @@ func (s *scanner) str(i int) (end int, flags uint8, err error) {
 	for {
 		// Eight bytes at a time through plain text, the bulk of most bodies.
 		for j+8 <= len(src) {
-			if m := special(binary.LittleEndian.Uint64(src[j:])); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3
-				goto slow
+			m := special(binary.LittleEndian.Uint64(src[j:]))
+			if m == 0 {
+				j += 8
+				continue
 			}
-			j += 8
+			j += bits.TrailingZeros64(m) >> 3
+			if src[j] == '"' {
+				// Most strings end at their first special byte.
+				return j + 1, flags, nil
+			}
+			goto slow
 		}
 		for j < len(src) && src[j] >= 0x20 && src[j] < 0x80 && src[j] != '"' && src[j] != '\\' {
 			j++
@@ -129,6 +144,12 @@ func (s *scanner) str(i int) (end int, flags uint8, err error) {
 			return 0, 0, s.errAt(j, "control character in string")
 		default:
 			flags |= strHigh
+			if c >= 0xc2 && c < 0xe0 && j+1 < len(src) && src[j+1]&0xc0 == 0x80 {
+				// Two bytes (Latin, Greek, Cyrillic…): what
+				// utf8.DecodeRune accepts, without the call.
+				j += 2
+				continue
+			}
 			r, size := utf8.DecodeRune(src[j:])
 			if r == utf8.RuneError && size <= 1 {
 				return 0, 0, s.errAt(j, "invalid UTF-8 in string")
