@@ -34,12 +34,14 @@ func BenchmarkImportBuild(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		recs := s.absent(refs, sym)
-		parts, _ := s.applyEvidence(recs, in, in, nil, t0, entry)
+		sc := getScratch()
+		recs := s.absent(refs, sym, sc)
+		parts, _ := s.applyEvidence(recs, in, in, nil, t0, entry, sc)
 		for _, p := range parts {
 			if _, err := s.partCall(sym, p, deadline); err != nil {
 				b.Fatal(err)
 			}
 		}
+		sc.release()
 	}
 }

@@ -342,6 +342,10 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	// (200µs per record timed them out).
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout+time.Duration(len(evs))*time.Millisecond)
 	defer cancel()
+	// The write is built in slabs kept from call to call; nothing built in
+	// them outlives the call (the answer is out, a slice of its own).
+	sc := getScratch()
+	defer sc.release()
 	sym, err := s.sym.intern(ctx, s.run, evidenceNames(s.sym.current(), evs))
 	if err != nil {
 		return nil, s.fail("put evidence: symbols", err)
@@ -417,10 +421,10 @@ func (s *Store) PutEvidence(ctx context.Context, evs []model.Evidence, entry aud
 	// Imports mostly bring new subjects: written as if absent, without a
 	// read first (the compare-and-set answers with the ones that exist).
 	parts, maybe, err := s.mutateFrom(ctx, nil, subjects, func(recs map[model.SubjectRef]*stored) ([]*part, error) {
-		ps, ch := s.applyEvidence(recs, out, evs, targets, met, entry)
+		ps, ch := s.applyEvidence(recs, out, evs, targets, met, entry, sc)
 		children = ch
 		return ps, nil
-	}, true)
+	}, sc)
 	undo.add(parts, maybe)
 	if err != nil {
 		return fail(err)
@@ -632,13 +636,21 @@ func (s *Store) removeKey(st *stored, t *keyTarget, byTag map[int]*part, parts *
 
 // applyEvidence builds the parts writing the batch's records, and lists the
 // children of the subjects written (they inherit the change).
-func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model.Evidence, targets map[string]*keyTarget, met time.Time, entry audit.Entry) ([]*part, []model.SubjectRef) {
+func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model.Evidence, targets map[string]*keyTarget, met time.Time, entry audit.Entry, sc *scratch) ([]*part, []model.SubjectRef) {
 	// An import's batch is thousands of subjects: their changes and new
-	// records come from two slabs, and a subject's change is found through
-	// its stored value (recs hashed the subjects once) rather than a map.
+	// records come from two slabs (sc's, the first time), and a subject's
+	// change is found through its stored value (recs hashed the subjects
+	// once) rather than a map.
 	n := min(len(recs), len(out))
-	chs := make([]change, 0, n)
-	rs := make([]record, 0, n)
+	var chs []change
+	var rs []record
+	if sc != nil && !sc.built {
+		sc.built = true
+		chs, rs = slices.Grow(sc.chs[:0], n), slices.Grow(sc.rs[:0], n)
+		sc.chs, sc.rs = chs, rs
+	} else {
+		chs, rs = make([]change, 0, n), make([]record, 0, n)
+	}
 	order := make([]*change, 0, n)
 	defer func() {
 		for _, c := range order {

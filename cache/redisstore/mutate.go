@@ -3,10 +3,12 @@ package redisstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -409,18 +411,28 @@ func insertCall(p *part, deadline time.Time, entry string, notify []model.Subjec
 	// buckets met so far — a part holds a few dozen — instead of a map.
 	slot := make([]int, len(p.changes))
 	buckets := make([]int, 0, min(len(p.changes), 64))
+	// The bucket keys are substrings of one string.
+	var kb []byte
+	var kends []int
 	d := 0
 	for i, c := range p.changes {
 		j := slices.Index(buckets, c.cur.bucket)
 		if j < 0 {
 			j = len(buckets)
-			keys = append(keys, keyBucket(p.tag, c.cur.bucket))
+			kb = strconv.AppendInt(append(append(kb, tagPrefix[p.tag]...), "b:"...), int64(c.cur.bucket), 10)
+			kends = append(kends, len(kb))
 			buckets = append(buckets, c.cur.bucket)
 		}
 		slot[i] = j + 1
 		if indexed(inline[i]) {
 			d++
 		}
+	}
+	ks := string(kb)
+	from := 0
+	for _, e := range kends {
+		keys = append(keys, ks[from:e])
+		from = e
 	}
 	args := make([]any, 0, 8+len(ev)+len(buckets)+3*len(p.changes))
 	args = append(args, len(p.changes), entry, channel, refList(notify), strconv.Itoa(p.tag))
@@ -429,8 +441,13 @@ func insertCall(p *part, deadline time.Time, entry string, notify []model.Subjec
 	for _, b := range buckets {
 		args = append(args, b)
 	}
+	// The strings go as pointers (go-redis writes *string as the string):
+	// an interface holding a string would cost an allocation each. The
+	// records without their score overwrite inline (partCall's, not used
+	// after this).
 	for i, c := range p.changes {
-		args = append(args, c.cur.member, inline[i][scoreLen:], slot[i])
+		inline[i] = inline[i][scoreLen:]
+		args = append(args, &c.cur.member, &inline[i], slot[i])
 	}
 	return call{insertScript, keys, args}
 }
@@ -473,25 +490,26 @@ type mutation func(recs map[model.SubjectRef]*stored) ([]*part, error)
 // multi-part write rolls both back (a part that did not run is left
 // alone: the rollback compares before it writes).
 func (s *Store) mutate(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation) (written, maybe []*part, err error) {
-	return s.mutateFrom(ctx, names, refs, build, false)
+	return s.mutateFrom(ctx, names, refs, build, nil)
 }
 
-// mutateFrom is mutate; with guessNew its first attempt takes every
-// subject for absent instead of reading it (an import of new subjects
-// then costs no read round trip, and Redis no read per record). A subject
+// mutateFrom is mutate; with guess its first attempt takes every subject
+// for absent (built in guess's slabs) instead of reading it (an import of
+// new subjects then costs no read round trip, and Redis no read per
+// record). A subject
 // that does exist fails its part's compare-and-set, whose answer carries
 // the records as they are: the part is rebuilt from those, as after any
 // conflict, so a wrong guess costs one refused script call, never a lost
 // or merged-over record.
-func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation, guessNew bool) (written, maybe []*part, err error) {
+func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.SubjectRef, build mutation, guess *scratch) (written, maybe []*part, err error) {
 	sym, err := s.sym.intern(ctx, s.run, names)
 	if err != nil {
 		return nil, nil, s.fail("symbols", err)
 	}
 	todo := refs
 	var known map[model.SubjectRef]*stored
-	if guessNew {
-		known = s.absent(refs, sym)
+	if guess != nil {
+		known = s.absent(refs, sym, guess)
 	}
 	for attempt := 0; ; attempt++ {
 		recs := known
@@ -552,20 +570,44 @@ func (s *Store) mutateFrom(ctx context.Context, names []symName, refs []model.Su
 	}
 }
 
-// absent is refs as if none had a record.
-func (s *Store) absent(refs []model.SubjectRef, sym symbolTable) map[model.SubjectRef]*stored {
-	m := make(map[model.SubjectRef]*stored, len(refs))
-	sts := make([]stored, len(refs))
+// absent is refs as if none had a record, built in sc.
+func (s *Store) absent(refs []model.SubjectRef, sym symbolTable, sc *scratch) map[model.SubjectRef]*stored {
+	if sc.recs == nil {
+		sc.recs = make(map[model.SubjectRef]*stored, len(refs))
+	}
+	m := sc.recs
+	sts := slices.Grow(sc.sts[:0], len(refs))[:len(refs)]
+	sc.sts = sts
+	// The members are substrings of one string, encoded as member does
+	// (an import names thousands of subjects, mostly of one entity).
+	size := 0
+	for _, r := range refs {
+		size += 2 + len(r.ID)
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int, len(refs))
+	entity, code, known := "", uint64(0), false
+	for i, r := range refs {
+		if i == 0 || r.Entity != entity {
+			entity = r.Entity
+			code, known = sym.code(symEntity, entity)
+		}
+		if known {
+			buf = binary.AppendUvarint(buf, code)
+			buf = append(buf, r.ID...)
+		}
+		ends[i] = len(buf)
+	}
+	all := string(buf)
 	// One empty record for all: records as read are never changed in
 	// place (a write clones what it changes).
 	empty := &record{score: scoreNever}
+	from := 0
 	for i, r := range refs {
 		pl := subjectPlace(r, s.buckets)
 		st := &sts[i]
-		*st = stored{ref: r, tag: pl.tag, bucket: pl.bucket, rec: empty}
-		if mb, err := member(sym, r); err == nil {
-			st.member = mb
-		}
+		*st = stored{ref: r, tag: pl.tag, bucket: pl.bucket, member: all[from:ends[i]], rec: empty}
+		from = ends[i]
 		m[r] = st
 	}
 	return m
@@ -649,3 +691,39 @@ func (s *Store) markChildren(ctx context.Context, children []model.SubjectRef) e
 
 // isNil reports a missing key or field.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// scratch holds the slabs one PutEvidence builds its write in (the
+// subjects taken for absent, their map, the changes and new records of the
+// first build), for the next call to reuse: an import's batches need
+// thousands of each, and fresh memory cost more to touch the first time
+// than to fill.
+type scratch struct {
+	sts  []stored
+	recs map[model.SubjectRef]*stored
+	chs  []change
+	rs   []record
+	// built: chs and rs hold a build's parts (a rebuild after a conflict
+	// takes fresh ones: the first build's written parts are still needed).
+	built bool
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxScratch is the largest batch whose slabs are kept: one huge import
+// must not pin its memory for ever.
+const maxScratch = 1 << 16
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+// release hands sc back once nothing built in it is referenced.
+func (sc *scratch) release() {
+	if cap(sc.sts) > maxScratch || cap(sc.chs) > maxScratch || len(sc.recs) > maxScratch {
+		return
+	}
+	clear(sc.sts[:cap(sc.sts)])
+	clear(sc.chs[:cap(sc.chs)])
+	clear(sc.rs[:cap(sc.rs)])
+	clear(sc.recs)
+	sc.sts, sc.chs, sc.rs, sc.built = sc.sts[:0], sc.chs[:0], sc.rs[:0], false
+	scratchPool.Put(sc)
+}
