@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/encoding"
@@ -232,7 +233,7 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 		return protoCodec.Unmarshal(data, v)
 	}
 	buf := data.MaterializeToBuffer(bufpool.Pool)
-	aliased, err := decodeProcessingRequest(buf.ReadOnlyData(), &in.req)
+	aliased, err := decodeInbound(buf.ReadOnlyData(), in)
 	if err != nil || !aliased {
 		buf.Free()
 		return err
@@ -336,6 +337,30 @@ func decodeHTTPBody(b []byte, prev *extprocv3.HttpBody, merge bool) (*extprocv3.
 type inbound struct {
 	req extprocv3.ProcessingRequest
 	buf mem.Buffer
+	// fast: the fast reading (extprocfast.go) read req; a headers
+	// message's headers are then in hdrs, not in req.
+	fast bool
+	hdrs map[string]string
+	// md is the last metadata_context the fast reading decoded on this
+	// stream, from the bytes mdRaw: later messages with the same bytes
+	// share it.
+	md    *corev3.Metadata
+	mdRaw []byte
+}
+
+// headers are the headers of h, a headers message of req, as headerMap
+// reads them.
+func (in *inbound) headers(h *extprocv3.HttpHeaders) map[string]string {
+	if in.fast {
+		return in.hdrs
+	}
+	return headerMap(h.GetHeaders())
+}
+
+// reset empties the message (the metadata memo stays).
+func (in *inbound) reset() {
+	proto.Reset(&in.req)
+	in.fast, in.hdrs = false, nil
 }
 
 func (in *inbound) release() {
@@ -343,7 +368,7 @@ func (in *inbound) release() {
 		in.buf.Free()
 		in.buf = nil
 	}
-	proto.Reset(&in.req)
+	in.reset()
 }
 
 // outbound is an ext_proc answer to send; pooled, when set, is the pool

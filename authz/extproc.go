@@ -87,7 +87,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			return err
 		}
 		// A nil answer: FULL_DUPLEX_STREAMED needs none per message.
-		if resp := s.phase(ctx, st, &in.req); resp != nil {
+		if resp := s.phase(ctx, st, in); resp != nil {
 			out := &outbound{resp: resp, pooled: st.pooled}
 			st.pooled = nil
 			err = srv.SendMsg(out)
@@ -105,7 +105,8 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	}
 }
 
-func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+func (s *Server) phase(ctx context.Context, st *stream, in *inbound) *extprocv3.ProcessingResponse {
+	req := &in.req
 	if md := req.GetMetadataContext(); md != nil {
 		st.metadata = md
 	}
@@ -116,7 +117,7 @@ func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.Processin
 		if st.ctx == nil {
 			var hdrs map[string]string
 			if rh := req.GetRequestHeaders(); rh != nil {
-				hdrs = headerMap(rh.GetHeaders())
+				hdrs = in.headers(rh)
 			}
 			md, _ := metadata.FromIncomingContext(ctx)
 			st.ctx, st.span = observe.StartServer(ctx, "ext_proc", hdrs, md)
@@ -127,9 +128,9 @@ func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.Processin
 	}
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return s.requestHeaders(ctx, st, r.RequestHeaders)
+		return s.requestHeaders(ctx, st, in.headers(r.RequestHeaders))
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return s.responseHeaders(ctx, st, r.ResponseHeaders)
+		return s.responseHeaders(ctx, st, r.ResponseHeaders, in.headers(r.ResponseHeaders))
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return s.responseBody(ctx, st, r.ResponseBody)
 	case *extprocv3.ProcessingRequest_RequestBody:
@@ -147,8 +148,7 @@ func (s *Server) phase(ctx context.Context, st *stream, req *extprocv3.Processin
 	}
 }
 
-func (s *Server) requestHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	hdrs := headerMap(h.GetHeaders())
+func (s *Server) requestHeaders(ctx context.Context, st *stream, hdrs map[string]string) *extprocv3.ProcessingResponse {
 	st.head = hdrs[":method"] == "HEAD"
 	st.ex = s.gate.Check(ctx, &gate.Request{
 		Method:       hdrs[":method"],
@@ -236,8 +236,8 @@ func (s *Server) requestBody(ctx context.Context, st *stream, b *extprocv3.HttpB
 	}}}
 }
 
-func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	st.respHdrs = headerMap(h.GetHeaders())
+func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders, hdrs map[string]string) *extprocv3.ProcessingResponse {
+	st.respHdrs = hdrs
 	st.status, _ = strconv.Atoi(st.respHdrs[":status"])
 	mut := &extprocv3.HeaderMutation{}
 	if st.ex != nil {

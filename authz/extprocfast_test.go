@@ -1,0 +1,265 @@
+package authz
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+	"unsafe"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// processingCorpus is valid and odd ProcessingRequests: what Envoy sends
+// for each phase, then merged and repeated fields, oneof fields replacing
+// each other, unknown fields, declared fields of another wire type,
+// headers protobuf reads but headerMap folds (case, repeats, raw values),
+// invalid UTF-8, open enum values, truncations.
+func processingCorpus(t testing.TB) map[string][]byte {
+	valid := func(r *extprocv3.ProcessingRequest) []byte {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	plan, err := structpb.NewStruct(map[string]any{"plan": "sealed-plan-bytes", "rectify": map[string]any{"a": 1.5, "b": []any{"x", true, nil}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.filters.http.ext_authz": plan}}
+	hm := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: ":authority", RawValue: []byte("crm.internal")}, {Key: ":path", RawValue: []byte("/api/contacts")},
+		{Key: ":method", RawValue: []byte("GET")}, {Key: ":scheme", RawValue: []byte("http")},
+		{Key: "x-gdpr-roles", RawValue: []byte("agent")}, {Key: "X-Request-Id", Value: "lg-1"},
+		{Key: "accept", Value: "a", RawValue: []byte("b")}, {Key: "accept", Value: "c"}, {Key: ":path", RawValue: []byte("/again")},
+		{Key: "", Value: ""}, {Key: "Ünïcode", RawValue: []byte("\xff raw bytes")},
+	}}
+	pc := &extprocv3.ProtocolConfiguration{ResponseBodyMode: filterv3.ProcessingMode_STREAMED, RequestBodyMode: filterv3.ProcessingMode_BUFFERED, SendBodyWithoutWaitingForHeaderResponse: true}
+	reqHeaders := valid(&extprocv3.ProcessingRequest{
+		Request:         &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{Headers: hm, EndOfStream: true}},
+		MetadataContext: md, ProtocolConfig: pc,
+	})
+	respHeaders := valid(&extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+			{Key: ":status", RawValue: []byte("200")}, {Key: "content-type", RawValue: []byte("application/json")},
+		}}}},
+		MetadataContext: md,
+	})
+	respBody := valid(&extprocv3.ProcessingRequest{
+		Request:         &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{Body: []byte(`{"data":[]}`), EndOfStream: true}},
+		MetadataContext: md, ObservabilityMode: true,
+	})
+	reqBody := valid(&extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(`{"phone":"1"}`), EndOfStream: true,
+			EndOfStreamWithoutMessage: true, GrpcMessageCompressed: true, DrainComplete: true}},
+	})
+	trailers := valid(&extprocv3.ProcessingRequest{
+		Request: &extprocv3.ProcessingRequest_ResponseTrailers{ResponseTrailers: &extprocv3.HttpTrailers{Trailers: hm}},
+	})
+	tag := func(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
+	bytesField := func(num protowire.Number, parts ...[]byte) []byte {
+		var v []byte
+		for _, p := range parts {
+			v = append(v, p...)
+		}
+		return protowire.AppendBytes(tag(num, protowire.BytesType), v)
+	}
+	varint := func(num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(tag(num, protowire.VarintType), v)
+	}
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	// headers wraps HeaderValue entries into a request headers message.
+	headers := func(entries ...[]byte) []byte {
+		return bytesField(2, bytesField(1, entries...))
+	}
+	entry := func(fields ...[]byte) []byte { return bytesField(1, fields...) }
+	cases := map[string][]byte{
+		"empty":                          {},
+		"request headers":                reqHeaders,
+		"response headers":               respHeaders,
+		"response body":                  respBody,
+		"request body":                   reqBody,
+		"trailers (proto's)":             trailers,
+		"empty headers message":          bytesField(2),
+		"empty header map":               bytesField(3, bytesField(1)),
+		"empty body":                     bytesField(5),
+		"body then headers (oneof)":      cat(respBody, respHeaders),
+		"headers twice (merged)":         cat(reqHeaders, reqHeaders),
+		"header map twice":               bytesField(2, bytesField(1, entry(bytesField(1, []byte("a")))), bytesField(1, entry(bytesField(1, []byte("a"))))),
+		"body twice, same field":         cat(respBody, respBody),
+		"body field twice":               bytesField(5, bytesField(1, []byte("a")), bytesField(1, []byte("bb")), varint(2, 1)),
+		"metadata twice":                 cat(respBody, bytesField(8, bytesField(1, bytesField(1, []byte("k"))))),
+		"protocol config twice":          cat(reqHeaders, bytesField(11, varint(1, 2))),
+		"enum out of range":              bytesField(11, varint(2, 1<<40|7)),
+		"negative enum":                  bytesField(11, varint(2, 0xffffffffffffffff)),
+		"bool as 2":                      cat(varint(10, 2), bytesField(5, varint(2, 300))),
+		"observability as bytes":         cat(respBody, bytesField(10, []byte("x"))),
+		"headers as varint":              varint(2, 1),
+		"body as fixed32":                protowire.AppendFixed32(tag(5, protowire.Fixed32Type), 1),
+		"eos as bytes":                   bytesField(5, bytesField(2, []byte("x"))),
+		"unknown top-level field":        cat(respBody, bytesField(99, []byte("x"))),
+		"unknown varint field":           cat(varint(98, 1), respHeaders),
+		"attributes":                     cat(respHeaders, bytesField(9, bytesField(1, []byte("k")))),
+		"flow control":                   cat(respHeaders, bytesField(12)),
+		"headers attributes":             bytesField(3, bytesField(2, bytesField(1, []byte("k")))),
+		"unknown header value field":     headers(entry(bytesField(1, []byte("a")), bytesField(4, []byte("x")))),
+		"header value key as varint":     headers(entry(varint(1, 1))),
+		"header key twice":               headers(entry(bytesField(1, []byte("a")), bytesField(1, []byte("B")), bytesField(2, []byte("v")))),
+		"raw value empty keeps value":    headers(entry(bytesField(1, []byte("a")), bytesField(2, []byte("v")), bytesField(3))),
+		"value after raw value":          headers(entry(bytesField(3, []byte("r")), bytesField(2, []byte("v")), bytesField(1, []byte("k")))),
+		"repeated header joined":         headers(entry(bytesField(1, []byte("Set")), bytesField(2, []byte("1"))), entry(bytesField(1, []byte("set")), bytesField(2, []byte("2")))),
+		"repeated pseudo header":         headers(entry(bytesField(1, []byte(":path")), bytesField(2, []byte("/a"))), entry(bytesField(1, []byte(":PATH")), bytesField(2, []byte("/b")))),
+		"header entry not HeaderValue":   bytesField(2, bytesField(1, varint(1, 1))),
+		"invalid utf-8 header key":       headers(entry(bytesField(1, []byte("\xff")))),
+		"invalid utf-8 header value":     headers(entry(bytesField(1, []byte("a")), bytesField(2, []byte("\xc3")))),
+		"invalid utf-8 raw value":        headers(entry(bytesField(1, []byte("a")), bytesField(3, []byte("\xc3")))),
+		"invalid utf-8 metadata key":     cat(respBody, bytesField(8, bytesField(1, bytesField(1, []byte("\xff"))))),
+		"group":                          cat(respBody, tag(50, protowire.StartGroupType), tag(50, protowire.EndGroupType)),
+		"field number 0":                 cat(respBody, []byte{0x02, 0x00}),
+		"bad length":                     cat(respBody, []byte{0x2a, 0x7f}),
+		"bad varint":                     cat(respBody, []byte{0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
+		"metadata before the oneof":      cat(bytesField(8), bytesField(3)),
+		"metadata with typed metadata":   cat(respBody, bytesField(8, bytesField(2, bytesField(1, []byte("k"))))),
+		"request body then request body": cat(reqBody, bytesField(4, bytesField(1, []byte("x")))),
+	}
+	for _, base := range []struct {
+		name string
+		b    []byte
+	}{{"request headers", reqHeaders}, {"response body", respBody}} {
+		for i := 0; i < len(base.b); i += 7 {
+			cases[fmt.Sprintf("%s truncated at %d", base.name, i)] = base.b[:i]
+		}
+	}
+	return cases
+}
+
+// The fast reading of a ProcessingRequest is proto.Unmarshal's: it accepts
+// exactly what proto.Unmarshal accepts, and gives the same message, the
+// headers aside, which it gives as headerMap reads proto's.
+func TestProcessingRequestAsProto(t *testing.T) {
+	fast := 0
+	for name, b := range processingCorpus(t) {
+		t.Run(name, func(t *testing.T) {
+			if processingAsProto(t, b) {
+				fast++
+			}
+		})
+	}
+	if fast < 15 {
+		t.Errorf("only %d cases took the fast path", fast)
+	}
+}
+
+func FuzzProcessingRequestAsProto(f *testing.F) {
+	for _, b := range processingCorpus(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { processingAsProto(t, b) })
+}
+
+// processingAsProto compares decodeInbound with proto.Unmarshal on b and
+// reports whether the fast path took it.
+func processingAsProto(t *testing.T, b []byte) bool {
+	t.Helper()
+	var want extprocv3.ProcessingRequest
+	wantErr := proto.Unmarshal(b, &want)
+	in := &inbound{}
+	aliased, gotErr := decodeInbound(b, in)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("error %v (fast %v), proto.Unmarshal's %v", gotErr, in.fast, wantErr)
+	}
+	if wantErr != nil {
+		return false
+	}
+	if body := want.GetResponseBody().GetBody(); aliased != (len(body) > 0) {
+		t.Fatalf("aliased %v for a response body of %d bytes", aliased, len(body))
+	}
+	if aliased && !within(in.req.GetResponseBody().GetBody(), b) {
+		t.Fatal("aliased body is not in the received bytes")
+	}
+	if body := in.req.GetRequestBody().GetBody(); len(body) > 0 && within(body, b) {
+		t.Fatal("a request body aliases the received bytes: it must outlive them")
+	}
+	for _, h := range []*extprocv3.HttpHeaders{want.GetRequestHeaders(), want.GetResponseHeaders()} {
+		if h == nil {
+			continue
+		}
+		gotH := in.req.GetRequestHeaders()
+		if gotH == nil {
+			gotH = in.req.GetResponseHeaders()
+		}
+		if got, exp := in.headers(gotH), headerMap(h.GetHeaders()); !maps.Equal(got, exp) {
+			t.Fatalf("headers\n%q\nheaderMap of proto.Unmarshal's\n%q", got, exp)
+		}
+		if in.fast {
+			// The fast reading leaves the list out: compare the rest.
+			h.Headers = nil
+		}
+	}
+	if !proto.Equal(&in.req, &want) {
+		t.Fatalf("decoded (fast %v)\n%v\nproto.Unmarshal\n%v", in.fast, &in.req, &want)
+	}
+	return in.fast
+}
+
+func within(sub, b []byte) bool {
+	if len(sub) == 0 || len(b) == 0 {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(&sub[0])), uintptr(unsafe.Pointer(&b[0]))
+	return p >= lo && p < lo+uintptr(len(b))
+}
+
+// Envoy sends the same metadata with every message of a stream: it is
+// decoded once, and decoded again when it changes.
+func TestProcessingMetadataDecodedOncePerStream(t *testing.T) {
+	msg := func(plan string) []byte {
+		s, err := structpb.NewStruct(map[string]any{"plan": plan})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(&extprocv3.ProcessingRequest{
+			Request:         &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{EndOfStream: true}},
+			MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"ns": s}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	in := &inbound{}
+	read := func(b []byte) *corev3.Metadata {
+		t.Helper()
+		if _, err := decodeInbound(b, in); err != nil {
+			t.Fatal(err)
+		}
+		if !in.fast {
+			t.Fatal("not read by the fast path")
+		}
+		md := in.req.GetMetadataContext()
+		in.release()
+		return md
+	}
+	first := read(msg("a"))
+	if read(msg("a")) != first {
+		t.Error("the same metadata was decoded again")
+	}
+	second := read(msg("b"))
+	if second == first || second.GetFilterMetadata()["ns"].GetFields()["plan"].GetStringValue() != "b" {
+		t.Errorf("changed metadata read as %v", second)
+	}
+	if first.GetFilterMetadata()["ns"].GetFields()["plan"].GetStringValue() != "a" {
+		t.Errorf("the earlier metadata changed: %v", first)
+	}
+}
