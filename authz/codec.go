@@ -61,6 +61,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		v, pooled = o.resp, o.pooled
 	}
 	if r, ok := v.(*extprocv3.ProcessingResponse); ok {
+		if data, ok := marshalProcessing(r, pooled); ok {
+			return data, nil
+		}
 		if data, ok, err := marshalBodyApart(r, pooled); ok || err != nil {
 			return data, err
 		}
