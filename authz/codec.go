@@ -267,7 +267,8 @@ func decodeProcessingRequest(b []byte, req *extprocv3.ProcessingRequest) (aliase
 		}
 		field := p[:n+m]
 		p = p[n+m:]
-		if num >= firstReqOneofField && num <= lastReqOneofField {
+		if num >= firstReqOneofField && num <= lastReqOneofField && typ == protowire.BytesType {
+			// (Of another wire type it is an unknown field to protobuf.)
 			lastOnef = num
 		}
 		if num == fieldReqResponseBody && typ == protowire.BytesType {

@@ -1,28 +1,30 @@
 package authz
 
 import (
+	"math"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // The ext_proc fast reading. Envoy sends three or more ProcessingRequests
 // per exchange, each with the same metadata_context (ext_authz's plan) and
 // the headers as a list of HeaderValue messages; protobuf-go built all of
 // it through reflection, a tenth of the server's CPU for a 10 KB exchange.
-// As for Check (checkfast.go), the codec first makes sure the whole message
-// is one protobuf-go accepts (validMessage), then reads it itself with
-// protobuf's rules: the headers straight into the map the processor uses
-// (headerMap's reading), the body aliased, the metadata decoded once per
-// stream while Envoy keeps sending the same bytes. Whatever it does not
-// know (attributes, trailers, flow control, unknown fields, a field sent
-// twice where protobuf would merge) is left to proto.Unmarshal.
-
-var processingRequestDesc = (&extprocv3.ProcessingRequest{}).ProtoReflect().Descriptor()
+// The codec reads it itself with protobuf's rules: the headers straight
+// into the map the processor uses (headerMap's reading), the body aliased,
+// the metadata (a Struct per namespace) once per stream while Envoy keeps
+// sending the same bytes. It takes a message only when it is sure that
+// protobuf-go accepts it and reads the same: anything it does not know
+// (attributes, trailers, flow control, unknown fields, a field sent twice
+// where protobuf would merge, a wire type other than the declared one,
+// invalid UTF-8, malformed framing, nesting deeper than maxValidDepth)
+// makes it start again with proto.Unmarshal, errors included.
 
 // ProcessingRequest fields the fast reading knows besides the oneof.
 const (
@@ -44,44 +46,75 @@ const (
 	fieldProtoSendBody      = 3
 )
 
-// fastProcessingRequest reads b (validated by validMessage) into in as
-// proto.Unmarshal would, except that a headers message's HeaderMap goes
-// into in.hdrs (as headerMap reads it) instead of req, and a response body
-// aliases b. ok is false when b has something it does not read: the caller
-// then decodes it another way, from scratch.
+// field is one field read by next: x holds a varint or fixed64 value, v
+// a length-delimited one.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	x   uint64
+	v   []byte
+}
+
+// next reads the first field of b and returns the rest; ok is false for
+// malformed framing and for wire types the fast reading never takes
+// (groups, fixed32).
+func next(b []byte) (f field, rest []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num > protowire.MaxValidNumber {
+		return f, nil, false
+	}
+	b = b[n:]
+	f.num, f.typ = num, typ
+	var m int
+	switch typ {
+	case protowire.VarintType:
+		f.x, m = protowire.ConsumeVarint(b)
+	case protowire.Fixed64Type:
+		f.x, m = protowire.ConsumeFixed64(b)
+	case protowire.BytesType:
+		f.v, m = protowire.ConsumeBytes(b)
+	default:
+		return f, nil, false
+	}
+	if m < 0 {
+		return f, nil, false
+	}
+	return f, b[m:], true
+}
+
+// fastProcessingRequest reads b into in as proto.Unmarshal would, except
+// that a headers message's HeaderMap goes into in.hdrs (as headerMap reads
+// it) instead of req, and a response body aliases b. ok is false when it
+// is not sure: the caller then decodes b another way, from scratch.
 func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 	req := &in.req
 	var oneofSeen, mdSeen, pcSeen bool
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
-		if typ == protowire.VarintType {
-			v, m := protowire.ConsumeVarint(b)
-			b = b[m:]
-			if num != fieldReqObservability {
-				return false, false
-			}
-			req.ObservabilityMode = protowire.DecodeBool(v)
-			continue
-		}
-		if typ != protowire.BytesType {
+		f, rest, ok := next(b)
+		if !ok {
 			return false, false
 		}
-		v, m := protowire.ConsumeBytes(b)
-		b = b[m:]
-		switch num {
+		b = rest
+		if f.typ == protowire.VarintType && f.num == fieldReqObservability {
+			req.ObservabilityMode = protowire.DecodeBool(f.x)
+			continue
+		}
+		if f.typ != protowire.BytesType {
+			return false, false
+		}
+		switch f.num {
 		case fieldReqRequestHeaders, fieldReqResponseHeaders:
 			if oneofSeen {
 				return false, false
 			}
 			oneofSeen = true
 			h := &extprocv3.HttpHeaders{}
-			hdrs, ok := fastHTTPHeaders(v, h)
+			hdrs, ok := fastHTTPHeaders(f.v, h)
 			if !ok {
 				return false, false
 			}
 			in.hdrs = hdrs
-			if num == fieldReqRequestHeaders {
+			if f.num == fieldReqRequestHeaders {
 				req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: h}
 			} else {
 				req.Request = &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: h}
@@ -91,11 +124,11 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 				return false, false
 			}
 			oneofSeen = true
-			hb, ok := fastHTTPBody(v)
+			hb, ok := fastHTTPBody(f.v)
 			if !ok {
 				return false, false
 			}
-			if num == fieldReqRequestBody {
+			if f.num == fieldReqRequestBody {
 				// A communication route's plan keeps values read from
 				// the request body: it must outlive the buffer.
 				hb.Body = append([]byte(nil), hb.Body...)
@@ -109,7 +142,7 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 				return false, false
 			}
 			mdSeen = true
-			md, ok := in.metadata(v)
+			md, ok := in.metadata(f.v)
 			if !ok {
 				return false, false
 			}
@@ -119,7 +152,7 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 				return false, false
 			}
 			pcSeen = true
-			pc, ok := fastProtocolConfig(v)
+			pc, ok := fastProtocolConfig(f.v)
 			if !ok {
 				return false, false
 			}
@@ -134,17 +167,152 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 
 // metadata is the Metadata message of b: the previous one of this stream
 // when b is the same bytes (Envoy forwards the same metadata with every
-// message; the processor only reads it), decoded otherwise.
+// message; the processor only reads it), read otherwise.
 func (in *inbound) metadata(b []byte) (*corev3.Metadata, bool) {
 	if in.md != nil && string(in.mdRaw) == string(b) {
 		return in.md, true
 	}
-	md := &corev3.Metadata{}
-	if err := proto.Unmarshal(b, md); err != nil {
+	md, ok := fastMetadata(b)
+	if !ok {
 		return nil, false
 	}
 	in.md, in.mdRaw = md, append(in.mdRaw[:0], b...)
 	return md, true
+}
+
+// fastMetadata reads a Metadata message's filter_metadata (a namespace's
+// Struct per entry; typed_filter_metadata is not read).
+func fastMetadata(b []byte) (*corev3.Metadata, bool) {
+	md := &corev3.Metadata{}
+	for len(b) > 0 {
+		f, rest, ok := next(b)
+		if !ok || f.num != 1 || f.typ != protowire.BytesType {
+			return nil, false
+		}
+		b = rest
+		key, s, ok := fastStructEntry(f.v, 0, fastStruct)
+		if !ok {
+			return nil, false
+		}
+		if md.FilterMetadata == nil {
+			md.FilterMetadata = make(map[string]*structpb.Struct, 1)
+		}
+		md.FilterMetadata[key] = s
+	}
+	return md, true
+}
+
+// fastStructEntry reads a map entry of a string key (1) and a message
+// value (2) read by value, as protobuf-go does: both default to empty (the
+// value to an empty message), a later key replaces an earlier one. A value
+// sent twice (merged by protobuf) or any other field is left to proto.
+func fastStructEntry[M any](b []byte, depth int, value func([]byte, int) (*M, bool)) (string, *M, bool) {
+	var key []byte
+	var val *M
+	for len(b) > 0 {
+		f, rest, ok := next(b)
+		if !ok || f.typ != protowire.BytesType {
+			return "", nil, false
+		}
+		b = rest
+		switch {
+		case f.num == 1:
+			if !utf8.Valid(f.v) {
+				return "", nil, false
+			}
+			key = f.v
+		case f.num == 2 && val == nil:
+			if val, ok = value(f.v, depth); !ok {
+				return "", nil, false
+			}
+		default:
+			return "", nil, false
+		}
+	}
+	if val == nil {
+		var ok bool
+		if val, ok = value(nil, depth); !ok {
+			return "", nil, false
+		}
+	}
+	return string(key), val, true
+}
+
+// fastStruct reads a google.protobuf.Struct.
+func fastStruct(b []byte, depth int) (*structpb.Struct, bool) {
+	if depth > maxValidDepth {
+		return nil, false
+	}
+	s := &structpb.Struct{}
+	for len(b) > 0 {
+		f, rest, ok := next(b)
+		if !ok || f.num != 1 || f.typ != protowire.BytesType {
+			return nil, false
+		}
+		b = rest
+		key, v, ok := fastStructEntry(f.v, depth+1, fastValue)
+		if !ok {
+			return nil, false
+		}
+		if s.Fields == nil {
+			s.Fields = make(map[string]*structpb.Value, 4)
+		}
+		s.Fields[key] = v
+	}
+	return s, true
+}
+
+// fastValue reads a google.protobuf.Value of one kind field (two, which
+// protobuf replaces or merges, are left to proto).
+func fastValue(b []byte, depth int) (*structpb.Value, bool) {
+	if depth > maxValidDepth {
+		return nil, false
+	}
+	v := &structpb.Value{}
+	if len(b) == 0 {
+		return v, true
+	}
+	f, rest, ok := next(b)
+	if !ok || len(rest) > 0 {
+		return nil, false
+	}
+	switch {
+	case f.num == 1 && f.typ == protowire.VarintType:
+		v.Kind = &structpb.Value_NullValue{NullValue: structpb.NullValue(int32(f.x))}
+	case f.num == 2 && f.typ == protowire.Fixed64Type:
+		v.Kind = &structpb.Value_NumberValue{NumberValue: math.Float64frombits(f.x)}
+	case f.num == 3 && f.typ == protowire.BytesType:
+		if !utf8.Valid(f.v) {
+			return nil, false
+		}
+		v.Kind = &structpb.Value_StringValue{StringValue: string(f.v)}
+	case f.num == 4 && f.typ == protowire.VarintType:
+		v.Kind = &structpb.Value_BoolValue{BoolValue: protowire.DecodeBool(f.x)}
+	case f.num == 5 && f.typ == protowire.BytesType:
+		s, ok := fastStruct(f.v, depth+1)
+		if !ok {
+			return nil, false
+		}
+		v.Kind = &structpb.Value_StructValue{StructValue: s}
+	case f.num == 6 && f.typ == protowire.BytesType:
+		l := &structpb.ListValue{}
+		for p := f.v; len(p) > 0; {
+			e, rest, ok := next(p)
+			if !ok || e.num != 1 || e.typ != protowire.BytesType {
+				return nil, false
+			}
+			p = rest
+			ev, ok := fastValue(e.v, depth+1)
+			if !ok {
+				return nil, false
+			}
+			l.Values = append(l.Values, ev)
+		}
+		v.Kind = &structpb.Value_ListValue{ListValue: l}
+	default:
+		return nil, false
+	}
+	return v, true
 }
 
 // fastHTTPHeaders reads an HttpHeaders message into h, its headers into
@@ -153,18 +321,16 @@ func (in *inbound) metadata(b []byte) (*corev3.Metadata, bool) {
 func fastHTTPHeaders(b []byte, h *extprocv3.HttpHeaders) (map[string]string, bool) {
 	var hdrs map[string]string
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
+		f, rest, ok := next(b)
+		if !ok {
+			return nil, false
+		}
+		b = rest
 		switch {
-		case num == fieldHeadersEnd && typ == protowire.VarintType:
-			v, m := protowire.ConsumeVarint(b)
-			b = b[m:]
-			h.EndOfStream = protowire.DecodeBool(v)
-		case num == fieldHeadersHeaderMap && typ == protowire.BytesType && hdrs == nil:
-			v, m := protowire.ConsumeBytes(b)
-			b = b[m:]
-			var ok bool
-			if hdrs, ok = fastHeaderMap(v); !ok {
+		case f.num == fieldHeadersEnd && f.typ == protowire.VarintType:
+			h.EndOfStream = protowire.DecodeBool(f.x)
+		case f.num == fieldHeadersHeaderMap && f.typ == protowire.BytesType && hdrs == nil:
+			if hdrs, ok = fastHeaderMap(f.v); !ok {
 				return nil, false
 			}
 		default:
@@ -186,32 +352,32 @@ func fastHTTPHeaders(b []byte, h *extprocv3.HttpHeaders) (map[string]string, boo
 func fastHeaderMap(b []byte) (map[string]string, bool) {
 	out := make(map[string]string, 16)
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
-		if num != fieldHeaderMapHeaders || typ != protowire.BytesType {
+		f, rest, ok := next(b)
+		if !ok || f.num != fieldHeaderMapHeaders || f.typ != protowire.BytesType {
 			return nil, false
 		}
-		e, m := protowire.ConsumeBytes(b)
-		b = b[m:]
+		b = rest
 		var key, val, raw []byte
-		for len(e) > 0 {
-			num, typ, n := protowire.ConsumeTag(e)
-			e = e[n:]
-			if typ != protowire.BytesType {
+		for e := f.v; len(e) > 0; {
+			hf, rest, ok := next(e)
+			if !ok || hf.typ != protowire.BytesType {
 				return nil, false
 			}
-			v, m := protowire.ConsumeBytes(e)
-			e = e[m:]
-			switch num {
+			e = rest
+			switch hf.num {
 			case fieldHeaderValueKey:
-				key = v
+				key = hf.v
 			case fieldHeaderValueValue:
-				val = v
+				val = hf.v
 			case fieldHeaderValueRaw:
-				raw = v
+				raw = hf.v
 			default:
 				return nil, false
 			}
+		}
+		// key and value are strings: protobuf-go refuses invalid UTF-8.
+		if !utf8.Valid(key) || !utf8.Valid(val) {
+			return nil, false
 		}
 		if len(raw) > 0 {
 			val = raw
@@ -242,27 +408,27 @@ func internValue(b []byte) string {
 func fastHTTPBody(b []byte) (*extprocv3.HttpBody, bool) {
 	hb := &extprocv3.HttpBody{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
-		if num == fieldHTTPBodyBody && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			hb.Body, b = v, b[m:]
-			continue
-		}
-		if typ != protowire.VarintType {
+		f, rest, ok := next(b)
+		if !ok {
 			return nil, false
 		}
-		v, m := protowire.ConsumeVarint(b)
-		b = b[m:]
-		switch num {
+		b = rest
+		if f.num == fieldHTTPBodyBody && f.typ == protowire.BytesType {
+			hb.Body = f.v
+			continue
+		}
+		if f.typ != protowire.VarintType {
+			return nil, false
+		}
+		switch f.num {
 		case fieldHTTPBodyEnd:
-			hb.EndOfStream = protowire.DecodeBool(v)
+			hb.EndOfStream = protowire.DecodeBool(f.x)
 		case fieldHTTPBodyEndNoMsg:
-			hb.EndOfStreamWithoutMessage = protowire.DecodeBool(v)
+			hb.EndOfStreamWithoutMessage = protowire.DecodeBool(f.x)
 		case fieldHTTPBodyCompressed:
-			hb.GrpcMessageCompressed = protowire.DecodeBool(v)
+			hb.GrpcMessageCompressed = protowire.DecodeBool(f.x)
 		case fieldHTTPBodyDrain:
-			hb.DrainComplete = protowire.DecodeBool(v)
+			hb.DrainComplete = protowire.DecodeBool(f.x)
 		default:
 			return nil, false
 		}
@@ -275,20 +441,18 @@ func fastHTTPBody(b []byte) (*extprocv3.HttpBody, bool) {
 func fastProtocolConfig(b []byte) (*extprocv3.ProtocolConfiguration, bool) {
 	pc := &extprocv3.ProtocolConfiguration{}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
-		if typ != protowire.VarintType {
+		f, rest, ok := next(b)
+		if !ok || f.typ != protowire.VarintType {
 			return nil, false
 		}
-		v, m := protowire.ConsumeVarint(b)
-		b = b[m:]
-		switch num {
+		b = rest
+		switch f.num {
 		case fieldProtoReqBodyMode:
-			pc.RequestBodyMode = filterv3.ProcessingMode_BodySendMode(int32(v))
+			pc.RequestBodyMode = filterv3.ProcessingMode_BodySendMode(int32(f.x))
 		case fieldProtoRespBodyMode:
-			pc.ResponseBodyMode = filterv3.ProcessingMode_BodySendMode(int32(v))
+			pc.ResponseBodyMode = filterv3.ProcessingMode_BodySendMode(int32(f.x))
 		case fieldProtoSendBody:
-			pc.SendBodyWithoutWaitingForHeaderResponse = protowire.DecodeBool(v)
+			pc.SendBodyWithoutWaitingForHeaderResponse = protowire.DecodeBool(f.x)
 		default:
 			return nil, false
 		}
@@ -296,16 +460,13 @@ func fastProtocolConfig(b []byte) (*extprocv3.ProtocolConfiguration, bool) {
 	return pc, true
 }
 
-// decodeInbound reads b into in: the fast reading when validMessage is
-// sure of b and fastProcessingRequest knows all of it,
-// decodeProcessingRequest (proto.Unmarshal's result and errors, a
-// response body aliased) otherwise.
+// decodeInbound reads b into in: the fast reading when it is sure of b,
+// decodeProcessingRequest (proto.Unmarshal's result and errors, a response
+// body aliased) otherwise.
 func decodeInbound(b []byte, in *inbound) (aliased bool, err error) {
-	if validMessage(b, processingRequestDesc, 0) {
-		if aliased, ok := fastProcessingRequest(b, in); ok {
-			return aliased, nil
-		}
-		in.reset()
+	if aliased, ok := fastProcessingRequest(b, in); ok {
+		return aliased, nil
 	}
+	in.reset()
 	return decodeProcessingRequest(b, &in.req)
 }
