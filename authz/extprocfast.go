@@ -392,18 +392,6 @@ func fastHeaderMap(b []byte) (map[string]string, bool) {
 	return out, true
 }
 
-// internValue is string(b), shared for a few values every exchange
-// repeats.
-func internValue(b []byte) string {
-	switch string(b) {
-	case "200":
-		return "200"
-	case "application/json":
-		return "application/json"
-	}
-	return intern(b)
-}
-
 // fastHTTPBody reads an HttpBody whose body aliases b.
 func fastHTTPBody(b []byte) (*extprocv3.HttpBody, bool) {
 	hb := &extprocv3.HttpBody{}
