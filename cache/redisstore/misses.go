@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -60,16 +61,15 @@ func (s *Store) factsMiss(ctx context.Context, ref model.SubjectRef, now time.Ti
 	b := &s.misses
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
-	var batch []*missReq
-	if b.reads < maxMissReads {
+	read := b.reads < maxMissReads
+	if read {
 		b.reads++
-		batch = b.take()
 	}
 	b.mu.Unlock()
-	if batch != nil {
+	if read {
 		// Not on this goroutine: the caller must be free to give up at its
 		// own deadline, and the read answers the others too.
-		go s.readMisses(ctx, batch)
+		go s.readMisses(ctx)
 	}
 	select {
 	case <-r.done:
@@ -83,19 +83,24 @@ func (s *Store) factsMiss(ctx context.Context, ref model.SubjectRef, now time.Ti
 // meanwhile in the same slot, or frees it. A read is bounded by the
 // decisions' timeout (loadFactsFromStore sets it), not by one caller's
 // context: it answers the others too.
-func (s *Store) readMisses(ctx context.Context, batch []*missReq) {
+func (s *Store) readMisses(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	b := &s.misses
+	// Let the goroutines already runnable (decisions decoded in the same
+	// burst, about to miss too) queue their misses before the batch is
+	// taken; no wait when there are none. gdprgate serve, 1M subjects, c=16:
+	// 7.0–8.1 misses per read instead of 5.5, one write system call each.
+	runtime.Gosched()
 	for {
-		s.readBatch(ctx, batch)
 		b.mu.Lock()
 		if len(b.pending) == 0 {
 			b.reads--
 			b.mu.Unlock()
 			return
 		}
-		batch = b.take()
+		batch := b.take()
 		b.mu.Unlock()
+		s.readBatch(ctx, batch)
 	}
 }
 
