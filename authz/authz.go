@@ -114,7 +114,7 @@ func (s *Server) checkIn(ctx context.Context, in *checkIn) (any, error) {
 		}
 		return req.GetAttributes()
 	})
-	if b, ok := appendCheckAnswer(make([]byte, 0, 512), ex, &in.http.headers, s.gate.IdentityHeaders(), planSource{s.gate, &greq}); ok {
+	if b, ok := appendCheckAnswer(in.answerBuf[:0], ex, &in.http.headers, s.gate.IdentityHeaders(), planSource{s.gate, &greq}); ok {
 		in.answer.b = b
 		return &in.answer, nil
 	}

@@ -49,8 +49,11 @@ type checkIn struct {
 	// kv backs http.headers: a request's headers cost no allocation of
 	// their own up to its size.
 	kv [24]headerKV
-	// answer is the answer written straight from the exchange.
-	answer checkAnswer
+	// answer is the answer written straight from the exchange, into
+	// answerBuf while it fits (grpc-go writes it out after the handler
+	// returns, while the answer keeps checkIn alive).
+	answer    checkAnswer
+	answerBuf [512]byte
 }
 
 // release frees the message's buffer: nothing decodes it after the Check
