@@ -708,6 +708,12 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 	byTag := map[int]*part{}
 	var parts []*part
 	var children []model.SubjectRef
+	// Each part's changes counted first: appends growing dozens of slices
+	// cost more than the count.
+	var perTag [numTags]int32
+	for _, c := range order {
+		perTag[c.cur.tag]++
+	}
 	for _, c := range order {
 		slices.SortFunc(c.rec.evidence, func(a, b model.Evidence) int { return cmp.Compare(a.ID, b.ID) })
 		// Two records of the batch may share an id: the last one stays.
@@ -715,7 +721,7 @@ func (s *Store) applyEvidence(recs map[model.SubjectRef]*stored, out, in []model
 		p := byTag[c.cur.tag]
 		if p == nil {
 			e := entry
-			p = &part{tag: c.cur.tag, entry: &e, evcount: map[string]int64{}}
+			p = &part{tag: c.cur.tag, entry: &e, evcount: map[string]int64{}, changes: make([]*change, 0, perTag[c.cur.tag])}
 			byTag[c.cur.tag] = p
 			parts = append(parts, p)
 		}

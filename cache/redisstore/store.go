@@ -353,19 +353,22 @@ func refList(refs []model.SubjectRef) string {
 	for _, r := range refs {
 		n += len(r.Entity) + len(r.ID) + 8
 	}
-	b := make([]byte, 0, n)
+	// A Builder: its bytes become the string without a copy.
+	var b strings.Builder
+	b.Grow(n)
+	var num [20]byte
 	for _, r := range refs {
 		// cache.SubjectMember(r), length-prefixed, without building it.
 		el := strconv.Itoa(len(r.Entity))
-		b = strconv.AppendInt(b, int64(len(el)+1+len(r.Entity)+1+len(r.ID)), 10)
-		b = append(b, ':')
-		b = append(b, el...)
-		b = append(b, ':')
-		b = append(b, r.Entity...)
-		b = append(b, ':')
-		b = append(b, r.ID...)
+		b.Write(strconv.AppendInt(num[:0], int64(len(el)+1+len(r.Entity)+1+len(r.ID)), 10))
+		b.WriteByte(':')
+		b.WriteString(el)
+		b.WriteByte(':')
+		b.WriteString(r.Entity)
+		b.WriteByte(':')
+		b.WriteString(r.ID)
 	}
-	return string(b)
+	return b.String()
 }
 
 func parseRefList(s string) ([]model.SubjectRef, error) {
