@@ -350,7 +350,21 @@ func fastHTTPHeaders(b []byte, h *extprocv3.HttpHeaders) (map[string]string, boo
 // empty, repeated names joined with "," except pseudo-headers (the last
 // wins).
 func fastHeaderMap(b []byte) (map[string]string, bool) {
-	out := make(map[string]string, 16)
+	// Sized to the entries (a response's few headers fit the smallest
+	// map; a request's dozen or two get no growth).
+	n := 0
+	for p := b; len(p) > 0; n++ {
+		_, _, k := protowire.ConsumeTag(p)
+		if k < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(0, protowire.BytesType, p[k:])
+		if m < 0 {
+			break
+		}
+		p = p[k+m:]
+	}
+	out := make(map[string]string, n)
 	for len(b) > 0 {
 		f, rest, ok := next(b)
 		if !ok || f.num != fieldHeaderMapHeaders || f.typ != protowire.BytesType {
