@@ -196,8 +196,9 @@ func TestWarmListAnswersAsTheMemorisedReading(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// x-unknown, never stored, is not cached: read once, remembered.
-	if s.cachedReads.Load() != 14 || len(s.behind) != 1 || s.behind[0] != "x-unknown" {
-		t.Fatalf("warm: %d cached reads, Facts for %q; want 14 and [x-unknown]", s.cachedReads.Load(), s.behind)
+	// x-unknown, never stored, may not be cached (whether its facts are
+	// depends on when they were computed): then read once, remembered.
+	if s.cachedReads.Load() != 14 || len(s.behind) > 1 || len(s.behind) == 1 && s.behind[0] != "x-unknown" {
+		t.Fatalf("warm: %d cached reads, Facts for %q; want 14 and at most [x-unknown]", s.cachedReads.Load(), s.behind)
 	}
 }
