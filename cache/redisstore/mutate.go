@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -345,7 +347,9 @@ func (s *Store) partCall(sym symbolTable, p *part, deadline time.Time) (call, er
 		}
 		ends[i] = len(buf)
 	}
-	all := string(buf)
+	// buf is not written again: the string shares its bytes (as
+	// strings.Builder's does).
+	all := unsafe.String(unsafe.SliceData(buf), len(buf))
 	insert := true
 	from := 0
 	for i, c := range p.changes {
@@ -412,15 +416,18 @@ func insertCall(p *part, deadline time.Time, entry string, notify []model.Subjec
 	slot := make([]int, len(p.changes))
 	buckets := make([]int, 0, min(len(p.changes), 64))
 	// The bucket keys are substrings of one string.
-	var kb []byte
+	var kb strings.Builder
 	var kends []int
+	var num [20]byte
 	d := 0
 	for i, c := range p.changes {
 		j := slices.Index(buckets, c.cur.bucket)
 		if j < 0 {
 			j = len(buckets)
-			kb = strconv.AppendInt(append(append(kb, tagPrefix[p.tag]...), "b:"...), int64(c.cur.bucket), 10)
-			kends = append(kends, len(kb))
+			kb.WriteString(tagPrefix[p.tag])
+			kb.WriteString("b:")
+			kb.Write(strconv.AppendInt(num[:0], int64(c.cur.bucket), 10))
+			kends = append(kends, kb.Len())
 			buckets = append(buckets, c.cur.bucket)
 		}
 		slot[i] = j + 1
@@ -428,7 +435,7 @@ func insertCall(p *part, deadline time.Time, entry string, notify []model.Subjec
 			d++
 		}
 	}
-	ks := string(kb)
+	ks := kb.String()
 	from := 0
 	for _, e := range kends {
 		keys = append(keys, ks[from:e])
@@ -584,21 +591,26 @@ func (s *Store) absent(refs []model.SubjectRef, sym symbolTable, sc *scratch) ma
 	for _, r := range refs {
 		size += 2 + len(r.ID)
 	}
-	buf := make([]byte, 0, size)
+	var buf strings.Builder
+	buf.Grow(size)
 	ends := make([]int, len(refs))
-	entity, code, known := "", uint64(0), false
+	entity, known := "", false
+	var code []byte
+	var varint [binary.MaxVarintLen64]byte
 	for i, r := range refs {
 		if i == 0 || r.Entity != entity {
 			entity = r.Entity
-			code, known = sym.code(symEntity, entity)
+			var c uint64
+			c, known = sym.code(symEntity, entity)
+			code = binary.AppendUvarint(varint[:0], c)
 		}
 		if known {
-			buf = binary.AppendUvarint(buf, code)
-			buf = append(buf, r.ID...)
+			buf.Write(code)
+			buf.WriteString(r.ID)
 		}
-		ends[i] = len(buf)
+		ends[i] = buf.Len()
 	}
-	all := string(buf)
+	all := buf.String()
 	// One empty record for all: records as read are never changed in
 	// place (a write clones what it changes).
 	empty := &record{score: scoreNever}
