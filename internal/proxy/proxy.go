@@ -539,13 +539,6 @@ func hadd(h http.Header, k, v string) {
 
 func hdel(h http.Header, k string) { delete(h, gate.CanonicalHeader(k)) }
 
-func hget(h http.Header, k string) string {
-	if v := h[gate.CanonicalHeader(k)]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
 func setBody(resp *http.Response, status int, body []byte) {
 	setLength(resp, status, len(body))
 	resp.Body = io.NopCloser(bytes.NewReader(body))
