@@ -64,26 +64,7 @@ func TestListSubjectsAreReadTogether(t *testing.T) {
 		s.failMany.Store(failMany)
 		s.many.Store(0)
 		s.manyRefs.Store(0)
-		ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
-			if n == "x-gdpr-roles" {
-				return "agent"
-			}
-			return ""
-		}})
-		if !ex.Verdict.Allow {
-			t.Fatalf("list denied: %d %s", ex.Verdict.Status, ex.Verdict.Body)
-		}
-		s.facts.Store(0)
-		rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
-			if n == "content-type" {
-				return "application/json"
-			}
-			return ""
-		}})
-		if rw.Replace || !rw.Modified {
-			t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
-		}
-		return string(rw.Body)
+		return agentReadsList(t, g, body, func() { s.facts.Store(0) })
 	}
 	want := read(t, false, false, false)
 	if s.facts.Load() != 7 || s.many.Load() != 0 {
@@ -164,25 +145,7 @@ func TestWarmListAnswersAsTheMemorisedReading(t *testing.T) {
 		s.mu.Lock()
 		s.behind = nil
 		s.mu.Unlock()
-		ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
-			if n == "x-gdpr-roles" {
-				return "agent"
-			}
-			return ""
-		}})
-		if !ex.Verdict.Allow {
-			t.Fatalf("list denied: %d %s", ex.Verdict.Status, ex.Verdict.Body)
-		}
-		rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
-			if n == "content-type" {
-				return "application/json"
-			}
-			return ""
-		}})
-		if rw.Replace || !rw.Modified {
-			t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
-		}
-		return string(rw.Body)
+		return agentReadsList(t, g, body, nil)
 	}
 	s.off.Store(true)
 	want := read(t)
@@ -201,4 +164,33 @@ func TestWarmListAnswersAsTheMemorisedReading(t *testing.T) {
 	if s.cachedReads.Load() != 14 || len(s.behind) > 1 || len(s.behind) == 1 && s.behind[0] != "x-unknown" {
 		t.Fatalf("warm: %d cached reads, Facts for %q; want 14 and at most [x-unknown]", s.cachedReads.Load(), s.behind)
 	}
+}
+
+// agentReadsList has an agent GET /api/contacts and the backend answer with
+// body (a list the route redacts); betweenCheckAndRewrite runs between the
+// two phases. It returns the body the agent gets.
+func agentReadsList(t *testing.T, g *gate.Gate, body string, betweenCheckAndRewrite func()) string {
+	t.Helper()
+	ex := g.Check(context.Background(), &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string {
+		if n == "x-gdpr-roles" {
+			return "agent"
+		}
+		return ""
+	}})
+	if !ex.Verdict.Allow {
+		t.Fatalf("list denied: %d %s", ex.Verdict.Status, ex.Verdict.Body)
+	}
+	if betweenCheckAndRewrite != nil {
+		betweenCheckAndRewrite()
+	}
+	rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
+		if n == "content-type" {
+			return "application/json"
+		}
+		return ""
+	}})
+	if rw.Replace || !rw.Modified {
+		t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
+	}
+	return string(rw.Body)
 }
