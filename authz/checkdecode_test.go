@@ -12,6 +12,22 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// sampleHeaders are a request's headers with the odd ones a reader must
+// keep: an empty name, an empty value, a long value.
+func sampleHeaders() map[string]string {
+	return map[string]string{":method": "GET", ":path": "/api/contacts/c-1", "x-gdpr-roles": "agent", "": "", "empty": "", "long": string(make([]byte, 300))}
+}
+
+// marshalCheck is r's wire form.
+func marshalCheck(t testing.TB, r *authv3.CheckRequest) []byte {
+	t.Helper()
+	b, err := proto.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func sampleCheckRequest(headers map[string]string) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
@@ -32,15 +48,8 @@ func sampleCheckRequest(headers map[string]string) *authv3.CheckRequest {
 // the same message from valid bytes (merged occurrences, unknown fields,
 // odd map entries included), an error where it errs.
 func TestDecodeCheckRequestAsProto(t *testing.T) {
-	many := map[string]string{":method": "GET", ":path": "/api/contacts/c-1", "x-gdpr-roles": "agent", "": "", "empty": "", "long": string(make([]byte, 300))}
-	valid := func(r *authv3.CheckRequest) []byte {
-		b, err := proto.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	base := valid(sampleCheckRequest(many))
+	valid := func(r *authv3.CheckRequest) []byte { return marshalCheck(t, r) }
+	base := valid(sampleCheckRequest(sampleHeaders()))
 	// HttpRequest bytes inside the request, to build odd entries: a
 	// second CheckRequest whose http holds only the given raw field.
 	withHTTPField := func(field []byte) []byte {

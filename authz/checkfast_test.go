@@ -15,15 +15,8 @@ import (
 // of order, unknown fields, declared fields of another wire type, a packed
 // encoding where none is declared, groups, invalid UTF-8, truncations.
 func fastCorpus(t testing.TB) map[string][]byte {
-	many := map[string]string{":method": "GET", ":path": "/api/contacts/c-1", "x-gdpr-roles": "agent", "": "", "empty": "", "long": string(make([]byte, 300))}
-	valid := func(r *authv3.CheckRequest) []byte {
-		b, err := proto.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	base := valid(sampleCheckRequest(many))
+	valid := func(r *authv3.CheckRequest) []byte { return marshalCheck(t, r) }
+	base := valid(sampleCheckRequest(sampleHeaders()))
 	// nest wraps HttpRequest fields into a CheckRequest (attributes 1,
 	// request 4, http 2).
 	nest := func(fields ...[]byte) []byte {
