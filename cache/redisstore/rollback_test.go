@@ -1,13 +1,11 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,27 +15,10 @@ import (
 	"github.com/gdprgate/gdprgate/cache/redisstore"
 	"github.com/gdprgate/gdprgate/cache/storetest"
 	"github.com/gdprgate/gdprgate/internal/audit"
+	"github.com/gdprgate/gdprgate/internal/testlog"
 	"github.com/gdprgate/gdprgate/internal/testredis"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
-
-// lockedBuffer is a log sink for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestBatchWhoseRollbackFailsLeavesOnlyAuditedParts: a batch spanning the
 // three masters of a cluster fails on master B (its writes are paused past
@@ -52,7 +33,7 @@ func TestBatchWhoseRollbackFailsLeavesOnlyAuditedParts(t *testing.T) {
 		t.Skip("pauses masters for ~20 s")
 	}
 	cl := testredis.StartClusterWith(t, testredis.ClusterOptions{Masters: 3, Replicas: -1, NodeTimeout: 20 * time.Second})
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	const writeTimeout = 3 * time.Second
 	s := seededStore(t, cl.URL(), cache.Options{Timeout: time.Second, WriteTimeout: writeTimeout,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})

@@ -8,28 +8,11 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gdprgate/gdprgate/internal/testlog"
 )
-
-// syncBuffer collects the demo's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var urlLine = regexp.MustCompile(`(?m)^\s+(gateway|admin API)[^:]*:\s+(http://\S+)`)
 
@@ -49,7 +32,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatal("README has no walk-through block")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-level", "error"}, out, io.Discard)

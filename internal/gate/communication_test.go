@@ -16,6 +16,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/gate"
 	"github.com/gdprgate/gdprgate/internal/testid"
+	"github.com/gdprgate/gdprgate/internal/testlog"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -154,7 +155,7 @@ func (f *flakyEvidence) PutEvidence(ctx context.Context, evs []model.Evidence, e
 func TestCommunicationEvidenceRetriedUntilStored(t *testing.T) {
 	sc := apptest.New(t, apptest.Options{})
 	st := &flakyEvidence{Store: sc.App.Store}
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	g, err := gate.New(gate.Options{
 		Config: sc.App.Config, Store: st, Engine: sc.App.Engine, Identity: sc.App.Identity,
 		Hasher: audit.NewHasher([]byte("k")), Logger: slog.New(slog.NewJSONHandler(logs, nil)),

@@ -1,12 +1,10 @@
 package gate_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/audit"
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/testlog"
 )
 
 // flakyAudit is a store whose next fail AppendAudit calls fail.
@@ -35,28 +34,10 @@ func (f *flakyAudit) AppendAudit(ctx context.Context, e audit.Entry) (string, er
 	return f.Store.AppendAudit(ctx, e)
 }
 
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type rectifyRig struct {
 	g     *gate.Gate
 	store *flakyAudit
-	logs  *lockedBuffer
+	logs  *testlog.Buffer
 	reg   *prometheus.Registry
 }
 
@@ -65,7 +46,7 @@ type rectifyRig struct {
 func newRectifyRig(t *testing.T, retryFor time.Duration) *rectifyRig {
 	t.Helper()
 	sc := apptest.New(t, apptest.Options{})
-	rig := &rectifyRig{store: &flakyAudit{Store: sc.App.Store}, logs: &lockedBuffer{}, reg: prometheus.NewRegistry()}
+	rig := &rectifyRig{store: &flakyAudit{Store: sc.App.Store}, logs: &testlog.Buffer{}, reg: prometheus.NewRegistry()}
 	g, err := gate.New(gate.Options{
 		Config: sc.App.Config, Store: rig.store, Engine: sc.App.Engine, Identity: sc.App.Identity,
 		Hasher: audit.NewHasher([]byte("k")), Logger: slog.New(slog.NewJSONHandler(rig.logs, nil)),

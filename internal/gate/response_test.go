@@ -10,6 +10,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/apptest"
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/gate"
+	"github.com/gdprgate/gdprgate/internal/testlog"
 )
 
 const responseConfig = `
@@ -43,12 +44,12 @@ routes:
 type responseRig struct {
 	g    *gate.Gate
 	sc   *apptest.Scenario
-	logs *lockedBuffer
+	logs *testlog.Buffer
 }
 
 func newResponseRig(t *testing.T, configure func(*config.Config)) *responseRig {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	sc := apptest.New(t, apptest.Options{ConfigYAML: []byte(responseConfig), Configure: configure,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	return &responseRig{g: sc.App.Gate, sc: sc, logs: logs}
