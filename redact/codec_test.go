@@ -131,12 +131,9 @@ func BenchmarkCodec(b *testing.B) {
 // decoder could read them, and the streamed decoder refuses them.
 func TestDecodeRefusesBytesAfterTheCompressedData(t *testing.T) {
 	body := listBody(3)
-	var raw bytes.Buffer
-	fw, _ := flate.NewWriter(&raw, 5)
-	fw.Write(body)
-	fw.Close()
+	raw := rawDeflate(body)
 	for _, ce := range []string{"gzip", "deflate", "br", "raw"} {
-		enc := raw.Bytes()
+		enc := raw
 		if ce != "raw" {
 			enc, _ = Encode(ce, body)
 		}
@@ -148,4 +145,13 @@ func TestDecodeRefusesBytesAfterTheCompressedData(t *testing.T) {
 			t.Fatalf("%s: bytes after the compressed data were ignored", ce)
 		}
 	}
+}
+
+// rawDeflate is b as a raw deflate stream (no zlib header).
+func rawDeflate(b []byte) []byte {
+	var out bytes.Buffer
+	fw, _ := flate.NewWriter(&out, 5)
+	fw.Write(b)
+	fw.Close()
+	return out.Bytes()
 }
