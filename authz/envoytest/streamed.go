@@ -367,7 +367,12 @@ func (p *procSession) duplex(x *exchange, d direction) (*Response, bool) {
 				continue
 			}
 			hasNext = true
-			tr := x.upstreamTrailers()
+			var tr headerMap
+			if c.end {
+				// Known only at the body's end; before it the reader
+				// goroutine may still be filling them in.
+				tr = x.upstreamTrailers()
+			}
 			next = responseBodyRequest(c.data, c.end && len(tr) == 0)
 			if err := p.prepare(PhaseResponseBody, next); err != nil {
 				return p.failLocal(x, http.StatusInternalServerError, "ext_proc_error_gRPC_error_"+strconv.Itoa(int(status.Code(err))))
