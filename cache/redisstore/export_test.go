@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"testing"
 
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -75,3 +76,22 @@ func GoRedisMissesForTest(s *Store) {
 // RawMissesForTest reports whether the miss batcher reads through its own
 // connection.
 func RawMissesForTest(s *Store) bool { return s.raw != nil }
+
+// StartTLSRedisForTest starts a redis-server speaking only TLS, with a
+// password; caFile holds the CA its certificate (for 127.0.0.1) chains to.
+func StartTLSRedisForTest(t testing.TB) (addr, password, caFile string) {
+	r := startTLSRedis(t)
+	return r.addr, r.password, r.caFile
+}
+
+// RawReadOverTLSForTest reports whether the miss batcher's own connection
+// is open and is a TLS one.
+func RawReadOverTLSForTest(s *Store) bool {
+	if s.raw == nil {
+		return false
+	}
+	s.raw.mu.Lock()
+	defer s.raw.mu.Unlock()
+	_, ok := s.raw.conn.(*tls.Conn)
+	return ok
+}

@@ -28,7 +28,8 @@ import (
 // Only for redis://, rediss:// and unix:// stores (one server, whose
 // address does not move): Sentinel and Cluster keep go-redis, which
 // follows failovers and slots. The connection is dialled with go-redis's
-// own dialer (TLS as configured) and authenticated and switched to the
+// own dialer (TLS as configured, verified as go-redis verifies its own:
+// TestRawReadOverTLS, TestStoreMissesOverTLS) and authenticated and switched to the
 // URL's database as go-redis does. Any error, short read or timeout
 // closes it (a reply left half-read must never be taken for the next
 // one's) and the read fails: the decisions fail closed; the next read
