@@ -3,6 +3,7 @@ package binpages
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,10 +17,23 @@ import (
 // bytes, so this changes no content; writable mappings (.data, .bss) are
 // left alone, since DONTNEED would reset them to the file's contents. It
 // returns the bytes advised.
+//
+// It releases nothing (ErrUnsupported) from an executable the dynamic
+// loader may have written into (see relocatable): there a read-only
+// mapping can hold relocated pointers that DONTNEED would reset.
 func Release() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("binpages: %w", err)
+	}
+	f, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return 0, fmt.Errorf("binpages: %w", err)
+	}
+	err = relocatable(f)
+	f.Close()
+	if err != nil {
+		return 0, err
 	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
@@ -65,4 +79,22 @@ func readOnlyMapping(line, exe string) (start, end uintptr, ok bool) {
 		return 0, 0, false
 	}
 	return uintptr(s), uintptr(e), true
+}
+
+// relocatable refuses an executable whose read-only pages may differ from
+// its file: a position-independent one (ELF type DYN, as -buildmode=pie
+// builds), whose loader relocates pointers in read-only data, and any with
+// a GNU_RELRO segment, which the loader writes and then makes read-only —
+// it shows as "r--p" in /proc/self/maps like code. Go's default
+// executable on Linux is neither.
+func relocatable(f *elf.File) error {
+	if f.Type != elf.ET_EXEC {
+		return fmt.Errorf("%w: a position-independent executable (ELF type %v)", ErrUnsupported, f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_GNU_RELRO {
+			return fmt.Errorf("%w: the executable has a GNU_RELRO segment", ErrUnsupported)
+		}
+	}
+	return nil
 }
