@@ -48,12 +48,13 @@ func memoMaps(tb testing.TB) []*Map {
 	return maps
 }
 
-// TestKeyMemoIsInvisible: list items whose keys repeat the previous item's
-// but for one byte — at every offset of keys of every length the memo
-// holds, replaced by a letter of the other case, a quote, a backslash (an
-// escape spelling the same key), a control byte or a byte outside ASCII —
-// or that are shorter or longer by one, with the item at the end of the
-// body or padded after it, rewrite exactly as without the memo.
+// TestKeyMemoIsInvisible: list items (and objects in them) whose keys
+// repeat the previous one's but for one byte — at every offset of keys of
+// every length the memo holds, replaced by a letter of the other case, a
+// quote, a backslash (an escape spelling the same key), a control byte or
+// a byte outside ASCII — or that are shorter or longer by one, with the
+// item at the end of the body or padded after it, rewrite exactly as
+// without the memo.
 func TestKeyMemoIsInvisible(t *testing.T) {
 	maps := memoMaps(t)
 	for n := 0; n <= 18; n++ {
@@ -74,6 +75,12 @@ func TestKeyMemoIsInvisible(t *testing.T) {
 					assertMemoIsInvisible(t, maps, []byte(body), 0b0101)
 					// The key last, nothing after it.
 					assertMemoIsInvisible(t, maps, []byte(`{"data":[{"`+base+`":0},{"`+v), 0)
+					// In objects only validated (a mapped value, data.#.address,
+					// and one no path reaches).
+					for _, key := range []string{"address", "other"} {
+						nested := `{"data":[{"id":"c-1","` + key + `":{"` + base + `":"a","b":1}},{"id":"c-2","` + key + `":` + second + pad + `}]}`
+						assertMemoIsInvisible(t, maps, []byte(nested), 0b0101)
+					}
 				}
 			}
 		}

@@ -2,7 +2,6 @@ package redact
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,96 +70,8 @@ type rewriter struct {
 	// collect, when set (Subjects), gets every item's subject id instead
 	// of a planner being asked.
 	collect func(id []byte)
-	// keys remembers, per object depth, the keys of the last object
-	// rewritten there (see keyMemo).
-	keys   [memoDepths]keyMemo
-	noMemo bool
-}
-
-// memoDepths and memoKeys bound the key memo: the objects of the first
-// depths, their first keys.
-const (
-	memoDepths = 16
-	memoKeys   = 64
-)
-
-// keyMemo holds the keys, in order, of the last object rewritten at one
-// depth under node n. The items of a list repeat their keys in the same
-// order, so each key of the next item is first compared with the one at
-// its position — a word or two — instead of being scanned and looked up.
-// The memo holds the keys' bytes, not offsets, so it stays true whatever
-// src the rewriter reads next.
-type keyMemo struct {
-	n    *node
-	keys []memoKey
-}
-
-// memoKey is a key of at most 16 bytes that scanned as a plain string (no
-// escape, no byte outside ASCII; hence no quote, backslash or control
-// byte) and the node lookup gave it. Its bytes are w0, w1 (little-endian,
-// zero past the key); m0, m1 mask the key's bytes; l is its length, or -1
-// when the key at that position could not be remembered.
-type memoKey struct {
-	w0, w1, m0, m1 uint64
-	l              int
-	c              *node
-}
-
-// memo returns the key memo for an object at the current depth under n,
-// emptied when it was another node's; nil below memoDepths.
-func (r *rewriter) memo(n *node) *keyMemo {
-	d := r.depth - 1
-	if d < 0 || d >= memoDepths || r.noMemo {
-		return nil
-	}
-	km := &r.keys[d]
-	if km.n != n {
-		km.n, km.keys = n, km.keys[:0]
-	}
-	return km
-}
-
-// memoHit reports whether the string at j (its opening quote) is the
-// remembered key e. The key's bytes are plain, so equal bytes followed by
-// a quote are that key, validated: what str and lookup would say.
-func (r *rewriter) memoHit(j int, e *memoKey) bool {
-	src := r.src
-	a := j + 1
-	if e.l < 0 || a+17 > len(src) {
-		return false
-	}
-	return binary.LittleEndian.Uint64(src[a:])&e.m0 == e.w0 &&
-		binary.LittleEndian.Uint64(src[a+8:])&e.m1 == e.w1 &&
-		src[a+e.l] == '"'
-}
-
-// remember records, at position k of km, the key src[a:a+l] (scanned with
-// flags) and its node.
-func (km *keyMemo) remember(k int, src []byte, a, l int, flags uint8, c *node) {
-	if k > len(km.keys) || k >= memoKeys {
-		return
-	}
-	e := memoKey{l: -1}
-	if flags == 0 && l <= 16 {
-		var b [16]byte
-		copy(b[:], src[a:a+l])
-		e = memoKey{l: l, c: c,
-			w0: binary.LittleEndian.Uint64(b[:8]), w1: binary.LittleEndian.Uint64(b[8:]),
-			m0: byteMask(min(l, 8)), m1: byteMask(max(l-8, 0))}
-	}
-	if k == len(km.keys) {
-		km.keys = append(km.keys, e)
-	} else {
-		km.keys[k] = e
-	}
-}
-
-// byteMask masks the low n bytes of a word (n <= 8).
-func byteMask(n int) uint64 {
-	if n >= 8 {
-		return ^uint64(0)
-	}
-	return 1<<(8*n) - 1
+	// memos backs scanner.memo (nil while the memo is off, for tests).
+	memos keyMemos
 }
 
 type pool struct {
@@ -173,6 +84,7 @@ func (p *pool) get() *rewriter {
 		return r
 	}
 	r := &rewriter{m: p.m, hit: make([]bool, len(p.m.fields)), mbuf: make([]uint64, p.m.MatchedWords())}
+	r.scanner.memo = &r.memos
 	if len(p.m.hashKey) > 0 {
 		r.mac = newHMAC(p.m.hashKey)
 	}
@@ -183,7 +95,7 @@ func (p *pool) put(r *rewriter) {
 	r.src, r.out, r.planner, r.matched, r.collect = nil, nil, nil, nil, nil
 	r.res = Result{}
 	r.quiet = 0
-	r.noMemo = false
+	r.scanner.memo = &r.memos
 	clear(r.hit)
 	clear(r.mbuf)
 	p.p.Put(r)
@@ -213,7 +125,10 @@ func (m *Map) RewriteMatched(dst, src []byte, p Planner, matched []uint64) (out 
 func (m *Map) rewriteMatched(dst, src []byte, p Planner, matched []uint64, memo bool) (out []byte, res Result, err error) {
 	r := m.pool.get()
 	defer m.pool.put(r)
-	r.src, r.depth, r.planner, r.noMemo = src, 0, p, !memo
+	r.src, r.depth, r.planner = src, 0, p
+	if !memo {
+		r.scanner.memo = nil
+	}
 	r.out, r.last = dst, 0
 	if matched != nil {
 		r.matched = r.mbuf
@@ -490,7 +405,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 		return j + 1, nil
 	}
 	emitted, comma := false, -1
-	km := r.memo(n)
+	km := r.memoFor(n)
 	for k := 0; ; k++ {
 		start := j
 		if j >= len(src) || src[j] != '"' {

@@ -33,6 +33,7 @@ func (e *SyntaxError) Is(target error) bool { return target == ErrInvalidJSON }
 type scanner struct {
 	src   []byte
 	depth int
+	memo  *keyMemos // nil: keys are always scanned
 }
 
 func (s *scanner) errAt(i int, msg string) error {
@@ -264,13 +265,23 @@ func (s *scanner) object(i int) (int, error) {
 		s.depth--
 		return j + 1, nil
 	}
-	for {
+	km := s.memoFor(nil)
+	for k := 0; ; k++ {
 		if j >= len(src) || src[j] != '"' {
 			return 0, s.unexpected(j, "a string key")
 		}
-		end, _, err := s.str(j)
-		if err != nil {
-			return 0, err
+		var end int
+		var err error
+		if km != nil && k < len(km.keys) && s.memoHit(j, &km.keys[k]) {
+			end = j + 2 + km.keys[k].l
+		} else {
+			var flags uint8
+			if end, flags, err = s.str(j); err != nil {
+				return 0, err
+			}
+			if km != nil {
+				km.remember(k, src, j+1, end-j-2, flags, nil)
+			}
 		}
 		j = s.ws(end)
 		if j >= len(src) || src[j] != ':' {

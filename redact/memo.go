@@ -1,0 +1,101 @@
+package redact
+
+import "encoding/binary"
+
+// memoDepths and memoKeys bound the key memo: the objects of the first
+// depths, their first keys.
+const (
+	memoDepths = 16
+	memoKeys   = 64
+)
+
+// keyMemos are the key memos of a rewriter: per depth, one for the objects
+// under a node of the paths (whose keys are looked up) and one for the
+// objects only validated (a mapped value kept or cut whole, or one no path
+// reaches).
+type keyMemos struct {
+	mapped, plain [memoDepths]keyMemo
+}
+
+// keyMemo holds the keys, in order, of the last object read at one depth
+// (under node n, nil for a plain one). The items of a list repeat their
+// keys in the same order, so each key of the next item is first compared
+// with the one at its position — a word or two — instead of being scanned
+// and looked up. The memo holds the keys' bytes, not offsets, so it stays
+// true whatever src the scanner reads next.
+type keyMemo struct {
+	n    *node
+	keys []memoKey
+}
+
+// memoKey is a key of at most 16 bytes that scanned as a plain string (no
+// escape, no byte outside ASCII; hence no quote, backslash or control
+// byte) and the node lookup gave it. Its bytes are w0, w1 (little-endian,
+// zero past the key); m0, m1 mask the key's bytes; l is its length, or -1
+// when the key at that position could not be remembered.
+type memoKey struct {
+	w0, w1, m0, m1 uint64
+	l              int
+	c              *node
+}
+
+// memoFor returns the key memo for an object at the current depth under n
+// (nil: a plain object), emptied when it was another node's; nil when the
+// memo is off or below memoDepths.
+func (s *scanner) memoFor(n *node) *keyMemo {
+	d := s.depth - 1
+	if s.memo == nil || d < 0 || d >= memoDepths {
+		return nil
+	}
+	km := &s.memo.plain[d]
+	if n != nil {
+		km = &s.memo.mapped[d]
+	}
+	if km.n != n {
+		km.n, km.keys = n, km.keys[:0]
+	}
+	return km
+}
+
+// memoHit reports whether the string at j (its opening quote) is the
+// remembered key e. The key's bytes are plain, so equal bytes followed by
+// a quote are that key, validated: what str and lookup would say.
+func (s *scanner) memoHit(j int, e *memoKey) bool {
+	src := s.src
+	a := j + 1
+	if e.l < 0 || a+17 > len(src) {
+		return false
+	}
+	return binary.LittleEndian.Uint64(src[a:])&e.m0 == e.w0 &&
+		binary.LittleEndian.Uint64(src[a+8:])&e.m1 == e.w1 &&
+		src[a+e.l] == '"'
+}
+
+// remember records, at position k of km, the key src[a:a+l] (scanned with
+// flags) and its node.
+func (km *keyMemo) remember(k int, src []byte, a, l int, flags uint8, c *node) {
+	if k > len(km.keys) || k >= memoKeys {
+		return
+	}
+	e := memoKey{l: -1}
+	if flags == 0 && l <= 16 {
+		var b [16]byte
+		copy(b[:], src[a:a+l])
+		e = memoKey{l: l, c: c,
+			w0: binary.LittleEndian.Uint64(b[:8]), w1: binary.LittleEndian.Uint64(b[8:]),
+			m0: byteMask(min(l, 8)), m1: byteMask(max(l-8, 0))}
+	}
+	if k == len(km.keys) {
+		km.keys = append(km.keys, e)
+	} else {
+		km.keys[k] = e
+	}
+}
+
+// byteMask masks the low n bytes of a word (n <= 8).
+func byteMask(n int) uint64 {
+	if n >= 8 {
+		return ^uint64(0)
+	}
+	return 1<<(8*n) - 1
+}
