@@ -1,11 +1,19 @@
 package cache
 
 import (
+	"fmt"
 	"math"
+	"reflect"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -31,8 +39,8 @@ func TestLocalUsesStayBounded(t *testing.T) {
 					l.Put(r, nil, Facts{RegistersVersion: 1}, at, l.Gen())
 				}
 			}
-			if bound := 4 * (2*l.Len() + 65); cap(l.uses) > bound {
-				t.Fatalf("uses: len %d cap %d for %d entries, want cap <= %d", len(l.uses), cap(l.uses), l.Len(), bound)
+			if bound := 4 * (2*l.Len() + 65); cap(l.shards[0].uses) > bound {
+				t.Fatalf("uses: len %d cap %d for %d entries, want cap <= %d", len(l.shards[0].uses), cap(l.shards[0].uses), l.Len(), bound)
 			}
 		})
 	}
@@ -53,15 +61,15 @@ func TestLocalRecencySurvivesTheTickWrapping(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		l.Put(r(id), nil, Facts{RegistersVersion: 1}, at, l.Gen())
 	}
-	l.tick = math.MaxUint32 - 2
+	l.shards[0].tick = math.MaxUint32 - 2
 	// Order of use: b, c, a (oldest first), crossing the wrap.
 	for _, id := range []string{"b", "c", "a", "c", "a"} {
 		if _, ok := l.Get(r(id), at); !ok {
 			t.Fatalf("%s missing", id)
 		}
 	}
-	if l.tick > 10 {
-		t.Fatalf("tick %d: not renumbered", l.tick)
+	if l.shards[0].tick > 10 {
+		t.Fatalf("tick %d: not renumbered", l.shards[0].tick)
 	}
 	l.Put(r("d"), nil, Facts{RegistersVersion: 1}, at, l.Gen())
 	if _, ok := l.Get(r("b"), at); ok {
@@ -71,5 +79,417 @@ func TestLocalRecencySurvivesTheTickWrapping(t *testing.T) {
 		if _, ok := l.Get(r(id), at); !ok {
 			t.Fatalf("%s evicted", id)
 		}
+	}
+}
+
+// TestLocalShardsAgreeWithPerShardLRUs: random puts, gets and
+// invalidations (subjects of two entities, some sharing an id, some ids
+// longer than an entry holds inline, some inheriting from others) on
+// caches of 1 and 4 shards, with every id hashed apart or, masked, onto
+// a few hashes (collisions in the index); after every step the cache holds
+// exactly what a model holds: per shard, a plain least-recently-used
+// list; the bound the whole cache's; room made in the new entry's shard,
+// then, when that one is empty, in the others in turn.
+func TestLocalShardsAgreeWithPerShardLRUs(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		shards int
+		mask   uint64
+	}{
+		{"one shard", 1, math.MaxUint64},
+		{"one shard, colliding hashes", 1, 3},
+		{"four shards", 4, math.MaxUint64},
+		{"four shards, colliding hashes", 4, 3<<62 | 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const max = 10
+			l := newLocal(Options{MaxSubjects: max}.WithDefaults(), tc.shards)
+			l.hashMask = tc.mask
+			ix, err := model.NewIndex(&model.Registers{}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.SetIndex(ix)
+			type item struct {
+				ref    model.SubjectRef
+				parent *model.SubjectRef
+				active uint32
+			}
+			lrus := make([][]item, tc.shards) // per shard, most recently used first
+			shardOf := func(r model.SubjectRef) int { return int(l.hash(r.ID) >> l.shift) }
+			find := func(r model.SubjectRef) (int, int) {
+				s := shardOf(r)
+				for i, it := range lrus[s] {
+					if it.ref == r {
+						return s, i
+					}
+				}
+				return s, -1
+			}
+			total := func() int {
+				n := 0
+				for _, lru := range lrus {
+					n += len(lru)
+				}
+				return n
+			}
+			victim := uint32(0)
+			rnd := uint64(7)
+			next := func(n int) int {
+				rnd = rnd*6364136223846793005 + 1442695040888963407
+				return int(rnd>>33) % n
+			}
+			newRef := func() model.SubjectRef {
+				id := "c-" + strconv.Itoa(next(24))
+				if next(4) == 0 {
+					id += strings.Repeat("-long", 6) // past inlineID
+				}
+				entity := "contact"
+				if next(3) == 0 {
+					entity = "phone_number"
+				}
+				return model.SubjectRef{Entity: entity, ID: id}
+			}
+			for step := range 20000 {
+				r := newRef()
+				switch op := next(10); {
+				case op < 5: // put
+					it := item{ref: r, active: uint32(step + 1)}
+					if next(4) == 0 {
+						pr := newRef()
+						it.parent = &pr
+					}
+					l.Put(r, it.parent, Facts{RegistersVersion: 1, State: lifecycle.State{Active: it.active}}, at, l.Gen())
+					s, i := find(r)
+					if i >= 0 {
+						lrus[s] = append(lrus[s][:i], lrus[s][i+1:]...)
+					}
+					for total() >= max && len(lrus[s]) > 0 {
+						lrus[s] = lrus[s][:len(lrus[s])-1]
+					}
+					for total() >= max {
+						evicted := false
+						for range tc.shards {
+							victim++
+							k := int(victim) & (tc.shards - 1)
+							if k == s {
+								continue
+							}
+							if n := len(lrus[k]); n > 0 {
+								lrus[k] = lrus[k][:n-1]
+								evicted = true
+							}
+							if total() < max {
+								break
+							}
+						}
+						if !evicted {
+							t.Fatalf("step %d: the model found no room", step)
+						}
+					}
+					lrus[s] = append([]item{it}, lrus[s]...)
+				case op < 9: // get
+					f, ok := l.Get(r, at)
+					s, i := find(r)
+					if ok != (i >= 0) {
+						t.Fatalf("step %d: Get(%v) hit=%v, want %v", step, r, ok, i >= 0)
+					}
+					if ok {
+						it := lrus[s][i]
+						if f.State.Active != it.active {
+							t.Fatalf("step %d: Get(%v) = facts of put %d, want %d", step, r, f.State.Active, it.active)
+						}
+						lrus[s] = append([]item{it}, append(lrus[s][:i:i], lrus[s][i+1:]...)...)
+					}
+				default: // invalidate r and its children
+					l.Invalidate(r)
+					for s, lru := range lrus {
+						kept := lru[:0:0]
+						for _, it := range lru {
+							if it.ref != r && (it.parent == nil || *it.parent != r) {
+								kept = append(kept, it)
+							}
+						}
+						lrus[s] = kept
+					}
+				}
+				if l.Len() != total() {
+					t.Fatalf("step %d: Len = %d, want %d", step, l.Len(), total())
+				}
+			}
+			if got, want := l.reserved.Load(), int64(l.Len()); got != want {
+				t.Fatalf("reserved %d for %d entries", got, want)
+			}
+		})
+	}
+}
+
+// TestLocalHoldsItsBoundWhateverTheShards: a cache sized for a list's
+// subjects holds all of them, however unevenly they hash over its shards;
+// one more evicts exactly one.
+func TestLocalHoldsItsBoundWhateverTheShards(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const size = 2300
+	l := NewLocal(Options{MaxSubjects: size})
+	if len(l.shards) < 4 {
+		t.Fatalf("%d shards for %d subjects, want several", len(l.shards), size)
+	}
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetIndex(ix)
+	r := func(n int) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)} }
+	for n := range size {
+		l.Put(r(n), nil, Facts{RegistersVersion: 1}, at, l.Gen())
+	}
+	for n := range size {
+		if _, ok := l.Get(r(n), at); !ok {
+			t.Fatalf("c-%d evicted from a cache of %d holding %d", n, size, size)
+		}
+	}
+	l.Put(r(size), nil, Facts{RegistersVersion: 1}, at, l.Gen())
+	if n := l.Len(); n != size {
+		t.Fatalf("Len = %d, want %d", n, size)
+	}
+}
+
+// TestLocalConcurrentUseKeepsItsBounds (run it with -race): goroutines
+// putting, reading and invalidating subjects of a sharded cache with small
+// bounds; the entries held never exceed them, the reservations come back
+// to the entries held, and no read returns another subject's facts.
+func TestLocalConcurrentUseKeepsItsBounds(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const maxSubjects, maxBytes = 40, 40 * 400
+	l := newLocal(Options{MaxSubjects: maxSubjects, MaxBytes: maxBytes}.WithDefaults(), 8)
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetIndex(ix)
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	var failed atomic.Value
+	wg.Add(1)
+	go func() { // watches the bounds while the others work
+		defer wg.Done()
+		for !stop.Load() {
+			for k := range l.shards {
+				s := &l.shards[k]
+				s.mu.Lock()
+				// Each shard alone; the sum is checked at the end.
+				if s.count > maxSubjects || s.bytes > maxBytes {
+					failed.Store(fmt.Sprintf("shard %d holds %d entries, %d bytes", k, s.count, s.bytes))
+				}
+				s.mu.Unlock()
+			}
+			runtime.Gosched()
+		}
+	}()
+	var workers sync.WaitGroup
+	for g := range 8 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			rnd := uint64(g + 1)
+			next := func(n int) int {
+				rnd = rnd*6364136223846793005 + 1442695040888963407
+				return int(rnd>>33) % n
+			}
+			for range 3000 {
+				n := next(200)
+				r := model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)}
+				switch op := next(10); {
+				case op < 4:
+					var parent *model.SubjectRef
+					if next(3) == 0 {
+						parent = &model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(next(200))}
+					}
+					// Ids of every length, so that the byte bound binds too.
+					l.Put(r, parent, Facts{RegistersVersion: 1, State: lifecycle.State{Active: uint32(n)}}, at, l.Gen())
+				case op < 9:
+					if f, ok := l.Get(r, at); ok && f.State.Active != uint32(n) {
+						failed.Store(fmt.Sprintf("Get(%v) = facts of c-%d", r, f.State.Active))
+					}
+				default:
+					l.Invalidate(r)
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	stop.Store(true)
+	wg.Wait()
+	if f := failed.Load(); f != nil {
+		t.Fatal(f)
+	}
+	if n, b := l.Len(), l.Bytes(); n > maxSubjects || b > maxBytes {
+		t.Fatalf("%d entries, %d bytes; bounds %d, %d", n, b, maxSubjects, maxBytes)
+	}
+	if r, n := l.reserved.Load(), l.Len(); r != int64(n) {
+		t.Fatalf("reserved %d for %d entries", r, n)
+	}
+	if r, b := l.reservedBytes.Load(), l.Bytes(); r != b {
+		t.Fatalf("reserved %d bytes for %d", r, b)
+	}
+	withParent := 0
+	for k := range l.shards {
+		for _, e := range l.shards[k].cold {
+			if e.hasParent {
+				withParent++
+			}
+		}
+	}
+	if got := l.withParent.Load(); got != int64(withParent) {
+		t.Fatalf("withParent %d, %d entries have a parent", got, withParent)
+	}
+}
+
+// TestLocalInvalidationRacingAChildsPutDropsIt: a child's facts read
+// before its parent changed, put while the parent's invalidation runs,
+// must not stay cached, whichever comes first — the child lives in
+// another shard than its parent, and the invalidation skips the shards
+// when no entry has a parent.
+func TestLocalInvalidationRacingAChildsPutDropsIt(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	l := newLocal(Options{}.WithDefaults(), 8)
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetIndex(ix)
+	parent := model.SubjectRef{Entity: "contact", ID: "c-1"}
+	var child model.SubjectRef
+	for n := 0; ; n++ {
+		child = model.SubjectRef{Entity: "phone_number", ID: "+420" + strconv.Itoa(n)}
+		if l.hash(child.ID)>>l.shift != l.hash(parent.ID)>>l.shift {
+			break
+		}
+	}
+	for i := range 2000 {
+		gen := l.Gen() // the child's read starts
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); l.Put(child, &parent, Facts{RegistersVersion: 1}, at, gen) }()
+		go func() { defer wg.Done(); l.Invalidate(parent) }()
+		wg.Wait()
+		if _, ok := l.Get(child, at); ok {
+			t.Fatalf("round %d: a child read before its parent's invalidation stayed cached", i)
+		}
+	}
+	if n := l.withParent.Load(); n != 0 {
+		t.Fatalf("withParent = %d with no entry", n)
+	}
+}
+
+// TestSameFactsKnowsEveryField: entries share a value only when their
+// facts are equal field for field; a field added to Facts or State that
+// sameFacts does not compare would hand one subject another's facts.
+func TestSameFactsKnowsEveryField(t *testing.T) {
+	// Change one field at a time of a base value; sameFacts must see
+	// each change (reflect sets every settable field to a non-zero value).
+	base := Facts{State: lifecycle.State{Grants: []lifecycle.Grant{{LegalisationID: "l"}}}}
+	var paths [][]int
+	var walk func(tp reflect.Type, path []int)
+	walk = func(tp reflect.Type, path []int) {
+		for i := range tp.NumField() {
+			p := append(slices.Clone(path), i)
+			if f := tp.Field(i); f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}) {
+				walk(f.Type, p)
+			} else {
+				paths = append(paths, p)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Facts{}), nil)
+	if len(paths) < 15 {
+		t.Fatalf("found %d fields", len(paths))
+	}
+	for _, p := range paths {
+		changed := base
+		changed.State.Grants = slices.Clone(base.State.Grants)
+		f := reflect.ValueOf(&changed).Elem().FieldByIndex(p)
+		switch f.Kind() {
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Uint8, reflect.Uint32, reflect.Uint64:
+			f.SetUint(1)
+		case reflect.Int64:
+			f.SetInt(1)
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]lifecycle.Grant{{LegalisationID: "other"}}))
+		case reflect.Struct: // time.Time
+			f.Set(reflect.ValueOf(time.Unix(1, 0)))
+		default:
+			t.Fatalf("field %v of kind %v: teach this test (and sameFacts) about it", p, f.Kind())
+		}
+		if sameFacts(&base, &changed) {
+			t.Errorf("sameFacts misses field %v (%s)", p, reflect.TypeOf(Facts{}).FieldByIndex(p).Name)
+		}
+	}
+	same := base
+	same.State.Grants = slices.Clone(base.State.Grants)
+	if !sameFacts(&base, &same) {
+		t.Fatal("equal facts told apart")
+	}
+}
+
+// TestLocalSharesOnlyEqualValues: subjects put with equal facts at the
+// same instant share one value; any difference (facts, instant, entity)
+// keeps them apart, and each Get returns exactly what was put for it.
+func TestLocalSharesOnlyEqualValues(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	l := newLocal(Options{}.WithDefaults(), 1)
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetIndex(ix)
+	grants := func(p string) []lifecycle.Grant { return []lifecycle.Grant{{LegalisationID: "l", ProjectID: p}} }
+	type put struct {
+		ref model.SubjectRef
+		f   Facts
+		at  time.Time
+	}
+	c := func(id string) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: id} }
+	puts := []put{
+		{c("a"), Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1, Grants: grants("p")}}, at},
+		{c("b"), Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1, Grants: grants("p")}}, at},
+		{c("c"), Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1, Grants: grants("q")}}, at},
+		{c("d"), Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1, Grants: grants("p")}}, at.Add(-time.Second)},
+		{model.SubjectRef{Entity: "phone_number", ID: "e"}, Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1, Grants: grants("p")}}, at},
+		{c("f"), Facts{RegistersVersion: 1, State: lifecycle.State{Active: 1, Grants: grants("p")}}, at},
+	}
+	for _, p := range puts {
+		l.Put(p.ref, nil, p.f, p.at, l.Gen())
+	}
+	s := &l.shards[0]
+	if n := len(s.values); n != len(puts)-1 {
+		t.Fatalf("%d values for %d entries of which 2 are equal", n, len(puts))
+	}
+	for _, p := range puts {
+		got, ok := l.Get(p.ref, at)
+		if !ok || !sameFacts(&got, &p.f) {
+			t.Fatalf("Get(%v) = %+v, %v; want %+v", p.ref, got, ok, p.f)
+		}
+		if v := &s.values[s.hot[s.find(l.hash(p.ref.ID), p.ref)].value]; v.at != p.at || v.entity != p.ref.Entity {
+			t.Fatalf("%v holds the value of %s at %v", p.ref, v.entity, v.at)
+		}
+	}
+	// The shared value lives while one of its entries does.
+	l.Invalidate(c("a"))
+	if got, ok := l.Get(c("b"), at); !ok || !sameFacts(&got, &puts[1].f) {
+		t.Fatalf("b after a's invalidation = %+v, %v", got, ok)
+	}
+	l.Invalidate(c("b"))
+	live := 0
+	for _, v := range s.values {
+		if v.refs > 0 {
+			live++
+		}
+	}
+	if live != len(puts)-2 {
+		t.Fatalf("%d live values for %d entries", live, len(puts)-2)
 	}
 }
