@@ -28,11 +28,12 @@ type keyMemo struct {
 	keys []memoKey
 }
 
-// memoKey is a key of at most 16 bytes that scanned as a plain string (no
+// memoKey is a key of at most 15 bytes that scanned as a plain string (no
 // escape, no byte outside ASCII; hence no quote, backslash or control
-// byte) and the node lookup gave it. Its bytes are w0, w1 (little-endian,
-// zero past the key); m0, m1 mask the key's bytes; l is its length, or -1
-// when the key at that position could not be remembered.
+// byte) and the node lookup gave it. Its bytes and its closing quote are
+// w0, w1 (little-endian, zero past the quote); m0, m1 mask them; l is the
+// key's length. A position whose key could not be remembered holds an
+// entry that matches nothing.
 type memoKey struct {
 	w0, w1, m0, m1 uint64
 	l              int
@@ -58,17 +59,17 @@ func (s *scanner) memoFor(n *node) *keyMemo {
 }
 
 // memoHit reports whether the string at j (its opening quote) is the
-// remembered key e. The key's bytes are plain, so equal bytes followed by
-// a quote are that key, validated: what str and lookup would say.
+// remembered key e. The key's bytes are plain, so equal bytes with the
+// closing quote after them are that key, validated: what str and lookup
+// would say.
 func (s *scanner) memoHit(j int, e *memoKey) bool {
-	src := s.src
 	a := j + 1
-	if e.l < 0 || a+17 > len(src) {
+	if a+16 > len(s.src) {
 		return false
 	}
-	return binary.LittleEndian.Uint64(src[a:])&e.m0 == e.w0 &&
-		binary.LittleEndian.Uint64(src[a+8:])&e.m1 == e.w1 &&
-		src[a+e.l] == '"'
+	b := s.src[a : a+16 : a+16]
+	return binary.LittleEndian.Uint64(b)&e.m0 == e.w0 &&
+		binary.LittleEndian.Uint64(b[8:])&e.m1 == e.w1
 }
 
 // remember records, at position k of km, the key src[a:a+l] (scanned with
@@ -77,13 +78,14 @@ func (km *keyMemo) remember(k int, src []byte, a, l int, flags uint8, c *node) {
 	if k > len(km.keys) || k >= memoKeys {
 		return
 	}
-	e := memoKey{l: -1}
-	if flags == 0 && l <= 16 {
+	e := memoKey{w0: 1} // matches nothing: x&0 != 1
+	if flags == 0 && l < 16 {
+		// The key and its closing quote.
 		var b [16]byte
-		copy(b[:], src[a:a+l])
+		copy(b[:], src[a:a+l+1])
 		e = memoKey{l: l, c: c,
 			w0: binary.LittleEndian.Uint64(b[:8]), w1: binary.LittleEndian.Uint64(b[8:]),
-			m0: byteMask(min(l, 8)), m1: byteMask(max(l-8, 0))}
+			m0: byteMask(min(l+1, 8)), m1: byteMask(max(l+1-8, 0))}
 	}
 	if k == len(km.keys) {
 		km.keys = append(km.keys, e)

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// memoSpecs map keys of every length the key memo handles (0 to 16 bytes)
+// memoSpecs map keys of every length the key memo handles (0 to 15 bytes)
 // and beyond, under case folding and exact case.
 var memoSpecs = func() []Spec {
 	var fields []FieldSpec
