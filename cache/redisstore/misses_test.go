@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -167,5 +168,159 @@ func TestAdminReadsWaitWhereDecisionsFailClosed(t *testing.T) {
 	r := <-admin
 	if r.err != nil || !r.f.Known {
 		t.Fatalf("admin read after Redis resumed: %+v, %v; want c-1's facts", r.f, r.err)
+	}
+}
+
+// TestMissesReadByTheirDecisionsAndByGoroutines: decisions whose deadline
+// lies beyond the read's bound (or that have none) read their batch on
+// their own goroutine and hand the read on; the others are read for by a
+// goroutine. Mixed, every decision still gets the facts a store reading
+// each miss on its own computes, and the slot is free afterwards.
+func TestMissesReadByTheirDecisionsAndByGoroutines(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	opts := cache.Options{Timeout: 5 * time.Second, MaxSubjects: 1}
+	batched := seededStore(t, srv.URL(), opts)
+	alone := newStore(t, srv.URL(), opts)
+	redisstore.UnbatchMissesForTest(alone)
+	var evs []model.Evidence
+	for i := range 30 {
+		evs = append(evs, model.Evidence{Subject: contact(i), LegalisationID: "contract-care", Origin: storetest.T0.AddDate(0, 0, -50*i)})
+	}
+	if _, err := batched.PutEvidence(ctx, evs, audit.Entry{Actor: "t", Action: "evidence.import"}); err != nil {
+		t.Fatal(err)
+	}
+	now := storetest.T0.AddDate(0, 0, 500)
+	for round := range 5 {
+		got := make([]cache.Facts, 60)
+		errs := make([]error, len(got))
+		var wg sync.WaitGroup
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := ctx
+				switch i % 3 {
+				case 1: // beyond the read's bound: may lead
+					var cancel context.CancelFunc
+					c, cancel = context.WithTimeout(ctx, time.Minute)
+					defer cancel()
+				case 2: // before it: never leads
+					var cancel context.CancelFunc
+					c, cancel = context.WithTimeout(ctx, 4*time.Second+time.Duration(round)*time.Millisecond)
+					defer cancel()
+				}
+				got[i], errs[i] = batched.Facts(c, contact(i), now)
+			}()
+		}
+		wg.Wait()
+		for i := range got {
+			if errs[i] != nil {
+				t.Fatalf("round %d: Facts(%v): %v", round, contact(i), errs[i])
+			}
+			want, err := alone.Facts(ctx, contact(i), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got[i], want) {
+				t.Errorf("round %d: %v read in a batch = %+v, alone = %+v", round, contact(i), got[i], want)
+			}
+		}
+	}
+}
+
+// TestMissesOfDecisionsThatGaveUpAreStillRead: decisions that give up
+// (cancelled) while a read is stuck are never handed the read; the reads
+// go on for them (their facts are cached when Redis answers), and later
+// misses are not left waiting for a reader that left. Many decisions
+// cancelled at random moments: nothing hangs, no answer is wrong.
+func TestMissesOfDecisionsThatGaveUpAreStillRead(t *testing.T) {
+	srv := testredis.Start(t)
+	ctx := context.Background()
+	s := seededStore(t, srv.URL(), cache.Options{Timeout: 30 * time.Second, MaxSubjects: 1000})
+	var evs []model.Evidence
+	for i := range 200 {
+		evs = append(evs, model.Evidence{Subject: contact(i), LegalisationID: "contract-care", Origin: storetest.T0})
+	}
+	if _, err := s.PutEvidence(ctx, evs, audit.Entry{Actor: "t", Action: "evidence.import"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Registers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		s.Local().Invalidate(contact(i))
+	}
+	// The first decision leads a read that Redis does not answer yet.
+	srv.Stop()
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Continue()
+		}
+	}()
+	first := make(chan error, 1)
+	go func() {
+		f, err := s.Facts(ctx, contact(0), storetest.T0)
+		if err == nil && !f.Known {
+			err = errors.New("c-0 unknown")
+		}
+		first <- err
+	}()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var wrong []string
+	for i := 1; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if i%2 == 0 {
+				go func() {
+					time.Sleep(time.Duration(i%7) * time.Millisecond)
+					cancel()
+				}()
+			}
+			f, err := s.Facts(c, contact(i), storetest.T0)
+			if err != nil {
+				if i%2 != 0 || c.Err() == nil {
+					mu.Lock()
+					wrong = append(wrong, fmt.Sprintf("c-%d: %v", i, err))
+					mu.Unlock()
+				}
+				return
+			}
+			if !f.Known {
+				mu.Lock()
+				wrong = append(wrong, fmt.Sprintf("c-%d: unknown", i))
+				mu.Unlock()
+			}
+		}()
+		if i == 100 {
+			time.Sleep(20 * time.Millisecond) // some give up while the read is stuck
+			srv.Continue()
+			stopped = false
+		}
+	}
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("the first decision: %v", err)
+	}
+	if len(wrong) > 0 {
+		t.Fatalf("%d wrong answers: %v", len(wrong), wrong)
+	}
+	// Every subject asked for is read in the end, those that gave up too.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range 200 {
+		for !s.Cached(contact(i), storetest.T0) {
+			if time.Now().After(deadline) {
+				t.Fatalf("c-%d never read: a miss waits for a reader that left", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if f, err := s.Facts(ctx, contact(7), storetest.T0); err != nil || !f.Known {
+		t.Fatalf("a miss after them: %+v, %v", f, err)
 	}
 }

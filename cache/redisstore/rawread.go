@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -221,14 +223,40 @@ func (r *rawReader) bulk() (string, error) {
 	if n == -1 {
 		return "", nil
 	}
-	v := make([]byte, n+2)
-	if _, err := io.ReadFull(r.rd, v); err != nil {
-		return "", err
+	if n+2 <= r.rd.Size() {
+		// The usual case: the value is copied once, from the read buffer
+		// into its string.
+		p, err := r.rd.Peek(n + 2)
+		if err != nil {
+			return "", err
+		}
+		if p[n] != '\r' || p[n+1] != '\n' {
+			return "", errRawProtocol
+		}
+		v := string(p[:n])
+		_, _ = r.rd.Discard(n + 2)
+		return v, nil
+	}
+	// Longer: grown as the bytes arrive, so that a garbled length costs
+	// no allocation beyond what the server really sent.
+	v := make([]byte, 0, r.rd.Size())
+	for len(v) < n+2 {
+		if len(v) == cap(v) {
+			v = slices.Grow(v, min(n+2-len(v), len(v)))
+		}
+		m, err := r.rd.Read(v[len(v):min(cap(v), n+2)])
+		v = v[:len(v)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
 	}
 	if v[n] != '\r' || v[n+1] != '\n' {
 		return "", errRawProtocol
 	}
-	return string(v[:n]), nil
+	return unsafe.String(&v[0], n), nil // v is not written again
 }
 
 // line reads one reply line without its CRLF (valid until the next read).

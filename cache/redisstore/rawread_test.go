@@ -2,9 +2,11 @@ package redisstore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +238,66 @@ func TestRawReaderOnlyForOneServer(t *testing.T) {
 		}
 		_ = c.Close()
 	}
+}
+
+// FuzzRawBulkReplies: whatever bytes a server sends, the raw reader's
+// bulk replies are exactly what a plain reading of RESP2 finds — values
+// (binary, empty, nil) byte for byte, or an error where the bytes are not
+// a bulk reply — whether a value fits the read buffer or not.
+func FuzzRawBulkReplies(f *testing.F) {
+	for _, s := range []string{
+		"$3\r\nabc\r\n$-1\r\n", "$0\r\n\r\n", "$5\r\na\r\nbc\r\n", "-ERR x\r\n", ":1\r\n", "$2\r\nabc\r\n",
+		"$20\r\n01234567890123456789\r\n$-1\r\n", "$-2\r\n", "$1\nx\r\n", "$+1\r\nx\r\n", "$01\r\nx\r\n",
+	} {
+		f.Add([]byte(s), uint8(2))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
+		want, wantErr := referenceBulks(data, int(n%8))
+		for _, size := range []int{16, 16 << 10} {
+			r := &rawReader{}
+			r.in = countingReader{r: bytes.NewReader(data)}
+			r.rd = bufio.NewReaderSize(&r.in, size)
+			var got []string
+			var err error
+			for range int(n % 8) {
+				var v string
+				if v, err = r.bulk(); err != nil {
+					break
+				}
+				got = append(got, v)
+			}
+			if (err != nil) != wantErr {
+				t.Fatalf("buffer %d: %q: err = %v, reference err = %v", size, data, err, wantErr)
+			}
+			if err == nil && !equal(got, want) {
+				t.Fatalf("buffer %d: %q: %q, reference %q", size, data, got, want)
+			}
+		}
+	})
+}
+
+// referenceBulks reads n RESP2 bulk replies ("" for nil) the plain way.
+func referenceBulks(data []byte, n int) ([]string, bool) {
+	var out []string
+	for range n {
+		i := bytes.Index(data, []byte("\r\n"))
+		if i < 0 || bytes.IndexByte(data[:i], '\n') >= 0 || len(data) == 0 || data[0] != '$' {
+			return nil, true
+		}
+		l, err := strconv.Atoi(string(data[1:i]))
+		if err != nil || l < -1 || l > maxRawBulk {
+			return nil, true
+		}
+		data = data[i+2:]
+		if l == -1 {
+			out = append(out, "")
+			continue
+		}
+		if len(data) < l+2 || data[l] != '\r' || data[l+1] != '\n' {
+			return nil, true
+		}
+		out = append(out, string(data[:l]))
+		data = data[l+2:]
+	}
+	return out, false
 }

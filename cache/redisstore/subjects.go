@@ -406,7 +406,7 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 	if cache.IsAdmin(ctx) {
 		bound = s.opts.WriteTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, bound+time.Duration(len(miss))*20*time.Microsecond)
+	ctx, cancel := context.WithTimeout(ctx, bound+time.Duration(len(miss))*missAllowance)
 	defer cancel()
 	// The subjects and the parents hinted for them, in one round trip.
 	want := make([]model.SubjectRef, 0, 2*len(miss))
