@@ -168,7 +168,10 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, hdrs map[string
 	}
 	// The last of gdprgate's filters before the router: no x-gdpr-* header
 	// of the client's (identity headers included, now read) goes upstream.
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: slices.Clone(gate.Forgeable)}
+	// gate.Forgeable itself, capped: an own header of the client's is
+	// appended to a copy (the encoder only reads the list).
+	forgeable := gate.Forgeable
+	mut := &extprocv3.HeaderMutation{RemoveHeaders: forgeable[:len(forgeable):len(forgeable)]}
 	for k := range hdrs {
 		if gate.IsOwnHeader(k) && !slices.Contains(mut.RemoveHeaders, k) {
 			mut.RemoveHeaders = append(mut.RemoveHeaders, k)
@@ -274,7 +277,6 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 			return r
 		}
 	}
-	empty := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 	if st.ex == nil || !st.ex.NeedsBody() {
 		if st.respMode == filterv3.ProcessingMode_FULL_DUPLEX_STREAMED {
 			// Nothing to redact, but in this mode Envoy sends on only what
@@ -285,7 +287,7 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 			st.pooled = dst
 			return duplexBody(*dst, b.GetEndOfStream())
 		}
-		return empty
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 	}
 	if !b.GetEndOfStream() && st.respMode != filterv3.ProcessingMode_BUFFERED {
 		// Streamed chunks mean Envoy is not buffering: redaction needs the
@@ -341,11 +343,16 @@ func immediate(code int, body []byte, decisionID string, headers map[string]stri
 }
 
 // setHeader builds an ext_proc header mutation. Envoy reads raw_value.
+// The option and its header are allocated together (two allocations per
+// header set instead of three).
 func setHeader(k, v string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}
+	x := &struct {
+		o corev3.HeaderValueOption
+		h corev3.HeaderValue
+	}{}
+	x.h.Key, x.h.RawValue = k, []byte(v)
+	x.o.Header, x.o.AppendAction = &x.h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &x.o
 }
 
 // phaseName names a phase for its span.
