@@ -122,9 +122,9 @@ func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 // releaseStartup gives back what start-up alone needed: the garbage of
 // loading the policy, config and seeds (returned to the system at once
 // instead of over minutes), then the pages of the binary it read (see
-// binpages; about 30 MiB of the resident set: a streamed 1 GB answer
-// peaked at 49-53 MiB with it, 64-66 MiB without). The pages an exchange
-// uses come back on its first run as minor faults, from the page cache.
+// binpages: idle RSS 23-27 MiB instead of 56-58; a streamed 1 GB answer
+// peaked at 62-64 MiB instead of 68-73). The pages an exchange uses come
+// back on its first run as minor faults, from the page cache.
 // In that order: the collection reads type data of the binary.
 func releaseStartup(log *slog.Logger) {
 	debug.FreeOSMemory()
