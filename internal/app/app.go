@@ -458,9 +458,9 @@ const grpcStreamWorkers = 64
 // grpcBufferBytes sizes the gRPC server's read and write buffers (one of
 // each per connection; grpc-go's default is 32 KiB). A 1 MB ext_proc body
 // then crosses the socket in 4 writes and reads instead of 32: with
-// 256 KiB, 0.87-0.93x the server CPU of a 1 MB list exchange in three of
-// four interleaved runs against the same build with the defaults (the
-// fourth 0.99x), 0.96x for a 10 KB list, at 0.5 MiB per connection.
+// 256 KiB, 0.82-0.93x the server CPU of a 1 MB list exchange in six of
+// seven interleaved runs against the same build with the defaults (one
+// 0.99x), 0.96x for a 10 KB list, at 0.5 MiB per connection.
 const grpcBufferBytes = 256 << 10
 
 // GRPCServer returns a gRPC server with Check, Process and health registered.
