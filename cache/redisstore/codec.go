@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/gdprgate/gdprgate/cache"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -432,7 +433,9 @@ func decodeRecord(ref model.SubjectRef, inline, overflow string, sym symbolTable
 		}
 		body = overflow[headerLen:]
 	}
-	d := decoder{b: []byte(body), sym: sym}
+	// The decoder only reads its bytes, and what it keeps it copies (str,
+	// evidenceID): a view of body, not a copy per record read.
+	d := decoder{b: unsafe.Slice(unsafe.StringData(body), len(body)), sym: sym}
 	p := d.byte()
 	if p&hasSeen != 0 {
 		r.seenSrc = cache.OriginSource(d.byte())
