@@ -36,10 +36,12 @@ import (
 // they hold whatever the concurrency); the entry evicted to make room is
 // the least recently used of the shard the new one goes to, or, when that
 // shard has none left, of the others in turn: an approximate LRU, exact
-// for a cache of up to 2×minShardSubjects subjects, which has one shard.
+// for a cache of fewer than 2×minShardSubjects subjects, which has one
+// shard.
 //
 // A warm Get takes one shard's mutex and makes no allocation. The Facts it
-// returns share their Grants slice with the cache: treat it as read-only.
+// returns share their Grants slice with the cache (and with the entries
+// whose facts are equal): treat it as read-only.
 type Local struct {
 	maxSubjects  int
 	maxBytes     int64
