@@ -43,6 +43,19 @@ func BenchmarkLocalGCFull(b *testing.B) {
 // reads and writes between two hits (that time included: compare builds).
 //
 //	go test ./cache/ -run '^$' -bench LocalGet
+//
+// fullLocal is a cache of size subjects (c-0, c-1, ...), all of them in it.
+func fullLocal(b *testing.B, size int) (*cache.Local, []model.SubjectRef) {
+	l := cache.NewLocal(cache.Options{MaxSubjects: size, MaxBytes: 1 << 30})
+	l.SetIndex(index(b, 1))
+	refs := make([]model.SubjectRef, size)
+	for i := range refs {
+		refs[i] = ref("c-" + strconv.Itoa(i))
+		l.Put(refs[i], nil, cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1}}, t0, l.Gen())
+	}
+	return l, refs
+}
+
 func BenchmarkLocalGet(b *testing.B) {
 	for _, tc := range []struct {
 		size  int
@@ -54,13 +67,7 @@ func BenchmarkLocalGet(b *testing.B) {
 			name += "/items"
 		}
 		b.Run(name, func(b *testing.B) {
-			l := cache.NewLocal(cache.Options{MaxSubjects: size, MaxBytes: 1 << 30})
-			l.SetIndex(index(b, 1))
-			refs := make([]model.SubjectRef, size)
-			for i := range refs {
-				refs[i] = ref("c-" + strconv.Itoa(i))
-				l.Put(refs[i], nil, cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1}}, t0, l.Gen())
-			}
+			l, refs := fullLocal(b, size)
 			other := make([]byte, 2<<20)
 			list := refs[:2300]
 			if size > len(list) {
@@ -115,13 +122,7 @@ func processCPU() int64 {
 func BenchmarkLocalGetParallel(b *testing.B) {
 	for _, size := range []int{2_300, 100_000} {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			l := cache.NewLocal(cache.Options{MaxSubjects: size, MaxBytes: 1 << 30})
-			l.SetIndex(index(b, 1))
-			refs := make([]model.SubjectRef, size)
-			for i := range refs {
-				refs[i] = ref("c-" + strconv.Itoa(i))
-				l.Put(refs[i], nil, cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 1}}, t0, l.Gen())
-			}
+			l, refs := fullLocal(b, size)
 			list := make([]model.SubjectRef, 2300)
 			for i := range list {
 				list[i] = refs[(i*7919)%size]
