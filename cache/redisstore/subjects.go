@@ -395,6 +395,15 @@ func (s *Store) loadFacts(ctx context.Context, refs []model.SubjectRef, miss []i
 }
 
 func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef, miss []int, out []cache.Facts, nows []time.Time, raw *rawReader) error {
+	bound := s.opts.Timeout
+	if cache.IsAdmin(ctx) {
+		bound = s.opts.WriteTimeout
+	}
+	// One bound for the registers' round trip (none cached) and the
+	// records': a decision reading its batch itself (canLead) is sure to be
+	// done by its deadline only if the whole read is.
+	ctx, cancel := context.WithTimeout(ctx, bound+time.Duration(len(miss))*missAllowance)
+	defer cancel()
 	ix, err := s.Registers(ctx)
 	if err != nil {
 		return err
@@ -402,12 +411,6 @@ func (s *Store) loadFactsFromStore(ctx context.Context, refs []model.SubjectRef,
 	// After Registers: caching a new index bumps the generation. A register
 	// change after this point is caught by the entries' version check.
 	gen := s.local.Gen()
-	bound := s.opts.Timeout
-	if cache.IsAdmin(ctx) {
-		bound = s.opts.WriteTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, bound+time.Duration(len(miss))*missAllowance)
-	defer cancel()
 	// The subjects and the parents hinted for them, in one round trip.
 	want := make([]model.SubjectRef, 0, 2*len(miss))
 	for _, i := range miss {
