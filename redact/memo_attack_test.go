@@ -88,7 +88,11 @@ func TestKeyMemoRandomBodies(t *testing.T) {
 		maps = append(maps, m)
 	}
 	rng := rand.New(rand.NewPCG(5, 5))
-	for it := 0; it < 4000; it++ {
+	runs := 4000
+	if raceEnabled {
+		runs = 400 // ten times slower; nothing here is concurrent
+	}
+	for it := 0; it < runs; it++ {
 		var sb strings.Builder
 		sb.WriteString(`{"data":[`)
 		for i, n := 0, 1+rng.IntN(6); i < n; i++ {
