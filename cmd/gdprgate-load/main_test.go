@@ -131,3 +131,46 @@ func TestExtProcModeAgainstTheAllowAllProcessor(t *testing.T) {
 		t.Errorf("report %s", out.String())
 	}
 }
+
+// TestLearningWaitsForTheAnswersToSettle: a fresh server learning
+// first-seen origins redacts its first answers differently from the later
+// ones; the expectation is learnt from the settled answers, and answers
+// that never settle are an error, not a wrong expectation.
+func TestLearningWaitsForTheAnswersToSettle(t *testing.T) {
+	block := func(b string, blocks int64) []byte {
+		return []byte(loadgen.ListHead + strings.TrimSuffix(strings.Repeat(b+",", int(blocks)), ",") + loadgen.ListTail)
+	}
+	for _, tc := range []struct {
+		name    string
+		drifted int // answers redacted before the origins are recorded
+		ok      bool
+	}{
+		{"settled from the start", 0, true},
+		{"settles after three answers", 3, true},
+		{"never settles", 1000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			fetch := func(blocks int64) ([]byte, error) {
+				calls++
+				if calls <= tc.drifted {
+					return block(`{"id":"c-`+strconv.Itoa(calls)+`"}`, blocks), nil
+				}
+				return block(`{"id":"c-0"}`, blocks), nil
+			}
+			e, err := learnSettled(context.Background(), fetch)
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("learnt %q from answers that never settled", e.Block)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(e.Block) != `{"id":"c-0"}` {
+				t.Fatalf("learnt block %q, want the settled one", e.Block)
+			}
+		})
+	}
+}

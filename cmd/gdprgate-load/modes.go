@@ -331,28 +331,26 @@ func (m *modeFlags) runner(ctx context.Context, mode string, rf runFlags) (runOn
 // BUFFERED exchanges of one and two blocks.
 func (m *modeFlags) learnExtProc(ctx context.Context, target string, base loadgen.ExtProcConfig) (loadgen.PeriodicExpectation, error) {
 	q := loadgen.PeriodicBlock(m.period)
-	var outs [2][]byte
-	for k := range outs {
+	return learnSettled(ctx, func(blocks int64) ([]byte, error) {
 		var buf strings.Builder
 		cfg := base
 		cfg.Target, cfg.Requests, cfg.Warmup, cfg.Concurrency = target, 1, 0, 1
 		cfg.BodyMode = filterv3.ProcessingMode_BUFFERED
 		var b strings.Builder
-		if err := loadgen.WritePeriodic(&b, q, int64(k+1), 64<<10); err != nil {
-			return loadgen.PeriodicExpectation{}, err
+		if err := loadgen.WritePeriodic(&b, q, blocks, 64<<10); err != nil {
+			return nil, err
 		}
 		cfg.Body = []byte(b.String())
 		cfg.Sink = func() io.Writer { return &buf }
 		rep, err := loadgen.RunExtProc(ctx, cfg)
 		if err != nil {
-			return loadgen.PeriodicExpectation{}, fmt.Errorf("learn the buffered rewrite: %w", err)
+			return nil, fmt.Errorf("learn the buffered rewrite: %w", err)
 		}
 		if rep.Allowed != 1 {
-			return loadgen.PeriodicExpectation{}, fmt.Errorf("learn the buffered rewrite of %d block(s): %v", k+1, rep.ErrorSamples)
+			return nil, fmt.Errorf("learn the buffered rewrite of %d block(s): %v", blocks, rep.ErrorSamples)
 		}
-		outs[k] = []byte(buf.String())
-	}
-	return loadgen.LearnPeriodic(outs[0], outs[1])
+		return []byte(buf.String()), nil
+	})
 }
 
 // learnProxy learns the buffered rewrite from --verify-with's ext_proc
@@ -364,23 +362,67 @@ func (m *modeFlags) learnProxy(ctx context.Context, rf runFlags) (loadgen.Period
 			Path: "/api/contacts", Roles: rf.roles, AuthzMetadata: m.authzMetadata, Timeout: 30 * time.Second,
 		})
 	}
-	var outs [2][]byte
-	for k := range outs {
+	return learnSettled(ctx, func(blocks int64) ([]byte, error) {
 		var buf strings.Builder
 		rep, err := loadgen.RunHTTP(ctx, loadgen.HTTPConfig{
-			Target: rf.target, Path: fmt.Sprintf("/api/contacts?period=%d&blocks=%d&length=1", m.period, k+1),
+			Target: rf.target, Path: fmt.Sprintf("/api/contacts?period=%d&blocks=%d&length=1", m.period, blocks),
 			Header: http.Header{"X-Gdpr-Roles": {rf.roles}}, Concurrency: 1, Requests: 1, Timeout: 30 * time.Second,
 			Sink: func() io.Writer { return &buf },
 		})
 		if err != nil {
-			return loadgen.PeriodicExpectation{}, fmt.Errorf("learn the buffered rewrite: %w", err)
+			return nil, fmt.Errorf("learn the buffered rewrite: %w", err)
 		}
 		if rep.Allowed != 1 {
-			return loadgen.PeriodicExpectation{}, fmt.Errorf("learn the buffered rewrite of %d block(s): %v", k+1, rep.ErrorSamples)
+			return nil, fmt.Errorf("learn the buffered rewrite of %d block(s): %v", blocks, rep.ErrorSamples)
 		}
-		outs[k] = []byte(buf.String())
+		return []byte(buf.String()), nil
+	})
+}
+
+// settleTries bounds learnSettled; settlePause is the wait between tries.
+const (
+	settleTries = 10
+	settlePause = 200 * time.Millisecond
+)
+
+// learnSettled learns the expectation from the redacted answers for one
+// and two blocks (fetch), once the redactor's answers have settled. A
+// route that learns first-seen origins from the answers (the example's
+// list route has origin_from) records them in the background after the
+// first answers, and until then a fresh server redacts the same list
+// differently from one answer to the next: the one-block answer is asked
+// for until it repeats, then the two-block one must be it twice.
+func learnSettled(ctx context.Context, fetch func(blocks int64) ([]byte, error)) (loadgen.PeriodicExpectation, error) {
+	prev, err := fetch(1)
+	if err != nil {
+		return loadgen.PeriodicExpectation{}, err
 	}
-	return loadgen.LearnPeriodic(outs[0], outs[1])
+	var last error
+	for range settleTries {
+		select {
+		case <-ctx.Done():
+			return loadgen.PeriodicExpectation{}, ctx.Err()
+		case <-time.After(settlePause):
+		}
+		one, err := fetch(1)
+		if err != nil {
+			return loadgen.PeriodicExpectation{}, err
+		}
+		if string(one) != string(prev) {
+			prev, last = one, errors.New("the one-block answer changed between two requests")
+			continue
+		}
+		two, err := fetch(2)
+		if err != nil {
+			return loadgen.PeriodicExpectation{}, err
+		}
+		e, err := loadgen.LearnPeriodic(one, two)
+		if err == nil {
+			return e, nil
+		}
+		last = err
+	}
+	return loadgen.PeriodicExpectation{}, fmt.Errorf("the redactor's answers did not settle in %d tries (origins still being learnt?): %w", settleTries, last)
 }
 
 // compareChecks runs Checks against the target and the baseline in
