@@ -33,16 +33,34 @@ func TestConcurrentMissesEachGetTheirOwnFacts(t *testing.T) {
 	if _, err := batched.PutEvidence(ctx, evs, audit.Entry{Actor: "t", Action: "evidence.import"}); err != nil {
 		t.Fatal(err)
 	}
-	type ask struct {
-		ref model.SubjectRef
-		now time.Time
-	}
 	var asks []ask
 	for i := range 80 {
 		for _, d := range []int{0, 400, 2000} {
 			asks = append(asks, ask{contact(i), storetest.T0.AddDate(0, 0, d)})
 		}
 	}
+	got, errs := factsAtOnce(batched, asks, func(int) (context.Context, context.CancelFunc) { return ctx, func() {} })
+	sameAsRead(t, "", asks, got, errs, alone, ctx)
+}
+
+// ask is one decision's question: a subject's facts at an instant.
+type ask struct {
+	ref model.SubjectRef
+	now time.Time
+}
+
+// asksAt asks for the facts of c-0 .. c-(n-1) at now.
+func asksAt(n int, now time.Time) []ask {
+	asks := make([]ask, n)
+	for i := range asks {
+		asks[i] = ask{contact(i), now}
+	}
+	return asks
+}
+
+// factsAtOnce asks s every question at once, each on a goroutine of its
+// own under the context ctxFor(i) gives it, as concurrent decisions do.
+func factsAtOnce(s *redisstore.Store, asks []ask, ctxFor func(i int) (context.Context, context.CancelFunc)) ([]cache.Facts, []error) {
 	got := make([]cache.Facts, len(asks))
 	errs := make([]error, len(asks))
 	var wg sync.WaitGroup
@@ -50,22 +68,35 @@ func TestConcurrentMissesEachGetTheirOwnFacts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], errs[i] = batched.Facts(ctx, a.ref, a.now)
+			c, cancel := ctxFor(i)
+			defer cancel()
+			got[i], errs[i] = s.Facts(c, a.ref, a.now)
 		}()
 	}
 	wg.Wait()
+	return got, errs
+}
+
+// sameAsRead fails t for every answer that is an error or differs from
+// what ref (read under refCtx, one question at a time) answers, and
+// returns ref's answers.
+func sameAsRead(t *testing.T, what string, asks []ask, got []cache.Facts, errs []error, ref *redisstore.Store, refCtx context.Context) []cache.Facts {
+	t.Helper()
+	wants := make([]cache.Facts, len(asks))
 	for i, a := range asks {
 		if errs[i] != nil {
-			t.Fatalf("Facts(%v, %v): %v", a.ref, a.now, errs[i])
+			t.Fatalf("%sFacts(%v, %v): %v", what, a.ref, a.now, errs[i])
 		}
-		want, err := alone.Facts(ctx, a.ref, a.now)
+		want, err := ref.Facts(refCtx, a.ref, a.now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(got[i], want) {
-			t.Errorf("Facts(%v, %v) read with others = %+v, read alone = %+v", a.ref, a.now, got[i], want)
+			t.Errorf("%sFacts(%v, %v) read with others = %+v, read alone = %+v", what, a.ref, a.now, got[i], want)
 		}
+		wants[i] = want
 	}
+	return wants
 }
 
 // TestMissFailsClosedAtItsOwnDeadline: a decision whose miss waits on a
@@ -191,41 +222,18 @@ func TestMissesReadByTheirDecisionsAndByGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := storetest.T0.AddDate(0, 0, 500)
+	asks := asksAt(60, now)
 	for round := range 5 {
-		got := make([]cache.Facts, 60)
-		errs := make([]error, len(got))
-		var wg sync.WaitGroup
-		for i := range got {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := ctx
-				switch i % 3 {
-				case 1: // beyond the read's bound: may lead
-					var cancel context.CancelFunc
-					c, cancel = context.WithTimeout(ctx, time.Minute)
-					defer cancel()
-				case 2: // before it: never leads
-					var cancel context.CancelFunc
-					c, cancel = context.WithTimeout(ctx, 4*time.Second+time.Duration(round)*time.Millisecond)
-					defer cancel()
-				}
-				got[i], errs[i] = batched.Facts(c, contact(i), now)
-			}()
-		}
-		wg.Wait()
-		for i := range got {
-			if errs[i] != nil {
-				t.Fatalf("round %d: Facts(%v): %v", round, contact(i), errs[i])
+		got, errs := factsAtOnce(batched, asks, func(i int) (context.Context, context.CancelFunc) {
+			switch i % 3 {
+			case 1: // beyond the read's bound: may lead
+				return context.WithTimeout(ctx, time.Minute)
+			case 2: // before it: never leads
+				return context.WithTimeout(ctx, 4*time.Second+time.Duration(round)*time.Millisecond)
 			}
-			want, err := alone.Facts(ctx, contact(i), now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got[i], want) {
-				t.Errorf("round %d: %v read in a batch = %+v, alone = %+v", round, contact(i), got[i], want)
-			}
-		}
+			return ctx, func() {}
+		})
+		sameAsRead(t, fmt.Sprintf("round %d: ", round), asks, got, errs, alone, ctx)
 	}
 }
 

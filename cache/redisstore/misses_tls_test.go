@@ -5,9 +5,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gdprgate/gdprgate/cache"
@@ -50,33 +48,14 @@ func storeMissesOverTLS(t *testing.T, u string) {
 		t.Fatal(err)
 	}
 	now := storetest.T0.AddDate(0, 0, 400)
-	got := make([]cache.Facts, 30)
-	errs := make([]error, len(got))
-	var wg sync.WaitGroup
-	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got[i], errs[i] = s.Facts(ctx, contact(i), now)
-		}()
-	}
-	wg.Wait()
+	asks := asksAt(30, now)
+	got, errs := factsAtOnce(s, asks, func(int) (context.Context, context.CancelFunc) { return ctx, func() {} })
 	if !redisstore.RawReadOverTLSForTest(s) {
 		t.Fatal("the misses were not read over the batcher's own TLS connection")
 	}
+	// go-redis's reading: the admin path does not batch.
 	admin := newStore(t, u, generous(cache.Options{MaxSubjects: 1}))
-	actx := cache.ForAdmin(ctx)
-	for i := range got {
-		if errs[i] != nil {
-			t.Fatalf("miss of %v over TLS: %v", contact(i), errs[i])
-		}
-		want, err := admin.Facts(actx, contact(i), now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got[i], want) {
-			t.Errorf("%v over the raw TLS connection:\n%+v\ngo-redis:\n%+v", contact(i), got[i], want)
-		}
+	for i, want := range sameAsRead(t, "over TLS: ", asks, got, errs, admin, cache.ForAdmin(ctx)) {
 		if want.Known != (i < 20) {
 			t.Errorf("%v: known = %v", contact(i), want.Known)
 		}
