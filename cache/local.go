@@ -11,9 +11,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
@@ -90,7 +87,7 @@ type Local struct {
 	// victim is where the search for room in the other shards goes next.
 	victim atomic.Uint32
 
-	hits, misses, evictions, stale, unavailable prometheus.Counter
+	hits, misses, evictions, stale, unavailable *stripedCounter
 }
 
 // shard is one part of the cache, its entries in slices linked by index,
@@ -238,17 +235,13 @@ func newLocal(opts Options, n int) *Local {
 	for i := range l.shards {
 		l.shards[i].free, l.shards[i].freeValue = none, none
 	}
-	l.hits = counter(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
-	l.misses = counter(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
-	l.evictions = counter(opts.Registerer, "gdprgate_cache_facts_evictions_total", "Cached Facts evicted to respect MaxSubjects or MaxBytes.")
-	l.stale = counter(opts.Registerer, "gdprgate_cache_facts_stale_total", "Facts served stale while the backing store was unreachable.")
-	l.unavailable = counter(opts.Registerer, "gdprgate_cache_unavailable_total", "Reads refused because the backing store was unreachable for longer than MaxStaleness.")
+	l.hits = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
+	l.misses = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
+	l.evictions = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_evictions_total", "Cached Facts evicted to respect MaxSubjects or MaxBytes.")
+	l.stale = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_stale_total", "Facts served stale while the backing store was unreachable.")
+	l.unavailable = stripedCounterOf(opts.Registerer, "gdprgate_cache_unavailable_total", "Reads refused because the backing store was unreachable for longer than MaxStaleness.")
 	l.MarkContact()
 	return l
-}
-
-func counter(reg prometheus.Registerer, name, help string) prometheus.Counter {
-	return observe.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help}))
 }
 
 // Index is the cached register index, or nil when none is cached.
