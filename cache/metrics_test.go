@@ -97,3 +97,26 @@ func TestLocalCountsIntoItsMetrics(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCounterParallel: a count per list item from concurrent
+// answers, prometheus.Counter vs stripedCounter.
+//
+//	go test ./cache/ -run '^$' -bench CounterParallel -cpu 1,2,16
+func BenchmarkCounterParallel(b *testing.B) {
+	b.Run("prometheus", func(b *testing.B) {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x", Help: "x"})
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.Inc()
+			}
+		})
+	})
+	b.Run("striped", func(b *testing.B) {
+		c := newStripedCounter("x", "x")
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.Inc()
+			}
+		})
+	})
+}
