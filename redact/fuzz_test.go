@@ -68,6 +68,7 @@ func fuzzMaps(tb testing.TB) []*Map {
 // fuzzRewrite checks one input against every fuzz map.
 func fuzzRewrite(t *testing.T, maps []*Map, in []byte, mask uint32) {
 	assertMemoIsInvisible(t, maps, in, mask)
+	assertScansAsReference(t, in)
 	valid := json.Valid(in)
 	for i, m := range maps {
 		p := PlannerFunc(func(id []byte) (uint32, error) { return fuzzMask(mask, id), nil })

@@ -250,8 +250,11 @@ func (r *rewriter) replace(a, b int, repl []byte) {
 
 // rewrite rewrites the value at i under automaton node n.
 func (r *rewriter) rewrite(i int, n *node) (int, error) {
-	if i < len(r.src) {
+	if uint(i) < uint(len(r.src)) {
 		switch r.src[i] {
+		case '"': // most values: one call less
+			j, _, err := r.str(i)
+			return j, err
 		case '{':
 			if n.list && r.holds(i, '}') {
 				return 0, fmt.Errorf("%w (offset %d)", ErrShape, i)
@@ -321,6 +324,10 @@ var disclosure = [...]int{ActRemove: 0, ActNull: 1, ActMask: 2, ActHash: 3}
 // returns the index after the value and the new emitted.
 func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool, error) {
 	if n == nil {
+		if uint(i) < uint(len(r.src)) && r.src[i] == '"' { // most values: one call less
+			j, _, err := r.str(i)
+			return j, true, err
+		}
 		j, err := r.value(i)
 		return j, true, err
 	}
@@ -336,6 +343,10 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 		}
 	}
 	if r.quiet > 0 || !r.redacted(n) {
+		if uint(i) < uint(len(r.src)) && r.src[i] == '"' { // most values: two calls less
+			j, _, err := r.str(i)
+			return j, true, err
+		}
 		j, err := r.rewrite(i, n)
 		return j, true, err
 	}
@@ -400,7 +411,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 	src := r.src
 	fold := r.m.fold
 	j := r.ws(i + 1)
-	if j < len(src) && src[j] == '}' {
+	if uint(j) < uint(len(src)) && src[j] == '}' {
 		r.depth--
 		return j + 1, nil
 	}
@@ -408,7 +419,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 	km := r.memoFor(n)
 	for k := 0; ; k++ {
 		start := j
-		if j >= len(src) || src[j] != '"' {
+		if uint(j) >= uint(len(src)) || src[j] != '"' {
 			return 0, r.unexpected(j, "a string key")
 		}
 		var c *node
@@ -434,15 +445,17 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 				km.remember(k, src, j+1, end-1-(j+1), flags, c)
 			}
 		}
-		j = r.ws(end)
-		if j >= len(src) || src[j] != ':' {
-			return 0, r.unexpected(j, "':'")
+		// Compact JSON has the separators right after the tokens: they
+		// are looked for before any whitespace.
+		if j = end; uint(j) >= uint(len(src)) || src[j] != ':' {
+			if j = r.ws(j); j >= len(src) || src[j] != ':' {
+				return 0, r.unexpected(j, "':'")
+			}
 		}
 		if j, emitted, err = r.member(r.ws(j+1), start, comma, emitted, c); err != nil {
 			return 0, err
 		}
-		j = r.ws(j)
-		if j < len(src) {
+		if j = r.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {
 			case ',':
 				if !emitted {
@@ -468,7 +481,7 @@ func (r *rewriter) array(i int, n *node) (int, error) {
 	}
 	src := r.src
 	j := r.ws(i + 1)
-	if j < len(src) && src[j] == ']' {
+	if uint(j) < uint(len(src)) && src[j] == ']' {
 		r.depth--
 		return j + 1, nil
 	}
@@ -495,8 +508,7 @@ func (r *rewriter) array(i int, n *node) (int, error) {
 		if j, emitted, err = r.member(j, j, comma, emitted, el); err != nil {
 			return 0, err
 		}
-		j = r.ws(j)
-		if j < len(src) {
+		if j = r.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {
 			case ',':
 				if !emitted {

@@ -50,7 +50,7 @@ func (s *scanner) unexpected(i int, want string) error {
 // ws skips JSON whitespace. Compact JSON has none: one compare says so
 // (every whitespace byte is at most ' ').
 func (s *scanner) ws(i int) int {
-	if i < len(s.src) && s.src[i] > ' ' {
+	if uint(i) < uint(len(s.src)) && s.src[i] > ' ' {
 		return i
 	}
 	return s.wsSlow(i)
@@ -77,11 +77,14 @@ const (
 
 // special returns a word whose lowest set 0x80 bit marks the first byte of x
 // that ends a fast string run: '"', '\\', a control character or a non-ASCII
-// byte. Higher bits may be false positives (borrows), the lowest never is.
+// byte. Higher bits may be false positives (borrows), the lowest never is:
+// below the first such byte every byte is ASCII from ' ' on and neither
+// quote nor backslash, so no subtraction borrows there and none sets a high
+// bit; at it, x-0x20 underflows for a control byte, x^'"'-1 and
+// x^'\\'-1 underflow for a quote or backslash, and x's own high bit marks a
+// byte outside ASCII.
 func special(x uint64) uint64 {
-	q := x ^ (lsb * '"')
-	b := x ^ (lsb * '\\')
-	return (((x - lsb*0x20) &^ x) | ((q - lsb) &^ q) | ((b - lsb) &^ b) | x) & msb
+	return ((x - lsb*0x20) | ((x ^ (lsb * '"')) - lsb) | ((x ^ (lsb * '\\')) - lsb) | x) & msb
 }
 
 // String flags returned by str.
@@ -97,14 +100,16 @@ func (s *scanner) str(i int) (end int, flags uint8, err error) {
 	j := i + 1
 	for {
 		// Eight bytes at a time through plain text, the bulk of most bodies.
-		for j+8 <= len(src) {
-			m := special(binary.LittleEndian.Uint64(src[j:]))
+		for j >= 0 && j <= len(src)-8 {
+			x := binary.LittleEndian.Uint64(src[j : j+8 : j+8])
+			m := special(x)
 			if m == 0 {
 				j += 8
 				continue
 			}
-			j += bits.TrailingZeros64(m) >> 3
-			if src[j] == '"' {
+			t := bits.TrailingZeros64(m)
+			j += t >> 3
+			if byte(x>>(t&56)) == '"' {
 				// Most strings end at their first special byte.
 				return j + 1, flags, nil
 			}
@@ -221,13 +226,15 @@ func (s *scanner) lit(i int, word string) (int, error) {
 
 // value validates the value starting at i (whitespace already skipped).
 func (s *scanner) value(i int) (int, error) {
-	if i >= len(s.src) {
+	if uint(i) >= uint(len(s.src)) {
 		return 0, s.unexpected(i, "a value")
 	}
-	switch c := s.src[i]; c {
-	case '"':
+	c := s.src[i]
+	if c == '"' { // most values
 		end, _, err := s.str(i)
 		return end, err
+	}
+	switch c {
 	case '{':
 		return s.object(i)
 	case '[':
@@ -261,13 +268,13 @@ func (s *scanner) object(i int) (int, error) {
 	}
 	src := s.src
 	j := s.ws(i + 1)
-	if j < len(src) && src[j] == '}' {
+	if uint(j) < uint(len(src)) && src[j] == '}' {
 		s.depth--
 		return j + 1, nil
 	}
 	km := s.memoFor(nil)
 	for k := 0; ; k++ {
-		if j >= len(src) || src[j] != '"' {
+		if uint(j) >= uint(len(src)) || src[j] != '"' {
 			return 0, s.unexpected(j, "a string key")
 		}
 		var end int
@@ -283,15 +290,17 @@ func (s *scanner) object(i int) (int, error) {
 				km.remember(k, src, j+1, end-j-2, flags, nil)
 			}
 		}
-		j = s.ws(end)
-		if j >= len(src) || src[j] != ':' {
-			return 0, s.unexpected(j, "':'")
+		// Compact JSON has the separators right after the tokens: they
+		// are looked for before any whitespace.
+		if j = end; uint(j) >= uint(len(src)) || src[j] != ':' {
+			if j = s.ws(j); j >= len(src) || src[j] != ':' {
+				return 0, s.unexpected(j, "':'")
+			}
 		}
 		if j, err = s.value(s.ws(j + 1)); err != nil {
 			return 0, err
 		}
-		j = s.ws(j)
-		if j < len(src) {
+		if j = s.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {
 			case ',':
 				j = s.ws(j + 1)
@@ -312,7 +321,7 @@ func (s *scanner) array(i int) (int, error) {
 	}
 	src := s.src
 	j := s.ws(i + 1)
-	if j < len(src) && src[j] == ']' {
+	if uint(j) < uint(len(src)) && src[j] == ']' {
 		s.depth--
 		return j + 1, nil
 	}
@@ -321,8 +330,7 @@ func (s *scanner) array(i int) (int, error) {
 		if j, err = s.value(j); err != nil {
 			return 0, err
 		}
-		j = s.ws(j)
-		if j < len(src) {
+		if j = s.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {
 			case ',':
 				j = s.ws(j + 1)
