@@ -942,12 +942,12 @@ func (g *Gate) subjectFacts(ctx context.Context, f *policy.Facts, ref model.Subj
 	ctx, span := observe.Start(ctx, "store.facts")
 	defer span.End()
 	sf, err := g.store.Facts(ctx, ref, g.now())
-	return fillFacts(f, sf, err, comm, project)
+	return fillFacts(f, &sf, err, comm, project)
 }
 
 // fillFacts fills f with a subject's stored facts sf (or the store's
 // failure err) and tells how its origin is recorded.
-func fillFacts(f *policy.Facts, sf cache.Facts, err error, comm uint32, project string) (cache.OriginSource, error) {
+func fillFacts(f *policy.Facts, sf *cache.Facts, err error, comm uint32, project string) (cache.OriginSource, error) {
 	f.SubjectPresent = true
 	if err != nil {
 		f.Unavailable = true

@@ -14,6 +14,7 @@ import (
 	"github.com/gdprgate/gdprgate/internal/config"
 	"github.com/gdprgate/gdprgate/internal/observe"
 	"github.com/gdprgate/gdprgate/policy"
+	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 	"github.com/gdprgate/gdprgate/redact"
 )
@@ -196,8 +197,8 @@ func (g *Gate) rewrite(ctx context.Context, ex *Exchange, resp *Response) Rewrit
 		}
 		planner = redact.Fixed(ex.narrow(d.VisibleMask))
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
-		ip := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity, now: g.now(),
-			seen: getSeen(len(body))}
+		ip := g.newItemPlanner(ctx, ex, r.cfg.Subject.Entity)
+		ip.now, ip.seen = g.now(), getSeen(len(body))
 		defer putSeen(ip)
 		if g.batchLookups {
 			ip.items, ip.body = m, body
@@ -420,10 +421,13 @@ type itemPlanner struct {
 	// subject at the time it is read, as a long stream's are).
 	now  time.Time
 	seen map[string]uint32
-	// last are the facts of the previous distinct subject and the mask
-	// they gave: items of a list mostly share their facts, and a mask
-	// depends on the facts alone in the response stage.
-	last     policy.Facts
+	// cached is the store's local-cache reader (nil: it has none),
+	// asserted once per answer rather than once per item.
+	cached cachedFacts
+	// lastKey is what decided the previous item the store answered for,
+	// and lastMask the mask it gave: items of a list mostly share their
+	// facts, and a mask depends on the facts alone in the response stage.
+	lastKey  itemKey
 	lastMask uint32
 	hasLast  bool
 	// unrecorded are the subjects whose origin gdprgate may still learn
@@ -523,17 +527,15 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 			return m, nil
 		}
 	}
-	if p.items == nil && p.pre == nil {
-		if c, ok := p.g.store.(cachedFacts); ok {
-			// Warm: the local cache is the memory of this answer's
-			// decisions, so an id is neither copied nor remembered here
-			// (a 1 MB list's 2,300 distinct subjects cost a map of
-			// them, one copy each, for repeats it mostly has not). A
-			// repeat reads the same entry (or fresher facts, should the
-			// subject change meanwhile) and the policy's memo decides it.
-			if sf, ok := c.CachedFacts(model.SubjectRef{Entity: p.entity, ID: unsafe.String(unsafe.SliceData(id), len(id))}, p.at()); ok {
-				return p.mask(id, sf, nil)
-			}
+	if p.items == nil && p.pre == nil && p.cached != nil {
+		// Warm: the local cache is the memory of this answer's
+		// decisions, so an id is neither copied nor remembered here (a
+		// 1 MB list's 2,300 distinct subjects cost a map of them, one
+		// copy each, for repeats it mostly has not). A repeat reads the
+		// same entry (or fresher facts, should the subject change
+		// meanwhile) and the policy's memo decides it.
+		if sf, ok := p.cached.CachedFacts(model.SubjectRef{Entity: p.entity, ID: unsafe.String(unsafe.SliceData(id), len(id))}, p.at()); ok {
+			return p.mask(id, &sf, nil)
 		}
 	}
 	// The one copy of the id, for the store, the memo and the origins.
@@ -557,7 +559,7 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	} else {
 		sf, ferr = p.g.store.Facts(p.ctx, model.SubjectRef{Entity: p.entity, ID: sid}, p.at())
 	}
-	mask, err := p.mask(id, sf, ferr)
+	mask, err := p.mask(id, &sf, ferr)
 	if err != nil {
 		return 0, err
 	}
@@ -570,31 +572,77 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 	return mask, nil
 }
 
+// newItemPlanner is the planner of one answer's list items, whose
+// subjects are entity's.
+func (g *Gate) newItemPlanner(ctx context.Context, ex *Exchange, entity string) *itemPlanner {
+	p := &itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: entity}
+	p.cached, _ = g.store.(cachedFacts)
+	return p
+}
+
+// itemKey is all of a subject's stored facts that an item's decision
+// reads when the store answered: fillFacts (no communication) makes the
+// policy's facts from the planner's base and these fields alone, so equal
+// keys give equal policy.Facts, hence the same decision. Comparing them is
+// a few words, where policy.Facts is 128 bytes with strings.
+// TestItemKeyHoldsWhatFillFactsReads keeps it complete.
+type itemKey struct {
+	known, restricted bool
+	coverage          lifecycle.Coverage
+	active, archived  uint32
+	expired           uint32
+	obliviated        uint32
+	explicit          uint32
+	inherited         uint32
+}
+
+func itemKeyOf(sf *cache.Facts) itemKey {
+	st := &sf.State
+	return itemKey{known: sf.Known, restricted: sf.Restricted, coverage: st.Coverage,
+		active: st.Active, archived: st.Archived, expired: st.Expired, obliviated: st.Obliviated,
+		explicit: st.CoveredExplicit, inherited: st.CoveredInherited}
+}
+
 // mask decides an item whose subject's facts are sf (ferr: the store
-// failed).
-func (p *itemPlanner) mask(id []byte, sf cache.Facts, ferr error) (uint32, error) {
-	f := p.base
-	f.RouteKind = policy.KindList
-	src, err := fillFacts(&f, sf, ferr, 0, "")
-	if err != nil && !p.base.FailOpen {
-		return 0, &plannerError{err}
+// failed, and sf is not read).
+func (p *itemPlanner) mask(id []byte, sf *cache.Facts, ferr error) (uint32, error) {
+	if ferr != nil {
+		// Not remembered: rare, and the policy's memo has it.
+		f := p.base
+		f.RouteKind = policy.KindList
+		if _, err := fillFacts(&f, nil, ferr, 0, ""); !p.base.FailOpen {
+			return 0, &plannerError{err}
+		}
+		return p.decideItem(f)
 	}
-	if src < cache.OriginStated {
-		p.unrecordedOrigin(id, src)
+	if sf.Origin < cache.OriginStated {
+		p.unrecordedOrigin(id, sf.Origin)
 	}
-	if p.hasLast && f == p.last {
+	k := itemKeyOf(sf)
+	if p.hasLast && k == p.lastKey {
 		return p.lastMask, nil
 	}
+	f := p.base
+	f.RouteKind = policy.KindList
+	_, _ = fillFacts(&f, sf, nil, 0, "")
+	mask, err := p.decideItem(f)
+	if err != nil {
+		return 0, err
+	}
+	p.lastKey, p.lastMask, p.hasLast = k, mask, true
+	return mask, nil
+}
+
+// decideItem is the mask the policy gives an item whose facts are f.
+func (p *itemPlanner) decideItem(f policy.Facts) (uint32, error) {
 	d, err := p.g.decide(p.ctx, f, nil, nil)
 	if err != nil {
 		return 0, &plannerError{err}
 	}
-	mask := p.ex.narrow(d.VisibleMask)
 	if !d.Allow {
-		mask = 0
+		return 0, nil
 	}
-	p.last, p.lastMask, p.hasLast = f, mask, true
-	return mask, nil
+	return p.ex.narrow(d.VisibleMask), nil
 }
 
 // unrecordedOrigin notes a subject whose origin this answer may record.

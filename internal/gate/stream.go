@@ -119,8 +119,7 @@ func (g *Gate) RewriteStream(ctx context.Context, ex *Exchange, resp *Response) 
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromResponseBody:
 		return nil, Rewritten{}, false
 	case r.cfg.Subject != nil && r.cfg.Subject.From == config.FromItem:
-		sp := &streamItemPlanner{ip: itemPlanner{ctx: ctx, g: g, ex: ex, base: ex.base, entity: r.cfg.Subject.Entity},
-			r: r, record: ok2xx(resp.Status)}
+		sp := &streamItemPlanner{ip: *g.newItemPlanner(ctx, ex, r.cfg.Subject.Entity), r: r, record: ok2xx(resp.Status)}
 		planner = sp
 		item = sp.item
 	default:
