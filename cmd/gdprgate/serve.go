@@ -122,9 +122,9 @@ func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 // releaseStartup gives back what start-up alone needed: the garbage of
 // loading the policy, config and seeds (returned to the system at once
 // instead of over minutes), then the pages of the binary it read (see
-// binpages: idle RSS 23-27 MiB instead of 56-58; a streamed 1 GB answer
-// peaked at 62-64 MiB instead of 68-73). The pages an exchange uses come
-// back on its first run as minor faults, from the page cache.
+// binpages: idle RSS 14-18 MiB instead of 56-58). The pages an exchange
+// uses come back on its first run, read from the file one by one (see
+// binpages.Release for why not as the page cache held them).
 // In that order: the collection reads type data of the binary.
 func releaseStartup(log *slog.Logger) {
 	debug.FreeOSMemory()
