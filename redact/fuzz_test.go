@@ -108,16 +108,19 @@ func fuzzRewrite(t *testing.T, maps []*Map, in []byte, mask uint32) {
 	}
 }
 
-// subjectMask is the mask fuzzMask gives the id in v's "id" or
-// "contact_id" key; 0 (nothing visible) without one.
-func subjectMask(v any, mask uint32) uint32 {
+// subjectMask is the mask fuzzMask gives the id in v's key named key
+// (case-insensitively, as the fuzz maps match keys); 0 (nothing visible)
+// without one.
+func subjectMask(v any, key string, mask uint32) uint32 {
 	o, ok := v.(map[string]any)
 	if !ok {
 		return 0
 	}
-	id, ok := o["id"]
-	if !ok {
-		id = o["contact_id"]
+	var id any
+	for k, v := range o {
+		if strings.EqualFold(k, key) {
+			id = v
+		}
 	}
 	switch id := id.(type) {
 	case string:
@@ -137,7 +140,7 @@ func checkRedacted(t *testing.T, spec Spec, doc any, mask uint32) {
 	case "":
 		visible = fuzzMask(mask, nil)
 	case "contact_id":
-		visible = subjectMask(doc, mask)
+		visible = subjectMask(doc, "contact_id", mask)
 	}
 	for _, f := range spec.Fields {
 		segs := strings.Split(f.Path, ".")
@@ -169,7 +172,7 @@ func checkRedacted(t *testing.T, spec Spec, doc any, mask uint32) {
 					for _, e := range x {
 						ev := vis
 						if strings.Contains(spec.SubjectPath, "#") && len(segs) > 1 {
-							ev = subjectMask(e, mask)
+							ev = subjectMask(e, spec.SubjectPath[strings.LastIndex(spec.SubjectPath, ".")+1:], mask)
 						}
 						walk(e, segs[1:], ev)
 					}

@@ -287,6 +287,13 @@ func (r *rewriter) holds(i int, end byte) bool {
 	return j < len(r.src) && r.src[j] != end
 }
 
+// keeps reports whether member would keep a string value under n as it
+// is, with nothing to note: n is no subject id, and it has no field, or
+// none that needs noting (matched) and none hidden (or only validating).
+func (r *rewriter) keeps(n *node) bool {
+	return n == nil || !n.subject && (n.fields == nil || r.matched == nil && (r.quiet > 0 || r.mask&n.bits == n.bits))
+}
+
 // redacted reports whether the value under n is to be redacted: one of its
 // fields' bits is not visible.
 func (r *rewriter) redacted(n *node) bool {
@@ -418,10 +425,12 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 	emitted, comma := false, -1
 	km := r.memoFor(n)
 	for k := 0; ; k++ {
-		start := j
 		if uint(j) >= uint(len(src)) || src[j] != '"' {
-			return 0, r.unexpected(j, "a string key")
+			if j = r.ws(j); j >= len(src) || src[j] != '"' {
+				return 0, r.unexpected(j, "a string key")
+			}
 		}
+		start := j
 		var c *node
 		var end int
 		var err error
@@ -452,7 +461,14 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 				return 0, r.unexpected(j, "':'")
 			}
 		}
-		if j, emitted, err = r.member(r.ws(j+1), start, comma, emitted, c); err != nil {
+		// A string value that stays as it is, the bulk of a body, is
+		// read here: member would only call str.
+		if v := j + 1; uint(v) < uint(len(src)) && src[v] == '"' && r.keeps(c) {
+			if j, _, err = r.str(v); err != nil {
+				return 0, err
+			}
+			emitted = true
+		} else if j, emitted, err = r.member(r.ws(v), start, comma, emitted, c); err != nil {
 			return 0, err
 		}
 		if j = r.ws(j); uint(j) < uint(len(src)) {
@@ -462,7 +478,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 					r.replace(j, j+1, nil) // every member so far was removed
 				}
 				comma = j
-				j = r.ws(j + 1)
+				j++ // the key's quote is looked for before any whitespace
 				continue
 			case '}':
 				r.depth--
@@ -505,7 +521,12 @@ func (r *rewriter) array(i int, n *node) (int, error) {
 			}
 		}
 		var err error
-		if j, emitted, err = r.member(j, j, comma, emitted, el); err != nil {
+		if uint(j) < uint(len(src)) && src[j] == '"' && r.keeps(el) {
+			if j, _, err = r.str(j); err != nil {
+				return 0, err
+			}
+			emitted = true
+		} else if j, emitted, err = r.member(j, j, comma, emitted, el); err != nil {
 			return 0, err
 		}
 		if j = r.ws(j); uint(j) < uint(len(src)) {

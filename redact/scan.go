@@ -297,7 +297,11 @@ func (s *scanner) object(i int) (int, error) {
 				return 0, s.unexpected(j, "':'")
 			}
 		}
-		if j, err = s.value(s.ws(j + 1)); err != nil {
+		if v := j + 1; uint(v) < uint(len(src)) && src[v] == '"' { // most values: one call less
+			if j, _, err = s.str(v); err != nil {
+				return 0, err
+			}
+		} else if j, err = s.value(s.ws(v)); err != nil {
 			return 0, err
 		}
 		if j = s.ws(j); uint(j) < uint(len(src)) {

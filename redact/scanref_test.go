@@ -1,6 +1,8 @@
 package redact
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -272,4 +274,57 @@ func FuzzScanner(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) { assertScansAsReference(t, in) })
+}
+
+// TestRewriteWhitespaceAtEveryOffset: the rewriter looks for separators
+// and quotes before whitespace; a list body with whitespace inserted at
+// any offset rewrites to what the compact body does (compacted, the
+// whitespace is kept where it stands), and is refused exactly when it is
+// not JSON (whitespace inside a token).
+func TestRewriteWhitespaceAtEveryOffset(t *testing.T) {
+	m := benchMap(t)
+	p := alternating()
+	body := listBody(2)
+	want, _, err := m.Rewrite(nil, body, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// inside[k]: an insert before body[k] lands inside a string.
+	inside := make([]bool, len(body)+1)
+	for k, in, esc := 0, false, false; k < len(body); k++ {
+		inside[k] = in
+		switch c := body[k]; {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		}
+	}
+	compared := 0
+	for k := 0; k <= len(body); k++ {
+		if inside[k] {
+			continue
+		}
+		for _, ws := range []string{" ", "\n\t ", "\r"} {
+			in := append(append(append([]byte(nil), body[:k]...), ws...), body[k:]...)
+			got, _, err := m.Rewrite(nil, in, p)
+			if valid := json.Valid(in); (err == nil) != valid {
+				t.Fatalf("offset %d: error %v, json.Valid %v", k, err, valid)
+			}
+			if err != nil {
+				assertScansAsReference(t, in)
+				continue
+			}
+			var a, b bytes.Buffer
+			if json.Compact(&a, got) != nil || json.Compact(&b, want) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+				t.Fatalf("offset %d %q:\n got %s\nwant %s", k, ws, got, want)
+			}
+			compared++
+		}
+	}
+	if compared < 3*150 {
+		t.Fatalf("only %d bodies compared", compared)
+	}
 }
