@@ -210,7 +210,8 @@ func (s *Store) markWithChildren(ref model.SubjectRef) {
 
 // Facts returns the subject's computed state at now.
 func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
-	if f, ok := s.CachedFacts(ref, now); ok {
+	var f cache.Facts
+	if s.CachedFactsTo(ref, now, &f) {
 		return f, nil
 	}
 	s.local.CountMiss()
@@ -234,20 +235,25 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 			inherited = sortedEvidence(p.evidence)
 		}
 	}
-	f := cache.ComputeFacts(s.index, rec, src, inherited, now)
+	f = cache.ComputeFacts(s.index, rec, src, inherited, now)
 	s.local.Put(ref, parent, f, now, gen)
 	return f, nil
 }
 
-// CachedFacts returns ref's facts when the local cache serves them at now
-// (a hit, counted as Facts counts it). ref is not retained: a caller may
-// pass an id that aliases a buffer it reuses.
-func (s *Store) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+// CachedFactsTo writes ref's facts into dst when the local cache serves
+// them at now (a hit, counted as Facts counts it) and reports whether it
+// did; on a miss dst is unchanged. ref is not retained: a caller may pass
+// an id that aliases a buffer it reuses. The facts are written, not
+// returned: a 104-byte result copied at each call level costs a warm list
+// item more than its lookup's arithmetic.
+func (s *Store) CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Facts) bool {
 	f, ok := s.local.Get(ref, now)
-	if ok {
-		s.local.CountHit()
+	if !ok {
+		return false
 	}
-	return f, ok
+	s.local.CountHit()
+	*dst = f
+	return true
 }
 
 // FactsMany returns the facts of each subject, in order.

@@ -294,7 +294,8 @@ func (h *parentHints) put(ref, parent model.SubjectRef) {
 
 // Facts returns the subject's computed state at now.
 func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) (cache.Facts, error) {
-	if f, hit := s.CachedFacts(ref, now); hit {
+	var f cache.Facts
+	if s.CachedFactsTo(ref, now, &f) {
 		return f, nil
 	}
 	if !cache.IsAdmin(ctx) && !s.unbatched {
@@ -307,25 +308,27 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 	return out[0], nil
 }
 
-// CachedFacts returns ref's facts when the local cache serves them at now
-// (a hit, counted and marked stale as Facts does), without a round trip.
-// ref is not retained: a caller may pass an id that aliases a buffer it
-// reuses.
-func (s *Store) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+// CachedFactsTo writes ref's facts into dst when the local cache serves
+// them at now (a hit, counted and marked stale as Facts does), without a
+// round trip, and reports whether it did; on a miss dst is unchanged. ref
+// is not retained: a caller may pass an id that aliases a buffer it
+// reuses. Written, not returned: see memstore's.
+func (s *Store) CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Facts) bool {
 	ok, stale := s.local.Servable()
 	if !ok {
-		return cache.Facts{}, false
+		return false
 	}
 	f, hit := s.local.Get(ref, now)
 	if !hit {
-		return cache.Facts{}, false
+		return false
 	}
 	s.local.CountHit()
 	if stale {
 		f.Stale = true
 		s.local.CountStale()
 	}
-	return f, true
+	*dst = f
+	return true
 }
 
 // Cached reports whether ref's facts are served from the local cache now

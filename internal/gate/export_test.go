@@ -63,3 +63,7 @@ func PlanItems(ctx context.Context, g *Gate, ex *Exchange, entity string, ids []
 	}
 	return all, nil
 }
+
+// CachedFactsReader is the stores' local-cache reader the item planner
+// uses when a store has one.
+type CachedFactsReader = cachedFacts

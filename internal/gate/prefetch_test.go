@@ -91,7 +91,7 @@ func TestListSubjectsAreReadTogether(t *testing.T) {
 }
 
 // cachedCounting is a store answering from its local cache alone
-// (CachedFacts), as memstore and redisstore do, counting those reads;
+// (CachedFactsTo), as memstore and redisstore do, counting those reads;
 // with off set it says nothing is cached (every item goes through Facts).
 type cachedCounting struct {
 	*countingStore
@@ -108,14 +108,14 @@ func (s *cachedCounting) Facts(ctx context.Context, ref model.SubjectRef, now ti
 	return s.countingStore.Facts(ctx, ref, now)
 }
 
-func (s *cachedCounting) CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool) {
+func (s *cachedCounting) CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Facts) bool {
 	if s.off.Load() {
-		return cache.Facts{}, false
+		return false
 	}
 	s.cachedReads.Add(1)
 	return s.Store.(interface {
-		CachedFacts(model.SubjectRef, time.Time) (cache.Facts, bool)
-	}).CachedFacts(ref, now)
+		CachedFactsTo(model.SubjectRef, time.Time, *cache.Facts) bool
+	}).CachedFactsTo(ref, now, dst)
 }
 
 // A list whose subjects the local cache serves is decided item by item

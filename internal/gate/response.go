@@ -424,6 +424,9 @@ type itemPlanner struct {
 	// cached is the store's local-cache reader (nil: it has none),
 	// asserted once per answer rather than once per item.
 	cached cachedFacts
+	// sf holds the facts cached of the item being decided (in the
+	// planner: passed to an interface method, a local would escape).
+	sf cache.Facts
 	// lastKey is what decided the previous item the store answered for,
 	// and lastMask the mask it gave: items of a list mostly share their
 	// facts, and a mask depends on the facts alone in the response stage.
@@ -468,9 +471,10 @@ func putSeen(p *itemPlanner) {
 
 // cachedFacts is a store that can answer from its local cache alone.
 type cachedFacts interface {
-	// CachedFacts returns ref's facts when its local cache serves them
-	// at now, counted as Facts counts a hit; ref is not retained.
-	CachedFacts(ref model.SubjectRef, now time.Time) (cache.Facts, bool)
+	// CachedFactsTo writes ref's facts into dst when its local cache
+	// serves them at now, counted as Facts counts a hit, and reports
+	// whether it did; ref is not retained.
+	CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Facts) bool
 }
 
 // localCache is a store with a local cache in front of round trips.
@@ -534,8 +538,8 @@ func (p *itemPlanner) Visible(id []byte) (uint32, error) {
 		// copy each, for repeats it mostly has not). A repeat reads the
 		// same entry (or fresher facts, should the subject change
 		// meanwhile) and the policy's memo decides it.
-		if sf, ok := p.cached.CachedFacts(model.SubjectRef{Entity: p.entity, ID: unsafe.String(unsafe.SliceData(id), len(id))}, p.at()); ok {
-			return p.mask(id, &sf, nil)
+		if p.cached.CachedFactsTo(model.SubjectRef{Entity: p.entity, ID: unsafe.String(unsafe.SliceData(id), len(id))}, p.at(), &p.sf) {
+			return p.mask(id, &p.sf, nil)
 		}
 	}
 	// The one copy of the id, for the store, the memo and the origins.
