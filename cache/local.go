@@ -9,9 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
@@ -36,7 +34,7 @@ import (
 // for a cache of fewer than 2×minShardSubjects subjects, which has one
 // shard.
 //
-// A warm Get takes one shard's mutex and makes no allocation. The Facts it
+// A warm Get takes no lock (see shard) and makes no allocation. The Facts it
 // returns share their Grants slice with the cache (and with the entries
 // whose facts are equal): treat it as read-only.
 type Local struct {
@@ -90,128 +88,6 @@ type Local struct {
 	hits, misses, evictions, stale, unavailable *stripedCounter
 }
 
-// shard is one part of the cache, its entries in slices linked by index,
-// not as one object each: a full cache is 100,000 entries or more that the
-// garbage collector marks on every cycle, and objects and pointers are
-// what it pays for (the index and the hot half of the entries hold none).
-//
-// A warm lookup is dominated by memory: between two answers naming a
-// subject, a megabyte of body went through the processor's caches. So
-// what a hit reads is kept small and together: one word of the index,
-// then the entry's hot half (32 bytes: its id when short, its value, its
-// tick), then its value (entity, instant, facts), which entries with equal
-// ones share — the subjects of a list, judged at one instant, mostly have
-// a handful of distinct facts between them.
-type shard struct {
-	mu sync.Mutex
-	// table is the index, open addressing with linear probing: each
-	// word is the top 32 bits of an id's hash and its slot + 1, 0 when
-	// empty. Kept at most half full.
-	table []uint64
-	hot   []hot
-	cold  []cold
-	free  int32 // first free slot (linked by cold.next), none: -1
-	// values are the (entity, instant, facts) of the entries, shared by
-	// the entries whose ones are equal (counted by refs); recent finds
-	// the value of a new entry among those put last, by a hash of it.
-	values     []value
-	freeValue  int32 // linked by value.next, none: -1
-	recent     [16]int32
-	count      int
-	withParent int   // entries whose subject inherits evidence
-	bytes      int64 // sum of the entries' sizes
-	// Recency: hot[i].tick is the instant (a counter) slot i was last
-	// used, 0 when free; uses lists (slot, tick) in the order of use,
-	// oldest first from usesHead. A use whose tick is no longer its
-	// slot's is stale and skipped, so the first live one is the least
-	// recently used entry — exact LRU within the shard, yet a hit writes
-	// only its own tick and appends one record.
-	tick     uint32
-	uses     []use
-	usesHead int
-	// Shards sit side by side: keep one's mutex off its neighbours' cache
-	// lines.
-	_ [64]byte
-}
-
-// inlineID is the longest id kept in its entry's hot half.
-const inlineID = 23
-
-// hot is the half of an entry a hit reads.
-type hot struct {
-	value int32
-	tick  uint32
-	idLen uint8 // len(ref.ID) when it is at most inlineID, else more
-	id    [inlineID]byte
-}
-
-// cold is the rest of an entry.
-type cold struct {
-	hash      uint64
-	ref       model.SubjectRef
-	parent    model.SubjectRef
-	hasParent bool
-	size      int64
-	next      int32 // next free slot, none: -1
-}
-
-// value is what entries may share.
-type value struct {
-	entity string
-	at     time.Time // the instant facts were computed for
-	facts  Facts
-	hash   uint64 // of the above (see valueHash)
-	refs   int32
-	next   int32 // next free value, none: -1
-}
-
-// use is one use of a slot, at a tick.
-type use struct {
-	slot int32
-	tick uint32
-}
-
-const none = -1
-
-const (
-	// maxShards bounds the shards: past a few per core the lock is
-	// rarely contended, and each shard costs a little memory.
-	maxShards = 32
-	// minShardSubjects is the fewest subjects a shard is sized for: the
-	// fewer per shard, the further the eviction order is from the
-	// cache-wide LRU.
-	minShardSubjects = 256
-)
-
-// shardsFor is the number of shards of a cache of maxSubjects subjects:
-// a power of two, 1 for a small cache.
-func shardsFor(maxSubjects int) int {
-	n := 1
-	for n < maxShards && maxSubjects >= 2*n*minShardSubjects {
-		n *= 2
-	}
-	return n
-}
-
-// entryOverhead approximates what an entry costs besides the bytes of its
-// strings and grants: the struct, its index words and allocator rounding.
-const entryOverhead = int64(unsafe.Sizeof(hot{})+unsafe.Sizeof(cold{})+unsafe.Sizeof(value{})) + 96
-
-// entrySize is the memory an entry holds. Subject ids come from requests,
-// so their length is the caller's choice: the byte bound is what keeps
-// long ids from growing the cache past its budget.
-func entrySize(ref model.SubjectRef, parent *model.SubjectRef, f Facts) int64 {
-	n := entryOverhead + int64(len(ref.Entity)+len(ref.ID))
-	if parent != nil {
-		n += int64(len(parent.Entity) + len(parent.ID))
-	}
-	n += int64(cap(f.State.Grants)) * int64(unsafe.Sizeof(lifecycle.Grant{}))
-	for _, g := range f.State.Grants {
-		n += int64(len(g.ProjectID)) // legalisation ids are shared with the index
-	}
-	return n
-}
-
 // NewLocal returns an empty cache, connected as of now. Its metrics are
 // registered on opts.Registerer when set (a collector already registered
 // under the same name is reused, so several stores may share a registry).
@@ -233,7 +109,7 @@ func newLocal(opts Options, n int) *Local {
 		shards:       make([]shard, n),
 	}
 	for i := range l.shards {
-		l.shards[i].free, l.shards[i].freeValue = none, none
+		l.shards[i].free = none
 	}
 	l.hits = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
 	l.misses = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
@@ -326,6 +202,12 @@ func (l *Local) shardOf(h uint64) *shard { return &l.shards[h>>l.shift] }
 
 // Get returns the cached Facts of ref valid at now, if any. It does not look
 // at connectivity (see Servable) nor count hits: the Store does both.
+//
+// A hit of an id of at most inlineID bytes writes nothing but its entry's
+// recency (see shard.peek): concurrent answers reading the same subjects
+// on several cores do not pass a lock's cache line between them. Anything
+// else (a writer at work in the shard, a long id, an entry to drop) takes
+// the shard's mutex.
 func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 	ix := l.index.Load()
 	if ix == nil {
@@ -333,13 +215,19 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 	}
 	h := l.hash(ref.ID)
 	s := l.shardOf(h)
+	if len(ref.ID) <= inlineID {
+		if f, hit, sure := s.peek(h, ref, now, ix.Version); sure {
+			return f, hit
+		}
+	}
 	s.mu.Lock()
 	i := s.find(h, ref)
 	if i == none {
 		s.mu.Unlock()
 		return Facts{}, false
 	}
-	v := &s.values[s.hot[i].value]
+	ents := s.ents.Load()
+	v := s.valueOf(&ents.hot[i])
 	if now.Before(v.at) {
 		// Computed for a later instant (a concurrent decision's): facts
 		// hold from their instant to Next, and what held before is not
@@ -352,11 +240,13 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 	if f.RegistersVersion != ix.Version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
 		// Outdated: computed with older registers, or the state may have
 		// moved on. Drop it so the next reader recomputes.
+		s.begin()
 		l.remove(s, i)
+		s.end()
 		s.mu.Unlock()
 		return Facts{}, false
 	}
-	s.used(i)
+	ents.stamps[i].Store(s.stamp())
 	s.mu.Unlock()
 	return f, true
 }
@@ -372,12 +262,7 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	if size > l.maxBytes {
 		return
 	}
-	ne := newEntry{cold: cold{ref: l.cloneRef(ref), size: size}, facts: f, at: at}
-	ne.hot.idLen = inlineID + 1
-	if len(ref.ID) <= inlineID {
-		ne.hot.idLen = uint8(len(ref.ID))
-		copy(ne.hot.id[:], ref.ID)
-	}
+	ne := newEntry{cold: cold{ref: l.cloneRef(ref), size: size}, facts: f, at: at, id: idWords(ref.ID)}
 	if parent != nil {
 		ne.cold.parent, ne.cold.hasParent = l.cloneRef(*parent), true
 		// Counted before gen is read (see withParent).
@@ -385,25 +270,25 @@ func (l *Local) Put(ref model.SubjectRef, parent *model.SubjectRef, f Facts, at 
 	}
 	ne.cold.hash = l.hash(ref.ID)
 	s := l.shardOf(ne.cold.hash)
-	s.mu.Lock()
+	s.lock()
 	if !l.insert(s, &ne, gen) {
 		if ne.cold.hasParent {
 			l.withParent.Add(-1)
 		}
 	}
-	s.mu.Unlock()
+	s.unlock()
 }
 
 // newEntry is an entry on its way in.
 type newEntry struct {
-	hot   hot
+	id    [3]uint64 // see idWords
 	cold  cold
 	facts Facts
 	at    time.Time
 }
 
-// insert puts ne in s (locked) once there is room, unless gen moved. It
-// may unlock s meanwhile, to make room in other shards.
+// insert puts ne in s (locked for writing) once there is room, unless gen
+// moved. It may unlock s meanwhile, to make room in other shards.
 func (l *Local) insert(s *shard, ne *newEntry, gen uint64) bool {
 	if l.gen.Load() != gen {
 		return false
@@ -426,9 +311,9 @@ func (l *Local) insert(s *shard, ne *newEntry, gen uint64) bool {
 	if n > int64(l.maxSubjects) || b > l.maxBytes {
 		// This shard is empty; the room is in the others. Never hold
 		// two shards' mutexes: another insert may be doing the same.
-		s.mu.Unlock()
+		s.unlock()
 		ok := l.evictElsewhere(s)
-		s.mu.Lock()
+		s.lock()
 		if ok && l.gen.Load() == gen {
 			if old := s.find(ne.cold.hash, ne.cold.ref); old != none {
 				l.remove(s, old) // put meanwhile: this one is as recent
@@ -439,61 +324,98 @@ func (l *Local) insert(s *shard, ne *newEntry, gen uint64) bool {
 			return false
 		}
 	}
-	i := s.free
-	if i != none {
-		s.free = s.cold[i].next
-	} else {
-		i = int32(len(s.hot))
-		s.hot = append(s.hot, hot{})
-		s.cold = append(s.cold, cold{})
-	}
+	i := s.slot()
 	ne.cold.next = none
-	ne.hot.value = s.share(ne.cold.ref.Entity, &ne.facts, ne.at)
-	s.hot[i], s.cold[i] = ne.hot, ne.cold
+	s.cold[i] = ne.cold
+	e := &s.ents.Load().hot[i]
+	for k, w := range ne.id {
+		e.id[k].Store(w)
+	}
+	e.value.Store(uint32(s.share(ne.cold.ref.Entity, &ne.facts, ne.at)) + 1)
 	if ne.cold.hasParent {
 		s.withParent++
 	}
 	s.count++
 	s.bytes += ne.cold.size
 	s.index(ne.cold.hash, i)
-	s.used(i)
+	s.push(i)
 	return true
 }
 
-// share returns a value holding (entity, at, f) with one more reference:
-// a recent one equal to it, or else a new one.
+// share returns the place of a value holding (entity, at, f) with one
+// more reference: a recent one equal to it, or else a new one; locked for
+// writing.
 func (s *shard) share(entity string, f *Facts, at time.Time) int32 {
 	h := valueHash(entity, f, at)
 	r := &s.recent[h%uint64(len(s.recent))]
 	if k := *r - 1; k >= 0 {
-		if v := &s.values[k]; v.hash == h && v.entity == entity && v.at == at && sameFacts(&v.facts, f) {
-			v.refs++
+		if v := &s.vals.Load().v[k]; v.hash == h && v.entity == entity && v.at == at && sameFacts(&v.facts, f) {
+			s.refs[k]++
 			return k
 		}
 	}
-	k := s.freeValue
-	if k != none {
-		s.freeValue = s.values[k].next
-	} else {
-		k = int32(len(s.values))
-		s.values = append(s.values, value{})
+	vals := s.vals.Load()
+	if vals == nil || int(s.nvals) == len(vals.v) {
+		vals = s.compactValues()
 	}
-	s.values[k] = value{entity: entity, at: at, facts: *f, hash: h, refs: 1, next: none}
+	k := s.nvals
+	s.nvals++
+	s.liveVals++
+	vals.v[k] = value{entity: entity, at: at, facts: *f, hash: h}
+	s.refs[k] = 1
 	*r = k + 1
 	return k
 }
 
-// release drops a reference to value k, freeing it with the last.
+// release drops a reference to the value at place k. The last leaves the
+// place dead (a lock-free reader may still be reading it) until the
+// array is next compacted; locked for writing.
 func (s *shard) release(k int32) {
-	v := &s.values[k]
-	if v.refs--; v.refs > 0 {
+	if s.refs[k]--; s.refs[k] > 0 {
 		return
 	}
-	if r := &s.recent[v.hash%uint64(len(s.recent))]; *r == k+1 {
+	s.liveVals--
+	if r := &s.recent[s.vals.Load().v[k].hash%uint64(len(s.recent))]; *r == k+1 {
 		*r = 0
 	}
-	*v = value{next: s.freeValue} // its grants are released at once
-	s.freeValue = k
+}
+
+// compactValues replaces the values array, full, by one holding only its
+// live values with room for as many again (the dead ones' strings and
+// grants go with the old array), and moves the entries' value places to
+// match; locked for writing.
+func (s *shard) compactValues() *valueArray {
+	old := s.vals.Load()
+	n := max(16, 2*int(s.liveVals))
+	next := &valueArray{v: make([]value, n)}
+	refs := make([]int32, n)
+	var moved []int32 // old place -> new place + 1
+	if old != nil {
+		moved = make([]int32, s.nvals)
+		k := int32(0)
+		for i := range s.nvals {
+			if s.refs[i] > 0 {
+				next.v[k], refs[k], moved[i] = old.v[i], s.refs[i], k+1
+				k++
+			}
+		}
+		s.nvals = k
+		if ents := s.ents.Load(); ents != nil {
+			for i := range s.slots {
+				if e := &ents.hot[i]; e.value.Load() != 0 {
+					e.value.Store(uint32(moved[e.value.Load()-1]))
+				}
+			}
+		}
+		for j, r := range s.recent {
+			if r > 0 {
+				s.recent[j] = moved[r-1]
+			}
+		}
+	}
+	s.refs = refs
+	s.vals.Store(next)
+	return next
 }
 
 // valueHash mixes what tells values apart, cheaply: equal values hash
@@ -538,13 +460,13 @@ func (l *Local) evictElsewhere(own *shard) bool {
 			if t == own {
 				continue
 			}
-			t.mu.Lock()
+			t.lock()
 			if lru := t.oldest(); lru != none {
 				l.remove(t, lru)
 				l.evictions.Inc()
 				evicted = true
 			}
-			t.mu.Unlock()
+			t.unlock()
 			if l.reserved.Load() <= int64(l.maxSubjects) && l.reservedBytes.Load() <= l.maxBytes {
 				return true
 			}
@@ -588,21 +510,25 @@ func (l *Local) Invalidate(ref model.SubjectRef) {
 	l.gen.Add(1)
 	h := l.hash(ref.ID)
 	s := l.shardOf(h)
-	s.mu.Lock()
+	s.lock()
 	if i := s.find(h, ref); i != none {
 		l.remove(s, i)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	if l.withParent.Load() == 0 {
 		return
 	}
 	for k := range l.shards {
 		t := &l.shards[k]
 		t.mu.Lock()
-		for i := 0; t.withParent > 0 && i < len(t.cold); i++ {
-			if e := &t.cold[i]; e.hasParent && e.parent == ref {
-				l.remove(t, int32(i))
+		if t.withParent > 0 {
+			t.begin()
+			for i := 0; t.withParent > 0 && i < len(t.cold); i++ {
+				if e := &t.cold[i]; e.hasParent && e.parent == ref {
+					l.remove(t, int32(i))
+				}
 			}
+			t.end()
 		}
 		t.mu.Unlock()
 	}
@@ -613,16 +539,17 @@ func (l *Local) InvalidateAll() {
 	l.gen.Add(1)
 	for k := range l.shards {
 		s := &l.shards[k]
-		s.mu.Lock()
+		s.lock()
 		l.reserved.Add(-int64(s.count))
 		l.reservedBytes.Add(-s.bytes)
 		l.withParent.Add(-int64(s.withParent))
-		s.table = nil
-		s.hot, s.cold, s.values = nil, nil, nil // the strings and grants go with them
+		s.tab.Store(nil)
+		s.ents.Store(nil) // the strings and grants go with them
+		s.vals.Store(nil)
+		s.cold, s.refs, s.heap = nil, nil, nil
 		s.recent = [len(s.recent)]int32{}
-		s.uses, s.usesHead = nil, 0
-		s.free, s.freeValue, s.count, s.withParent, s.bytes = none, none, 0, 0, 0
-		s.mu.Unlock()
+		s.free, s.slots, s.nvals, s.liveVals, s.count, s.withParent, s.bytes = none, 0, 0, 0, 0, 0, 0
+		s.unlock()
 	}
 }
 
@@ -655,172 +582,3 @@ func (l *Local) CountHit()         { l.hits.Inc() }
 func (l *Local) CountMiss()        { l.misses.Inc() }
 func (l *Local) CountStale()       { l.stale.Inc() }
 func (l *Local) CountUnavailable() { l.unavailable.Inc() }
-
-// find returns ref's slot, none when absent.
-func (s *shard) find(h uint64, ref model.SubjectRef) int32 {
-	if len(s.table) == 0 {
-		return none
-	}
-	mask := len(s.table) - 1
-	tag := h >> 32
-	for p := int(h) & mask; ; p = (p + 1) & mask {
-		w := s.table[p]
-		if w == 0 {
-			return none
-		}
-		if w>>32 != tag {
-			continue
-		}
-		i := int32(uint32(w)) - 1
-		if s.matches(i, ref) {
-			return i
-		}
-	}
-}
-
-// matches reports whether slot i is ref's entry.
-func (s *shard) matches(i int32, ref model.SubjectRef) bool {
-	e := &s.hot[i]
-	if len(ref.ID) <= inlineID {
-		if int(e.idLen) != len(ref.ID) || unsafe.String(&e.id[0], len(ref.ID)) != ref.ID {
-			return false
-		}
-	} else if s.cold[i].ref.ID != ref.ID {
-		return false
-	}
-	return s.values[e.value].entity == ref.Entity
-}
-
-// position is the place of slot i, holding hash h, in s's table.
-func (s *shard) position(h uint64, i int32) int {
-	mask := len(s.table) - 1
-	w := h>>32<<32 | uint64(uint32(i+1))
-	p := int(h) & mask
-	for s.table[p] != w {
-		p = (p + 1) & mask
-	}
-	return p
-}
-
-// index records slot i, holding hash h, in s's table, doubling the table
-// when it would be more than half full.
-func (s *shard) index(h uint64, i int32) {
-	if 2*s.count > len(s.table) {
-		old := s.table
-		s.table = make([]uint64, max(16, 2*len(old)))
-		for _, w := range old {
-			if w != 0 {
-				s.place(s.cold[int32(uint32(w))-1].hash, w)
-			}
-		}
-	}
-	s.place(h, h>>32<<32|uint64(uint32(i+1)))
-}
-
-// place puts the index word w of hash h in the first empty word from h's
-// position.
-func (s *shard) place(h, w uint64) {
-	mask := len(s.table) - 1
-	p := int(h) & mask
-	for s.table[p] != 0 {
-		p = (p + 1) & mask
-	}
-	s.table[p] = w
-}
-
-// unindex removes the word at position p, moving back the words after it
-// that would otherwise no longer be found (no tombstones: a table that
-// sees an eviction per miss would fill with them).
-func (s *shard) unindex(p int) {
-	mask := len(s.table) - 1
-	for q := (p + 1) & mask; ; q = (q + 1) & mask {
-		w := s.table[q]
-		if w == 0 {
-			break
-		}
-		home := int(s.cold[int32(uint32(w))-1].hash) & mask
-		// The word at q may move to p unless its home lies cyclically
-		// in (p, q].
-		if p <= q && (p < home && home <= q) || p > q && (p < home || home <= q) {
-			continue
-		}
-		s.table[p] = w
-		p = q
-	}
-	s.table[p] = 0
-}
-
-// remove drops slot i of s from the index and frees it (its strings and
-// grants are released at once, not when the slot is reused). Its uses
-// become stale: its tick is 0 until it is used again.
-func (l *Local) remove(s *shard, i int32) {
-	e := &s.cold[i]
-	s.unindex(s.position(e.hash, i))
-	s.count--
-	s.bytes -= e.size
-	l.reserved.Add(-1)
-	l.reservedBytes.Add(-e.size)
-	if e.hasParent {
-		s.withParent--
-		l.withParent.Add(-1)
-	}
-	s.release(s.hot[i].value)
-	*e = cold{next: s.free}
-	s.hot[i] = hot{}
-	s.free = i
-}
-
-// used marks slot i as the most recently used.
-func (s *shard) used(i int32) {
-	if s.tick == math.MaxUint32 {
-		s.renumber()
-	}
-	s.tick++
-	s.hot[i].tick = s.tick
-	if n := len(s.uses) - s.usesHead; n > 2*s.count+64 || len(s.uses) == cap(s.uses) && s.usesHead >= n {
-		// Mostly stale uses (each live entry has exactly one live use,
-		// its last), or a full slice mostly consumed: keep the live ones
-		// rather than grow. Amortised over the uses appended since the
-		// last time, a few reads of ticks each.
-		s.compact()
-	}
-	s.uses = append(s.uses, use{slot: i, tick: s.tick})
-}
-
-// compact keeps only the live uses, in order.
-func (s *shard) compact() {
-	n := 0
-	for _, u := range s.uses[s.usesHead:] {
-		if s.hot[u.slot].tick == u.tick {
-			s.uses[n] = u
-			n++
-		}
-	}
-	s.uses, s.usesHead = s.uses[:n], 0
-}
-
-// renumber gives the live uses the ticks 1, 2, … in their order, when
-// the counter is about to wrap (once per 4 billion uses).
-func (s *shard) renumber() {
-	s.compact()
-	for k := range s.uses {
-		u := &s.uses[k]
-		u.tick = uint32(k + 1)
-		s.hot[u.slot].tick = u.tick
-	}
-	s.tick = uint32(len(s.uses))
-}
-
-// oldest returns the least recently used slot (none when the shard is
-// empty), dropping the stale uses before it.
-func (s *shard) oldest() int32 {
-	for s.usesHead < len(s.uses) {
-		u := s.uses[s.usesHead]
-		if s.hot[u.slot].tick == u.tick {
-			return u.slot
-		}
-		s.usesHead++
-	}
-	s.uses, s.usesHead = s.uses[:0], 0
-	return none
-}
