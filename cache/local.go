@@ -209,22 +209,31 @@ func (l *Local) shardOf(h uint64) *shard { return &l.shards[h>>l.shift] }
 // else (a writer at work in the shard, a long id, an entry to drop) takes
 // the shard's mutex.
 func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
+	var f Facts
+	ok := l.GetTo(ref, now, &f)
+	return f, ok
+}
+
+// GetTo is Get writing a hit's facts into dst (once: a 104-byte result
+// copied at each call level costs a warm list item more than its lookup's
+// arithmetic). On a miss dst is unchanged.
+func (l *Local) GetTo(ref model.SubjectRef, now time.Time, dst *Facts) bool {
 	ix := l.index.Load()
 	if ix == nil {
-		return Facts{}, false
+		return false
 	}
 	h := l.hash(ref.ID)
 	s := l.shardOf(h)
 	if len(ref.ID) <= inlineID {
-		if f, hit, sure := s.peek(h, ref, now, ix.Version); sure {
-			return f, hit
+		if hit, sure := s.peek(h, ref, now, ix.Version, dst); sure {
+			return hit
 		}
 	}
 	s.mu.Lock()
 	i := s.find(h, ref)
 	if i == none {
 		s.mu.Unlock()
-		return Facts{}, false
+		return false
 	}
 	ents := s.ents.Load()
 	v := s.valueOf(&ents.hot[i])
@@ -234,21 +243,28 @@ func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {
 		// known: an unknown subject's grace, for one, runs from its first
 		// reading. A miss; the entry stays for later readers.
 		s.mu.Unlock()
-		return Facts{}, false
+		return false
 	}
-	f := v.facts
-	if f.RegistersVersion != ix.Version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
+	if outdated(&v.facts, now, ix.Version) {
 		// Outdated: computed with older registers, or the state may have
 		// moved on. Drop it so the next reader recomputes.
 		s.begin()
 		l.remove(s, i)
 		s.end()
 		s.mu.Unlock()
-		return Facts{}, false
+		return false
 	}
+	*dst = v.facts
 	ents.stamps[i].Store(s.stamp())
 	s.mu.Unlock()
-	return f, true
+	return true
+}
+
+// outdated reports whether f, cached, no longer holds at now under the
+// registers of version: computed with others, or its state may have moved
+// on at Next.
+func outdated(f *Facts, now time.Time, version int64) bool {
+	return f.RegistersVersion != version || (!f.State.Next.IsZero() && !now.Before(f.State.Next))
 }
 
 // Put caches f, the facts of ref at the instant at, unless an invalidation

@@ -198,3 +198,57 @@ func TestLocalCompactsValuesKeepingEachEntrysFacts(t *testing.T) {
 		t.Fatalf("%d of the cache's %d entries found", held, l.Len())
 	}
 }
+
+// TestLocalGetToWritesAHitOnlyAsGetReturnsIt: GetTo writes exactly what
+// Get returns on a hit, lock-free (short id) or not (long id), and leaves
+// dst as it was on every kind of miss: absent, computed for a later
+// instant, at or after Next, of other registers.
+func TestLocalGetToWritesAHitOnlyAsGetReturnsIt(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	l := newLocal(Options{}.WithDefaults(), 4)
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetIndex(ix)
+	ref := func(id string) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: id} }
+	next := at.Add(time.Hour)
+	f := Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 3, Next: next,
+		Grants: []lifecycle.Grant{{LegalisationID: "l", ProjectID: "p"}}}}
+	long := strings.Repeat("x", inlineID+5)
+	l.Put(ref("short"), nil, f, at, l.Gen())
+	l.Put(ref(long), nil, f, at, l.Gen())
+	l.Put(ref("later"), nil, f, at.Add(time.Minute), l.Gen())
+	l.Put(ref("other-registers"), nil, Facts{RegistersVersion: 2}, at, l.Gen())
+	sentinel := Facts{Origin: 7, State: lifecycle.State{Archived: 99}}
+	for _, tc := range []struct {
+		ref model.SubjectRef
+		now time.Time
+		hit bool
+	}{
+		{ref("short"), at, true},
+		{ref(long), at.Add(time.Second), true},
+		{ref("absent"), at, false},
+		{ref(long + "y"), at, false},
+		{ref("later"), at, false},
+		{ref("short"), next, false},
+		{ref("other-registers"), at, false},
+	} {
+		got, ok := l.Get(tc.ref, tc.now)
+		dst := sentinel
+		okTo := l.GetTo(tc.ref, tc.now, &dst)
+		if ok != tc.hit || okTo != tc.hit {
+			t.Fatalf("%v at %v: Get hit %v, GetTo hit %v, want %v", tc.ref, tc.now, ok, okTo, tc.hit)
+		}
+		want := sentinel
+		if tc.hit {
+			want = got
+			if !sameFacts(&got, &f) {
+				t.Fatalf("%v: Get = %+v, want %+v", tc.ref, got, f)
+			}
+		}
+		if !sameFacts(&dst, &want) {
+			t.Fatalf("%v at %v: GetTo wrote %+v, want %+v", tc.ref, tc.now, dst, want)
+		}
+	}
+}

@@ -207,19 +207,20 @@ func (s *shard) stamp() int64 {
 	return t
 }
 
-// peek is Get's lock-free hit: sure reports whether f and hit are the
-// answer, else (a writer at work, an entry to drop, anything unusual) the
-// caller asks again under mu. ref.ID is at most inlineID bytes long.
+// peek is GetTo's lock-free hit: sure reports whether hit is the answer
+// (the facts written into dst when it is one), else (a writer at work, an
+// entry to drop, anything unusual) the caller asks again under mu, dst
+// unchanged. ref.ID is at most inlineID bytes long.
 //
 // Every word it reads may be changing under it, so it reads them
 // atomically and believes what it found only if seq did not move
 // meanwhile: then no writer changed anything it read (a writer makes seq
 // odd before its first change and moves it again after its last). The
 // value it returns is an immutable object, whole whatever happened.
-func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int64) (f Facts, hit, sure bool) {
+func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int64, dst *Facts) (hit, sure bool) {
 	seq := s.seq.Load()
 	if seq&1 != 0 {
-		return Facts{}, false, false
+		return false, false
 	}
 	// vals before the entries' value places: an array no older than
 	// them is written only in places filled before they were (or never).
@@ -242,7 +243,7 @@ func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int6
 			}
 			i := int(uint32(w)) - 1
 			if i < 0 || i >= len(ents.hot) {
-				return Facts{}, false, false
+				return false, false
 			}
 			e := &ents.hot[i]
 			if e.id[0].Load() != key[0] || e.id[1].Load() != key[1] || e.id[2].Load() != key[2] {
@@ -250,7 +251,7 @@ func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int6
 			}
 			k := int(e.value.Load()) - 1
 			if k < 0 || k >= len(vals.v) {
-				return Facts{}, false, false
+				return false, false
 			}
 			if c := &vals.v[k]; c.entity == ref.Entity {
 				v, slot = c, i
@@ -258,26 +259,26 @@ func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int6
 			}
 		}
 		if n == len(words) {
-			return Facts{}, false, false // no empty word: never so
+			return false, false // no empty word: never so
 		}
 	}
 	if s.seq.Load() != seq {
-		return Facts{}, false, false
+		return false, false
 	}
 	if v == nil || now.Before(v.at) {
-		// Absent, or computed for a later instant (see Get).
-		return Facts{}, false, true
+		// Absent, or computed for a later instant (see GetTo).
+		return false, true
 	}
-	f = v.facts
-	if f.RegistersVersion != version || (!f.State.Next.IsZero() && !now.Before(f.State.Next)) {
-		return Facts{}, false, false // outdated: dropped under mu
+	if outdated(&v.facts, now, version) {
+		return false, false // dropped under mu
 	}
+	*dst = v.facts
 	// The slot may have been reused since seq was checked: then a fresh
 	// entry is marked used now, which it just was.
 	if st := &ents.stamps[slot]; st.Load() != s.tick.Load() {
 		st.Store(s.stamp())
 	}
-	return f, true, true
+	return true, true
 }
 
 // find returns ref's slot, none when absent; under mu.
