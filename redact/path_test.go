@@ -2,6 +2,7 @@ package redact
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -396,5 +397,44 @@ func TestRewriteRefusesContainersOfTheOtherKind(t *testing.T) {
 				checkStream(t, m, Fixed(0), []byte(tt.in), []int{i})
 			}
 		})
+	}
+}
+
+// TestRewriteMatchedAcrossWords: with more fields than a word holds, each
+// present path sets its own bit (word k/64, bit k%64) and no other, for
+// paths that share a node (a wildcard and a literal) too.
+func TestRewriteMatchedAcrossWords(t *testing.T) {
+	var fields []FieldSpec
+	for k := range 150 {
+		fields = append(fields, FieldSpec{Path: fmt.Sprintf("f%03d", k), Bit: k % 8})
+	}
+	fields = append(fields, FieldSpec{Path: "f1*", Bit: 3})
+	m, err := Compile(Spec{Fields: fields})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, present := range [][]int{{0}, {63}, {64}, {127, 128}, {1, 65, 129, 149}, {100, 110, 120}} {
+		var body []byte
+		want := map[string]bool{}
+		for _, k := range present {
+			key := fmt.Sprintf("f%03d", k)
+			body = fmt.Appendf(body, `,"%s":1`, key)
+			want[key] = true
+			if strings.HasPrefix(key, "f1") {
+				want["f1*"] = true
+			}
+		}
+		body = append([]byte("{"), append(body[1:], '}')...)
+		for _, mask := range []uint32{0, 0xff} {
+			matched := make([]uint64, m.MatchedWords())
+			if _, _, err := m.RewriteMatched(nil, body, Fixed(mask), matched); err != nil {
+				t.Fatal(err)
+			}
+			for k, p := range m.Paths() {
+				if got := matched[k/64]&(1<<(k%64)) != 0; got != want[p] {
+					t.Errorf("%s mask %x: path %s (rank %d) matched %v, want %v", body, mask, p, k, got, want[p])
+				}
+			}
+		}
 	}
 }

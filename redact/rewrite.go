@@ -343,10 +343,9 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 			return 0, false, fmt.Errorf("%w (offset %d)", ErrDuplicateSubject, i)
 		}
 	}
-	if r.matched != nil && n.fields != nil {
-		for _, fi := range n.fields {
-			k := r.m.fields[fi].rank
-			r.matched[k>>6] |= 1 << (k & 63)
+	if r.matched != nil {
+		for _, nb := range n.noted {
+			r.matched[nb.w] |= nb.b
 		}
 	}
 	if r.quiet > 0 || !r.redacted(n) {
@@ -366,6 +365,8 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 		r.quiet++
 		j, err = r.rewrite(i, n)
 		r.quiet--
+	} else if uint(i) < uint(len(r.src)) && r.src[i] == '"' { // one call less
+		j, _, err = r.str(i)
 	} else {
 		j, err = r.value(i)
 	}

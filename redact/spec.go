@@ -191,6 +191,14 @@ type node struct {
 	subject bool   // the subject id lives here
 	scope   bool   // an element with its own subject (the node of the last "#")
 	inner   bool   // some field lies below this node
+	// noted are the RewriteMatched bits of fields (word, bit), so that
+	// the rewriter notes them without looking the fields up.
+	noted []notedBit
+}
+
+type notedBit struct {
+	w int
+	b uint64
 }
 
 type child struct {
@@ -419,6 +427,10 @@ func (b *builder) state(set []*pnode) (*node, error) {
 		n.scope = n.scope || p.scope
 	}
 	slices.Sort(n.fields)
+	for _, f := range n.fields {
+		k := b.m.fields[f].rank
+		n.noted = append(n.noted, notedBit{k >> 6, 1 << (k & 63)})
+	}
 
 	// Object members: every literal key of the set, each also continuing
 	// the patterns it matches; then the keys that only patterns match.
