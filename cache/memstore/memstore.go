@@ -247,12 +247,10 @@ func (s *Store) Facts(ctx context.Context, ref model.SubjectRef, now time.Time) 
 // returned: a 104-byte result copied at each call level costs a warm list
 // item more than its lookup's arithmetic.
 func (s *Store) CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Facts) bool {
-	f, ok := s.local.Get(ref, now)
-	if !ok {
+	if !s.local.GetTo(ref, now, dst) {
 		return false
 	}
 	s.local.CountHit()
-	*dst = f
 	return true
 }
 

@@ -318,16 +318,14 @@ func (s *Store) CachedFactsTo(ref model.SubjectRef, now time.Time, dst *cache.Fa
 	if !ok {
 		return false
 	}
-	f, hit := s.local.Get(ref, now)
-	if !hit {
+	if !s.local.GetTo(ref, now, dst) {
 		return false
 	}
 	s.local.CountHit()
 	if stale {
-		f.Stale = true
+		dst.Stale = true
 		s.local.CountStale()
 	}
-	*dst = f
 	return true
 }
 
