@@ -349,7 +349,7 @@ type inbound struct {
 	// stream, from the bytes mdRaw: later messages with the same bytes
 	// share it.
 	md    *corev3.Metadata
-	mdRaw []byte
+	mdRaw string
 }
 
 // headers are the headers of h, a headers message of req, as headerMap

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"testing"
@@ -258,6 +259,19 @@ func processingAsProto(t *testing.T, b []byte) bool {
 	}
 	if !proto.Equal(&in.req, &want) {
 		t.Fatalf("decoded (fast %v)\n%v\nproto.Unmarshal\n%v", in.fast, &in.req, &want)
+	}
+	// The metadata outlives the received bytes (the stream keeps it):
+	// none of its strings may point into them.
+	c := bytes.Clone(b)
+	in2 := &inbound{}
+	if _, err := decodeInbound(c, in2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c {
+		c[i] = 0xee
+	}
+	if !proto.Equal(in2.req.GetMetadataContext(), want.GetMetadataContext()) {
+		t.Fatalf("metadata changed with the received bytes\n%v\nproto.Unmarshal\n%v", in2.req.GetMetadataContext(), want.GetMetadataContext())
 	}
 	return in.fast
 }
