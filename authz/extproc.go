@@ -49,6 +49,70 @@ type stream struct {
 	// extra are answers to send after the phase's own (FULL_DUPLEX_STREAMED:
 	// a held headers answer is followed by the body).
 	extra []*extprocv3.ProcessingResponse
+	// ans holds the answer of a phase answered at once.
+	ans answers
+}
+
+// answers are the messages of the answers a stream sends at once (request
+// headers, response headers not followed by a streamed body, a buffered
+// body), reused phase after phase instead of a dozen allocations per
+// phase: SendMsg marshals an answer before it returns, and nothing keeps
+// it. Answers that may be held and sent later (streamed bodies, st.extra)
+// are allocated as before.
+type answers struct {
+	resp    extprocv3.ProcessingResponse
+	reqH    extprocv3.ProcessingResponse_RequestHeaders
+	respH   extprocv3.ProcessingResponse_ResponseHeaders
+	respB   extprocv3.ProcessingResponse_ResponseBody
+	hdrs    extprocv3.HeadersResponse
+	body    extprocv3.BodyResponse
+	common  extprocv3.CommonResponse
+	mut     extprocv3.HeaderMutation
+	mode    filterv3.ProcessingMode
+	bodyMut extprocv3.BodyMutation
+	mutBody extprocv3.BodyMutation_Body
+	sets    [4]*corev3.HeaderValueOption
+	own     ownHeader
+}
+
+// ownHeader is a header set with its value's bytes in place (a decision
+// id, a content length).
+type ownHeader struct {
+	o   corev3.HeaderValueOption
+	h   corev3.HeaderValue
+	val [48]byte
+}
+
+// answer empties the stream's answer messages for a new answer, whose
+// header mutation sets no header yet (room for four without allocating).
+func (st *stream) answer() *answers {
+	a := &st.ans
+	*a = answers{}
+	a.common.HeaderMutation = &a.mut
+	a.mut.SetHeaders = a.sets[:0]
+	return a
+}
+
+// header is the answer's own header k: v (raw_value, as setHeader); one
+// per answer.
+func (a *answers) header(k string, v []byte) *corev3.HeaderValueOption {
+	h := &a.own
+	h.h.Key, h.h.RawValue = k, append(h.val[:0], v...)
+	h.o.Header, h.o.AppendAction = &h.h, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &h.o
+}
+
+// headersAnswer is the answer to a headers phase (request or response).
+func (a *answers) headersAnswer(request bool) *extprocv3.ProcessingResponse {
+	a.hdrs.Response = &a.common
+	if request {
+		a.reqH.RequestHeaders = &a.hdrs
+		a.resp.Response = &a.reqH
+	} else {
+		a.respH.ResponseHeaders = &a.hdrs
+		a.resp.Response = &a.respH
+	}
+	return &a.resp
 }
 
 // Process answers Envoy's ext_proc stream: one message per phase Envoy was
@@ -171,24 +235,24 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, hdrs map[string
 	// gate.Forgeable itself, capped: an own header of the client's is
 	// appended to a copy (the encoder only reads the list).
 	forgeable := gate.Forgeable
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: forgeable[:len(forgeable):len(forgeable)]}
+	a := st.answer()
+	mut := &a.mut
+	mut.RemoveHeaders = forgeable[:len(forgeable):len(forgeable)]
 	for k := range hdrs {
 		if gate.IsOwnHeader(k) && !slices.Contains(mut.RemoveHeaders, k) {
 			mut.RemoveHeaders = append(mut.RemoveHeaders, k)
 		}
 	}
 	// Envoy applies removals before sets (MutationUtils).
-	mut.SetHeaders = append(mut.SetHeaders, setHeader(gate.HeaderDecisionID, st.ex.DecisionID))
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
-		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
-	}}}
+	mut.SetHeaders = append(mut.SetHeaders, a.header(gate.HeaderDecisionID, []byte(st.ex.DecisionID)))
+	resp := a.headersAnswer(true)
 	// Only routes with something to redact have their answer buffered. A
 	// communication route's plan needs the request body as well: the
 	// processor asks for it and decides again with it.
 	switch {
 	case st.ex.NeedsRequestBody():
 		st.reqHdrs = hdrs
-		resp.ModeOverride = &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED,
+		a.mode = filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED,
 			ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_BUFFERED}
 	case st.ex.NeedsBody():
 		// Envoy merges an override's body modes over the filter's, so a
@@ -197,10 +261,11 @@ func (s *Server) requestHeaders(ctx context.Context, st *stream, hdrs map[string
 		if streamedMode(st.respMode) {
 			mode = st.respMode
 		}
-		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: mode}
+		a.mode = filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: mode}
 	default:
-		resp.ModeOverride = &filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_NONE}
+		a.mode = filterv3.ProcessingMode{ResponseHeaderMode: filterv3.ProcessingMode_SEND, ResponseBodyMode: filterv3.ProcessingMode_NONE}
 	}
+	resp.ModeOverride = &a.mode
 	return resp
 }
 
@@ -242,7 +307,17 @@ func (s *Server) requestBody(ctx context.Context, st *stream, b *extprocv3.HttpB
 func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.HttpHeaders, hdrs map[string]string) *extprocv3.ProcessingResponse {
 	st.respHdrs = hdrs
 	st.status, _ = strconv.Atoi(st.respHdrs[":status"])
-	mut := &extprocv3.HeaderMutation{}
+	// A streamed body's headers answer may be held (FULL_DUPLEX_STREAMED):
+	// its mutation is its own.
+	streaming := st.ex != nil && st.ex.NeedsBody() && !h.GetEndOfStream() && streamedMode(st.respMode)
+	var a *answers
+	var mut *extprocv3.HeaderMutation
+	if streaming {
+		mut = &extprocv3.HeaderMutation{}
+	} else {
+		a = st.answer()
+		mut = &a.mut
+	}
 	if st.ex != nil {
 		// A write the backend took is audited now (see gate.Responded).
 		s.gate.Responded(ctx, st.ex, st.status)
@@ -252,7 +327,7 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 		if !st.ex.NeedsBody() {
 			s.gate.Observe(st.ex, st.status)
 		}
-		if st.ex.NeedsBody() && !h.GetEndOfStream() && streamedMode(st.respMode) {
+		if streaming {
 			return s.streamHeaders(ctx, st, mut)
 		}
 		if st.ex.NeedsBody() && h.GetEndOfStream() {
@@ -264,9 +339,7 @@ func (s *Server) responseHeaders(ctx context.Context, st *stream, h *extprocv3.H
 			}
 		}
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
-		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
-	}}}
+	return a.headersAnswer(false)
 }
 
 func (st *stream) header(name string) string { return st.respHdrs[name] }
@@ -311,18 +384,25 @@ func (s *Server) responseBody(ctx context.Context, st *stream, b *extprocv3.Http
 	if rw.Replace {
 		return immediate(rw.Status, rw.Body, st.ex.DecisionID, rw.SetHeaders)
 	}
-	mut := &extprocv3.HeaderMutation{RemoveHeaders: rw.RemoveHeaders}
+	a := st.answer()
+	mut := &a.mut
+	mut.RemoveHeaders = rw.RemoveHeaders
 	for k, v := range rw.SetHeaders {
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(k, v))
 	}
-	common := &extprocv3.CommonResponse{HeaderMutation: mut}
 	if rw.Modified {
 		// Envoy keeps the backend's content-length unless told otherwise
 		// and rejects a buffered body mutation that contradicts it.
-		mut.SetHeaders = append(mut.SetHeaders, setHeader("content-length", strconv.Itoa(len(rw.Body))))
-		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: rw.Body}}
+		var n [20]byte
+		mut.SetHeaders = append(mut.SetHeaders, a.header("content-length", strconv.AppendInt(n[:0], int64(len(rw.Body)), 10)))
+		a.mutBody.Body = rw.Body
+		a.bodyMut.Mutation = &a.mutBody
+		a.common.BodyMutation = &a.bodyMut
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: common}}}
+	a.body.Response = &a.common
+	a.respB.ResponseBody = &a.body
+	a.resp.Response = &a.respB
+	return &a.resp
 }
 
 func immediate(code int, body []byte, decisionID string, headers map[string]string) *extprocv3.ProcessingResponse {
