@@ -350,6 +350,13 @@ type inbound struct {
 	// share it.
 	md    *corev3.Metadata
 	mdRaw string
+	// Messages the fast reading fills instead of allocating: a headers
+	// message and its oneof, the protocol configuration. The processor
+	// reads them while it handles the message and keeps none.
+	hh          extprocv3.HttpHeaders
+	reqHeaders  extprocv3.ProcessingRequest_RequestHeaders
+	respHeaders extprocv3.ProcessingRequest_ResponseHeaders
+	pc          extprocv3.ProtocolConfiguration
 }
 
 // headers are the headers of h, a headers message of req, as headerMap

@@ -108,16 +108,21 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 				return false, false
 			}
 			oneofSeen = true
-			h := &extprocv3.HttpHeaders{}
+			// The inbound's own messages: the processor keeps none of a
+			// headers message's past it (only the map of its headers).
+			h := &in.hh
+			*h = extprocv3.HttpHeaders{}
 			hdrs, ok := fastHTTPHeaders(f.v, h)
 			if !ok {
 				return false, false
 			}
 			in.hdrs = hdrs
 			if f.num == fieldReqRequestHeaders {
-				req.Request = &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: h}
+				in.reqHeaders.RequestHeaders = h
+				req.Request = &in.reqHeaders
 			} else {
-				req.Request = &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: h}
+				in.respHeaders.ResponseHeaders = h
+				req.Request = &in.respHeaders
 			}
 		case fieldReqRequestBody, fieldReqResponseBody:
 			if oneofSeen {
@@ -152,7 +157,7 @@ func fastProcessingRequest(b []byte, in *inbound) (aliased, ok bool) {
 				return false, false
 			}
 			pcSeen = true
-			pc, ok := fastProtocolConfig(f.v)
+			pc, ok := fastProtocolConfig(f.v, &in.pc)
 			if !ok {
 				return false, false
 			}
@@ -479,10 +484,10 @@ func fastHTTPBody(b []byte) (*extprocv3.HttpBody, bool) {
 	return hb, true
 }
 
-// fastProtocolConfig reads a ProtocolConfiguration (enums are open: any
+// fastProtocolConfig reads a ProtocolConfiguration into pc (enums are open: any
 // int32 is kept, as protobuf-go does).
-func fastProtocolConfig(b []byte) (*extprocv3.ProtocolConfiguration, bool) {
-	pc := &extprocv3.ProtocolConfiguration{}
+func fastProtocolConfig(b []byte, pc *extprocv3.ProtocolConfiguration) (*extprocv3.ProtocolConfiguration, bool) {
+	*pc = extprocv3.ProtocolConfiguration{}
 	for len(b) > 0 {
 		f, rest, ok := next(b)
 		if !ok || f.typ != protowire.VarintType {
