@@ -115,7 +115,7 @@ func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		})
 	}
 	log.Info("gdprgate serving", "grpc", glis.Addr().String(), "admin", alis.Addr().String(), "http_authz", cfg.HTTPAuthzAddr)
-	releaseStartup(log)
+	releaseStartup(log, cfg.Limits.ReleaseBinaryPages)
 	return ignoreClosed(g.Wait())
 }
 
@@ -124,11 +124,15 @@ func runServe(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 // instead of over minutes), then the pages of the binary it read (see
 // binpages: idle RSS 14-18 MiB instead of 56-58). The pages an exchange
 // uses come back on its first run, read from the file one by one (see
-// binpages.Release for why not as the page cache held them).
+// binpages.Release for why not as the page cache held them), as
+// limits.release_binary_pages says.
 // In that order: the collection reads type data of the binary.
-func releaseStartup(log *slog.Logger) {
+func releaseStartup(log *slog.Logger, mode string) {
 	debug.FreeOSMemory()
-	n, err := binpages.Release()
+	if mode == config.ReleaseOff {
+		return
+	}
+	n, err := binpages.Release(mode == config.ReleaseEvict)
 	if err != nil && !errors.Is(err, binpages.ErrUnsupported) {
 		log.Warn("could not release the binary's start-up pages", "error", err)
 		return
@@ -172,7 +176,7 @@ API on --admin-addr.`,
 			return err
 		}
 		defer a.Close()
-		releaseStartup(log)
+		releaseStartup(log, cfg.Limits.ReleaseBinaryPages)
 		return runProxyListeners(cmd.Context(), a, cfg, nil, nil)
 	}
 	return cmd

@@ -31,10 +31,14 @@ import (
 // from the file as a page of its own: a major fault the first time, then
 // mapped alone. The cost is those reads on the first exchanges after start.
 //
+// With evict false it only drops the mappings (no advice, no eviction):
+// pages come back from the page cache as it holds them, as minor faults,
+// so the first exchanges read no file but more of the binary returns.
+//
 // It releases nothing (ErrUnsupported) from an executable the dynamic
 // loader may have written into (see relocatable): there a read-only
 // mapping can hold relocated pointers that DONTNEED would reset.
-func Release() (int64, error) {
+func Release(evict bool) (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("binpages: %w", err)
@@ -70,14 +74,19 @@ func Release() (int64, error) {
 	// Advice first: a fault between the drop and the eviction must not
 	// read around.
 	for _, m := range ms {
-		if err := madvise(m.start, m.end-m.start, syscall.MADV_RANDOM); err != nil {
-			return 0, err
+		if evict {
+			if err := madvise(m.start, m.end-m.start, syscall.MADV_RANDOM); err != nil {
+				return 0, err
+			}
 		}
 	}
 	fd := int(exeFile.Fd())
 	var total int64
 	var fadviseErr error
-	evict := func(off, n uintptr) {
+	evictRange := func(off, n uintptr) {
+		if !evict {
+			return
+		}
 		if err := unix.Fadvise(fd, int64(off), int64(n), unix.FADV_DONTNEED); err != nil && fadviseErr == nil {
 			fadviseErr = fmt.Errorf("binpages: posix_fadvise %x+%x: %w", off, n, err)
 		}
@@ -95,7 +104,7 @@ func Release() (int64, error) {
 			total += int64(next - off)
 			// Right after the drop, so that as few of these pages as
 			// possible are mapped again (by another goroutine) and kept.
-			evict(off, next-off)
+			evictRange(off, next-off)
 			off = next
 		}
 	}
@@ -107,7 +116,7 @@ func Release() (int64, error) {
 		for _, m := range ms[1:] {
 			lo, hi = min(lo, m.offset), max(hi, m.offset+(m.end-m.start))
 		}
-		evict(lo, hi-lo)
+		evictRange(lo, hi-lo)
 	}
 	// The pages are dropped from the resident set either way; a file
 	// system that cannot evict only leaves them cached as they were.

@@ -1,10 +1,12 @@
 package binpages
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"debug/elf"
 	"errors"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,7 +63,7 @@ func letters() []byte {
 func TestReleaseDropsFilePagesAndKeepsTheirContent(t *testing.T) {
 	before := rssFile(t)
 	sumBefore := sha256.Sum256(letters())
-	n, err := Release()
+	n, err := Release(true)
 	if errors.Is(err, ErrUnsupported) {
 		t.Skipf("this test binary is not one Release works on: %v", err)
 	}
@@ -181,7 +183,7 @@ func exeMappings(t *testing.T) []smapsEntry {
 
 func releaseOrSkip(t *testing.T) {
 	t.Helper()
-	if _, err := Release(); errors.Is(err, ErrUnsupported) {
+	if _, err := Release(true); errors.Is(err, ErrUnsupported) {
 		t.Skipf("this test binary is not one Release works on: %v", err)
 	} else if err != nil {
 		t.Fatal(err)
@@ -273,4 +275,56 @@ func cachedPages(t *testing.T, ms []smapsEntry) int {
 		}
 	}
 	return n
+}
+
+// dropOnlyEnv makes the test binary run TestReleaseWithoutEvictionInAChild.
+const dropOnlyEnv = "BINPAGES_TEST_DROP_ONLY"
+
+// TestReleaseWithoutEvictionInAChild is the child of
+// TestReleaseWithoutEvictionLeavesTheMappingsAsTheyWere: a fresh process,
+// since MADV_RANDOM, once set by another test here, stays.
+func TestReleaseWithoutEvictionInAChild(t *testing.T) {
+	if os.Getenv(dropOnlyEnv) == "" {
+		t.Skip("run by TestReleaseWithoutEvictionLeavesTheMappingsAsTheyWere")
+	}
+	sum := sha256.Sum256(letters())
+	n, err := Release(false)
+	if errors.Is(err, ErrUnsupported) {
+		t.Skipf("this test binary is not one Release works on: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no mapping of the executable was released")
+	}
+	if sha256.Sum256(letters()) != sum {
+		t.Fatal("static data changed")
+	}
+	for _, m := range exeMappings(t) {
+		if strings.Contains(m.flags, " rr ") {
+			t.Errorf("mapping %x-%x %s carries MADV_RANDOM after Release(false)", m.start, m.end, m.perms)
+		}
+	}
+}
+
+// TestReleaseWithoutEvictionLeavesTheMappingsAsTheyWere: with eviction
+// off (limits.release_binary_pages: drop) Release drops the pages from the
+// resident set and nothing else: no advice on the mappings.
+func TestReleaseWithoutEvictionLeavesTheMappingsAsTheyWere(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^TestReleaseWithoutEvictionInAChild$", "-test.v")
+	cmd.Env = append(os.Environ(), dropOnlyEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("--- PASS: TestReleaseWithoutEvictionInAChild")) &&
+		!bytes.Contains(out, []byte("--- SKIP: TestReleaseWithoutEvictionInAChild")) {
+		t.Fatalf("child ran no test:\n%s", out)
+	}
+	t.Logf("%s", out)
 }

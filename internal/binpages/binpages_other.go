@@ -3,4 +3,4 @@
 package binpages
 
 // Release does nothing where the platform has no MADV_DONTNEED.
-func Release() (int64, error) { return 0, ErrUnsupported }
+func Release(evict bool) (int64, error) { return 0, ErrUnsupported }

@@ -572,7 +572,24 @@ type LimitsConfig struct {
 	// its peak resident memory down at some CPU. It is soft: live memory
 	// above it is never refused.
 	MemoryLimit int64 `yaml:"memory_limit"`
+	// ReleaseBinaryPages is what `serve` and `proxy` give back of their
+	// own binary once serving (start-up reads most of it; an exchange
+	// needs a fraction): "evict" (default) drops the read-only pages from
+	// the resident set and from the page cache, so only pages used later
+	// come back, one by one — the lowest resident memory, at about a
+	// thousand reads of the binary's file on the first exchanges; "drop"
+	// only drops them from the resident set, so they come back from the
+	// page cache as it holds them (no file reads, more of the binary
+	// resident); "off" gives back nothing but start-up's garbage.
+	ReleaseBinaryPages string `yaml:"release_binary_pages"`
 }
+
+// The values of limits.release_binary_pages.
+const (
+	ReleaseEvict = "evict"
+	ReleaseDrop  = "drop"
+	ReleaseOff   = "off"
+)
 
 // Default returns the configuration with every default filled in.
 func Default() *Config {
@@ -656,6 +673,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Admin.MaxBodyBytes == 0 {
 		c.Admin.MaxBodyBytes = 1 << 20
+	}
+	if c.Limits.ReleaseBinaryPages == "" {
+		c.Limits.ReleaseBinaryPages = ReleaseEvict
 	}
 	if c.Limits.MaxIDBytes == 0 {
 		c.Limits.MaxIDBytes = 256
@@ -752,6 +772,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MemoryLimit < 0 {
 		add("limits.memory_limit: must be positive or 0 for the runtime's default (got %d)", c.Limits.MemoryLimit)
+	}
+	switch c.Limits.ReleaseBinaryPages {
+	case ReleaseEvict, ReleaseDrop, ReleaseOff:
+	default:
+		add("limits.release_binary_pages: must be evict, drop or off (got %q)", c.Limits.ReleaseBinaryPages)
 	}
 	if c.Limits.MaxIDBytes < 0 {
 		add("limits.max_id_bytes: must be positive (got %d)", c.Limits.MaxIDBytes)

@@ -59,6 +59,7 @@ func TestInvalidRouteMapNamesLineAndReason(t *testing.T) {
 		{"path parameter", "routes:\n  - {method: GET, path: /a;v=1, kind: write}\n", "write literal segments decoded"},
 		{"negative id bound", "limits: {max_id_bytes: -1}\n", "limits.max_id_bytes"},
 		{"negative memory limit", "limits: {memory_limit: -1}\n", "limits.memory_limit"},
+		{"unknown binary page release", "limits: {release_binary_pages: yes}\n", `limits.release_binary_pages: must be evict, drop or off (got "yes")`},
 		{"bad trusted source", "identity: {trusted_sources: [10.0.0.0/8, lan]}\n", "identity.trusted_sources[1]"},
 		{"wipe step without id", "wipes:\n  steps:\n    contact:\n      - {name: c, method: DELETE, path: /api/contacts}\n", "contain {id}"},
 		{"communication without its spec", "routes:\n  - method: POST\n    path: /calls\n    kind: communication\n    subject: {entity: contact, from: body, path: contact_id}\n", "needs communication: {id: …}"},
@@ -132,6 +133,9 @@ func TestTrustedSources(t *testing.T) {
 	d := Default()
 	if p := d.Identity.TrustedPrefixes(); len(p) != 2 || p[0].String() != "127.0.0.0/8" || p[1].String() != "::1/128" {
 		t.Errorf("default prefixes %v, want loopback", p)
+	}
+	if d.Limits.ReleaseBinaryPages != ReleaseEvict {
+		t.Errorf("default limits.release_binary_pages %q", d.Limits.ReleaseBinaryPages)
 	}
 	if d.Limits.MaxIDBytes != 256 {
 		t.Errorf("default limits.max_id_bytes %d", d.Limits.MaxIDBytes)
