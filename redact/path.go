@@ -2,6 +2,7 @@ package redact
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -184,7 +185,7 @@ func parseIndex(s string) int {
 			return -1
 		}
 		if n > (1<<31)/10 {
-			n = 1 << 31 // beyond any array this rewriter can hold
+			n = math.MaxInt32 // beyond any array this rewriter can hold (and an int on 32-bit platforms too)
 			continue
 		}
 		n = n*10 + int(c-'0')
