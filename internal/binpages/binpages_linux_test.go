@@ -63,16 +63,7 @@ func letters() []byte {
 func TestReleaseDropsFilePagesAndKeepsTheirContent(t *testing.T) {
 	before := rssFile(t)
 	sumBefore := sha256.Sum256(letters())
-	n, err := Release(true)
-	if errors.Is(err, ErrUnsupported) {
-		t.Skipf("this test binary is not one Release works on: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatal("no mapping of the executable was released")
-	}
+	n := releaseOrSkip(t, true)
 	after := rssFile(t)
 	// Code and data come back on use, unchanged.
 	if got := sha256.Sum256(letters()); got != sumBefore {
@@ -181,17 +172,25 @@ func exeMappings(t *testing.T) []smapsEntry {
 	return out
 }
 
-func releaseOrSkip(t *testing.T) {
+// releaseOrSkip runs Release(evict) and checks that it released
+// something; it skips a test binary Release refuses.
+func releaseOrSkip(t *testing.T, evict bool) int64 {
 	t.Helper()
-	if _, err := Release(true); errors.Is(err, ErrUnsupported) {
+	n, err := Release(evict)
+	if errors.Is(err, ErrUnsupported) {
 		t.Skipf("this test binary is not one Release works on: %v", err)
-	} else if err != nil {
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
+	if n == 0 {
+		t.Fatal("no mapping of the executable was released")
+	}
+	return n
 }
 
 func TestReleaseAdvisesRandomOnlyTheMappingsItReleases(t *testing.T) {
-	releaseOrSkip(t)
+	releaseOrSkip(t, true)
 	var readOnly int
 	for _, m := range exeMappings(t) {
 		random := strings.Contains(m.flags, " rr ")
@@ -248,7 +247,7 @@ func TestReleaseEvictsTheReleasedPagesFromThePageCache(t *testing.T) {
 		}
 	}
 	before := cachedPages(t, ro)
-	releaseOrSkip(t)
+	releaseOrSkip(t, true)
 	after := cachedPages(t, ro)
 	t.Logf("pages of the read-only mappings in the page cache: %d before Release, %d after", before, after)
 	// The folios holding the code that runs Release and this test stay
@@ -288,16 +287,7 @@ func TestReleaseWithoutEvictionInAChild(t *testing.T) {
 		t.Skip("run by TestReleaseWithoutEvictionLeavesTheMappingsAsTheyWere")
 	}
 	sum := sha256.Sum256(letters())
-	n, err := Release(false)
-	if errors.Is(err, ErrUnsupported) {
-		t.Skipf("this test binary is not one Release works on: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
-		t.Fatal("no mapping of the executable was released")
-	}
+	releaseOrSkip(t, false)
 	if sha256.Sum256(letters()) != sum {
 		t.Fatal("static data changed")
 	}
