@@ -62,11 +62,7 @@ func TestLocalConcurrentReadersNeverSeeAnotherSubjectOrAStaleVersion(t *testing.
 		t.Run(fmt.Sprintf("mask %x", mask), func(t *testing.T) {
 			l := newLocal(Options{MaxSubjects: 12, MaxBytes: 12 * 400}.WithDefaults(), 8)
 			l.hashMask = mask
-			ix, err := model.NewIndex(&model.Registers{}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.SetIndex(ix)
+			l.SetIndex(emptyIndex(t))
 			truth := make([]atomic.Uint32, len(refs))
 			var failed atomic.Value
 			var wg sync.WaitGroup

@@ -17,6 +17,17 @@ import (
 	"github.com/gdprgate/gdprgate/policy/model"
 )
 
+// emptyIndex is an index of empty registers at version 1: what a cache
+// needs set before it serves anything.
+func emptyIndex(t testing.TB) *model.Index {
+	t.Helper()
+	ix, err := model.NewIndex(&model.Registers{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
 // TestLocalRecencyStaysBounded: hits on a cache that never evicts, and
 // evictions on every put, leave the order of use holding each entry once
 // and the slots no more than the entries the cache may hold.
@@ -28,11 +39,7 @@ func TestLocalRecencyStaysBounded(t *testing.T) {
 	}{{"hits without evictions", 100, 10}, {"evictions on every put", 10, 1000}} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := NewLocal(Options{MaxSubjects: tc.max})
-			ix, err := model.NewIndex(&model.Registers{}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.SetIndex(ix)
+			l.SetIndex(emptyIndex(t))
 			for n := range 200_000 {
 				r := model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n%tc.ids)}
 				if _, ok := l.Get(r, at); !ok {
@@ -76,11 +83,7 @@ func TestLocalShardsAgreeWithPerShardLRUs(t *testing.T) {
 			const max = 10
 			l := newLocal(Options{MaxSubjects: max}.WithDefaults(), tc.shards)
 			l.hashMask = tc.mask
-			ix, err := model.NewIndex(&model.Registers{}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.SetIndex(ix)
+			l.SetIndex(emptyIndex(t))
 			type item struct {
 				ref    model.SubjectRef
 				parent *model.SubjectRef
@@ -205,11 +208,7 @@ func TestLocalHoldsItsBoundWhateverTheShards(t *testing.T) {
 	if len(l.shards) < 4 {
 		t.Fatalf("%d shards for %d subjects, want several", len(l.shards), size)
 	}
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	r := func(n int) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)} }
 	for n := range size {
 		l.Put(r(n), nil, Facts{RegistersVersion: 1}, at, l.Gen())
@@ -233,11 +232,7 @@ func TestLocalConcurrentUseKeepsItsBounds(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	const maxSubjects, maxBytes = 40, 40 * 400
 	l := newLocal(Options{MaxSubjects: maxSubjects, MaxBytes: maxBytes}.WithDefaults(), 8)
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	var wg sync.WaitGroup
 	var stop atomic.Bool
 	var failed atomic.Value
@@ -324,11 +319,7 @@ func TestLocalConcurrentUseKeepsItsBounds(t *testing.T) {
 func TestLocalInvalidationRacingAChildsPutDropsIt(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	l := newLocal(Options{}.WithDefaults(), 8)
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	parent := model.SubjectRef{Entity: "contact", ID: "c-1"}
 	var child model.SubjectRef
 	for n := 0; ; n++ {
@@ -411,11 +402,7 @@ func TestSameFactsKnowsEveryField(t *testing.T) {
 func TestLocalSharesOnlyEqualValues(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	l := newLocal(Options{}.WithDefaults(), 1)
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	grants := func(p string) []lifecycle.Grant { return []lifecycle.Grant{{LegalisationID: "l", ProjectID: p}} }
 	type put struct {
 		ref model.SubjectRef

@@ -77,11 +77,7 @@ func TestLocalLockFreeHitsNeverTornNorAnothers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLocal(Options{MaxSubjects: tc.max}.WithDefaults(), tc.shards)
 			l.hashMask = tc.mask
-			ix, err := model.NewIndex(&model.Registers{}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.SetIndex(ix)
+			l.SetIndex(emptyIndex(t))
 			truth := make([]atomic.Uint32, len(refs))
 			var failed atomic.Value
 			var hits atomic.Int64
@@ -158,11 +154,7 @@ func TestLocalCompactsValuesKeepingEachEntrysFacts(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	const size = 50
 	l := newLocal(Options{MaxSubjects: size}.WithDefaults(), 1)
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	ref := func(n int) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)} }
 	put := map[int]uint32{}
 	for step := range 5000 {
@@ -206,11 +198,7 @@ func TestLocalCompactsValuesKeepingEachEntrysFacts(t *testing.T) {
 func TestLocalGetToWritesAHitOnlyAsGetReturnsIt(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	l := newLocal(Options{}.WithDefaults(), 4)
-	ix, err := model.NewIndex(&model.Registers{}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetIndex(ix)
+	l.SetIndex(emptyIndex(t))
 	ref := func(id string) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: id} }
 	next := at.Add(time.Hour)
 	f := Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: 3, Next: next,
