@@ -70,11 +70,7 @@ func TestLocalConcurrentReadersNeverSeeAnotherSubjectOrAStaleVersion(t *testing.
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					rnd := uint64(g + 1)
-					next := func(n int) int {
-						rnd = rnd*6364136223846793005 + 1442695040888963407
-						return int(rnd>>33) % n
-					}
+					next := lcg(uint64(g + 1))
 					for range 4000 {
 						i := next(len(refs))
 						switch op := next(20); {

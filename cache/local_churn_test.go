@@ -143,11 +143,7 @@ func TestLocalChurnReadersSeeOnlyWhatCouldBeStored(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					rnd := uint64(g)*0x9e3779b97f4a7c15 + 1
-					next := func(n int) int {
-						rnd = rnd*6364136223846793005 + 1442695040888963407
-						return int(rnd>>33) % n
-					}
+					next := cache.LCG(uint64(g)*0x9e3779b97f4a7c15 + 1)
 					writer := g >= 4
 					for range ops {
 						if failed.Load() != nil {

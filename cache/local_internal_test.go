@@ -108,11 +108,7 @@ func TestLocalShardsAgreeWithPerShardLRUs(t *testing.T) {
 				return n
 			}
 			victim := uint32(0)
-			rnd := uint64(7)
-			next := func(n int) int {
-				rnd = rnd*6364136223846793005 + 1442695040888963407
-				return int(rnd>>33) % n
-			}
+			next := lcg(uint64(7))
 			newRef := func() model.SubjectRef {
 				id := "c-" + strconv.Itoa(next(24))
 				if next(4) == 0 {
@@ -257,11 +253,7 @@ func TestLocalConcurrentUseKeepsItsBounds(t *testing.T) {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			rnd := uint64(g + 1)
-			next := func(n int) int {
-				rnd = rnd*6364136223846793005 + 1442695040888963407
-				return int(rnd>>33) % n
-			}
+			next := lcg(uint64(g + 1))
 			for range 3000 {
 				n := next(200)
 				r := model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)}

@@ -86,11 +86,7 @@ func TestLocalLockFreeHitsNeverTornNorAnothers(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					rnd := uint64(g + 11)
-					next := func(n int) int {
-						rnd = rnd*6364136223846793005 + 1442695040888963407
-						return int(rnd>>33) % n
-					}
+					next := lcg(uint64(g + 11))
 					reader := g < 6
 					for range 20_000 {
 						i := next(len(refs))

@@ -274,11 +274,7 @@ func TestLocalAgreesWithASimpleLRU(t *testing.T) {
 		}
 		return -1
 	}
-	rnd := uint64(1)
-	next := func(n int) int {
-		rnd = rnd*6364136223846793005 + 1442695040888963407
-		return int(rnd>>33) % n
-	}
+	next := cache.LCG(uint64(1))
 	for step := range 5000 {
 		r := ref("c-" + strconv.Itoa(next(20)))
 		switch op := next(10); {
