@@ -71,12 +71,7 @@ func (a *aliases) do(t *testing.T, method, path string, h map[string]string, bac
 		a.crm.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 		status, body, ct = rec.Code, rec.Body.Bytes(), rec.Header().Get("content-type")
 	}
-	rw := a.g.Rewrite(ctx, ex, &gate.Response{Status: status, Body: body, Header: func(n string) string {
-		if n == "content-type" {
-			return ct
-		}
-		return ""
-	}})
+	rw := a.g.Rewrite(ctx, ex, &gate.Response{Status: status, Body: body, Header: contentType(ct)})
 	out := answer{status: status, reason: rw.Reason, header: map[string]string{}, body: body}
 	for k, v := range ex.Verdict.ResponseHeaders {
 		out.header[k] = v

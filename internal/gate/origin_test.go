@@ -34,12 +34,7 @@ func (e *originEnv) read(t *testing.T, path, body string, status int) {
 	if !ex.Verdict.Allow {
 		t.Fatalf("%s denied: %d %s", path, ex.Verdict.Status, ex.Verdict.Body)
 	}
-	e.g.Rewrite(context.Background(), ex, &gate.Response{Status: status, Body: []byte(body), Header: func(n string) string {
-		if n == "content-type" {
-			return "application/json"
-		}
-		return ""
-	}})
+	e.g.Rewrite(context.Background(), ex, &gate.Response{Status: status, Body: []byte(body), Header: contentType("application/json")})
 }
 
 func (e *originEnv) origin(t *testing.T, id string) (time.Time, cache.OriginSource) {

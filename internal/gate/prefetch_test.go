@@ -183,12 +183,7 @@ func agentReadsList(t *testing.T, g *gate.Gate, body string, betweenCheckAndRewr
 	if betweenCheckAndRewrite != nil {
 		betweenCheckAndRewrite()
 	}
-	rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: func(n string) string {
-		if n == "content-type" {
-			return "application/json"
-		}
-		return ""
-	}})
+	rw := g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: []byte(body), Header: contentType("application/json")})
 	if rw.Replace || !rw.Modified {
 		t.Fatalf("premise: the list is redacted, not replaced: %+v", rw)
 	}

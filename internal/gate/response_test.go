@@ -47,6 +47,17 @@ type responseRig struct {
 	logs *testlog.Buffer
 }
 
+// contentType is the header lookup of an answer whose only header is its
+// Content-Type, ct.
+func contentType(ct string) func(name string) string {
+	return func(n string) string {
+		if n == "content-type" {
+			return ct
+		}
+		return ""
+	}
+}
+
 func newResponseRig(t *testing.T, configure func(*config.Config)) *responseRig {
 	t.Helper()
 	logs := &testlog.Buffer{}
@@ -65,12 +76,7 @@ func (r *responseRig) answer(t *testing.T, path string, status int, ct, body str
 		t.Fatalf("%s refused: %+v", path, ex.Verdict)
 	}
 	return r.g.Rewrite(context.Background(), ex, &gate.Response{Status: status, Body: []byte(body),
-		Header: func(n string) string {
-			if n == "content-type" {
-				return ct
-			}
-			return ""
-		}})
+		Header: contentType(ct)})
 }
 
 // client is the body the client gets.

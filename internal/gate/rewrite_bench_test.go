@@ -39,12 +39,7 @@ func BenchmarkGateRewrite(b *testing.B) {
 			hdr := map[string]string{"x-gdpr-roles": "agent"}
 			ctx := context.Background()
 			ex := g.Check(ctx, &gate.Request{Method: "GET", Path: tc.path, Header: func(n string) string { return hdr[n] }})
-			resp := &gate.Response{Status: 200, Body: body, Header: func(n string) string {
-				if n == "content-type" {
-					return "application/json"
-				}
-				return ""
-			}}
+			resp := &gate.Response{Status: 200, Body: body, Header: contentType("application/json")}
 			if rw := g.Rewrite(ctx, ex, resp); !rw.Modified {
 				b.Fatalf("not redacted: %s", rw.Reason)
 			}
@@ -84,12 +79,7 @@ func BenchmarkGateRewriteList(b *testing.B) {
 			hdr := map[string]string{"x-gdpr-roles": "agent"}
 			ctx := context.Background()
 			ex := g.Check(ctx, &gate.Request{Method: "GET", Path: "/api/contacts", Header: func(n string) string { return hdr[n] }})
-			resp := &gate.Response{Status: 200, Body: body, Header: func(n string) string {
-				if n == "content-type" {
-					return "application/json"
-				}
-				return ""
-			}, Dst: make([]byte, 0, len(body))}
+			resp := &gate.Response{Status: 200, Body: body, Header: contentType("application/json"), Dst: make([]byte, 0, len(body))}
 			if rw := g.Rewrite(ctx, ex, resp); !rw.Modified {
 				b.Fatalf("not redacted: %s", rw.Reason)
 			}
@@ -122,12 +112,7 @@ func BenchmarkItemPlanner(b *testing.B) {
 	for i := range ids {
 		ids[i] = []byte("c-" + strconv.Itoa(i))
 	}
-	resp := &gate.Response{Status: 200, Body: body, Header: func(n string) string {
-		if n == "content-type" {
-			return "application/json"
-		}
-		return ""
-	}}
+	resp := &gate.Response{Status: 200, Body: body, Header: contentType("application/json")}
 	if rw := g.Rewrite(ctx, ex, resp); !rw.Modified {
 		b.Fatalf("not redacted: %s", rw.Reason)
 	}

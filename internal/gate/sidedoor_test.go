@@ -73,12 +73,7 @@ func (s *sideDoors) contactAs(t *testing.T, ex *gate.Exchange, id string) map[st
 	}
 	body, _ := json.Marshal(c)
 	rw := s.g.Rewrite(context.Background(), ex, &gate.Response{Status: 200, Body: body,
-		Header: func(n string) string {
-			if n == "content-type" {
-				return "application/json"
-			}
-			return ""
-		}})
+		Header: contentType("application/json")})
 	if rw.Replace {
 		t.Fatalf("response replaced: %d %s", rw.Status, rw.Body)
 	}
