@@ -43,24 +43,24 @@ func Release(evict bool) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("binpages: %w", err)
 	}
-	f, err := elf.Open("/proc/self/exe")
+	// One open file for the header check and the eviction: the same
+	// executable whatever happens to its path meanwhile.
+	exeFile, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return 0, fmt.Errorf("binpages: %w", err)
 	}
-	err = relocatable(f)
-	f.Close()
+	defer exeFile.Close()
+	f, err := elf.NewFile(exeFile)
 	if err != nil {
+		return 0, fmt.Errorf("binpages: %w", err)
+	}
+	if err := relocatable(f); err != nil {
 		return 0, err
 	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return 0, fmt.Errorf("binpages: %w", err)
 	}
-	exeFile, err := os.Open("/proc/self/exe")
-	if err != nil {
-		return 0, fmt.Errorf("binpages: %w", err)
-	}
-	defer exeFile.Close()
 	var ms []mapping
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	for sc.Scan() {
