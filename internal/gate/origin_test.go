@@ -42,17 +42,20 @@ func (e *originEnv) origin(t *testing.T, id string) (time.Time, cache.OriginSour
 	ref := model.SubjectRef{Entity: "contact", ID: id}
 	var rec cache.SubjectRecord
 	var f cache.Facts
-	// Recording happens off the request path: wait for it (bounded).
+	// Recording happens off the request path: wait for it (bounded). The
+	// facts are read first and the record after them: facts that show an
+	// origin were computed from a record that has it, whereas a record
+	// read first may predate a recording the facts then show.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var err error
-		if rec, err = e.sc.App.Store.Subject(context.Background(), ref); err != nil {
-			t.Fatal(err)
-		}
 		if f, err = e.sc.App.Store.Facts(context.Background(), ref, e.sc.Now); err != nil {
 			t.Fatal(err)
 		}
 		if f.Origin != cache.OriginNone || time.Now().After(deadline) {
+			if rec, err = e.sc.App.Store.Subject(context.Background(), ref); err != nil {
+				t.Fatal(err)
+			}
 			return rec.Subject.Origin, f.Origin
 		}
 		time.Sleep(10 * time.Millisecond)
