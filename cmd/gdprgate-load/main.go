@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gdprgate/gdprgate/internal/app"
 	"github.com/gdprgate/gdprgate/internal/loadgen"
 	"github.com/gdprgate/gdprgate/internal/loadgen/allowall"
 )
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		asJSON      = fs.Bool("json", false, "print the report as JSON")
 		dump        = fs.Bool("dump-scenario", false, "print the built-in scenario as a JSON array and exit (a starting point for --scenario FILE)")
 		serveAddr   = fs.String("serve-allowall", "", "run the allow-all baseline Authorization server on this loopback address instead of generating load")
+		aaTransport = fs.String("allowall-transport", "product", `--serve-allowall: "product" (gdprgate serve's gRPC transport settings: buffer sizes, buffer pool, stream workers) or "defaults" (grpc-go's, as before)`)
 		uniform     = fs.Int("uniform-subjects", 0, "instead of the scenario, GET <path-prefix><id-prefix><n> for n drawn uniformly from [0, N): with N above the server's cache size most Checks miss it")
 		pathPrefix  = fs.String("path-prefix", "/api/contacts/", "uniform load: the route the subject id is appended to")
 		idPrefix    = fs.String("id-prefix", "u-", "uniform load and import: subject ids are <id-prefix><n>")
@@ -110,7 +112,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if *serveAddr != "" {
-		if err := serveAllowAll(ctx, *serveAddr, stdout); err != nil {
+		if *aaTransport != "product" && *aaTransport != "defaults" {
+			fmt.Fprintf(stderr, "gdprgate-load: --allowall-transport %q: want product or defaults\n", *aaTransport)
+			return 2
+		}
+		if err := serveAllowAll(ctx, *serveAddr, *aaTransport == "product", stdout); err != nil {
 			fmt.Fprintf(stderr, "gdprgate-load: %v\n", err)
 			return 1
 		}
@@ -237,8 +243,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// serveAllowAll runs the baseline server until ctx ends.
-func serveAllowAll(ctx context.Context, addr string, stdout io.Writer) error {
+// serveAllowAll runs the baseline server until ctx ends; product gives it
+// gdprgate serve's transport settings (app.GRPCTransportOptions), so that
+// a comparison with it leaves out what only the transport's tuning changes.
+func serveAllowAll(ctx context.Context, addr string, product bool, stdout io.Writer) error {
 	if err := loadgen.CheckLoopback(ctx, addr); err != nil {
 		return fmt.Errorf("refusing to serve on %s: %w", addr, err)
 	}
@@ -246,10 +254,16 @@ func serveAllowAll(ctx context.Context, addr string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	s := grpc.NewServer(grpc.MaxRecvMsgSize(math.MaxInt32))
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(math.MaxInt32)}
+	transport := "grpc-go's default transport"
+	if product {
+		opts = append(opts, app.GRPCTransportOptions()...)
+		transport = "gdprgate serve's transport settings"
+	}
+	s := grpc.NewServer(opts...)
 	allowall.Register(s)
 	allowall.RegisterProcessor(s)
-	fmt.Fprintf(stdout, "allowall: serving envoy.service.auth.v3.Authorization and envoy.service.ext_proc.v3.ExternalProcessor on %s (pid %d)\n", lis.Addr(), os.Getpid())
+	fmt.Fprintf(stdout, "allowall: serving envoy.service.auth.v3.Authorization and envoy.service.ext_proc.v3.ExternalProcessor on %s (pid %d, %s)\n", lis.Addr(), os.Getpid(), transport)
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(lis) }()
 	select {

@@ -85,11 +85,29 @@ func TestServeAllowAllStopsWithTheContext(t *testing.T) {
 	if code := run(ctx, []string{"--serve-allowall", "127.0.0.1:0"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "allowall: serving") {
+	if !strings.Contains(out.String(), "allowall: serving") || !strings.Contains(out.String(), "gdprgate serve's transport settings") {
 		t.Errorf("stdout %q", out.String())
 	}
 	if code := run(ctx, []string{"--serve-allowall", "198.51.100.1:9393"}, &out, &errb); code != 1 {
 		t.Errorf("non-loopback serve address: exit %d", code)
+	}
+}
+
+// TestServeAllowAllTransportChoice: the baseline runs with gdprgate
+// serve's transport settings unless asked for grpc-go's defaults; any
+// other value is a usage error.
+func TestServeAllowAllTransportChoice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"--serve-allowall", "127.0.0.1:0", "--allowall-transport", "defaults"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "grpc-go's default transport") {
+		t.Errorf("stdout %q", out.String())
+	}
+	if code := run(ctx, []string{"--serve-allowall", "127.0.0.1:0", "--allowall-transport", "tuned"}, &out, &errb); code != 2 {
+		t.Errorf("unknown transport: exit %d, want 2", code)
 	}
 }
 

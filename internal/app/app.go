@@ -463,15 +463,12 @@ const grpcStreamWorkers = 64
 // 0.99x), 0.96x for a 10 KB list, at 0.5 MiB per connection.
 const grpcBufferBytes = 256 << 10
 
-// GRPCServer returns a gRPC server with Check, Process and health registered.
-func (a *App) GRPCServer() *grpc.Server {
-	gs := grpc.NewServer(
-		// grpc-go's default of 4 MiB would fail every ext_proc body
-		// between that and body.max_bytes.
-		grpc.MaxRecvMsgSize(a.Config.GRPCMaxRecvBytes()),
-		// Answers marshalled by generated code into pooled buffers, bodies
-		// neither copied out of requests nor into answers.
-		grpc.ForceServerCodecV2(authz.Codec{}),
+// GRPCTransportOptions are the gRPC server's transport settings: how it
+// reads, writes and schedules, apart from what it serves. gdprgate-load's
+// allow-all baseline runs with them too, so that a comparison with it
+// measures gdprgate's own work, not two transports.
+func GRPCTransportOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
 		// Frames and messages from a pool that does not zero what it
 		// hands out (see bufpool): a 1 MB body was cleared twice.
 		experimental.BufferPool(bufpool.Pool),
@@ -484,9 +481,22 @@ func (a *App) GRPCServer() *grpc.Server {
 		grpc.NumStreamWorkers(grpcStreamWorkers),
 		grpc.ReadBufferSize(grpcBufferBytes),
 		grpc.WriteBufferSize(grpcBufferBytes),
+	}
+}
+
+// GRPCServer returns a gRPC server with Check, Process and health registered.
+func (a *App) GRPCServer() *grpc.Server {
+	opts := append(GRPCTransportOptions(),
+		// grpc-go's default of 4 MiB would fail every ext_proc body
+		// between that and body.max_bytes.
+		grpc.MaxRecvMsgSize(a.Config.GRPCMaxRecvBytes()),
+		// Answers marshalled by generated code into pooled buffers, bodies
+		// neither copied out of requests nor into answers.
+		grpc.ForceServerCodecV2(authz.Codec{}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
+	gs := grpc.NewServer(opts...)
 	a.Authz.Register(gs)
 	return gs
 }
