@@ -109,7 +109,11 @@ func newLocal(opts Options, n int) *Local {
 		shards:       make([]shard, n),
 	}
 	for i := range l.shards {
-		l.shards[i].free = none
+		s := &l.shards[i]
+		s.free = none
+		s.capSubjects = int64(opts.MaxSubjects / n)
+		s.capBytes = opts.MaxBytes / int64(n)
+		s.window.Store(max(1, s.capSubjects/4))
 	}
 	l.hits = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_hits_total", "Facts served from the local cache.")
 	l.misses = stripedCounterOf(opts.Registerer, "gdprgate_cache_facts_misses_total", "Facts computed from the backing store.")
@@ -255,7 +259,7 @@ func (l *Local) GetTo(ref model.SubjectRef, now time.Time, dst *Facts) bool {
 		return false
 	}
 	*dst = v.facts
-	ents.stamps[i].Store(s.stamp())
+	s.touch(&ents.stamps[i])
 	s.mu.Unlock()
 	return true
 }

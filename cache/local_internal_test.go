@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gdprgate/gdprgate/policy/lifecycle"
 	"github.com/gdprgate/gdprgate/policy/model"
@@ -64,53 +65,35 @@ func TestLocalRecencyStaysBounded(t *testing.T) {
 // longer than an entry holds inline, some inheriting from others) on
 // caches of 1 and 4 shards, with every id hashed apart or, masked, onto
 // a few hashes (collisions in the index); after every step the cache holds
-// exactly what a model holds: per shard, a plain least-recently-used
-// list; the bound the whole cache's; room made in the new entry's shard,
-// then, when that one is empty, in the others in turn.
+// what the model holds (RecencyModel): per shard, entries in their order
+// of use, each one evicted among the window least recently used of its
+// shard; the bound the whole cache's; room made in the new entry's shard,
+// then, when that one is empty, in the others in turn. Windows of 1 (the
+// four shards' share, 2 subjects: exact LRU), 2 and 10.
 func TestLocalShardsAgreeWithPerShardLRUs(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
-		name   string
-		shards int
-		mask   uint64
+		name        string
+		shards, max int
+		mask        uint64
+		window      int64
 	}{
-		{"one shard", 1, math.MaxUint64},
-		{"one shard, colliding hashes", 1, 3},
-		{"four shards", 4, math.MaxUint64},
-		{"four shards, colliding hashes", 4, 3<<62 | 3},
+		{"one shard", 1, 10, math.MaxUint64, 2},
+		{"one shard, colliding hashes", 1, 10, 3, 2},
+		{"one shard, window 10", 1, 40, math.MaxUint64, 10},
+		{"four shards", 4, 10, math.MaxUint64, 1},
+		{"four shards, colliding hashes", 4, 10, 3<<62 | 3, 1},
+		{"four shards, window 10", 4, 160, math.MaxUint64, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			const max = 10
-			l := newLocal(Options{MaxSubjects: max}.WithDefaults(), tc.shards)
+			l := newLocal(Options{MaxSubjects: tc.max}.WithDefaults(), tc.shards)
 			l.hashMask = tc.mask
 			l.SetIndex(emptyIndex(t))
-			type item struct {
-				ref    model.SubjectRef
-				parent *model.SubjectRef
-				active uint32
-			}
-			lrus := make([][]item, tc.shards) // per shard, most recently used first
-			shardOf := func(r model.SubjectRef) int { return int(l.hash(r.ID) >> l.shift) }
-			find := func(r model.SubjectRef) (int, int) {
-				s := shardOf(r)
-				for i, it := range lrus[s] {
-					if it.ref == r {
-						return s, i
-					}
-				}
-				return s, -1
-			}
-			total := func() int {
-				n := 0
-				for _, lru := range lrus {
-					n += len(lru)
-				}
-				return n
-			}
-			victim := uint32(0)
+			m := NewRecencyModel(t, l)
 			next := lcg(uint64(7))
+			ids := tc.max * 12 / 5
 			newRef := func() model.SubjectRef {
-				id := "c-" + strconv.Itoa(next(24))
+				id := "c-" + strconv.Itoa(next(ids))
 				if next(4) == 0 {
 					id += strings.Repeat("-long", 6) // past inlineID
 				}
@@ -122,69 +105,24 @@ func TestLocalShardsAgreeWithPerShardLRUs(t *testing.T) {
 			}
 			for step := range 20000 {
 				r := newRef()
+				if w := m.Window(r); w != tc.window {
+					t.Fatalf("window %d, want %d", w, tc.window)
+				}
 				switch op := next(10); {
 				case op < 5: // put
-					it := item{ref: r, active: uint32(step + 1)}
+					it := ModelItem{Ref: r, Active: uint32(step + 1)}
 					if next(4) == 0 {
 						pr := newRef()
-						it.parent = &pr
+						it.Parent = &pr
 					}
-					l.Put(r, it.parent, Facts{RegistersVersion: 1, State: lifecycle.State{Active: it.active}}, at, l.Gen())
-					s, i := find(r)
-					if i >= 0 {
-						lrus[s] = append(lrus[s][:i], lrus[s][i+1:]...)
-					}
-					for total() >= max && len(lrus[s]) > 0 {
-						lrus[s] = lrus[s][:len(lrus[s])-1]
-					}
-					for total() >= max {
-						evicted := false
-						for range tc.shards {
-							victim++
-							k := int(victim) & (tc.shards - 1)
-							if k == s {
-								continue
-							}
-							if n := len(lrus[k]); n > 0 {
-								lrus[k] = lrus[k][:n-1]
-								evicted = true
-							}
-							if total() < max {
-								break
-							}
-						}
-						if !evicted {
-							t.Fatalf("step %d: the model found no room", step)
-						}
-					}
-					lrus[s] = append([]item{it}, lrus[s]...)
+					l.Put(r, it.Parent, Facts{RegistersVersion: 1, State: lifecycle.State{Active: it.Active}}, at, l.Gen())
+					m.Put(step, it)
 				case op < 9: // get
 					f, ok := l.Get(r, at)
-					s, i := find(r)
-					if ok != (i >= 0) {
-						t.Fatalf("step %d: Get(%v) hit=%v, want %v", step, r, ok, i >= 0)
-					}
-					if ok {
-						it := lrus[s][i]
-						if f.State.Active != it.active {
-							t.Fatalf("step %d: Get(%v) = facts of put %d, want %d", step, r, f.State.Active, it.active)
-						}
-						lrus[s] = append([]item{it}, append(lrus[s][:i:i], lrus[s][i+1:]...)...)
-					}
+					m.Get(step, r, f.State.Active, ok)
 				default: // invalidate r and its children
 					l.Invalidate(r)
-					for s, lru := range lrus {
-						kept := lru[:0:0]
-						for _, it := range lru {
-							if it.ref != r && (it.parent == nil || *it.parent != r) {
-								kept = append(kept, it)
-							}
-						}
-						lrus[s] = kept
-					}
-				}
-				if l.Len() != total() {
-					t.Fatalf("step %d: Len = %d, want %d", step, l.Len(), total())
+					m.Invalidate(step, r)
 				}
 			}
 			if got, want := l.reserved.Load(), int64(l.Len()); got != want {
@@ -440,5 +378,130 @@ func TestLocalSharesOnlyEqualValues(t *testing.T) {
 	}
 	if live != len(puts)-2 {
 		t.Fatalf("%d live values for %d entries", live, len(puts)-2)
+	}
+}
+
+// TestLocalHitsOfRecentEntriesWriteNothing: a list's subjects, in a cache
+// many times their number, read again and again, and in an order of their
+// own on another goroutine: once each has been stamped, their hits write
+// neither their stamps nor their shard's tick (the lines concurrent hits
+// share), while a cache with room for them alone still stamps every use.
+func TestLocalHitsOfRecentEntriesWriteNothing(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r := func(n int) model.SubjectRef { return model.SubjectRef{Entity: "contact", ID: "c-" + strconv.Itoa(n)} }
+	type snapshot struct{ ticks, stamps []int64 }
+	snap := func(l *Local) snapshot {
+		var sn snapshot
+		for k := range l.shards {
+			s := &l.shards[k]
+			sn.ticks = append(sn.ticks, s.tick.Load())
+			if ents := s.ents.Load(); ents != nil {
+				for i := range ents.stamps {
+					sn.stamps = append(sn.stamps, ents.stamps[i].Load())
+				}
+			}
+		}
+		return sn
+	}
+	for _, tc := range []struct {
+		name      string
+		max       int
+		quiet     bool
+		ids, gets int
+	}{{"a list in a large cache", 100_000, true, 2300, 3}, {"a cache the list fills", 2300, false, 2300, 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := NewLocal(Options{MaxSubjects: tc.max})
+			l.SetIndex(emptyIndex(t))
+			for n := range tc.ids {
+				l.Put(r(n), nil, Facts{RegistersVersion: 1}, at, l.Gen())
+			}
+			for n := range tc.ids { // each stamped once more at most
+				l.Get(r(n), at)
+			}
+			before := snap(l)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range tc.gets {
+					for n := tc.ids - 1; n >= 0; n-- {
+						l.Get(r(n), at)
+					}
+				}
+			}()
+			for range tc.gets {
+				for n := range tc.ids {
+					if _, ok := l.Get(r(n), at); !ok {
+						t.Errorf("c-%d missed", n)
+					}
+				}
+			}
+			wg.Wait()
+			after := snap(l)
+			if same := reflect.DeepEqual(before, after); same != tc.quiet {
+				t.Fatalf("stamps and ticks unchanged by the hits: %v, want %v", same, tc.quiet)
+			}
+		})
+	}
+}
+
+// TestLocalWindowIsAQuarterOfAShardsCapacity: the window is a quarter of
+// the shard's share of the subjects, or of the entries its share of the
+// bytes holds at their average size when that is fewer; at least 1.
+func TestLocalWindowIsAQuarterOfAShardsCapacity(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	size := entrySize(model.SubjectRef{Entity: "contact", ID: "c-00"}, nil, Facts{})
+	for _, tc := range []struct {
+		name        string
+		max, shards int
+		bytes       int64
+		want        int64
+	}{
+		{"by subjects, one shard", 100, 1, 0, 25},
+		{"by subjects, default cache", 100_000, 32, 0, 781},
+		{"by subjects, four shards", 10, 4, 0, 1},
+		{"by bytes", 1000, 1, 40 * size, 10},
+		{"by bytes, four shards", 1000, 4, 160 * size, 10},
+		{"by bytes, tiny", 1000, 1, 2 * size, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLocal(Options{MaxSubjects: tc.max, MaxBytes: tc.bytes}.WithDefaults(), tc.shards)
+			l.SetIndex(emptyIndex(t))
+			for n := range 100 {
+				l.Put(model.SubjectRef{Entity: "contact", ID: fmt.Sprintf("c-%02d", n)}, nil, Facts{RegistersVersion: 1}, at, l.Gen())
+			}
+			for k := range l.shards {
+				if s := &l.shards[k]; s.count > 0 && s.window.Load() != tc.want {
+					t.Fatalf("shard %d: window %d, want %d", k, s.window.Load(), tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestShardHeadersHaveALineEach: what lock-free hits read of a shard (seq
+// to window) lies on one cache line that no other field of it, nor of the
+// shard before it, shares, whatever the number of shards (the shards'
+// array does not start on a line: Go puts an 8-byte header before an
+// object of more than 512 bytes that holds pointers).
+func TestShardHeadersHaveALineEach(t *testing.T) {
+	line := func(p unsafe.Pointer, off uintptr) uintptr { return (uintptr(p) + off) / 64 }
+	for n := 1; n <= maxShards; n *= 2 {
+		for range 3 {
+			l := newLocal(Options{}.WithDefaults(), n)
+			for k := range l.shards {
+				s := &l.shards[k]
+				first, last := line(unsafe.Pointer(&s.seq), 0), line(unsafe.Pointer(&s.window), 7)
+				if first != last || line(unsafe.Pointer(&s.mu), 0) == last {
+					t.Fatalf("%d shards: shard %d's header at %#x..%#x, its mutex at %#x", n, k,
+						uintptr(unsafe.Pointer(&s.seq)), uintptr(unsafe.Pointer(&s.window))+8, uintptr(unsafe.Pointer(&s.mu)))
+				}
+				if k > 0 {
+					if p := &l.shards[k-1]; line(unsafe.Pointer(&p.heap), unsafe.Sizeof(p.heap)-1) == first {
+						t.Fatalf("%d shards: shard %d's header shares a line with shard %d's heap", n, k, k-1)
+					}
+				}
+			}
+		}
 	}
 }

@@ -252,72 +252,45 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 // TestLocalAgreesWithASimpleLRU: random puts, gets, invalidations (some
 // subjects inheriting from others) and evictions by count; after every step
-// the cache holds exactly what a plain least-recently-used list holds, each
-// subject with its own facts — slots are reused by index, so a stale link
-// or a slot freed twice would show as a wrong or lost entry.
+// the cache holds what the model holds (cache.RecencyModel: a plain
+// least-recently-used list, each entry evicted among the window least
+// recently used, window a quarter of the cache), each subject with its own
+// facts — slots are reused by index, so a stale link or a slot freed twice
+// would show as a wrong or lost entry.
 func TestLocalAgreesWithASimpleLRU(t *testing.T) {
-	const max = 8
-	l := cache.NewLocal(cache.Options{MaxSubjects: max})
-	ix := index(t, 1)
-	l.SetIndex(ix)
-	type item struct {
-		ref    model.SubjectRef
-		parent *model.SubjectRef
-		active uint32
-	}
-	var lru []item // most recently used first
-	find := func(r model.SubjectRef) int {
-		for i, it := range lru {
-			if it.ref == r {
-				return i
-			}
-		}
-		return -1
-	}
-	next := cache.LCG(uint64(1))
-	for step := range 5000 {
-		r := ref("c-" + strconv.Itoa(next(20)))
-		switch op := next(10); {
-		case op < 5: // put
-			it := item{ref: r, active: uint32(step + 1)}
-			if p := next(4); p == 0 {
-				pr := ref("c-" + strconv.Itoa(next(20)))
-				it.parent = &pr
-			}
-			f := cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: it.active}}
-			l.Put(r, it.parent, f, t0, l.Gen())
-			if i := find(r); i >= 0 {
-				lru = append(lru[:i], lru[i+1:]...)
-			}
-			lru = append([]item{it}, lru...)
-			if len(lru) > max {
-				lru = lru[:max]
-			}
-		case op < 9: // get
-			f, ok := l.Get(r, t0)
-			i := find(r)
-			if ok != (i >= 0) {
-				t.Fatalf("step %d: Get(%v) hit=%v, want %v", step, r, ok, i >= 0)
-			}
-			if ok {
-				if f.State.Active != lru[i].active {
-					t.Fatalf("step %d: Get(%v) = facts of put %d, want %d", step, r, f.State.Active, lru[i].active)
+	for _, tc := range []struct {
+		max    int
+		window int64
+	}{{8, 2}, {64, 16}} {
+		t.Run(strconv.Itoa(tc.max), func(t *testing.T) {
+			l := cache.NewLocal(cache.Options{MaxSubjects: tc.max})
+			l.SetIndex(index(t, 1))
+			m := cache.NewRecencyModel(t, l)
+			next := cache.LCG(uint64(1))
+			ids := tc.max * 5 / 2
+			for step := range 5000 {
+				r := ref("c-" + strconv.Itoa(next(ids)))
+				if w := m.Window(r); w != tc.window {
+					t.Fatalf("window %d, want %d", w, tc.window)
 				}
-				it := lru[i]
-				lru = append([]item{it}, append(lru[:i:i], lru[i+1:]...)...)
-			}
-		default: // invalidate r and its children
-			l.Invalidate(r)
-			kept := lru[:0:0]
-			for _, it := range lru {
-				if it.ref != r && (it.parent == nil || *it.parent != r) {
-					kept = append(kept, it)
+				switch op := next(10); {
+				case op < 5: // put
+					it := cache.ModelItem{Ref: r, Active: uint32(step + 1)}
+					if p := next(4); p == 0 {
+						pr := ref("c-" + strconv.Itoa(next(ids)))
+						it.Parent = &pr
+					}
+					f := cache.Facts{RegistersVersion: 1, Known: true, State: lifecycle.State{Active: it.Active}}
+					l.Put(r, it.Parent, f, t0, l.Gen())
+					m.Put(step, it)
+				case op < 9: // get
+					f, ok := l.Get(r, t0)
+					m.Get(step, r, f.State.Active, ok)
+				default: // invalidate r and its children
+					l.Invalidate(r)
+					m.Invalidate(step, r)
 				}
 			}
-			lru = kept
-		}
-		if l.Len() != len(lru) {
-			t.Fatalf("step %d: Len = %d, want %d", step, l.Len(), len(lru))
-		}
+		})
 	}
 }

@@ -31,8 +31,11 @@ import (
 // writer holding mu with seq odd; a reader that saw seq change retries
 // under mu. Values are never changed once made: an entry gets a new one.
 type shard struct {
-	// What lock-free readers read, apart from what writers hold.
-	_ [64]byte
+	// What lock-free readers read, on one cache line of its own (the
+	// shards are a multiple of a line long, their array line-aligned:
+	// TestShardHeadersHaveALineEach). Writers write it; a hit only reads
+	// it, but for the rare use that re-stamps (see touch).
+	//
 	// seq is odd while a writer changes the index or the entries, and
 	// moves on with every change.
 	seq atomic.Uint64
@@ -41,7 +44,7 @@ type shard struct {
 	// empty. Kept at most half full. nil when empty.
 	tab atomic.Pointer[table]
 	// ents are the entries' hot halves and the ticks they were last
-	// used at, by slot (as many as cold; nil when empty).
+	// stamped at, by slot (as many as cold; nil when empty).
 	ents atomic.Pointer[entries]
 	// vals holds the (entity, instant, facts) of the entries, shared by
 	// the entries whose ones are equal (counted by refs, by place); an
@@ -50,11 +53,13 @@ type shard struct {
 	// it): values are appended, and the array is copied without its
 	// dead places when it is full (see compactValues).
 	vals atomic.Pointer[valueArray]
-	_    [32]byte
-	// tick counts the uses of the shard's entries: each stamps its entry
-	// with the next value (see stamp).
+	// tick counts the stamps given in the shard: each stamp is the next
+	// value (see touch and push).
 	tick atomic.Int64
-	_    [56]byte
+	// window is how many stamps old an entry's stamp may be before a use
+	// stamps it again (see touch); at least 1. Set under mu by push.
+	window atomic.Int64
+	_      [16]byte
 
 	mu    sync.Mutex
 	cold  []cold
@@ -69,16 +74,18 @@ type shard struct {
 	count      int
 	withParent int   // entries whose subject inherits evidence
 	bytes      int64 // sum of the entries' sizes
-	// Recency: ents.stamps[i] is the tick slot i was last used at,
-	// which a hit stores without a lock. heap orders the slots by
-	// the stamp cold[i].used they had when last placed there (never
-	// later than their current one but in a race): the least recently
-	// used entry is found by taking the top, placing it again when its
-	// stamp moved on, until one's did not — exact LRU within the shard,
-	// though a hit writes only its stamp and the shard's tick, without
-	// a lock.
+	// capSubjects and capBytes are the shard's share of the cache's
+	// bounds, which window is a quarter of (see push).
+	capSubjects, capBytes int64
+	// Recency: ents.stamps[i] is the tick slot i was last stamped at,
+	// which a hit stores without a lock. heap orders the slots by the
+	// stamp cold[i].used they had when last placed there (never later
+	// than their current one but in a race): the entry with the oldest
+	// stamp is found by taking the top, placing it again when its stamp
+	// moved on, until one's did not. With a window of w, that entry is
+	// one of the w least recently used of the shard (see touch).
 	heap []int32
-	_    [64]byte
+	_    [56]byte // to a multiple of a cache line
 }
 
 // table is a shard's index.
@@ -195,16 +202,30 @@ func (s *shard) unlock() {
 func (s *shard) begin() { s.seq.Add(1) }
 func (s *shard) end()   { s.seq.Add(1) }
 
-// stamp is the tick of a use now: one more than the last one's. It is a
-// load and a store, not an atomic increment, lest every hit of every core
-// queue on one word: uses racing on two cores may get the same tick —
-// they are simultaneous, and either order is an order of use — while a
-// use that follows another in time gets a later tick, so the order of
-// use is exact (ties only between simultaneous uses).
-func (s *shard) stamp() int64 {
-	t := s.tick.Load() + 1
-	s.tick.Store(t)
-	return t
+// touch records a use of the entry whose stamp is st. It stamps it again
+// (the next tick) only when its stamp is window or more ticks old: the
+// uses of a list's subjects, a few thousand spread over the shards of a
+// larger cache, then write nothing, so the cores serving them share the
+// shard's lines and the entries' stamps without passing them to and fro.
+//
+// What that costs the order of use: an entry x whose last use found its
+// stamp s fewer than w ticks old (w the window then, T the tick) was not
+// stamped again, so it may be taken for less recent than entries used
+// before that use. But those entries hold stamps in (s, T] — a stamp is
+// given to one entry, and an entry used before x's last use was last
+// stamped no later than T — which are fewer than w. So the entry evicted,
+// the one with the oldest stamp, is one of the w least recently used of
+// its shard, w its window at its last use (with a window of 1, the least
+// recently used). A load and a store, not an atomic increment, lest
+// re-stamping uses queue on one word: uses racing on two cores may get the
+// same tick (they are simultaneous, and either order is one).
+func (s *shard) touch(st *atomic.Int64) {
+	t := s.tick.Load()
+	if t-st.Load() < s.window.Load() {
+		return
+	}
+	s.tick.Store(t + 1)
+	st.Store(t + 1)
 }
 
 // peek is GetTo's lock-free hit: sure reports whether hit is the answer
@@ -275,9 +296,7 @@ func (s *shard) peek(h uint64, ref model.SubjectRef, now time.Time, version int6
 	*dst = v.facts
 	// The slot may have been reused since seq was checked: then a fresh
 	// entry is marked used now, which it just was.
-	if st := &ents.stamps[slot]; st.Load() != s.tick.Load() {
-		st.Store(s.stamp())
-	}
+	s.touch(&ents.stamps[slot])
 	return true, true
 }
 
@@ -451,9 +470,20 @@ func (l *Local) remove(s *shard, i int32) {
 	s.free = i
 }
 
-// push marks the new entry in slot i as the most recently used.
+// push marks the new entry in slot i as the most recently used, and sets
+// the window to a quarter of the entries the shard holds when the cache is
+// full: its share of the subjects, or fewer when its share of the bytes
+// holds fewer entries of its average size; locked for writing.
 func (s *shard) push(i int32) {
-	t := s.stamp()
+	c := s.capSubjects
+	if s.count > 0 {
+		c = min(c, s.capBytes/(s.bytes/int64(s.count)))
+	}
+	if w := max(1, c/4); w != s.window.Load() {
+		s.window.Store(w)
+	}
+	t := s.tick.Load() + 1
+	s.tick.Store(t)
 	s.ents.Load().stamps[i].Store(t)
 	s.cold[i].used = t
 	s.cold[i].pos = int32(len(s.heap))
