@@ -16,7 +16,7 @@ import (
 // Local is the read-through cache both Store implementations put in front of
 // their data: the current register index and the computed Facts of recently
 // asked subjects (bounded in entries and in bytes, least recently used
-// evicted — see below for how exactly).
+// evicted, approximately — see below for how far).
 //
 // A cached Facts entry is served only while the registers it was computed
 // with are current and strictly before its State.Next, so a transition is
@@ -29,10 +29,10 @@ import (
 // answers (a 1 MB list is 2,300 of them) do not queue on one lock. The
 // bounds are the whole cache's (a reservation taken before an insert, so
 // they hold whatever the concurrency); the entry evicted to make room is
-// the least recently used of the shard the new one goes to, or, when that
-// shard has none left, of the others in turn: an approximate LRU, exact
-// for a cache of fewer than 2×minShardSubjects subjects, which has one
-// shard.
+// one of the w least recently used of the shard the new one goes to, or,
+// when that shard has none left, of the others in turn, w the shard's
+// window (a quarter of its share of the cache, see shard.touch): with a
+// window of 1, the least recently used.
 //
 // A warm Get takes no lock (see shard) and makes no allocation. The Facts it
 // returns share their Grants slice with the cache (and with the entries
@@ -207,9 +207,10 @@ func (l *Local) shardOf(h uint64) *shard { return &l.shards[h>>l.shift] }
 // Get returns the cached Facts of ref valid at now, if any. It does not look
 // at connectivity (see Servable) nor count hits: the Store does both.
 //
-// A hit of an id of at most inlineID bytes writes nothing but its entry's
-// recency (see shard.peek): concurrent answers reading the same subjects
-// on several cores do not pass a lock's cache line between them. Anything
+// A hit of an id of at most inlineID bytes writes nothing but, once in a
+// window of uses, its entry's recency (see shard.peek and shard.touch):
+// concurrent answers reading the same subjects on several cores do not
+// pass a lock's cache line between them. Anything
 // else (a writer at work in the shard, a long id, an entry to drop) takes
 // the shard's mutex.
 func (l *Local) Get(ref model.SubjectRef, now time.Time) (Facts, bool) {

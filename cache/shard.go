@@ -25,16 +25,19 @@ import (
 // handful of distinct facts between them.
 //
 // Concurrent answers read the same subjects on several cores, so a hit
-// writes no line another hit reads: it takes no lock (see peek). What a
+// writes no line another hit reads: it takes no lock (see peek), and
+// stamps its entry again only once in a window of uses (see touch). What a
 // lock-free reader reads — the index, the hot halves, the values — is
 // read and written with atomic operations only, and changed only by a
 // writer holding mu with seq odd; a reader that saw seq change retries
 // under mu. Values are never changed once made: an entry gets a new one.
 type shard struct {
-	// What lock-free readers read, on one cache line of its own (the
-	// shards are a multiple of a line long, their array line-aligned:
+	// What lock-free readers read, on one cache line of its own: 48
+	// bytes and 16 of padding, in shards a multiple of a line long, so
+	// every shard's lies at the place in a line where the array starts
+	// (Go's allocator puts it 8 bytes after a line's start:
 	// TestShardHeadersHaveALineEach). Writers write it; a hit only reads
-	// it, but for the rare use that re-stamps (see touch).
+	// it, but for the rare use that stamps its entry again (see touch).
 	//
 	// seq is odd while a writer changes the index or the entries, and
 	// moves on with every change.
