@@ -162,7 +162,7 @@ type field struct {
 	path   string
 	bit    uint32 // 1 << Bit
 	action Action
-	repl   []byte // replacement JSON text for ActNull and ActMask
+	repl   []byte // replacement JSON text for ActNull and ActMask (wordPadded), cut for ActRemove
 	rank   int    // position in Paths()
 }
 
@@ -718,8 +718,9 @@ func Compile(spec Spec) (*Map, error) {
 		cf := field{path: f.Path, bit: 1 << uint(f.Bit), action: f.Action}
 		switch f.Action {
 		case ActNull:
-			cf.repl = []byte("null")
+			cf.repl = wordPadded([]byte("null"))
 		case ActRemove:
+			cf.repl = cut
 		case ActMask:
 			mask := f.Mask
 			if mask == "" {
@@ -728,7 +729,7 @@ func Compile(spec Spec) (*Map, error) {
 			if !utf8.ValidString(mask) {
 				return nil, fmt.Errorf("redact: field %q: mask is not valid UTF-8", f.Path)
 			}
-			cf.repl = appendQuoted(nil, mask)
+			cf.repl = wordPadded(appendQuoted(nil, mask))
 		case ActHash:
 			if len(spec.HashKey) == 0 {
 				return nil, fmt.Errorf("redact: field %q: action hash needs Spec.HashKey", f.Path)
