@@ -10,7 +10,7 @@ import (
 // replaceCase is a list whose items hold mapped keys of every length
 // around kept members of every length, so that the runs kept between two
 // replacements are 0 to ~40 bytes long (replace's word stores take those
-// of at most 16), with replacements of every length from 0 (removed) to 12
+// of at most 32), with replacements of every length from 0 (removed) to 12
 // (masks), the last item's values up to the end of the body.
 type replaceCase struct {
 	spec Spec

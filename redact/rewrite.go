@@ -316,9 +316,9 @@ func (r *rewriter) redacted(n *node) bool {
 // strongest marks the fields of n that are hidden and returns the one whose
 // action discloses least, for values that several paths select.
 func (r *rewriter) strongest(n *node) *field {
-	if len(n.fields) == 1 {
+	if n.one != nil {
 		r.hit[n.fields[0]] = true
-		return &r.m.fields[n.fields[0]]
+		return n.one
 	}
 	var best *field
 	for _, fi := range n.fields {
@@ -410,18 +410,20 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 	default:
 		// Most replacements are a short kept run (the separator and key
 		// between two redacted values, `,"last_name":`) and a short
-		// replacement (null, a mask): three word stores into the output's
+		// replacement (null, a mask): five word stores into the output's
 		// spare capacity instead of two memmove calls (replace itself must
 		// stay small enough to inline). The stores may write past the new
 		// length, within capacity, where the next append writes anyway.
 		out, src, last, repl := r.out, r.src, r.last, f.repl
 		n, k := len(out), i-last
-		if r.quiet == 0 && uint(k) <= 16 && len(repl) <= 8 && cap(repl) >= 8 && cap(out)-n >= 24 && last >= 0 && last+16 <= len(src) {
-			o := out[n : n+24 : n+24]
-			s := src[last : last+16 : last+16]
+		if r.quiet == 0 && uint(k) <= 32 && len(repl) <= 8 && cap(repl) >= 8 && cap(out)-n >= 40 && last >= 0 && last+32 <= len(src) {
+			o := out[n : n+40 : n+40]
+			s := src[last : last+32 : last+32]
 			binary.LittleEndian.PutUint64(o, binary.LittleEndian.Uint64(s))
-			binary.LittleEndian.PutUint64(o[8:16], binary.LittleEndian.Uint64(s[8:]))
-			binary.LittleEndian.PutUint64(o[k&31:], binary.LittleEndian.Uint64(repl[:8]))
+			binary.LittleEndian.PutUint64(o[8:16], binary.LittleEndian.Uint64(s[8:16]))
+			binary.LittleEndian.PutUint64(o[16:24], binary.LittleEndian.Uint64(s[16:24]))
+			binary.LittleEndian.PutUint64(o[24:32], binary.LittleEndian.Uint64(s[24:32]))
+			binary.LittleEndian.PutUint64(o[k&63:], binary.LittleEndian.Uint64(repl[:8]))
 			r.out, r.last = out[:n+k+len(repl)], j
 		} else {
 			r.replace(i, j, repl)
@@ -501,6 +503,14 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 			emitted = true
 		} else if j, emitted, err = r.member(r.ws(v), start, comma, emitted, c); err != nil {
 			return 0, err
+		}
+		if uint(j) < uint(len(src)) && src[j] == ',' { // compact JSON: the comma right after the value
+			if !emitted {
+				r.replace(j, j+1, cut) // every member so far was removed
+			}
+			comma = j
+			j++
+			continue
 		}
 		if j = r.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {

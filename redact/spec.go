@@ -187,6 +187,7 @@ type node struct {
 	list bool
 
 	fields  []int  // fields redacted here (several when paths overlap)
+	one     *field // the field when there is exactly one (most nodes), for strongest
 	bits    uint32 // OR of the fields' bits
 	subject bool   // the subject id lives here
 	scope   bool   // an element with its own subject (the node of the last "#")
@@ -427,6 +428,9 @@ func (b *builder) state(set []*pnode) (*node, error) {
 		n.scope = n.scope || p.scope
 	}
 	slices.Sort(n.fields)
+	if len(n.fields) == 1 {
+		n.one = &b.m.fields[n.fields[0]] // m.fields is complete: the pointer stays valid
+	}
 	for _, f := range n.fields {
 		k := b.m.fields[f].rank
 		n.noted = append(n.noted, notedBit{k >> 6, 1 << (k & 63)})
