@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -120,8 +121,8 @@ func (a *answers) headersAnswer(request bool) *extprocv3.ProcessingResponse {
 // no work for, so that Envoy never waits for its message timeout.
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	ctx := srv.Context()
-	st := &stream{}
-	in := &inbound{}
+	ps := procPool.Get().(*procState)
+	st, in := &ps.st, &ps.in
 	defer func() {
 		// A write whose answer this stream never saw (Envoy not set to
 		// send response headers, the stream cut) may still have reached
@@ -136,6 +137,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 		if st.span != nil {
 			st.span.End()
 		}
+		ps.put()
 	}()
 	for {
 		// With Codec, a response body aliases the received bytes until
@@ -152,9 +154,10 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 		}
 		// A nil answer: FULL_DUPLEX_STREAMED needs none per message.
 		if resp := s.phase(ctx, st, in); resp != nil {
-			out := &outbound{resp: resp, pooled: st.pooled}
+			ps.out = outbound{resp: resp, pooled: st.pooled}
 			st.pooled = nil
-			err = srv.SendMsg(out)
+			err = srv.SendMsg(&ps.out)
+			ps.out = outbound{}
 		}
 		for _, r := range st.extra {
 			if err == nil {
@@ -167,6 +170,31 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			return err
 		}
 	}
+}
+
+// procState is what a Process call works in: its stream, the message it
+// receives into and the answer it sends. It is taken from procPool and
+// given back when the call ends (three allocations of 1.3 KB per exchange
+// otherwise, about 2% of a 10 KB exchange's server CPU with the garbage
+// they make).
+type procState struct {
+	st  stream
+	in  inbound
+	out outbound
+}
+
+var procPool = sync.Pool{New: func() any { return new(procState) }}
+
+// put empties ps and gives it back to procPool, unless the stream ended
+// while streaming a body: a streamed body's rewriter was given the
+// stream's header lookup and may run on (its codec goroutine ends with
+// the stream's context), so that state is left to the collector.
+func (ps *procState) put() {
+	if ps.st.body != nil {
+		return
+	}
+	*ps = procState{}
+	procPool.Put(ps)
 }
 
 func (s *Server) phase(ctx context.Context, st *stream, in *inbound) *extprocv3.ProcessingResponse {
