@@ -30,7 +30,7 @@ func TestProcStateIsEmptiedBeforeReuse(t *testing.T) {
 	ps := used()
 	ps.put()
 	if !reflect.ValueOf(ps).Elem().IsZero() {
-		t.Errorf("pooled state not empty: %+v", ps.st)
+		t.Error("pooled state not empty")
 	}
 	ps = used()
 	ps.st.body = &streamedBody{}
