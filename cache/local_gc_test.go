@@ -39,14 +39,20 @@ func BenchmarkLocalGCFull(b *testing.B) {
 // BenchmarkLocalGet: one hit, the subjects of a 1 MB list's worth (2,300)
 // read in turn with a megabyte of other memory touched between rounds, as
 // a list's rewrite does between answers, in a cache of 2,300 and of
-// 100,000 subjects; "/items" also writes the 900 bytes an item's rewrite
+// 100,000 subjects, and in the default cache (100,000) holding only the
+// list (a proxy serving one list: "2300in100000"); "/items" also writes the 900 bytes an item's rewrite
 // reads and writes between two hits (that time included: compare builds).
 //
 //	go test ./cache/ -run '^$' -bench LocalGet
 //
 // fullLocal is a cache of size subjects (c-0, c-1, ...), all of them in it.
 func fullLocal(b *testing.B, size int) (*cache.Local, []model.SubjectRef) {
-	l := cache.NewLocal(cache.Options{MaxSubjects: size, MaxBytes: 1 << 30})
+	return localOf(b, size, size)
+}
+
+// localOf is a cache of max subjects holding size of them (c-0, c-1, ...).
+func localOf(b *testing.B, size, max int) (*cache.Local, []model.SubjectRef) {
+	l := cache.NewLocal(cache.Options{MaxSubjects: max, MaxBytes: 1 << 30})
 	l.SetIndex(index(b, 1))
 	refs := make([]model.SubjectRef, size)
 	for i := range refs {
@@ -58,16 +64,19 @@ func fullLocal(b *testing.B, size int) (*cache.Local, []model.SubjectRef) {
 
 func BenchmarkLocalGet(b *testing.B) {
 	for _, tc := range []struct {
-		size  int
-		items bool
-	}{{2_300, false}, {100_000, false}, {2_300, true}} {
+		size, max int
+		items     bool
+	}{{2_300, 2_300, false}, {100_000, 100_000, false}, {2_300, 2_300, true}, {2_300, 100_000, true}} {
 		size := tc.size
 		name := strconv.Itoa(size)
+		if tc.max != size {
+			name += "in" + strconv.Itoa(tc.max)
+		}
 		if tc.items {
 			name += "/items"
 		}
 		b.Run(name, func(b *testing.B) {
-			l, refs := fullLocal(b, size)
+			l, refs := localOf(b, size, tc.max)
 			other := make([]byte, 2<<20)
 			list := refs[:2300]
 			if size > len(list) {
@@ -116,13 +125,18 @@ func processCPU() int64 {
 // BenchmarkLocalGetParallel: warm hits from concurrent answers, as a
 // proxy serving lists at concurrency 16 makes them: each goroutine reads
 // a 1 MB list's subjects (2,300) in turn, from its own place in the list,
-// in a cache of 2,300 and of 100,000 subjects.
+// in a cache of 2,300 and of 100,000 subjects, and in the default cache
+// holding only the list (2300in100000).
 //
 //	go test ./cache/ -run '^$' -bench LocalGetParallel -cpu 1,2,16
 func BenchmarkLocalGetParallel(b *testing.B) {
-	for _, size := range []int{2_300, 100_000} {
-		b.Run(strconv.Itoa(size), func(b *testing.B) {
-			l, refs := fullLocal(b, size)
+	for _, tc := range []struct{ size, max int }{{2_300, 2_300}, {100_000, 100_000}, {2_300, 100_000}} {
+		size, name := tc.size, strconv.Itoa(tc.size)
+		if tc.max != size {
+			name += "in" + strconv.Itoa(tc.max)
+		}
+		b.Run(name, func(b *testing.B) {
+			l, refs := localOf(b, size, tc.max)
 			list := make([]model.SubjectRef, 2300)
 			for i := range list {
 				list[i] = refs[(i*7919)%size]
