@@ -249,18 +249,6 @@ func (r *rewriter) replace(a, b int, repl []byte) {
 	r.last = b
 }
 
-// cut is the replacement of a removed value or separator: empty, with the
-// capacity replace's word store reads.
-var cut = make([]byte, 0, 8)
-
-// wordPadded returns b with a capacity of at least 8 bytes (zeros past its
-// length), for replace's word store.
-func wordPadded(b []byte) []byte {
-	p := make([]byte, len(b), max(len(b), 8))
-	copy(p, b)
-	return p
-}
-
 // rewrite rewrites the value at i under automaton node n.
 func (r *rewriter) rewrite(i int, n *node) (int, error) {
 	if uint(i) < uint(len(r.src)) {
@@ -391,9 +379,9 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 		// Cut the comma before the member when one was kept before it; when
 		// none was, that comma is already gone and the member is cut alone.
 		if emitted {
-			r.replace(comma, j, cut)
+			r.replace(comma, j, nil)
 		} else {
-			r.replace(start, j, cut)
+			r.replace(start, j, nil)
 		}
 		return j, emitted, nil
 	case ActHash:
@@ -414,19 +402,20 @@ func (r *rewriter) member(i, start, comma int, emitted bool, n *node) (int, bool
 		// spare capacity instead of two memmove calls (replace itself must
 		// stay small enough to inline). The stores may write past the new
 		// length, within capacity, where the next append writes anyway.
-		out, src, last, repl := r.out, r.src, r.last, f.repl
+		out, src, last := r.out, r.src, r.last
 		n, k := len(out), i-last
-		if r.quiet == 0 && uint(k) <= 32 && len(repl) <= 8 && cap(repl) >= 8 && cap(out)-n >= 40 && last >= 0 && last+32 <= len(src) {
+		if f.short && r.quiet == 0 && uint(k) <= 32 && cap(out)-n >= 40 && last >= 0 && last+32 <= len(src) {
 			o := out[n : n+40 : n+40]
 			s := src[last : last+32 : last+32]
 			binary.LittleEndian.PutUint64(o, binary.LittleEndian.Uint64(s))
 			binary.LittleEndian.PutUint64(o[8:16], binary.LittleEndian.Uint64(s[8:16]))
 			binary.LittleEndian.PutUint64(o[16:24], binary.LittleEndian.Uint64(s[16:24]))
 			binary.LittleEndian.PutUint64(o[24:32], binary.LittleEndian.Uint64(s[24:32]))
-			binary.LittleEndian.PutUint64(o[k&63:], binary.LittleEndian.Uint64(repl[:8]))
-			r.out, r.last = out[:n+k+len(repl)], j
+			binary.LittleEndian.PutUint64(o[k&63:], f.replW)
+			r.out = r.out[:n+k+len(f.repl)] // the same array: no pointer store, no write barrier
+			r.last = j
 		} else {
-			r.replace(i, j, repl)
+			r.replace(i, j, f.repl)
 		}
 	}
 	return j, true, nil
@@ -501,12 +490,17 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 				return 0, err
 			}
 			emitted = true
+		} else if c == nil { // an unmapped number, literal or container: member would only call value
+			if j, err = r.value(r.ws(v)); err != nil {
+				return 0, err
+			}
+			emitted = true
 		} else if j, emitted, err = r.member(r.ws(v), start, comma, emitted, c); err != nil {
 			return 0, err
 		}
 		if uint(j) < uint(len(src)) && src[j] == ',' { // compact JSON: the comma right after the value
 			if !emitted {
-				r.replace(j, j+1, cut) // every member so far was removed
+				r.replace(j, j+1, nil) // every member so far was removed
 			}
 			comma = j
 			j++
@@ -516,7 +510,7 @@ func (r *rewriter) object(i int, n *node) (int, error) {
 			switch src[j] {
 			case ',':
 				if !emitted {
-					r.replace(j, j+1, cut) // every member so far was removed
+					r.replace(j, j+1, nil) // every member so far was removed
 				}
 				comma = j
 				j++ // the key's quote is looked for before any whitespace
@@ -574,7 +568,7 @@ func (r *rewriter) array(i int, n *node) (int, error) {
 			switch src[j] {
 			case ',':
 				if !emitted {
-					r.replace(j, j+1, cut)
+					r.replace(j, j+1, nil)
 				}
 				comma = j
 				j = r.ws(j + 1)

@@ -275,7 +275,9 @@ func (s *scanner) object(i int) (int, error) {
 	km := s.memoFor(nil)
 	for k := 0; ; k++ {
 		if uint(j) >= uint(len(src)) || src[j] != '"' {
-			return 0, s.unexpected(j, "a string key")
+			if j = s.ws(j); j >= len(src) || src[j] != '"' {
+				return 0, s.unexpected(j, "a string key")
+			}
 		}
 		var end int
 		var err error
@@ -304,10 +306,14 @@ func (s *scanner) object(i int) (int, error) {
 		} else if j, err = s.value(s.ws(v)); err != nil {
 			return 0, err
 		}
+		if uint(j) < uint(len(src)) && src[j] == ',' { // compact JSON: the comma right after the value
+			j++ // the key's quote is looked for before any whitespace
+			continue
+		}
 		if j = s.ws(j); uint(j) < uint(len(src)) {
 			switch src[j] {
 			case ',':
-				j = s.ws(j + 1)
+				j++
 				continue
 			case '}':
 				s.depth--

@@ -45,6 +45,7 @@ package redact
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -162,8 +163,12 @@ type field struct {
 	path   string
 	bit    uint32 // 1 << Bit
 	action Action
-	repl   []byte // replacement JSON text for ActNull and ActMask (wordPadded), cut for ActRemove
-	rank   int    // position in Paths()
+	repl   []byte // replacement JSON text for ActNull and ActMask
+	// short: repl is at most 8 bytes, replW holds them (zeros after), for
+	// member's word stores.
+	short bool
+	replW uint64
+	rank  int // position in Paths()
 }
 
 // node is one state of the matcher: the set of path positions a value of the
@@ -722,9 +727,8 @@ func Compile(spec Spec) (*Map, error) {
 		cf := field{path: f.Path, bit: 1 << uint(f.Bit), action: f.Action}
 		switch f.Action {
 		case ActNull:
-			cf.repl = wordPadded([]byte("null"))
+			cf.repl = []byte("null")
 		case ActRemove:
-			cf.repl = cut
 		case ActMask:
 			mask := f.Mask
 			if mask == "" {
@@ -733,13 +737,18 @@ func Compile(spec Spec) (*Map, error) {
 			if !utf8.ValidString(mask) {
 				return nil, fmt.Errorf("redact: field %q: mask is not valid UTF-8", f.Path)
 			}
-			cf.repl = wordPadded(appendQuoted(nil, mask))
+			cf.repl = appendQuoted(nil, mask)
 		case ActHash:
 			if len(spec.HashKey) == 0 {
 				return nil, fmt.Errorf("redact: field %q: action hash needs Spec.HashKey", f.Path)
 			}
 		default:
 			return nil, fmt.Errorf("redact: field %q: unknown action %d", f.Path, f.Action)
+		}
+		if (f.Action == ActNull || f.Action == ActMask) && len(cf.repl) <= 8 {
+			var w [8]byte
+			copy(w[:], cf.repl)
+			cf.short, cf.replW = true, binary.LittleEndian.Uint64(w[:])
 		}
 		n := t.add(proot, segs)
 		n.fields = append(n.fields, len(m.fields))

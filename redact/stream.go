@@ -687,7 +687,7 @@ func (s *Stream) comma(f *sframe, i int) {
 		return
 	}
 	if !f.emitted {
-		s.r.replace(i, i+1, cut)
+		s.r.replace(i, i+1, nil)
 	}
 	f.comma = s.off + i
 	f.pend = f.comma
