@@ -219,16 +219,33 @@ func (s *shard) end()   { s.seq.Add(1) }
 // stamped no later than T — which are fewer than w. So the entry evicted,
 // the one with the oldest stamp, is one of the w least recently used of
 // its shard, w its window at its last use (with a window of 1, the least
-// recently used). A load and a store, not an atomic increment, lest
-// re-stamping uses queue on one word: uses racing on two cores may get the
-// same tick (they are simultaneous, and either order is one).
+// recently used).
+//
+// The proof needs the tick to move only forward and each stamp to go to
+// one use: a re-stamp takes the next tick by compare-and-swap (a plain
+// load and store let a use delayed between the two turn the tick back
+// past stamps already given, TestLocalConcurrentHitsNeverTurnTheTickBack),
+// and an entry's stamp only moves forward (a use delayed before its store
+// does not undo a later one's). Only a re-stamp, once in a window of uses,
+// writes the tick, so uses still do not queue on it.
 func (s *shard) touch(st *atomic.Int64) {
-	t := s.tick.Load()
-	if t-st.Load() < s.window.Load() {
-		return
+	for {
+		t := s.tick.Load()
+		old := st.Load()
+		if t-old < s.window.Load() {
+			return
+		}
+		if s.tick.CompareAndSwap(t, t+1) {
+			raiseStamp(st, t+1)
+			return
+		}
 	}
-	s.tick.Store(t + 1)
-	st.Store(t + 1)
+}
+
+// raiseStamp sets *st to t unless it already holds a later stamp.
+func raiseStamp(st *atomic.Int64, t int64) {
+	for old := st.Load(); old < t && !st.CompareAndSwap(old, t); old = st.Load() {
+	}
 }
 
 // peek is GetTo's lock-free hit: sure reports whether hit is the answer
@@ -485,8 +502,7 @@ func (s *shard) push(i int32) {
 	if w := max(1, c/4); w != s.window.Load() {
 		s.window.Store(w)
 	}
-	t := s.tick.Load() + 1
-	s.tick.Store(t)
+	t := s.tick.Add(1) // lock-free re-stamps move it too (see touch)
 	s.ents.Load().stamps[i].Store(t)
 	s.cold[i].used = t
 	s.cold[i].pos = int32(len(s.heap))
