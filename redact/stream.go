@@ -194,6 +194,9 @@ func (s *Stream) Write(dst, chunk []byte) ([]byte, error) {
 			return dst, err
 		}
 		dst = s.release(dst)
+		// bound may rewrite the held item (to find the error Rewrite
+		// would give): into dst as released, never over it.
+		s.r.out = dst
 		if err := s.bound(); err != nil {
 			s.fail(err)
 			return dst, err
